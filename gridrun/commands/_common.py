@@ -1,0 +1,36 @@
+"""Argument helpers shared by command modules."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import GridrunError
+
+
+def add_runs_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs-dir", default="runs", metavar="DIR", help="folder of run directories (default: runs)")
+
+
+def parse_flag_assignments(items: list[str] | None) -> dict[str, str]:
+    """`--flag name=value` (repeatable) -> {name: value}; values stay strings, typed later by the script."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise GridrunError(f"--flag {item!r} is not NAME=VALUE: write it as --flag {item}=VALUE")
+        name, value = item.split("=", 1)
+        name = name.strip().replace("-", "_")
+        if not name:
+            raise GridrunError(f"--flag {item!r} has no name: write it as --flag NAME=VALUE")
+        out[name] = value
+    return out
+
+
+def confirm(question: str, assume_yes: bool) -> bool:
+    """Ask a yes/no question; without a terminal, refuse unless --yes was given."""
+    if assume_yes:
+        return True
+    if not sys.stdin or not sys.stdin.isatty():
+        raise GridrunError(f"{question} needs confirmation, and there is no terminal to ask: add --yes")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    return answer in ("y", "yes")

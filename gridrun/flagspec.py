@@ -1,0 +1,428 @@
+"""Typed flags for training scripts: declaration, parsing, precedence and errors.
+
+    FLAGS = gridrun.flags(
+        gridrun.flag_integer("nodes1", 256, "units in the first layer"),
+        gridrun.flag_numeric("lr", 0.001, "learning rate"),
+    )
+    FLAGS = gridrun.flags(nodes1=256, optimizer="rmsprop")   # compact form, type from the default
+
+Precedence, lowest to highest: defaults < flags.yml beside the script (a plain mapping, or profiles
+selected with --config NAME / GRIDRUN_CONFIG) < the command line (--lr 0.01, --lr=0.01) < values passed
+by `gridrun training-run` / `tuning-run`. The module is named flagspec so that `gridrun.flags` stays
+the function (a submodule called flags would shadow it once imported).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import math
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import rundir
+from .errors import FlagError
+
+TYPES = ("numeric", "integer", "boolean", "string")
+_TRUE = {"true", "yes", "y", "1", "on", "t"}
+_FALSE = {"false", "no", "n", "0", "off", "f"}
+ENV_CONFIG = "GRIDRUN_CONFIG"
+
+
+@dataclass(frozen=True)
+class FlagSpec:
+    """One declared flag. `static` says how population mode treats it: None = by type (numeric flags
+    are vectorized across trials, the others split trials into groups)."""
+
+    name: str
+    type: str
+    default: Any
+    description: str = ""
+    static: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise FlagError(f"invalid flag name {self.name!r}: use a Python identifier such as 'learning_rate'")
+        if self.type not in TYPES:
+            raise FlagError(f"flag '{self.name}': unknown type {self.type!r}; use one of {', '.join(TYPES)}")
+        if self.default is not None:
+            object.__setattr__(self, "default", self.parse(self.default, source="its default"))
+
+    @property
+    def is_static(self) -> bool:
+        return self.type != "numeric" if self.static is None else bool(self.static)
+
+    def parse(self, value: Any, source: str = "the value given") -> Any:
+        """Convert `value` (a string from a command line, or a YAML/JSON/Python value) to this flag's type."""
+        if value is None:
+            return None
+        try:
+            return _CONVERT[self.type](value)
+        except (ValueError, TypeError):
+            pass
+        example = {"numeric": "0.01", "integer": "64", "boolean": "true", "string": "adam"}[self.type]
+        raise FlagError(
+            f"flag '{self.name}' ({self.type}) cannot take {value!r} from {source}: "
+            f"give {_ARTICLE[self.type]} {self.type} value, e.g. --flag {self.name}={example}"
+        )
+
+
+def _to_float(v: Any) -> float:
+    if isinstance(v, bool):
+        raise ValueError
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str) and v.strip():
+        return float(v.strip())
+    raise ValueError
+
+
+def _to_int(v: Any) -> int:
+    if isinstance(v, bool):
+        raise ValueError
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        if math.isfinite(v) and v.is_integer():
+            return int(v)
+        raise ValueError
+    if isinstance(v, str):
+        s = v.strip()
+        try:
+            return int(s)
+        except ValueError:
+            return _to_int(float(s))
+    raise ValueError
+
+
+def _to_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str):
+        s = v.strip().lower()
+        if s in _TRUE:
+            return True
+        if s in _FALSE:
+            return False
+    raise ValueError
+
+
+def _to_str(v: Any) -> str:
+    if isinstance(v, (dict, list, tuple, set)):
+        raise ValueError
+    return v if isinstance(v, str) else str(v)
+
+
+_ARTICLE = {"numeric": "a", "integer": "an", "boolean": "a", "string": "a"}
+_CONVERT = {"numeric": _to_float, "integer": _to_int, "boolean": _to_bool, "string": _to_str}
+
+
+def flag_numeric(name: str, default: float | None, description: str = "", static: bool | None = None) -> FlagSpec:
+    return FlagSpec(name, "numeric", default, description, static)
+
+
+def flag_integer(name: str, default: int | None, description: str = "", static: bool | None = None) -> FlagSpec:
+    return FlagSpec(name, "integer", default, description, static)
+
+
+def flag_boolean(name: str, default: bool | None, description: str = "", static: bool | None = None) -> FlagSpec:
+    return FlagSpec(name, "boolean", default, description, static)
+
+
+def flag_string(name: str, default: str | None, description: str = "", static: bool | None = None) -> FlagSpec:
+    return FlagSpec(name, "string", default, description, static)
+
+
+def _infer(name: str, default: Any) -> FlagSpec:
+    if isinstance(default, FlagSpec):
+        return default
+    if isinstance(default, bool):
+        return flag_boolean(name, default)
+    if isinstance(default, int):
+        return flag_integer(name, default)
+    if isinstance(default, float):
+        return flag_numeric(name, default)
+    if isinstance(default, str):
+        return flag_string(name, default)
+    raise FlagError(
+        f"flag '{name}': cannot infer a type from default {default!r}; "
+        f"declare it with gridrun.flag_numeric/flag_integer/flag_boolean/flag_string"
+    )
+
+
+class Flags(Mapping[str, Any]):
+    """The resolved flag values: `FLAGS.lr`, `FLAGS["lr"]`, `for name in FLAGS`, `FLAGS.as_dict()`."""
+
+    def __init__(self, specs: dict[str, FlagSpec], values: dict[str, Any], sources: dict[str, str]):
+        object.__setattr__(self, "_specs", specs)
+        object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "_sources", sources)
+
+    def __getattr__(self, name: str) -> Any:
+        values = object.__getattribute__(self, "_values")
+        if name in values:
+            return values[name]
+        raise AttributeError(_undeclared_message([name], list(values)))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("flags are read-only; pass new values on the command line or with --flag")
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise KeyError(_undeclared_message([name], list(self._values))) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"Flags({inner})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    @property
+    def specs(self) -> dict[str, FlagSpec]:
+        return dict(self._specs)
+
+    def source(self, name: str) -> str:
+        """Where a value came from: default, flags.yml, command line or runner."""
+        return self._sources[name]
+
+
+def _undeclared_message(names: list[str], declared: list[str]) -> str:
+    parts = []
+    for name in names:
+        close = difflib.get_close_matches(name, declared, n=1)
+        parts.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    listed = ", ".join(declared) if declared else "(none)"
+    return (
+        f"the following flags were provided but not declared: {', '.join(parts)}. "
+        f"Declared flags: {listed}. Fix the name, or declare the flag in the script's gridrun.flags(...)"
+    )
+
+
+def flags(
+    *specs: FlagSpec,
+    config: str | None = None,
+    file: str | os.PathLike | None = None,
+    arguments: list[str] | None = None,
+    **keyword_defaults: Any,
+) -> Flags:
+    """Declare the script's flags and resolve their values (see the module docstring for precedence).
+
+    `arguments` defaults to sys.argv[1:]; `file` to flags.yml beside the running script. With explicit
+    `arguments` or under a gridrun runner, mistakes raise FlagError; a plain `python script.py` prints
+    the message and exits with status 2 instead of a traceback.
+    """
+    ctx = rundir.current()
+    explicit = arguments is not None
+    try:
+        resolved = _resolve(specs, keyword_defaults, config, file, arguments, ctx)
+    except FlagError as exc:
+        if explicit or ctx is not None:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if isinstance(resolved, str):  # --help
+        print(resolved)
+        raise SystemExit(0)
+    if ctx is not None:
+        ctx.write_flags(resolved.as_dict())
+    return resolved
+
+
+def _collect(specs: tuple[FlagSpec, ...], keyword_defaults: dict[str, Any]) -> dict[str, FlagSpec]:
+    out: dict[str, FlagSpec] = {}
+    items = [(s.name, s) for s in specs] + [(k, _infer(k, v)) for k, v in keyword_defaults.items()]
+    for name, spec in items:
+        if not isinstance(spec, FlagSpec):
+            raise FlagError(f"gridrun.flags() takes flag_numeric(...)-style declarations, got {spec!r}")
+        if name in out:
+            raise FlagError(f"flag '{name}' is declared twice: keep one declaration")
+        out[name] = spec
+    return out
+
+
+def _script_dir(ctx: rundir.RunContext | None) -> Path:
+    if ctx is not None and ctx.properties.get("script_path"):
+        return Path(ctx.properties["script_path"]).parent
+    return Path(sys.argv[0]).resolve().parent if sys.argv and sys.argv[0] else Path.cwd()
+
+
+def _resolve(specs, keyword_defaults, config, file, arguments, ctx) -> Flags | str:
+    declared = _collect(specs, keyword_defaults)
+    values = {name: s.default for name, s in declared.items()}
+    sources = dict.fromkeys(declared, "default")
+    argv = list(sys.argv[1:] if arguments is None else arguments)
+    cli, cli_config, want_help = parse_command_line(argv)
+    if want_help:
+        return help_text(declared)
+    config = cli_config or config or os.environ.get(ENV_CONFIG) or None
+    path = Path(file) if file is not None else _script_dir(ctx) / "flags.yml"
+    for layer, source in (
+        (read_flags_file(path, config, required=file is not None), f"flags file {path}"),
+        (cli, "the command line"),
+        (ctx.flags if ctx is not None else {}, "the runner"),
+    ):
+        unknown = [k for k in layer if k not in declared]
+        if unknown:
+            raise FlagError(_undeclared_message(unknown, list(declared)) + f" (from {source})")
+        for name, raw in layer.items():
+            values[name] = declared[name].parse(raw, source)
+            sources[name] = source
+    return Flags(declared, values, sources)
+
+
+def parse_command_line(argv: list[str]) -> tuple[dict[str, str], str | None, bool]:
+    """Parse `--name value`, `--name=value` (and `--config NAME`, `--help`); '-' in names becomes '_'."""
+    out: dict[str, str] = {}
+    config = None
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-h", "--help"):
+            return out, config, True
+        if not arg.startswith("--") or len(arg) == 2:
+            raise FlagError(f"unexpected argument {arg!r}: pass flags as --name value or --name=value")
+        body = arg[2:]
+        if "=" in body:
+            name, value = body.split("=", 1)
+        else:
+            if i + 1 >= len(argv):
+                raise FlagError(f"flag --{body} has no value: pass --{body} VALUE or --{body}=VALUE")
+            name, value = body, argv[i + 1]
+            i += 1
+        name = name.replace("-", "_")
+        if name == "config":
+            config = value
+        else:
+            out[name] = value
+        i += 1
+    return out, config, False
+
+
+def read_flags_file(path: Path, config: str | None, required: bool = False) -> dict[str, Any]:
+    """Read flags.yml: a plain mapping, or profiles (a `default` mapping plus named ones) chosen by `config`."""
+    if not path.exists():
+        if required:
+            raise FlagError(f"flags file {path} does not exist: check the path given as file=")
+        if config:
+            raise FlagError(f"profile '{config}' was asked for, but there is no flags file at {path}: create it")
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FlagError(f"cannot read flags file {path}: {exc}. Fix its permissions or encoding") from None
+    except yaml.YAMLError as exc:
+        raise FlagError(f"flags file {path} is not valid YAML: {exc}. Fix the file (a mapping of flag: value)") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise FlagError(f"flags file {path} must hold a mapping of flag: value, not a {type(data).__name__}")
+    profiled = "default" in data and isinstance(data["default"], dict)
+    if not profiled:
+        if config:
+            raise FlagError(
+                f"profile '{config}' was asked for, but {path} has no profiles: "
+                f"add a 'default:' mapping and a '{config}:' mapping, or drop --config"
+            )
+        mapping = data
+    else:
+        if config and config not in data:
+            names = ", ".join(k for k, v in data.items() if isinstance(v, dict))
+            raise FlagError(f"unknown profile '{config}' in {path}; profiles there: {names}")
+        mapping = dict(data["default"])
+        if config and config != "default":
+            if not isinstance(data[config], dict):
+                raise FlagError(f"profile '{config}' in {path} must be a mapping of flag: value")
+            mapping.update(data[config])
+    for k, v in mapping.items():
+        if isinstance(v, (dict, list)):
+            raise FlagError(f"flag '{k}' in {path} has a non-scalar value {v!r}: flags take single values")
+    return {str(k): v for k, v in mapping.items()}
+
+
+def help_text(declared: dict[str, FlagSpec]) -> str:
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "script.py"
+    lines = [f"usage: python {script} [--config PROFILE] [--NAME VALUE ...]", "", "flags:"]
+    width = max((len(n) for n in declared), default=4) + 2
+    for name, s in declared.items():
+        lines.append(f"  --{name:<{width}} {s.type:<8} default: {s.default!r}  {s.description}".rstrip())
+    lines.append("")
+    lines.append("Values also come from flags.yml beside the script (or a profile of it), and from gridrun.")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Static discovery: the flags a script declares, read without running it.
+
+
+def declared_flags(script: str | os.PathLike) -> dict[str, FlagSpec]:
+    """Find the `gridrun.flags(...)` declaration in a script's source and return its specs.
+
+    Only literal arguments are understood (as in every example); anything else raises FlagError with
+    the fix. Used by tuning runs to type and check every grid value before a trial starts.
+    """
+    path = Path(script)
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except FileNotFoundError:
+        raise FlagError(f"script {path} does not exist: check the path") from None
+    except SyntaxError as exc:
+        raise FlagError(f"script {path} has a syntax error at line {exc.lineno}: {exc.msg}") from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _call_name(node) == "flags":
+            specs: list[FlagSpec] = []
+            for arg in node.args:
+                if not (isinstance(arg, ast.Call) and _call_name(arg) in _DECLARERS):
+                    raise FlagError(f"{path}:{node.lineno}: gridrun.flags() arguments must be flag_*() calls")
+                try:
+                    pos = [ast.literal_eval(a) for a in arg.args]
+                    kws = {k.arg: ast.literal_eval(k.value) for k in arg.keywords}
+                except ValueError:
+                    raise FlagError(
+                        f"{path}:{arg.lineno}: flag declarations must use literal values so gridrun can read "
+                        f"them without running the script"
+                    ) from None
+                specs.append(_DECLARERS[_call_name(arg)](*pos, **kws))
+            kw = {}
+            for k in node.keywords:
+                if k.arg in ("config", "file", "arguments"):
+                    continue
+                try:
+                    kw[k.arg] = ast.literal_eval(k.value)
+                except ValueError:
+                    raise FlagError(f"{path}:{node.lineno}: flag '{k.arg}' needs a literal default") from None
+            return _collect(tuple(specs), kw)
+    return {}
+
+
+def _call_name(node: ast.Call) -> str | None:
+    f = node.func
+    if isinstance(f, ast.Attribute):
+        return f.attr
+    if isinstance(f, ast.Name):
+        return f.id
+    return None
+
+
+_DECLARERS = {
+    "flag_numeric": flag_numeric,
+    "flag_integer": flag_integer,
+    "flag_boolean": flag_boolean,
+    "flag_string": flag_string,
+}

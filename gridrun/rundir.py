@@ -1,0 +1,238 @@
+"""Run directories: unique naming, the file layout, and the script-side recording API.
+
+A run is one folder `runs/<UTC time>` (see docs/run-dir.md for every file in it). The active run is
+found, in order, from the calling thread's context (set by in-process executors: joblib workers and
+population threads) or from the environment variable GRIDRUN_RUN_DIR (set by `gridrun training-run`
+for its child process, or by a user who wants a plain `python script.py` recorded). Without either,
+every recording call is a cheap no-op, so a script runs the same with or without gridrun.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as _dt
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._io import read_json, write_json
+
+ENV_RUN_DIR = "GRIDRUN_RUN_DIR"
+ENV_FLAGS = "GRIDRUN_FLAGS"  # JSON object of flag overrides given to the child process
+
+# File names inside a run directory (documented in docs/run-dir.md).
+FLAGS_FILE = "flags.json"
+METRICS_FILE = "metrics.json"
+PROPERTIES_FILE = "properties.json"
+EVALUATION_FILE = "evaluation.json"
+SUMMARY_FILE = "summary.json"
+OUTPUT_FILE = "output.log"
+SOURCE_DIR = "source"
+ARTIFACTS_DIR = "artifacts"
+METADATA_DIR = "metadata"
+
+STATUSES = ("running", "completed", "failed", "interrupted")
+NAME_FORMAT = "%Y-%m-%dT%H-%M-%S"
+
+
+def utc_now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+def iso(ts: _dt.datetime) -> str:
+    return ts.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def run_name(ts: _dt.datetime) -> str:
+    """`2026-11-27T06-44-38.123Z`: tfruns' name with milliseconds; sorts by time as plain text."""
+    return ts.strftime(NAME_FORMAT) + f".{ts.microsecond // 1000:03d}Z"
+
+
+def create_run_dir(runs_dir: str | os.PathLike = "runs", ts: _dt.datetime | None = None) -> Path:
+    """Create and return a new, never reused run directory under `runs_dir`.
+
+    The name is the UTC time with milliseconds. Creation is an exclusive `mkdir`, atomic on local and
+    network file systems, so any number of processes or machines sharing the folder get distinct
+    directories: on a clash a counter suffix (`-1`, `-2`, ...) is added, which still sorts after the
+    plain name.
+    """
+    root = Path(runs_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    base = run_name(ts or utc_now())
+    for i in range(100000):
+        candidate = root / (base if i == 0 else f"{base}-{i}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise RuntimeError(f"could not create a unique run directory under {root}")
+
+
+# --------------------------------------------------------------------------------------------------
+# The active run
+
+
+@dataclass
+class RunContext:
+    """What a running script needs to know about its run. One per run, owned by the executing thread."""
+
+    run_dir: Path
+    flags: dict[str, Any] = field(default_factory=dict)  # overrides from training_run / tuning_run
+    metrics: dict[str, list[Any]] = field(default_factory=dict)
+    properties: dict[str, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike, flags: dict[str, Any] | None = None) -> RunContext:
+        """Attach to a run dir, picking up what is already in it (properties, metrics)."""
+        run_dir = Path(run_dir)
+        ctx = cls(run_dir=run_dir, flags=dict(flags or {}))
+        ctx.properties = read_json(run_dir / PROPERTIES_FILE, {}) or {}
+        ctx.metrics = read_json(run_dir / METRICS_FILE, {}) or {}
+        return ctx
+
+    # -- recording ------------------------------------------------------------------------------
+    def log_metrics(self, epoch: int | None = None, **values: Any) -> None:
+        with self.lock:
+            n = max((len(v) for v in self.metrics.values()), default=0)
+            row = n if epoch is None else max(int(epoch) - 1, 0)
+            for name, value in values.items():
+                series = self.metrics.setdefault(name, [])
+                while len(series) < row:
+                    series.append(None)
+                value = _scalar(value)
+                if len(series) == row:
+                    series.append(value)
+                else:
+                    series[row] = value
+            write_json(self.run_dir / METRICS_FILE, self.metrics, indent=None)
+
+    def write_properties(self, **props: Any) -> None:
+        with self.lock:
+            self.properties.update({k: _scalar(v) for k, v in props.items()})
+            write_json(self.run_dir / PROPERTIES_FILE, self.properties)
+
+    def write_flags(self, flags: dict[str, Any]) -> None:
+        write_json(self.run_dir / FLAGS_FILE, flags)
+
+    def write_evaluation(self, **values: Any) -> None:
+        with self.lock:
+            current = read_json(self.run_dir / EVALUATION_FILE, {}) or {}
+            current.update({k: _scalar(v) for k, v in values.items()})
+            write_json(self.run_dir / EVALUATION_FILE, current)
+
+    def write_run_metadata(self, type: str, data: Any) -> Path:
+        folder = self.run_dir / METADATA_DIR
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{_safe_name(type)}.json"
+        write_json(path, data)
+        return path
+
+    def artifacts_dir(self) -> Path:
+        path = self.run_dir / ARTIFACTS_DIR
+        path.mkdir(exist_ok=True)
+        return path
+
+
+def _scalar(value: Any) -> Any:
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    return value
+
+
+def _safe_name(name: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
+    if not keep or keep.startswith("."):
+        raise ValueError(f"invalid metadata type {name!r}: use letters, digits, '-', '_' or '.'")
+    return keep
+
+
+_current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar("gridrun_run", default=None)
+_env_context: RunContext | None = None
+_env_lock = threading.Lock()
+
+
+def current() -> RunContext | None:
+    """The active run of this thread, or None."""
+    ctx = _current.get()
+    if ctx is not None:
+        return ctx
+    path = os.environ.get(ENV_RUN_DIR)
+    if not path:
+        return None
+    global _env_context
+    with _env_lock:
+        if _env_context is None or str(_env_context.run_dir) != path:
+            import json
+
+            flags = json.loads(os.environ.get(ENV_FLAGS) or "{}")
+            Path(path).mkdir(parents=True, exist_ok=True)
+            _env_context = RunContext.open(path, flags)
+        return _env_context
+
+
+@contextmanager
+def activate(ctx: RunContext) -> Iterator[RunContext]:
+    """Make `ctx` the active run for the current thread (and the code it calls) while inside."""
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current.reset(token)
+
+
+# --------------------------------------------------------------------------------------------------
+# Script-side API (re-exported by gridrun/__init__.py)
+
+
+def run_dir() -> str | None:
+    """Path of the active run directory, or None when the script is not being recorded."""
+    ctx = current()
+    return str(ctx.run_dir) if ctx else None
+
+
+def is_run_active() -> bool:
+    return current() is not None
+
+
+def log_metrics(epoch: int | None = None, **values: Any) -> None:
+    """Record one epoch of metrics (`loss=..., val_loss=...`); `epoch` is 1-based, default: the next.
+
+    metrics.json is rewritten atomically at every call, so readers see every epoch live.
+    """
+    ctx = current()
+    if ctx is not None:
+        ctx.log_metrics(epoch, **values)
+
+
+def write_properties(**props: Any) -> None:
+    ctx = current()
+    if ctx is not None:
+        ctx.write_properties(**props)
+
+
+def write_evaluation(**values: Any) -> None:
+    ctx = current()
+    if ctx is not None:
+        ctx.write_evaluation(**values)
+
+
+def write_run_metadata(type: str, data: Any) -> str | None:
+    ctx = current()
+    return str(ctx.write_run_metadata(type, data)) if ctx else None
+
+
+def artifacts_dir() -> str | None:
+    """The run's folder for user files (plots, saved models); None when no run is active."""
+    ctx = current()
+    return str(ctx.artifacts_dir()) if ctx else None
+
+
+def hostname() -> str:
+    return socket.gethostname()
