@@ -204,7 +204,7 @@ class Flags(Mapping[str, Any]):
 def _undeclared_message(names: list[str], declared: list[str]) -> str:
     parts = []
     for name in names:
-        close = difflib.get_close_matches(name, declared, n=1)
+        close = difflib.get_close_matches(name, declared, n=1, cutoff=0.5)
         parts.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
     listed = ", ".join(declared) if declared else "(none)"
     return (

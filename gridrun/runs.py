@@ -104,15 +104,16 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for col in INT_COLUMNS:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     for col in flag_cols:
-        df[col] = _typed(df[col])
+        df[col] = _typed(df[col], [r.get(col) for r in rows])
     for col in ("start", "end"):
         df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
     df["completed"] = df["completed"].fillna(False).astype(bool)
     return df
 
 
-def _typed(col: pd.Series) -> pd.Series:
-    values = [v for v in col if v is not None and not (isinstance(v, float) and pd.isna(v))]
+def _typed(col: pd.Series, raw: list[Any]) -> pd.Series:
+    """Give a flag column the dtype of its values as written (ints stay Int64 even with gaps)."""
+    values = [v for v in raw if v is not None]
     if values and all(isinstance(v, bool) for v in values):
         return col.astype("boolean")
     if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
@@ -190,8 +191,8 @@ def resolve_run(run: Any = None, runs_dir: str | os.PathLike = "runs") -> Path:
     text = str(run)
     candidate = Path(text)
     if not candidate.is_absolute():
-        direct = (root / candidate.name) if candidate.parent in (Path("."),) else None
-        candidate = direct if direct is not None and direct.exists() else (Path.cwd() / candidate)
+        # a bare name lives in the runs dir; a longer relative path ('runs/NAME') is taken from the cwd
+        candidate = root / candidate if len(candidate.parts) == 1 else Path.cwd() / candidate
     candidate = candidate.resolve()
     if root not in candidate.parents:
         raise GridrunError(
