@@ -148,9 +148,12 @@ def execute(
     snapshot_source(script, ctx.run_dir)
 
     status, exit_code, message, tb = "completed", 0, None, None
-    argv, path0 = sys.argv, list(sys.path)
+    argv = sys.argv
     sys.argv = [str(script)]
-    sys.path.insert(0, str(script.parent))
+    folder = str(script.parent)
+    added = folder not in sys.path  # population threads share sys.path: the coordinator adds it once
+    if added:
+        sys.path.insert(0, folder)
     cap = capture_output_cm(ctx.run_dir / rundir.OUTPUT_FILE, capture_output, echo)
     try:
         with rundir.activate(ctx), cap:
@@ -178,7 +181,8 @@ def execute(
                 print(tb, file=sys.stderr, end="")
     finally:
         sys.argv = argv
-        sys.path[:] = path0
+        if added and folder in sys.path:
+            sys.path.remove(folder)
     if status == "completed":
         nan = _nonfinite_loss(ctx.metrics)
         if nan:
