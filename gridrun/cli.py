@@ -18,6 +18,10 @@ COMMANDS = (
     "clean",
     "purge",
     "copy",
+    "tuning_run",
+    "view",
+    "compare",
+    "sweep_report",
 )
 
 

@@ -1,0 +1,78 @@
+"""gridrun tuning-run: run a script once per combination of flag values (grid or random search)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..errors import GridrunError
+from ._common import add_runs_dir
+
+NAME = "tuning-run"
+HELP = "Run a script for every combination (or a random sample) of flag values; resumable, parallel."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("script", nargs="?", help="the training script (optional with --resume ID)")
+    parser.add_argument("--flag", action="append", metavar="NAME=V1,V2,...",
+                        help="values of one flag (repeatable); quote a value with commas: 'name=\"a,b\",c'")
+    parser.add_argument("--grid", metavar="FILE.yml", help="YAML mapping of flag -> list of values")
+    parser.add_argument("--combinations", metavar="FILE.csv",
+                        help="CSV table of combinations, one trial per row, used as given")
+    parser.add_argument("--sample", metavar="F|N",
+                        help="draw a fraction 0<F<=1 of the combinations (at least one), or N > 1 of them")
+    parser.add_argument("--seed", type=int, help="seed of the random draw and order (recorded in the manifest)")
+    parser.add_argument("--ordered", action="store_true", help="run in grid order instead of a random order")
+    parser.add_argument("--jobs", type=int, default=1, help="trials at a time (default 1; >1: a local worker pool)")
+    parser.add_argument("--backend", choices=("inprocess", "local", "dask", "ray"),
+                        help="where trials run (default: inprocess for --jobs 1, local for more, "
+                             "dask with --scheduler)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler (tcp://HOST:8786) or Ray address")
+    parser.add_argument("--retries", type=int, default=0, help="re-run a failed trial up to R times (default 0)")
+    parser.add_argument("--max-failures", type=int, metavar="K", help="stop the sweep after K failed trials")
+    parser.add_argument("--resume", nargs="?", const="latest", metavar="SWEEP_ID",
+                        help="run what did not complete in sweep SWEEP_ID (alone: the latest matching sweep)")
+    parser.add_argument("--yes", "-y", action="store_true", help="do not ask before a large sweep")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    add_runs_dir(parser)
+
+
+def read_grid_file(path: str) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GridrunError(f"grid file {p} does not exist: check the path") from None
+    except yaml.YAMLError as exc:
+        raise GridrunError(f"grid file {p} is not valid YAML ({exc}): write a mapping of flag: [values]") from None
+    if not isinstance(data, dict) or not data:
+        raise GridrunError(f"grid file {p} must be a mapping of flag: [value, value, ...]")
+    return {str(k): (v if isinstance(v, list) else [v]) for k, v in data.items()}
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..grid import parse_flag_option, parse_sample
+    from ..tuning import tuning_run
+
+    flags: dict[str, Any] | None = None
+    if args.grid:
+        flags = read_grid_file(args.grid)
+    for option in args.flag or []:
+        name, values = parse_flag_option(option)
+        flags = flags or {}
+        flags[name] = values  # the command line wins over the grid file
+    if args.combinations and flags:
+        raise GridrunError("give either --combinations or --flag/--grid, not both")
+    if not args.script and not args.resume:
+        raise GridrunError("give the script to tune (gridrun tuning-run script.py --flag lr=0.1,0.01), "
+                           "or --resume SWEEP_ID")
+    df = tuning_run(
+        args.script, flags, combinations=args.combinations, sample=parse_sample(args.sample), seed=args.seed,
+        ordered=args.ordered, runs_dir=args.runs_dir, jobs=args.jobs, backend=args.backend,
+        scheduler=args.scheduler, retries=args.retries, max_failures=args.max_failures, resume=args.resume,
+        confirm=True, yes=args.yes, quiet=args.quiet,
+    )
+    return 0 if df.attrs.get("trials_completed") == df.attrs.get("trials") else 1

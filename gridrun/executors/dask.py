@@ -1,0 +1,70 @@
+"""Trials on a Dask cluster (`pip install gridrun[dask]`): `--backend dask --scheduler tcp://HOST:8786`.
+
+Without a scheduler address a LocalCluster of `jobs` single-threaded worker processes is started for the
+sweep. Workers need no shared file system: each trial runs into a worker-local temporary run dir and
+sends its files back with the result (see gridrun/executors/task.py), and the client writes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .base import Executor
+
+
+class DaskExecutor(Executor):
+    name = "dask"
+    remote = True
+
+    def __init__(self, jobs: int = 1, scheduler: str | None = None, client: Any = None) -> None:
+        super().__init__(jobs)
+        try:
+            import distributed
+        except ImportError:
+            from ..errors import GridrunError
+
+            raise GridrunError(
+                "the dask backend needs dask.distributed: pip install 'gridrun[dask]'"
+            ) from None
+        self._cluster = None
+        self._own_client = client is None
+        if client is not None:
+            self.client = client
+        elif scheduler:
+            self.client = distributed.Client(scheduler)
+        else:
+            self._cluster = distributed.LocalCluster(
+                n_workers=self.jobs, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+            self.client = distributed.Client(self._cluster)
+        self._threads = sum(self.client.nthreads().values()) or self.jobs
+
+    @property
+    def slots(self) -> int:
+        # keep every worker thread busy, whatever --jobs says, plus one queued task each
+        return max(self.jobs, self._threads)
+
+    def submit(self, fn: Callable[[Any], Any], task: Any) -> Any:
+        return self.client.submit(fn, task, pure=False)
+
+    def wait(self, handles: list[Any]) -> list[Any]:
+        import distributed
+
+        done = distributed.wait(handles, return_when="FIRST_COMPLETED").done
+        return list(done)
+
+    def outcome(self, handle: Any) -> Any:
+        exc = handle.exception() if handle.status == "error" else None
+        if handle.status == "cancelled":
+            return RuntimeError("the Dask task was cancelled (a worker or the scheduler went away)")
+        return exc if exc is not None else handle.result()
+
+    def cancel(self, handles: list[Any]) -> None:
+        self.client.cancel(handles)
+
+    def close(self) -> None:
+        if self._own_client:
+            self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()

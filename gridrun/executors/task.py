@@ -1,0 +1,171 @@
+"""One trial as a picklable task, and the function workers run for it.
+
+Local executors (inprocess, local pool) get the client-made run dir and write into it directly.
+Remote executors (dask, ray) cannot assume a shared file system: the worker runs the trial into a
+temporary run dir and returns its files as bytes, at most `max_bytes` in all; the client writes them
+into its own run dir (`unpack`). Recorded files (json, output.log, source/) always come back; the
+largest artifacts are dropped first when over the limit, and named in properties `artifacts_dropped`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MAX_REMOTE_BYTES = 50_000_000  # per trial, files returned by a remote worker
+
+
+@dataclass
+class TrialTask:
+    script: str
+    flags: dict[str, Any]
+    sweep: str
+    trial: int
+    attempt: int = 1
+    run_dir: str | None = None  # None: run into a worker-local temporary dir and return the files
+    context: str = "local"
+    max_bytes: int = MAX_REMOTE_BYTES
+    sources: dict[str, bytes] | None = None  # remote: the script's folder, for workers that lack it
+
+
+@dataclass
+class TrialResult:
+    properties: dict[str, Any]
+    files: dict[str, bytes] | None = None  # remote trials: relative path -> content
+    dropped: list[str] = field(default_factory=list)
+    worker: str = ""
+
+
+_script_dirs: set[str] = set()  # folders of the scripts this process ran trials of
+_mtimes: dict[str, float] = {}  # module file -> its mtime when a trial last used it
+
+
+def forget_stale_modules(script_dir: str) -> list[str]:
+    """Unload the user modules a reused worker must not keep for this trial; return their names.
+
+    Workers keep the modules a script imports from its folder (so jitted functions in them stay
+    compiled across trials). They are dropped when they come from the folder of an *earlier* script
+    (two projects with a `model.py` each) or when their file changed since the last trial.
+    """
+    dropped = []
+    prefixes = tuple(d + os.sep for d in _script_dirs | {script_dir})
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not path or not path.startswith(prefixes):  # cheap test first: most modules are elsewhere
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if folder != script_dir and folder not in _script_dirs:
+            continue
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            mtime = -1.0
+        if folder != script_dir or _mtimes.get(path, mtime) != mtime:
+            del sys.modules[name]
+            _mtimes.pop(path, None)
+            dropped.append(name)
+        else:
+            _mtimes[path] = mtime
+    _script_dirs.add(script_dir)
+    return dropped
+
+
+def run_trial(task: TrialTask) -> TrialResult:
+    """Run one trial (on a worker); never raises for the script's own errors."""
+    from ..rundir import hostname
+    from ..runner import execute
+
+    worker = f"{hostname()}:{os.getpid()}"
+    folder = os.path.dirname(os.path.abspath(task.script))
+    forget_stale_modules(folder)
+    if task.run_dir is not None:
+        props = execute(
+            task.script, task.run_dir, task.flags, context=task.context,
+            sweep=task.sweep, trial=task.trial, capture_output=True,
+        )
+        forget_stale_modules(folder)  # records the modules this trial imported
+        return TrialResult(props, worker=worker)
+    tmp = Path(tempfile.mkdtemp(prefix="gridrun-trial-"))
+    try:
+        script = Path(task.script)
+        if not script.is_file() and task.sources:  # no shared file system: run the shipped copy
+            code = tmp / "code"
+            code.mkdir()
+            for name, data in task.sources.items():
+                (code / Path(name).name).write_bytes(data)
+            script = code / script.name
+        run = tmp / "run"
+        run.mkdir()
+        props = execute(
+            script, run, task.flags, context=task.context,
+            sweep=task.sweep, trial=task.trial, capture_output=True,
+        )
+        files, dropped = pack(run, task.max_bytes)
+        return TrialResult(props, files, dropped, worker)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ship_sources(script: Path) -> dict[str, bytes]:
+    """The script's folder as the run snapshot sees it (top-level source files, bounded), as bytes."""
+    from ..snapshot import snapshot_source
+
+    with tempfile.TemporaryDirectory(prefix="gridrun-ship-") as tmp:
+        snapshot_source(script, Path(tmp))
+        return {p.name: p.read_bytes() for p in (Path(tmp) / "source").iterdir() if p.is_file()}
+
+
+def pack(run_dir: Path, max_bytes: int) -> tuple[dict[str, bytes], list[str]]:
+    """Read a run dir's files: everything but artifacts first, then artifacts smallest first."""
+    paths = sorted(p for p in run_dir.rglob("*") if p.is_file())
+    recorded = [p for p in paths if p.relative_to(run_dir).parts[0] != "artifacts"]
+    artifacts = sorted((p for p in paths if p not in recorded), key=lambda p: p.stat().st_size)
+    files: dict[str, bytes] = {}
+    dropped: list[str] = []
+    total = 0
+    for p in recorded + artifacts:
+        rel = p.relative_to(run_dir).as_posix()
+        size = p.stat().st_size
+        if total + size > max_bytes and p in artifacts:
+            dropped.append(f"{rel} ({size} bytes)")
+            continue
+        files[rel] = p.read_bytes()
+        total += size
+    return files, dropped
+
+
+def unpack(
+    result: TrialResult, run_dir: Path, script: str, limit: int = MAX_REMOTE_BYTES
+) -> dict[str, Any]:
+    """Write a remote trial's files into the client's run dir; return its properties, fixed for here."""
+    from ..rundir import RunContext
+
+    root = run_dir.resolve()
+    for rel, data in (result.files or {}).items():
+        target = (run_dir / rel).resolve()
+        if root not in target.parents:  # never write outside the run dir
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.part")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    ctx = RunContext.open(run_dir)
+    extra: dict[str, Any] = {"worker": result.worker, "script_path": script}
+    if result.dropped:
+        extra["artifacts_dropped"] = (
+            f"{len(result.dropped)} artifact(s) over the {limit / 1e6:g} MB per-trial limit for remote "
+            f"workers were not copied back: " + ", ".join(result.dropped)
+        )
+    ctx.write_properties(**extra)
+    try:
+        from ..runs import write_summary
+
+        write_summary(run_dir)
+    except ImportError:  # pragma: no cover - runs.py is part of the package
+        pass
+    return dict(ctx.properties)
