@@ -1,0 +1,207 @@
+"""`fit`, `evaluate`, `predict`: the Keras-style front end on top of the engine.
+
+The Python side per epoch: call the compiled epoch, pull the few logged scalars, record them in the
+active run, print a progress line, run LambdaCallbacks, stop when EarlyStopping says so.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import rundir
+from ..errors import GridrunError
+from . import engine as E
+from ._jaxcache import enable_persistent_cache
+from .callbacks import split_callbacks
+from .history import History
+from .layers import Sequential
+from .losses import resolve_loss
+from .optimizers import OptimizerSpec, resolve_optimizer
+from .summary import summary_text
+
+
+def _as_x(x: Any, model: Any, what: str = "x") -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype != np.float32:
+        arr = arr.astype(np.float32)
+    if arr.ndim < 2:
+        raise GridrunError(f"{what} has shape {arr.shape}: give a 2-d array (samples, features)")
+    if isinstance(model, Sequential) and arr.ndim > 2:
+        raise GridrunError(
+            f"{what} has shape {arr.shape}, but Dense layers need (samples, features): use {what}.reshape(len({what}), -1)"
+        )
+    return arr
+
+
+def _as_y(y: Any, loss: Any, n: int, what: str = "y") -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.shape[0] != n:
+        raise GridrunError(f"{what} has {arr.shape[0]} rows but x has {n}: give one label per sample")
+    if loss == "sparse_categorical_crossentropy":
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.ndim != 1:
+            raise GridrunError(
+                f"sparse_categorical_crossentropy needs integer labels of shape (n,), got {arr.shape}; "
+                "for one-hot labels use loss='categorical_crossentropy'"
+            )
+        return arr.astype(np.int32)
+    if loss == "categorical_crossentropy" and arr.ndim == 1:
+        raise GridrunError(
+            "categorical_crossentropy needs one-hot labels (n, classes), got integer labels of shape "
+            f"{arr.shape}; use loss='sparse_categorical_crossentropy' or one-hot encode them (np.eye(k)[y])"
+        )
+    arr = arr.astype(np.float32)
+    return arr[:, None] if arr.ndim == 1 else arr
+
+
+def _check_output(model: Any, y: np.ndarray, loss: Any) -> None:
+    if not isinstance(model, Sequential):
+        return
+    from .layers import Dense
+
+    last = [lay for lay in model.layers if isinstance(lay, Dense)][-1]
+    want = None if y.ndim == 1 else y.shape[1]
+    if want is not None and last.units != want:
+        raise GridrunError(f"the last Dense layer has {last.units} units but y has {want} columns: make them equal")
+
+
+def _short(value: Any) -> float:
+    """A float32 result as the shortest Python float that round-trips in float32 (0.001, not 0.0010000000474974513)."""
+    return float(str(np.float32(value)))
+
+
+def _describe_loss(loss: Any) -> str:
+    return loss if isinstance(loss, str) else getattr(loss, "__name__", type(loss).__name__)
+
+
+def fit(
+    model: Any,
+    x: Any,
+    y: Any,
+    *,
+    loss: str | Callable[..., Any] | None = None,
+    optimizer: Any = "rmsprop",
+    metrics: Any = (),
+    epochs: int = 1,
+    batch_size: int = 32,
+    validation_split: float = 0.0,
+    validation_data: tuple[Any, Any] | None = None,
+    callbacks: Any = (),
+    verbose: int = 0,
+    seed: int = 0,
+) -> History:
+    """Train `model` (a gridrun.Sequential or a flax.linen.Module) Keras-style; see docs/fit.md."""
+    if loss is None:
+        raise GridrunError("fit needs a loss, e.g. loss='categorical_crossentropy' (or 'sparse_categorical_crossentropy', 'mse')")
+    loss_r = resolve_loss(loss)
+    x = _as_x(x, model)
+    y = _as_y(y, loss_r, len(x))
+    if validation_data is not None:
+        xv = _as_x(validation_data[0], model, "validation x")
+        yv = _as_y(validation_data[1], loss_r, len(xv), "validation y")
+    elif validation_split:
+        if not 0.0 < float(validation_split) < 1.0:
+            raise GridrunError(f"validation_split={validation_split!r}: use a fraction in (0, 1) such as 0.2")
+        split_at = int(math.ceil(len(x) * (1.0 - float(validation_split))))  # Keras: the last fraction
+        x, xv, y, yv = x[:split_at], x[split_at:], y[:split_at], y[split_at:]
+    else:
+        xv = yv = None
+    if int(epochs) < 0:
+        raise GridrunError(f"epochs={epochs!r}: use a non-negative integer")
+    _check_output(model, y, loss_r)
+    n_val = 0 if xv is None else len(xv)
+
+    enable_persistent_cache()
+    config, hparams = E.prepare(
+        model, loss=loss_r, optimizer=optimizer, metrics=metrics, callbacks=callbacks,
+        batch_size=batch_size, x_shape=x.shape, n_val=n_val,
+    )
+    eng = E.get_engine(config)
+    _, _, lambdas = split_callbacks(callbacks)
+    data = {"x": jnp.asarray(x), "y": jnp.asarray(y)}
+    if n_val:
+        data["x_val"], data["y_val"] = jnp.asarray(xv), jnp.asarray(yv)
+    k_init, k_train = E.seed_keys(seed)
+    state = eng.jit_init(hparams, k_init)
+
+    opt = resolve_optimizer(optimizer)
+    params = {
+        "samples": len(x),
+        "validation_samples": n_val,
+        "batch_size": int(batch_size),
+        "epochs": int(epochs),
+        "epochs_completed": 0,
+        "model": summary_text(eng.structure, state["params"], state["extra"], config.input_shape,
+                              model.name if isinstance(model, Sequential) else type(model).__name__),
+        "loss_function": _describe_loss(loss),
+        "optimizer": opt.describe() if isinstance(opt, OptimizerSpec) else "optax",
+        "learning_rate": opt.learning_rate if isinstance(opt, OptimizerSpec) else None,
+    }
+    history = History(params, eng, state, hparams)
+    ctx = rundir.current()
+    if ctx is not None:
+        ctx.write_properties(**params)
+    names = config.log_names
+    try:
+        for e in range(int(epochs)):
+            t0 = time.perf_counter()
+            state, logs = eng.jit_epoch(state, hparams, data, E.epoch_key(k_train, e))
+            logs = jax.device_get(logs)
+            record = {k: _short(logs[k]) for k in names}
+            history.append(record)
+            history.state = state
+            if ctx is not None:
+                ctx.log_metrics(epoch=e + 1, **record)
+            if verbose:
+                items = " - ".join(f"{k}: {v:.4g}" for k, v in record.items())
+                print(f"Epoch {e + 1}/{epochs} - {time.perf_counter() - t0:.2f}s - {items}", flush=True)
+            for cb in lambdas:
+                if cb.on_epoch_end is not None:
+                    cb.on_epoch_end(e, dict(record))
+            if bool(logs["stopped"]):
+                if verbose:
+                    print(f"Epoch {e + 1}: early stopping", flush=True)
+                break
+    finally:
+        history.state = eng.jit_finalize(state)
+        params["epochs_completed"] = history.epochs_completed
+        if ctx is not None:
+            ctx.write_properties(epochs_completed=history.epochs_completed)
+    final = {k: v[-1] for k, v in history.history.items()}
+    for cb in lambdas:
+        if cb.on_train_end is not None:
+            cb.on_train_end(final)
+    return history
+
+
+def _trained(history: Any) -> History:
+    if not isinstance(history, History) or history.state is None:
+        raise GridrunError("evaluate/predict take the History returned by gridrun.fit (history = gridrun.fit(...))")
+    return history
+
+
+def evaluate(history: History, x: Any, y: Any, *, record: bool = True) -> dict[str, float]:
+    """Loss and metrics on (x, y) in inference mode; also written to evaluation.json of the active run."""
+    h = _trained(history)
+    cfg = h.engine.config
+    xa = _as_x(x, None)
+    ya = _as_y(y, cfg.loss, len(xa))
+    out = jax.device_get(h.engine.jit_evaluate(h.state, h.hparams, jnp.asarray(xa), jnp.asarray(ya)))
+    scores = {k: _short(v) for k, v in out.items()}
+    if record:
+        rundir.write_evaluation(**scores)
+    return scores
+
+
+def predict(history: History, x: Any) -> np.ndarray:
+    """Model outputs (e.g. softmax probabilities) for x."""
+    h = _trained(history)
+    return np.asarray(h.engine.jit_predict(h.state, h.hparams, jnp.asarray(_as_x(x, None))))
