@@ -140,12 +140,13 @@ def ls_runs(
     if root.is_dir():
         with os.scandir(root) as it:
             names = sorted(e.name for e in it if e.is_dir() and e.name not in (ARCHIVE_DIR, "sweeps"))
-        if latest_n is not None and order is None and sweep is None:
-            names = names[-latest_n:] if decreasing else names[:latest_n]
-        for name in names:
+        quick = latest_n is not None and order is None  # newest first: stop after latest_n runs
+        for name in (reversed(names) if quick and decreasing else names):
             row = _row(root / name)
             if row is not None and (sweep is None or row.get("sweep") == sweep):
                 rows.append(row)
+                if quick and len(rows) >= latest_n:
+                    break
     df = _frame(rows)
     by = order or "start"
     keys = [by] if isinstance(by, str) else list(by)

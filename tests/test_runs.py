@@ -60,6 +60,9 @@ def test_order_latest_n_and_sweep(tmp_path):
     assert list(df["metric_val_loss"]) == sorted(df["metric_val_loss"])
     assert len(gridrun.ls_runs(tmp_path, latest_n=2)) == 2
     assert gridrun.ls_runs(tmp_path, latest_n=2)["flag_nodes1"].tolist() == [320, 256]
+    (tmp_path / "zz-not-a-run").mkdir()  # sorts last: must not take a place among the latest
+    assert gridrun.ls_runs(tmp_path, latest_n=2)["flag_nodes1"].tolist() == [320, 256]
+    assert gridrun.ls_runs(tmp_path, latest_n=1, sweep="s1")["flag_nodes1"].tolist() == [128]
     assert sorted(gridrun.ls_runs(tmp_path, sweep="s1")["flag_nodes1"]) == [64, 128]
     with pytest.raises(GridrunError, match="no such column.*metric_val_loss"):
         gridrun.ls_runs(tmp_path, order="metric_nope")

@@ -1,0 +1,224 @@
+"""Plotly figures for the reports: learning curves, overlaid curves of several runs, sweep charts.
+
+Each function returns `Chart`s whose `figure` is a plain plotly JSON dict (`{"data", "layout"}`)
+built with plotly.graph_objects. The page template draws them with the plotly.js inlined once per
+page. The figures carry no template: the page adds one shared template (TEMPLATE) to every chart, which
+keeps pages small.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+# Colours: the run's training metric, its val_ twin; in comparisons one colour per run.
+TRAIN_COLOR = "#1f77b4"
+VAL_COLOR = "#ff7f0e"
+RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
+BEST_COLOR = "#d62728"
+
+
+@dataclass
+class Chart:
+    id: str
+    title: str
+    figure: dict[str, Any]
+
+
+def template() -> dict[str, Any]:
+    """The one layout template every chart of a page uses (sent once per page)."""
+    return pio.templates["plotly_white"].to_plotly_json()
+
+
+def label(text: Any) -> str:
+    """Text for plotly to draw: plotly reads a few HTML tags (<b>, <a href>, <br>) in labels, so run
+    content is entity-escaped, which plotly draws back as the literal characters."""
+    return html.escape(str(text), quote=False)
+
+
+def _figure(fig: go.Figure) -> dict[str, Any]:
+    data = fig.to_plotly_json()
+    data["layout"].pop("template", None)
+    return data
+
+
+def _layout(title: str, xaxis: str, yaxis: str, **extra: Any) -> dict[str, Any]:
+    layout = dict(
+        title=dict(text=label(title), x=0.02, font=dict(size=15)),
+        xaxis=dict(title=dict(text=label(xaxis))),
+        yaxis=dict(title=dict(text=label(yaxis))),
+        height=320,
+        margin=dict(l=60, r=20, t=45, b=45),
+        legend=dict(orientation="h", y=-0.22),
+        hovermode="x unified",
+    )
+    layout.update(extra)
+    return layout
+
+
+def metric_groups(names: Sequence[str]) -> list[list[str]]:
+    """Group metric names so each metric shares a chart with its `val_` twin: [[loss, val_loss], [lr]]."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        base = name[4:] if name.startswith("val_") and len(name) > 4 else name
+        groups.setdefault(base, [])
+    for base, members in groups.items():
+        members.extend(n for n in (base, f"val_{base}") if n in names)
+    return [members for members in groups.values() if members]
+
+
+def _series(values: Sequence[Any]) -> tuple[list[int], list[float | None]]:
+    y = [v if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+         for v in values]  # fmt: skip
+    return list(range(1, len(y) + 1)), y
+
+
+def learning_curves(metrics: dict[str, list[Any]], prefix: str = "curve") -> list[Chart]:
+    """One chart per metric, its val_ twin overlaid (loss + val_loss, acc + val_acc, lr)."""
+    charts = []
+    for i, group in enumerate(metric_groups(list(metrics))):
+        fig = go.Figure()
+        for name in group:
+            x, y = _series(metrics[name])
+            fig.add_trace(
+                go.Scatter(
+                    x=x, y=y, name=label(name), mode="lines+markers", connectgaps=True,
+                    line=dict(color=VAL_COLOR if name.startswith("val_") else TRAIN_COLOR),
+                    meta={"metric": name},
+                )
+            )  # fmt: skip
+        fig.update_layout(**_layout(group[0], "epoch", group[0]))
+        _constant_range(fig, [v for name in group for v in _series(metrics[name])[1]])
+        charts.append(Chart(f"{prefix}-{i}", group[0], _figure(fig)))
+    return charts
+
+
+def _constant_range(fig: go.Figure, values: list[float | None]) -> None:
+    """A metric that never changes (a fixed learning rate) gets an axis around its value, not 0 +- 1."""
+    distinct = {v for v in values if v is not None}
+    if len(distinct) == 1:
+        (v,) = distinct
+        pad = abs(v) * 0.5 or 1.0
+        fig.update_yaxes(range=[v - pad, v + pad])
+
+
+def overlaid_curves(runs: Sequence[tuple[str, dict[str, list[Any]]]], prefix: str = "cmp") -> list[Chart]:
+    """One chart per metric with every run on it: `runs` is [(label, metrics), ...]."""
+    names: list[str] = []
+    for _, metrics in runs:
+        names.extend(n for n in metrics if n not in names)
+    charts = []
+    for i, group in enumerate(metric_groups(names)):
+        fig = go.Figure()
+        for r, (run, metrics) in enumerate(runs):
+            color = RUN_COLORS[r % len(RUN_COLORS)]
+            for name in group:
+                if name not in metrics:
+                    continue
+                x, y = _series(metrics[name])
+                val = name.startswith("val_")
+                fig.add_trace(
+                    go.Scatter(
+                        x=x, y=y, name=label(f"{run}: {name}"), mode="lines+markers", connectgaps=True,
+                        line=dict(color=color, dash="dash" if val else "solid"),
+                        marker=dict(symbol="circle-open" if val else "circle"),
+                        meta={"metric": name, "run": run},
+                    )
+                )  # fmt: skip
+        fig.update_layout(**_layout(group[0], "epoch", group[0]))
+        _constant_range(fig, [v for _, m in runs for n in group if n in m for v in _series(m[n])[1]])
+        charts.append(Chart(f"{prefix}-{i}", group[0], _figure(fig)))
+    return charts
+
+
+# --------------------------------------------------------------------------------------------------
+# Sweeps
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def parcoords(
+    flags: Sequence[str], trials: Sequence[dict[str, Any]], metric: str, labels: Sequence[str]
+) -> Chart | None:
+    """Parallel coordinates: one axis per flag, the last one the metric; lines coloured by the metric.
+
+    `trials` are dicts with "flags" and "value" (the metric, None when missing). Trials without a
+    value are left out. Text and boolean flags get one tick per distinct value.
+    """
+    keep = [i for i, t in enumerate(trials) if _is_number(t.get("value"))]
+    rows = [trials[i] for i in keep]
+    if not rows:
+        return None
+    dims = []
+    for name in flags:
+        values = [t["flags"].get(name) for t in rows]
+        if all(_is_number(v) for v in values):
+            dims.append(dict(label=label(name), values=values))
+        else:
+            cats = sorted({str(v) for v in values})
+            index = {c: i for i, c in enumerate(cats)}
+            dims.append(dict(label=label(name), values=[index[str(v)] for v in values],
+                             tickvals=list(range(len(cats))), ticktext=[label(c) for c in cats]))  # fmt: skip
+    scores = [t["value"] for t in rows]
+    dims.append(dict(label=label(metric), values=scores))
+    fig = go.Figure(
+        go.Parcoords(
+            line=dict(color=scores, colorscale="Viridis", showscale=True,
+                      colorbar=dict(title=dict(text=label(metric)))),
+            dimensions=dims,
+            labelangle=-20,
+            meta={"trials": [labels[i] for i in keep]},
+        )
+    )  # fmt: skip
+    fig.update_layout(height=420, margin=dict(l=80, r=80, t=80, b=40))
+    return Chart("parcoords", f"flags against {metric}", _figure(fig))
+
+
+def flag_charts(
+    flags: Sequence[str],
+    trials: Sequence[dict[str, Any]],
+    metric: str,
+    labels: Sequence[str],
+    best: int | None = None,
+) -> list[Chart]:
+    """One chart per flag against the metric: a scatter for numeric flags, a box per value otherwise.
+
+    Flags with a single value across the sweep are skipped (nothing to compare). The best trial
+    (index into `trials`) is marked.
+    """
+    idx = [i for i, t in enumerate(trials) if _is_number(t.get("value"))]
+    charts = []
+    for n, name in enumerate(flags):
+        xs = [trials[i]["flags"].get(name) for i in idx]
+        if len({repr(x) for x in xs}) < 2:
+            continue
+        ys = [trials[i]["value"] for i in idx]
+        text = [label(labels[i]) for i in idx]
+        fig = go.Figure()
+        numeric = all(_is_number(x) for x in xs)
+        if numeric:
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="trials", text=text,
+                                     marker=dict(size=9, color=TRAIN_COLOR, opacity=0.8)))  # fmt: skip
+        else:
+            sx = [label(x) for x in xs]
+            fig.add_trace(go.Box(x=sx, y=ys, name="trials", boxpoints="all", jitter=0.3,
+                                 pointpos=0, text=text, marker=dict(color=TRAIN_COLOR)))  # fmt: skip
+        if best is not None and best in idx:
+            bx = trials[best]["flags"].get(name)
+            fig.add_trace(go.Scatter(x=[bx if numeric else label(bx)], y=[trials[best]["value"]],
+                                     mode="markers", name="best trial", text=[label(labels[best])],
+                                     marker=dict(size=15, color=BEST_COLOR, symbol="star")))  # fmt: skip
+        log = numeric and min(xs) > 0 and max(xs) / min(xs) >= 100
+        fig.update_layout(**_layout(name, name, metric, hovermode="closest"))
+        if log:
+            fig.update_xaxes(type="log")
+        charts.append(Chart(f"flag-{n}", name, _figure(fig)))
+    return charts

@@ -1,0 +1,372 @@
+"""The HTML pages: a run's report, the comparison of two runs, and a sweep's report.
+
+Pages are rendered with jinja2 templates (templates/, autoescape on: every value from a run is shown as
+text). Data for the page's scripts travels in `<script type="application/json">` tags with `<`, `>` and
+`&` escaped, so nothing a run wrote can close the tag. Each page is self-contained: plotly.js, the
+styles and the scripts are inlined once, images are data: URIs; pages open with no network.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+import re
+import sys
+import webbrowser
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import DiffLexer, TextLexer, get_lexer_for_filename
+from pygments.util import ClassNotFound
+
+from .._io import _clean, dumps, write_text_atomic
+from ..errors import GridrunError
+from . import charts
+from .rundata import RunData, format_value, latest_runs, load_run, resolve_run
+from .sweepdata import SweepData, find_sweep_runs, latest_sweep, load_sweep, safe_file_part
+
+REPORT_FILE = "report.html"
+REPORTS_DIR = "reports"  # compare and sweep pages, inside the runs dir
+MAX_DIFF_LINES = 5000  # per side; longer texts are cut before diffing (difflib is quadratic)
+
+# --------------------------------------------------------------------------------------------------
+# Rendering
+
+
+def script_json(value: Any) -> Markup:
+    """JSON for a `<script type="application/json">` tag: `<`, `>`, `&` escaped so no content ends it."""
+    text = dumps(_clean(value), indent=None)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return Markup(text)
+
+
+@functools.cache
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("gridrun.report", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["script_json"] = script_json
+    env.filters["fmt"] = lambda v: "" if v is None else format_value(v)
+    return env
+
+
+@functools.cache
+def _static(name: str) -> str:
+    return resources.files("gridrun.report").joinpath("static", name).read_text(encoding="utf-8")
+
+
+@functools.cache
+def plotly_js() -> Markup:
+    """plotly.js, to inline once per page."""
+    from plotly.offline import get_plotlyjs
+
+    return Markup(re.sub(r"</(script)", r"<\\/\1", get_plotlyjs(), flags=re.IGNORECASE))
+
+
+@functools.cache
+def _pygments_css() -> str:
+    return HtmlFormatter(style="default").get_style_defs(".hl")
+
+
+def render(template: str, **context: Any) -> str:
+    """Render a page; `charts` (list of charts.Chart) get plotly.js and the shared chart template."""
+    chart_list = context.setdefault("charts", [])
+    page = _env().get_template(template)
+    return page.render(
+        css=Markup(_static("report.css") + "\n" + _pygments_css()),
+        js=Markup(_static("report.js")),
+        plotly_js=plotly_js() if chart_list else None,
+        chart_template=charts.template() if chart_list else None,
+        **context,
+    )
+
+
+def code_html(name: str, text: str) -> Markup:
+    """Syntax-highlighted source (pygments escapes the text)."""
+    try:
+        lexer = get_lexer_for_filename(name, stripnl=False)
+    except ClassNotFound:
+        lexer = TextLexer(stripnl=False)
+    return Markup(highlight(text, lexer, HtmlFormatter(cssclass="hl", linenos="table")))
+
+
+def diff_html(diff: str) -> Markup:
+    return Markup(highlight(diff, DiffLexer(stripnl=False), HtmlFormatter(cssclass="hl")))
+
+
+def write_page(html: str, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, html)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # a page is for sharing: the usual file mode, not the temp file's 0600
+    return path
+
+
+def _output_path(output: str | os.PathLike | None, default: Path) -> Path:
+    if output is None:
+        return default
+    out = Path(output)
+    return out / default.name if out.is_dir() else out
+
+
+def can_open_browser() -> bool:
+    """True when a graphical browser can be started (never a text browser taking over the terminal)."""
+    if sys.platform not in ("darwin", "win32") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return False
+    try:
+        webbrowser.get()
+    except webbrowser.Error:
+        return False
+    return True
+
+
+def open_in_browser(target: str | Path) -> bool:
+    """Open a page (a file or a URL) in the default browser when there is one; False when not."""
+    if not can_open_browser():
+        return False
+    url = target if isinstance(target, str) else Path(target).resolve().as_uri()
+    try:
+        return bool(webbrowser.open(url))
+    except webbrowser.Error:
+        return False
+
+
+# --------------------------------------------------------------------------------------------------
+# One run
+
+
+def run_page(run: RunData, live: bool = False) -> str:
+    """The HTML report of one run. `live=True` makes the page poll metrics.json (see live.py)."""
+    curves = charts.learning_curves(run.metrics)
+    sources = [(f.name, code_html(f.name, f.text)) for f in run.sources]
+    page_data = {
+        "run": run.name,
+        "status": run.status,
+        "live": live,
+        "metrics": sorted(run.metrics),
+    }
+    return render(
+        "view.html",
+        title=f"Run {run.name}",
+        run=run,
+        live=live,
+        charts=curves,
+        sources=sources,
+        page_data=page_data,
+    )
+
+
+def view_run(
+    run: Any = None,
+    runs_dir: str | os.PathLike = "runs",
+    output: str | os.PathLike | None = None,
+    open_browser: bool = True,
+) -> Path:
+    """Write the HTML report of a run (default: the latest) and open it in the browser when there is one.
+
+    The report is written to `<run_dir>/report.html`, and also to `output` when given; the path of the
+    page opened (`output`, else the run's report.html) is returned. A running run's report is a
+    snapshot: `gridrun view --live` serves one that follows the run.
+    """
+    path = resolve_run(run, runs_dir)
+    html = run_page(load_run(path))
+    target = write_page(html, path / REPORT_FILE)
+    if output is not None:
+        target = write_page(html, _output_path(output, path / REPORT_FILE))
+    if open_browser:
+        open_in_browser(target)
+    return target
+
+
+# --------------------------------------------------------------------------------------------------
+# Two runs
+
+
+@dataclass
+class FileDiff:
+    name: str
+    state: str  # "identical", "changed", "only in A", "only in B"
+    html: Markup | None  # highlighted unified diff, None when identical
+
+
+def unified_diff(a: str, b: str, a_name: str, b_name: str) -> tuple[str, bool]:
+    """A unified diff of two texts (difflib), and whether either text was cut to MAX_DIFF_LINES lines."""
+    a_lines, b_lines = a.splitlines(keepends=True), b.splitlines(keepends=True)
+    cut = len(a_lines) > MAX_DIFF_LINES or len(b_lines) > MAX_DIFF_LINES
+    a_lines, b_lines = a_lines[:MAX_DIFF_LINES], b_lines[:MAX_DIFF_LINES]
+    lines = difflib.unified_diff(a_lines, b_lines, a_name, b_name)
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines), cut
+
+
+def source_diffs(a: RunData, b: RunData) -> list[FileDiff]:
+    a_files = {f.name: f.text for f in a.sources}
+    b_files = {f.name: f.text for f in b.sources}
+    out = []
+    for name in sorted(set(a_files) | set(b_files)):
+        ta, tb = a_files.get(name), b_files.get(name)
+        if ta == tb:
+            out.append(FileDiff(name, "identical", None))
+            continue
+        state = "changed" if ta is not None and tb is not None else ("only in A" if tb is None else "only in B")
+        diff, _ = unified_diff(ta or "", tb or "", f"A/{name}", f"B/{name}")
+        out.append(FileDiff(name, state, diff_html(diff)))
+    return out
+
+
+def _rows(a: list[tuple[str, Any]], b: list[tuple[str, Any]]) -> list[tuple[str, Any, Any, bool]]:
+    """Side-by-side rows (label, a, b, differ) over the union of labels, in first-seen order."""
+    da, db = dict(a), dict(b)
+    labels = list(da) + [k for k in db if k not in da]
+    return [(k, da.get(k), db.get(k), da.get(k) != db.get(k)) for k in labels]
+
+
+def compare_page(a: RunData, b: RunData) -> str:
+    skip = {"run", "started", "ended", "duration", "host"}  # always differ; shown in the header
+    summary = _rows(
+        [(k, v) for k, v in a.summary() if k not in skip] + a.training(),
+        [(k, v) for k, v in b.summary() if k not in skip] + b.training(),
+    )
+    metrics = _rows(
+        [(k, format_value(v)) for k, v in a.final_metrics.items()]
+        + [(f"eval {k}", format_value(v)) for k, v in a.evaluation.items()],
+        [(k, format_value(v)) for k, v in b.final_metrics.items()]
+        + [(f"eval {k}", format_value(v)) for k, v in b.evaluation.items()],
+    )
+    flags = _rows(list(a.flags.items()), list(b.flags.items()))
+    curves = charts.overlaid_curves([("A", a.metrics), ("B", b.metrics)])
+    out_diff, out_cut = unified_diff(a.output, b.output, "A/output.log", "B/output.log")
+    return render(
+        "compare.html",
+        title=f"Compare {a.name} and {b.name}",
+        a=a,
+        b=b,
+        summary=summary,
+        metrics=metrics,
+        flags=flags,
+        flag_changes=sum(1 for row in flags if row[3]),
+        charts=curves,
+        sources=source_diffs(a, b),
+        output_diff=diff_html(out_diff) if out_diff else None,
+        output_cut=out_cut,
+        page_data={"runs": [a.name, b.name]},
+    )
+
+
+def compare_runs(
+    runs: Any = None,
+    runs_dir: str | os.PathLike = "runs",
+    output: str | os.PathLike | None = None,
+    open_browser: bool = True,
+) -> Path:
+    """Compare two runs side by side (default: the latest two); the older run is shown on the left (A).
+
+    `runs` holds two run names, paths or ls_runs() rows, or is a two-row DataFrame of ls_runs().
+
+    Written to `<runs_dir>/reports/compare-<A>-vs-<B>.html` unless `output` is given; returns the path.
+    """
+    if runs is None:
+        paths = latest_runs(2, runs_dir)
+        if len(paths) < 2:
+            raise GridrunError(
+                f"compare needs two runs and runs dir '{runs_dir}' has {len(paths)}: start another with "
+                "`gridrun training-run SCRIPT`, or name two runs"
+            )
+    else:
+        runs = [row for _, row in runs.iterrows()] if hasattr(runs, "iterrows") else list(runs)
+        if len(runs) != 2:
+            raise GridrunError(f"compare takes exactly two runs, got {len(runs)}: name two runs (A and B)")
+        paths = [resolve_run(r, runs_dir) for r in runs]
+    if paths[0] == paths[1]:
+        raise GridrunError(f"both runs are '{paths[0].name}': name two different runs")
+    a, b = sorted((load_run(p) for p in paths), key=lambda r: (str(r.properties.get("start") or ""), r.name))
+    default = Path(runs_dir) / REPORTS_DIR / f"compare-{a.name}-vs-{b.name}.html"
+    target = write_page(compare_page(a, b), _output_path(output, default))
+    if open_browser:
+        open_in_browser(target)
+    return target
+
+
+# --------------------------------------------------------------------------------------------------
+# A sweep
+
+
+def sweep_page(data: SweepData) -> str:
+    labels = [t.label for t in data.trials]
+    trials = [{"flags": t.run.flags, "value": t.value} for t in data.trials]
+    chart_list = []
+    varied = data.varied_flags
+    pc = charts.parcoords(varied, trials, data.metric, labels)
+    if pc is not None:
+        chart_list.append(pc)
+    chart_list += charts.flag_charts(varied, trials, data.metric, labels, best=data.best)
+    return render(
+        "sweep.html",
+        title=f"Sweep {data.sweep}",
+        sweep=data,
+        charts=chart_list,
+        has_parcoords=pc is not None,
+        page_data={"sweep": data.sweep, "metric": data.metric},
+    )
+
+
+def sweep_report(
+    sweep_id_or_df: Any = None,
+    runs_dir: str | os.PathLike = "runs",
+    output: str | os.PathLike | None = None,
+    open_browser: bool = True,
+    metric: str = "val_loss",
+    maximize: bool | None = None,
+) -> Path:
+    """The report of a tuning run: its trials in a sortable table, flags against `metric` (parallel
+    coordinates and one chart per flag), the best trial with a link to its run report, the failures.
+
+    `sweep_id_or_df` is a sweep id (default: the latest sweep) or a DataFrame of runs (ls_runs rows).
+    Written to `<runs_dir>/reports/sweep-<id>.html` (or `<id>.html` when the id starts with sweep) unless `output` is given; returns the path.
+    """
+    if sweep_id_or_df is None or isinstance(sweep_id_or_df, str):
+        sweep = sweep_id_or_df or latest_sweep(runs_dir)
+        paths = find_sweep_runs(sweep, runs_dir)
+    elif hasattr(sweep_id_or_df, "columns"):
+        df = sweep_id_or_df
+        if "run_dir" not in df.columns:
+            raise GridrunError("the table has no run_dir column: pass rows of gridrun.ls_runs()")
+        if not len(df):
+            raise GridrunError("the table of runs is empty: select some runs of gridrun.ls_runs()")
+        paths = [resolve_run(row, runs_dir) for _, row in df.iterrows()]
+        ids = {str(s) for s in df["sweep"] if isinstance(s, str)} if "sweep" in df.columns else set()
+        sweep = ids.pop() if len(ids) == 1 else "selection"
+    else:
+        raise GridrunError(
+            f"cannot make a sweep report of {type(sweep_id_or_df).__name__}: give a sweep id or a "
+            "DataFrame from gridrun.ls_runs()"
+        )
+    data = load_sweep(sweep, paths, metric=metric, maximize=maximize)
+    stem = safe_file_part(data.sweep)
+    default = Path(runs_dir) / REPORTS_DIR / (f"{stem}.html" if stem.startswith("sweep") else f"sweep-{stem}.html")
+    target = _output_path(output, default)
+    best = data.best_trial
+    if best is not None:  # the best trial's page is linked from the sweep page: make sure it exists
+        view_run(best.run.path, best.run.path.parent, open_browser=False)
+    for trial in data.trials:
+        report = trial.run.path / REPORT_FILE
+        if report.exists():
+            trial.report = Path(os.path.relpath(report.resolve(), target.parent.resolve())).as_posix()
+    write_page(sweep_page(data), target)
+    if open_browser:
+        open_in_browser(target)
+    return target

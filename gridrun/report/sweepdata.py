@@ -1,0 +1,157 @@
+"""What the sweep report shows: the trials of one tuning run, read from their run dirs.
+
+A sweep's runs are those whose properties.json has "sweep" == the sweep id (tuning-run writes it, and
+"trial", the trial index). The runs are found with `gridrun.ls_runs(runs_dir, sweep=...)`; the values
+shown come from the run dirs themselves (full metric histories, evaluation, errors).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import GridrunError
+from .rundata import RunData, load_run
+
+MAXIMIZE_HINTS = ("acc", "auc", "precision", "recall", "f1", "r2", "score")
+
+
+@dataclass
+class Trial:
+    run: RunData
+    index: int | None  # properties["trial"]
+    value: float | None  # the metric the sweep is judged by
+    report: str | None = None  # link to the run's report, relative to the sweep page
+
+    @property
+    def name(self) -> str:
+        return self.run.name
+
+    @property
+    def label(self) -> str:
+        return f"trial {self.index}" if self.index is not None else self.run.name
+
+    @property
+    def failed(self) -> bool:
+        return self.run.status in ("failed", "interrupted")
+
+
+@dataclass
+class SweepData:
+    sweep: str
+    metric: str
+    maximize: bool
+    trials: list[Trial]
+    flags: list[str] = field(default_factory=list)  # union of flag names, in declaration order
+    metrics: list[str] = field(default_factory=list)  # union of final metric names
+    evaluation: list[str] = field(default_factory=list)  # union of evaluation names
+    best: int | None = None  # index into trials
+
+    @property
+    def varied_flags(self) -> list[str]:
+        """Flags whose value differs between trials (the ones the sweep searched over)."""
+        return [f for f in self.flags if len({repr(t.run.flags.get(f)) for t in self.trials}) > 1]
+
+    @property
+    def fixed_flags(self) -> dict[str, object]:
+        """Flags with one value in every trial."""
+        varied = set(self.varied_flags)
+        return {f: self.trials[0].run.flags.get(f) for f in self.flags if f not in varied}
+
+    @property
+    def best_trial(self) -> Trial | None:
+        return None if self.best is None else self.trials[self.best]
+
+    @property
+    def failures(self) -> list[Trial]:
+        return [t for t in self.trials if t.failed]
+
+    def status_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for t in self.trials:
+            counts[t.run.status] = counts.get(t.run.status, 0) + 1
+        return counts
+
+
+def safe_file_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._") or "sweep"
+
+
+def find_sweep_runs(sweep: str, runs_dir: str | os.PathLike = "runs") -> list[Path]:
+    """Run dirs of the sweep, in run-name (start time) order."""
+    from ..runs import ls_runs
+
+    df = ls_runs(runs_dir, sweep=str(sweep))
+    if not len(df):
+        known = latest_sweeps(runs_dir)
+        hint = f"sweeps there: {', '.join(known)}" if known else "it has no sweeps yet"
+        raise GridrunError(
+            f"no runs of sweep '{sweep}' in runs dir '{runs_dir}' ({hint}); "
+            "list them with `gridrun ls --columns run_dir sweep trial`"
+        )
+    return sorted((Path(str(p)) for p in df["run_dir"]), key=lambda p: p.name)
+
+
+def latest_sweeps(runs_dir: str | os.PathLike = "runs") -> list[str]:
+    """Sweep ids in the runs dir, most recent first."""
+    from ..runs import ls_runs
+
+    df = ls_runs(runs_dir)  # newest first
+    out: list[str] = []
+    for value in df["sweep"]:
+        if isinstance(value, str) and value and value not in out:
+            out.append(value)
+    return out
+
+
+def latest_sweep(runs_dir: str | os.PathLike = "runs") -> str:
+    known = latest_sweeps(runs_dir)
+    if not known:
+        raise GridrunError(
+            f"no sweep found in runs dir '{runs_dir}': start one with `gridrun tuning-run SCRIPT`, "
+            "or pass the sweep id (the `sweep` column of `gridrun ls`)"
+        )
+    return known[0]
+
+
+def _final(run: RunData, metric: str) -> float | None:
+    value = run.final_metrics.get(metric)
+    if value is None and metric.startswith("eval_"):
+        value = run.evaluation.get(metric[5:])
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def load_sweep(
+    sweep: str,
+    paths: list[Path],
+    metric: str = "val_loss",
+    maximize: bool | None = None,
+) -> SweepData:
+    """Read the runs of a sweep and pick the best trial by `metric` (the final value of that metric,
+    or `eval_<name>` for an evaluation value). Lower is better unless the name looks like a score
+    (acc, auc, ...) or `maximize` says otherwise. With the default metric and no trial recording
+    val_loss, the sweep is judged by loss."""
+    runs = [load_run(p, with_files=False) for p in paths]
+    if metric == "val_loss" and runs and all(_final(r, metric) is None for r in runs):
+        if any(_final(r, "loss") is not None for r in runs):
+            metric = "loss"
+    if maximize is None:
+        maximize = any(h in metric.lower() for h in MAXIMIZE_HINTS)
+    trials = []
+    for run in runs:
+        index = run.properties.get("trial")
+        trials.append(Trial(run, index if isinstance(index, int) else None, _final(run, metric)))
+    trials.sort(key=lambda t: (t.index is None, t.index if t.index is not None else 0, t.name))
+    data = SweepData(sweep=str(sweep), metric=metric, maximize=maximize, trials=trials)
+    for t in trials:
+        data.flags.extend(k for k in t.run.flags if k not in data.flags)
+        data.metrics.extend(k for k in t.run.metrics if k not in data.metrics)
+        data.evaluation.extend(k for k in t.run.evaluation if k not in data.evaluation)
+    scored = [(t.value, i) for i, t in enumerate(trials) if t.value is not None and not t.failed]
+    if scored:
+        data.best = (max if maximize else min)(scored)[1]
+    return data
