@@ -641,6 +641,8 @@ def tuning_run(
     yes: bool = False,
     quiet: bool = False,
     max_artifact_bytes: int = MAX_REMOTE_BYTES,
+    population: bool = False,
+    population_size: int | None = None,
 ):
     """Run `script` once per flag combination; return this sweep's runs (a DataFrame like `ls_runs`).
 
@@ -651,7 +653,9 @@ def tuning_run(
     `jobs` > 1 runs trials in a pool of reused worker processes; `backend` picks the executor
     (inprocess, local, dask, ray). `resume` is a sweep id, or True for the latest sweep of this script.
     `confirm` asks before a sweep of more than 100 trials (the CLI does, unless --yes); in Python the
-    call itself is the confirmation, so the default is False.
+    call itself is the confirmation, so the default is False. `population` trains trials that share
+    their static flags together as one vmapped program (docs/population.md); `population_size` caps
+    the trials per program.
     """
     script_path: Path | None = None
     if script is not None:
@@ -709,6 +713,15 @@ def tuning_run(
             print(f"Sweep {manifest.id}: {n} trials, manifest {manifest.path}", flush=True)
 
     executor = get_executor(backend, jobs, scheduler)
+    if population_size is not None and population_size < 1:
+        raise GridrunError(f"--population-size {population_size} must be at least 1")
+    if population:
+        from .executors.population import PopulationExecutor
+        from .flagspec import declared_flags
+
+        specs = declared_flags(manifest.data["script_path"])
+        static = [name for name, spec in specs.items() if spec.is_static]
+        executor = PopulationExecutor(executor, static, population_size)
     t0 = time.monotonic()
     try:
         run_sweep(manifest, executor, runs_dir, retries=retries, max_failures=max_failures, quiet=quiet,

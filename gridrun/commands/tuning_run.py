@@ -28,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("inprocess", "local", "dask", "ray"),
                         help="where trials run (default: inprocess for --jobs 1, local for more, "
                              "dask with --scheduler)")
+    parser.add_argument("--population", action="store_true",
+                        help="train trials that differ only in numeric flags together, as one vmapped JAX "
+                             "program per group (scripts that train with gridrun.fit; see docs/population.md)")
+    parser.add_argument("--population-size", type=int, metavar="N",
+                        help="at most N trials per compiled program (default: as many as device memory allows)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler (tcp://HOST:8786) or Ray address")
     parser.add_argument("--retries", type=int, default=0, help="re-run a failed trial up to R times (default 0)")
     parser.add_argument("--max-failures", type=int, metavar="K", help="stop the sweep after K failed trials")
@@ -72,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     df = tuning_run(
         args.script, flags, combinations=args.combinations, sample=parse_sample(args.sample), seed=args.seed,
         ordered=args.ordered, runs_dir=args.runs_dir, jobs=args.jobs, backend=args.backend,
+        population=args.population, population_size=args.population_size,
         scheduler=args.scheduler, retries=args.retries, max_failures=args.max_failures, resume=args.resume,
         confirm=True, yes=args.yes, quiet=args.quiet,
     )

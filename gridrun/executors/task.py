@@ -77,38 +77,98 @@ def forget_stale_modules(script_dir: str) -> list[str]:
 
 def run_trial(task: TrialTask) -> TrialResult:
     """Run one trial (on a worker); never raises for the script's own errors."""
-    from ..rundir import hostname
+    return run_trials([task], _one_by_one)[0]
+
+
+@dataclass
+class PopulationTask:
+    """Trials of one script sharing their static flags: trained together as one vmapped program."""
+
+    tasks: list[TrialTask]
+    max_size: int | None = None  # trials per compiled program (None: as many as device memory allows)
+
+
+def run_population(ptask: PopulationTask) -> list[TrialResult]:
+    """Run a group of trials (on a worker) in population mode; one result per trial, in order."""
+    return run_trials(ptask.tasks, lambda plans: _together(plans, ptask.max_size))
+
+
+Plan = tuple[Path, Path, TrialTask]  # (script, run dir, task)
+
+
+def _execute(plan: Plan) -> dict[str, Any]:
     from ..runner import execute
 
-    worker = f"{hostname()}:{os.getpid()}"
-    folder = os.path.dirname(os.path.abspath(task.script))
-    forget_stale_modules(folder)
-    if task.run_dir is not None:
-        props = execute(
-            task.script, task.run_dir, task.flags, context=task.context,
-            sweep=task.sweep, trial=task.trial, capture_output=True,
-        )
-        forget_stale_modules(folder)  # records the modules this trial imported
-        return TrialResult(props, worker=worker)
-    tmp = Path(tempfile.mkdtemp(prefix="gridrun-trial-"))
+    script, run, task = plan
+    return execute(script, run, task.flags, context=task.context, sweep=task.sweep, trial=task.trial,
+                   capture_output=True)
+
+
+def _one_by_one(plans: list[Plan]) -> list[dict[str, Any]]:
+    return [_execute(p) for p in plans]
+
+
+def _together(plans: list[Plan], max_size: int | None) -> list[dict[str, Any]]:
+    """Each trial in its own thread; their gridrun.fit calls are trained together (train/population.py)."""
+    from ..train.population import Population
+
+    folder = str(plans[0][0].parent)
+    main, argv, added = sys.modules.get("__main__"), sys.argv, folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
     try:
-        script = Path(task.script)
-        if not script.is_file() and task.sources:  # no shared file system: run the shipped copy
-            code = tmp / "code"
-            code.mkdir()
-            for name, data in task.sources.items():
-                (code / Path(name).name).write_bytes(data)
-            script = code / script.name
-        run = tmp / "run"
-        run.mkdir()
-        props = execute(
-            script, run, task.flags, context=task.context,
-            sweep=task.sweep, trial=task.trial, capture_output=True,
-        )
-        files, dropped = pack(run, task.max_bytes)
-        return TrialResult(props, files, dropped, worker)
+        results = Population(max_size).run([lambda p=p: _execute(p) for p in plans])
+    finally:  # runpy in many threads swaps these globals; put the worker's own back
+        if main is not None:
+            sys.modules["__main__"] = main
+        sys.argv = argv
+        if added and folder in sys.path:
+            sys.path.remove(folder)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results
+
+
+def run_trials(tasks: list[TrialTask], run_all) -> list[TrialResult]:
+    """Lay out run dirs for `tasks` (client-made, or worker-local temporary ones for remote workers),
+    run them with `run_all(plans)`, and return the results (remote: with the files packed)."""
+    from ..rundir import hostname
+
+    worker = f"{hostname()}:{os.getpid()}"
+    folder = os.path.dirname(os.path.abspath(tasks[0].script))
+    forget_stale_modules(folder)
+    tmp = Path(tempfile.mkdtemp(prefix="gridrun-trial-")) if any(t.run_dir is None for t in tasks) else None
+    try:
+        plans: list[Plan] = []
+        for k, task in enumerate(tasks):
+            if task.run_dir is not None:
+                plans.append((Path(task.script), Path(task.run_dir), task))
+                continue
+            assert tmp is not None
+            script = Path(task.script)
+            if not script.is_file() and task.sources:  # no shared file system: run the shipped copy
+                code = tmp / "code"
+                if not code.is_dir():
+                    code.mkdir()
+                    for name, data in task.sources.items():
+                        (code / Path(name).name).write_bytes(data)
+                script = code / script.name
+            run = tmp / f"run{k}"
+            run.mkdir()
+            plans.append((script, run, task))
+        results = []
+        for (_, run, task), props in zip(plans, run_all(plans)):
+            if task.run_dir is not None:
+                results.append(TrialResult(props, worker=worker))
+            else:
+                files, dropped = pack(run, task.max_bytes)
+                results.append(TrialResult(props, files, dropped, worker))
+        forget_stale_modules(folder)  # records the modules these trials imported
+        return results
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def ship_sources(script: Path) -> dict[str, bytes]:

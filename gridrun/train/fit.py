@@ -18,6 +18,7 @@ import numpy as np
 from .. import rundir
 from ..errors import GridrunError
 from . import engine as E
+from . import population
 from ._jaxcache import enable_persistent_cache
 from .callbacks import split_callbacks
 from .history import History
@@ -52,13 +53,13 @@ def _as_y(y: Any, loss: Any, n: int, what: str = "y") -> np.ndarray:
                 f"sparse_categorical_crossentropy needs integer labels of shape (n,), got {arr.shape}; "
                 "for one-hot labels use loss='categorical_crossentropy'"
             )
-        return arr.astype(np.int32)
+        return arr.astype(np.int32, copy=False)
     if loss == "categorical_crossentropy" and arr.ndim == 1:
         raise GridrunError(
             "categorical_crossentropy needs one-hot labels (n, classes), got integer labels of shape "
             f"{arr.shape}; use loss='sparse_categorical_crossentropy' or one-hot encode them (np.eye(k)[y])"
         )
-    arr = arr.astype(np.float32)
+    arr = arr.astype(np.float32, copy=False)
     return arr[:, None] if arr.ndim == 1 else arr
 
 
@@ -126,11 +127,15 @@ def fit(
     )
     eng = E.get_engine(config)
     _, _, lambdas = split_callbacks(callbacks)
-    data = {"x": jnp.asarray(x), "y": jnp.asarray(y)}
-    if n_val:
-        data["x_val"], data["y_val"] = jnp.asarray(xv), jnp.asarray(yv)
     k_init, k_train = E.seed_keys(seed)
-    state = eng.jit_init(hparams, k_init)
+    pop = population.active()
+    if pop is None:
+        data = {"x": jnp.asarray(x), "y": jnp.asarray(y)}
+        if n_val:
+            data["x_val"], data["y_val"] = jnp.asarray(xv), jnp.asarray(yv)
+        state = eng.jit_init(hparams, k_init)
+    else:  # population mode: shapes only here; the coordinator trains this trial with its group
+        state = jax.eval_shape(eng.init, hparams, k_init)
 
     opt = resolve_optimizer(optimizer)
     params = {
@@ -145,36 +150,53 @@ def fit(
         "optimizer": opt.describe() if isinstance(opt, OptimizerSpec) else "optax",
         "learning_rate": opt.learning_rate if isinstance(opt, OptimizerSpec) else None,
     }
-    history = History(params, eng, state, hparams)
+    history = History(params, eng, state if pop is None else None, hparams)
     ctx = rundir.current()
     if ctx is not None:
         ctx.write_properties(**params)
     names = config.log_names
-    try:
-        for e in range(int(epochs)):
+    t0 = time.perf_counter()
+
+    def on_epoch(e: int, logs: Any) -> None:
+        """Record one finished epoch: history, the run's metrics (live), progress, LambdaCallbacks."""
+        nonlocal t0
+        record = {k: _short(logs[k]) for k in names}
+        history.append(record)
+        if ctx is not None:
+            ctx.log_metrics(epoch=e + 1, **record)
+        if verbose and pop is None:
+            items = " - ".join(f"{k}: {v:.4g}" for k, v in record.items())
+            print(f"Epoch {e + 1}/{epochs} - {time.perf_counter() - t0:.2f}s - {items}", flush=True)
             t0 = time.perf_counter()
-            state, logs = eng.jit_epoch(state, hparams, data, E.epoch_key(k_train, e))
-            logs = jax.device_get(logs)
-            record = {k: _short(logs[k]) for k in names}
-            history.append(record)
-            history.state = state
-            if ctx is not None:
-                ctx.log_metrics(epoch=e + 1, **record)
-            if verbose:
-                items = " - ".join(f"{k}: {v:.4g}" for k, v in record.items())
-                print(f"Epoch {e + 1}/{epochs} - {time.perf_counter() - t0:.2f}s - {items}", flush=True)
-            for cb in lambdas:
-                if cb.on_epoch_end is not None:
-                    cb.on_epoch_end(e, dict(record))
-            if bool(logs["stopped"]):
-                if verbose:
-                    print(f"Epoch {e + 1}: early stopping", flush=True)
-                break
-    finally:
-        history.state = eng.jit_finalize(state)
+        for cb in lambdas:
+            if cb.on_epoch_end is not None:
+                cb.on_epoch_end(e, dict(record))
+
+    if pop is not None:
+        arrays = {"x": x, "y": y} if not n_val else {"x": x, "y": y, "x_val": xv, "y_val": yv}
+        request = population.FitRequest(eng, hparams, arrays, k_init, k_train, int(epochs), on_epoch)
+        history.state = pop.submit(request)  # trained and finalized with its group
         params["epochs_completed"] = history.epochs_completed
         if ctx is not None:
-            ctx.write_properties(epochs_completed=history.epochs_completed)
+            ctx.write_properties(epochs_completed=history.epochs_completed, population={"size": request.group_size})
+        if verbose:
+            print(f"Trained in a population of {request.group_size}: {history.epochs_completed} epochs", flush=True)
+    else:
+        try:
+            for e in range(int(epochs)):
+                state, logs = eng.jit_epoch(state, hparams, data, E.epoch_key(k_train, e))
+                logs = jax.device_get(logs)
+                history.state = state
+                on_epoch(e, logs)
+                if bool(logs["stopped"]):
+                    if verbose:
+                        print(f"Epoch {e + 1}: early stopping", flush=True)
+                    break
+        finally:
+            history.state = eng.jit_finalize(state)
+            params["epochs_completed"] = history.epochs_completed
+            if ctx is not None:
+                ctx.write_properties(epochs_completed=history.epochs_completed)
     final = {k: v[-1] for k, v in history.history.items()}
     for cb in lambdas:
         if cb.on_train_end is not None:

@@ -1,0 +1,254 @@
+"""Population mode: many trials of one script trained together as one vmapped JAX program.
+
+Each trial runs the user's script, unchanged, in its own thread (its own run context, flags and
+output.log). When a script calls `gridrun.fit`, the call is handed to the coordinator and the thread
+waits. Once every live trial is either waiting in `fit` or finished, the coordinator groups the waiting
+calls by their static configuration (model structure, loss, optimizer, callbacks' monitors, batch size,
+data) and trains each group as ONE compiled program: `jax.vmap` of the engine's epoch over the stacked
+train states and float hyperparameters of the group. Every trial keeps its own seed, dropout masks,
+data order, EarlyStopping and ReduceLROnPlateau state; a trial that stops is frozen by a mask and stops
+recording; a trial whose loss turns NaN/inf is frozen and ends failed. Then each thread gets its own
+trained state back and its script goes on (evaluate, plots, ...) exactly as in a sequential run.
+
+Groups larger than the device's memory allows are split into chunks (estimated from parameter and
+activation sizes and the free memory), or capped with `max_size`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import GridrunError
+
+_member: contextvars.ContextVar[Population | None] = contextvars.ContextVar("gridrun_population", default=None)
+
+
+def active() -> Population | None:
+    """The population the calling trial thread belongs to, or None (sequential mode)."""
+    return _member.get()
+
+
+@dataclass
+class FitRequest:
+    """One trial's call of `fit`, as handed to the coordinator."""
+
+    engine: Any
+    hparams: Any  # pytree of float32 arrays (one trial)
+    arrays: dict[str, np.ndarray]  # x, y (and x_val, y_val): host arrays, shared between trials
+    k_init: Any
+    k_train: Any
+    epochs: int
+    on_epoch: Callable[[int, dict[str, float]], None]  # records one epoch into the trial's run/history
+    state: Any = None  # the trained (unbatched) state, filled by the coordinator
+    group_size: int = 0  # how many trials were trained together with this one
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def same_data(self, other: FitRequest) -> bool:
+        """Whether both trials train on the same data: the same buffers (memoized data sets, the fast
+        path) or, failing that, equal contents."""
+        if self.arrays.keys() != other.arrays.keys():
+            return False
+        return all(_same_array(self.arrays[k], other.arrays[k]) for k in self.arrays)
+
+
+def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.strides == b.strides:
+        return True
+    return bool(np.array_equal(a, b))
+
+
+class Population:
+    """Runs trial threads and trains their `fit` calls together; see the module docstring."""
+
+    def __init__(self, max_size: int | None = None) -> None:
+        self.max_size = max_size
+        self._cond = threading.Condition()
+        self._pending: list[FitRequest] = []
+        self._live = 0
+        self.groups_trained: list[int] = []  # sizes of the vmapped programs run (for tests and reports)
+
+    # -- trial side -----------------------------------------------------------------------------------
+    def submit(self, request: FitRequest) -> Any:
+        """Called from a trial thread inside fit: wait for the group's training, return the state."""
+        with self._cond:
+            self._pending.append(request)
+            self._cond.notify_all()
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.state
+
+    # -- coordinator side -----------------------------------------------------------------------------
+    def run(self, jobs: list[Callable[[], Any]]) -> list[Any]:
+        """Run each job (a trial: a function that executes one script) in its own thread; train the
+        fit calls they make in groups; return the jobs' results in order."""
+        results: list[Any] = [None] * len(jobs)
+
+        def target(i: int, job: Callable[[], Any]) -> None:
+            _member.set(self)
+            try:
+                results[i] = job()
+            except BaseException as exc:  # noqa: BLE001 - reported as that trial's result
+                results[i] = exc
+            finally:
+                with self._cond:
+                    self._live -= 1
+                    self._cond.notify_all()
+
+        threads = [threading.Thread(target=target, args=(i, job), name=f"gridrun-trial-{i}", daemon=True)
+                   for i, job in enumerate(jobs)]
+        with self._cond:
+            self._live = len(threads)
+        for t in threads:
+            t.start()
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: len(self._pending) >= self._live)
+                if not self._pending and self._live == 0:
+                    break
+                batch, self._pending = self._pending, []
+            self._train_all(batch)
+        for t in threads:
+            t.join()
+        return results
+
+    def _train_all(self, requests: list[FitRequest]) -> None:
+        groups: list[list[FitRequest]] = []
+        for r in requests:
+            home = next((g for g in groups if g[0].engine.config == r.engine.config and g[0].same_data(r)), None)
+            if home is None:
+                groups.append([r])
+            else:
+                home.append(r)
+        for members in groups:
+            size = self.max_size or auto_size(members[0])
+            for start in range(0, len(members), max(1, size)):
+                chunk = members[start:start + max(1, size)]
+                try:
+                    train_group(chunk)
+                    self.groups_trained.append(len(chunk))
+                except BaseException as exc:  # noqa: BLE001 - every trial of the chunk gets the error
+                    for r in chunk:
+                        r.error = exc
+                finally:
+                    for r in chunk:
+                        r.done.set()
+
+
+# --------------------------------------------------------------------------------------------------
+# Training one group
+
+
+def _vmapped(engine: Any) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
+    """The engine's init / epoch / finalize vmapped over trials and jitted, built once per engine."""
+    cached = getattr(engine, "_population_fns", None)
+    if cached is None:
+        import jax
+
+        cached = (
+            jax.jit(jax.vmap(engine.init)),
+            jax.jit(jax.vmap(engine.epoch, in_axes=(0, 0, None, 0))),
+            jax.jit(jax.vmap(engine.finalize)),
+        )
+        engine._population_fns = cached
+    return cached
+
+
+def train_group(requests: list[FitRequest]) -> None:
+    """Train `requests` (same engine, same data) together; fill each request's `state`."""
+    import jax
+    import jax.numpy as jnp
+
+    from .engine import epoch_key
+
+    engine = requests[0].engine
+    names = engine.config.log_names
+    vinit, vepoch, vfinal = _vmapped(engine)
+    data = {k: jnp.asarray(v) for k, v in requests[0].arrays.items()}  # one device copy for the group
+    hparams = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[r.hparams for r in requests])
+    k_init = jnp.stack([r.k_init for r in requests])
+    k_train = jnp.stack([r.k_train for r in requests])
+    limits = np.array([r.epochs for r in requests])
+    state = vinit(hparams, k_init)
+    state["stopped"] = jnp.asarray(limits <= 0)
+    failed = np.zeros(len(requests), bool)
+    fold = jax.jit(jax.vmap(epoch_key, in_axes=(0, None)))
+    for e in range(int(limits.max(initial=0))):
+        state, logs = vepoch(state, hparams, data, fold(k_train, e))
+        logs = jax.device_get(logs)
+        for i, r in enumerate(requests):
+            if not logs["active"][i]:
+                continue
+            row = {k: logs[k][i] for k in names}
+            r.on_epoch(e, row)
+            if not all(math.isfinite(float(v)) for k, v in row.items() if k.endswith("loss")):
+                failed[i] = True
+        stop = np.asarray(logs["stopped"]) | failed | (e + 1 >= limits)
+        if stop.all():
+            break
+        state["stopped"] = jnp.asarray(stop)
+    state = vfinal(state)
+    for i, r in enumerate(requests):
+        r.state = jax.tree_util.tree_map(lambda a, i=i: a[i], state)
+        r.group_size = len(requests)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sizing
+
+
+def device_free_bytes() -> int:
+    """Free memory of the default JAX device; for the CPU, the host's available memory."""
+    import jax
+
+    dev = jax.devices()[0]
+    try:
+        stats = dev.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - not every backend has stats
+        stats = {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
+def trial_bytes(request: FitRequest) -> int:
+    """Rough device memory one trial needs: weights with optimizer/gradient/best copies, plus activations."""
+    import jax
+
+    shapes = jax.eval_shape(request.engine.init, request.hparams, request.k_init)
+    state_bytes = sum(int(np.prod(s.shape)) * s.dtype.itemsize for s in jax.tree_util.tree_leaves(shapes))
+    cfg = request.engine.config
+    width = int(np.prod(cfg.input_shape)) + state_bytes // 4 // max(1, int(np.prod(cfg.input_shape)))
+    batch_rows = max(cfg.batch_size, min(4096, max(cfg.n_val, 1)))
+    return 2 * state_bytes + 4 * 4 * batch_rows * width
+
+
+def auto_size(request: FitRequest, fraction: float = 0.5) -> int:
+    """How many trials of this kind fit in `fraction` of the free device memory (env GRIDRUN_POPULATION_SIZE caps it)."""
+    cap = os.environ.get("GRIDRUN_POPULATION_SIZE")
+    budget = int(device_free_bytes() * fraction)
+    size = max(1, budget // max(1, trial_bytes(request)))
+    if cap:
+        try:
+            size = min(size, max(1, int(cap)))
+        except ValueError:
+            raise GridrunError(f"GRIDRUN_POPULATION_SIZE={cap!r}: use a positive integer") from None
+    return int(size)
