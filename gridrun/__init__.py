@@ -58,10 +58,12 @@ _API: dict[str, str] = {
     "ReduceLROnPlateau": "train",
     "LambdaCallback": "train",
     "History": "train",
+    "optimizer": "train",
     # reports
     "view_run": "report",
     "compare_runs": "report",
     "sweep_report": "report",
+    "serve_run": "report",
 }
 
 __all__ = sorted(_API) + ["datasets", "__version__"]
