@@ -59,10 +59,10 @@ class History:
 
         Default path: artifacts/history.png of the active run, else ./history.png.
         """
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        # A bare Figure with the Agg canvas, not pyplot: no global state, so population trials (threads)
+        # can plot at the same time, and no display is ever needed.
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
         if path is None:
             folder = rundir.artifacts_dir()
@@ -71,7 +71,9 @@ class History:
         names = metrics or [k for k in self.history if not k.startswith("val_") and k != "lr"]
         if "lr" in self.history and len(set(self.history["lr"])) > 1 and metrics is None:
             names.append("lr")
-        fig, axes = plt.subplots(len(names), 1, figsize=(7, 2.6 * len(names)), sharex=True, squeeze=False)
+        fig = Figure(figsize=(7, 2.6 * len(names)))
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)
         epochs = range(1, self.epochs_completed + 1)
         for ax, name in zip(axes[:, 0], names):
             ax.plot(epochs, self.history[name], "o-", ms=3, label="training" if name != "lr" else "lr")
@@ -86,5 +88,4 @@ class History:
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)
-        plt.close(fig)
         return str(path)
