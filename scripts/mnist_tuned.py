@@ -15,6 +15,8 @@ FLAGS = gridrun.flags(
     gridrun.flag_string("optimizer", "adam", "rmsprop | adam | sgd | adagrad"),
     gridrun.flag_numeric("lr_annealing", 0.05, "factor applied to the learning rate when val_loss stalls"),
     gridrun.flag_integer("patience", 5, "epochs without val_loss improvement before stopping"),
+    gridrun.flag_integer("lr_patience", 10, "epochs without improvement before the lr is reduced (Keras: 10)"),
+    gridrun.flag_boolean("restore_best_weights", False, "end with the weights of the best epoch"),
     gridrun.flag_integer("epochs", 35, "maximum passes over the training data"),
     gridrun.flag_integer("batch_size", 128, "samples per gradient step"),
 )
@@ -45,7 +47,10 @@ history = gridrun.fit(
     epochs=FLAGS.epochs,
     batch_size=FLAGS.batch_size,
     validation_split=0.2,
-    callbacks=[EarlyStopping(patience=FLAGS.patience), ReduceLROnPlateau(factor=FLAGS.lr_annealing)],
+    callbacks=[
+        EarlyStopping(patience=FLAGS.patience, restore_best_weights=FLAGS.restore_best_weights),
+        ReduceLROnPlateau(factor=FLAGS.lr_annealing, patience=FLAGS.lr_patience),
+    ],
     verbose=0,
 )
 print(history)

@@ -114,7 +114,15 @@ def test_nan_trial_fails_alone_and_others_continue(project):
     assert len(metrics(status["nan"])["loss"]) == 1  # frozen after the first NaN epoch
 
 
-def test_static_flags_split_groups(project):
+def test_width_flags_no_longer_split_groups(project):
+    # integer flags that only change hidden widths are merged by padding (tests/test_width_merge.py)
     df = sweep(project, "static", population=True, flags={"units": [8, 16], "lr": [0.01, 0.02], "epochs": [2]})
+    info = [read_json(f"{r.run_dir}/properties.json")["population"] for r in df.itertuples()]
+    assert info == [{"size": 4, "padded_units": [16]}] * 4 and set(df["status"]) == {"completed"}
+
+
+def test_different_programs_split_groups_without_width_merging(project, monkeypatch):
+    monkeypatch.setenv("GRIDRUN_WIDTH_MERGE", "0")
+    df = sweep(project, "static_off", population=True, flags={"units": [8, 16], "lr": [0.01, 0.02], "epochs": [2]})
     sizes = [read_json(f"{r.run_dir}/properties.json")["population"]["size"] for r in df.itertuples()]
     assert sorted(sizes) == [2, 2, 2, 2] and set(df["status"]) == {"completed"}

@@ -1,11 +1,17 @@
 """Population mode as an executor: groups of trials become one task each, on any other executor.
 
 Trials are grouped by the values of their *static* flags (integer, string and boolean flags by default;
-see FlagSpec.static): trials that differ only in numeric flags share the shapes and structure of their
-training program. Each group (split into chunks of `size` trials when given) runs as one task,
-`run_population`, on the inner executor: in this process, on a local worker pool, or on a Dask/Ray
-cluster; there its trials train together as one vmapped program (gridrun/train/population.py). The
-sweep sees one outcome per trial, exactly as with the other executors.
+see FlagSpec.static), except integer values: trials that differ only in numeric flags share the shapes
+and structure of their training program, and integer flags (layer widths, epochs, seeds) often do not
+change it or only change widths, which the trainer merges by padding (gridrun/train/widths.py). This
+grouping only decides which trials share a worker task: inside it, the trainer groups `gridrun.fit`
+calls again by their actual configuration, so trials whose integers do change the program (e.g. a
+batch size) still train as separate programs.
+
+Each group (split into chunks of `size` trials when given) runs as one task, `run_population`, on the
+inner executor: in this process, on a local worker pool, or on a Dask/Ray cluster; there its trials
+train together as one vmapped program (gridrun/train/population.py). The sweep sees one outcome per
+trial, exactly as with the other executors.
 """
 
 from __future__ import annotations
@@ -15,6 +21,10 @@ from typing import Any
 
 from .base import Executor
 from .task import PopulationTask, TrialTask, run_population
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class PopulationExecutor(Executor):
@@ -28,7 +38,8 @@ class PopulationExecutor(Executor):
         self.remote = inner.remote
 
     def group_key(self, task: TrialTask) -> tuple[Any, ...]:
-        return tuple(repr(task.flags.get(name)) for name in self.static_flags)
+        values = [task.flags.get(name) for name in self.static_flags]
+        return tuple(repr(v) for v in values if not _is_int(v))
 
     def groups(self, tasks: list[TrialTask]) -> list[PopulationTask]:
         by_key: dict[tuple[Any, ...], list[TrialTask]] = {}

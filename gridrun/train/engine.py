@@ -16,6 +16,10 @@ None, 0))` trains a population of stacked states/hparams. `data` = {"x", "y", "x
 device arrays (x_val/y_val absent when n_val == 0). Each batch is gathered inside the step from a
 per-epoch permutation, so the data is never copied. A stopped trial (EarlyStopping) is frozen by a
 mask: its state no longer changes; `logs["active"]` tells whether the epoch counted.
+
+Width merging (gridrun/train/widths.py): a population may train Sequential trials of different hidden
+widths with the engine of the widest structure; their hparams then carry `hparams["model"]["unit_masks"]`
+and their states are zero-padded.
 """
 
 from __future__ import annotations
@@ -215,7 +219,9 @@ class Engine:
         variables = {"params": params, **extra}
         mutable = list(extra) if (train and extra) else False
         if self.structure is not None:
-            out = self.module.apply(variables, x, hp["model"]["dropout"], train, key, mutable=mutable)
+            # unit_masks: only in the hparams of a width-merged population (gridrun/train/widths.py)
+            out = self.module.apply(variables, x, hp["model"]["dropout"], train, key, hp["model"].get("unit_masks"),
+                                    mutable=mutable)
         else:
             rngs = {"dropout": key} if key is not None else None
             out = self.module.apply(variables, x, rngs=rngs, mutable=mutable, **_call_kwargs(self.module, train))

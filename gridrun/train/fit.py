@@ -178,7 +178,7 @@ def fit(
         history.state = pop.submit(request)  # trained and finalized with its group
         params["epochs_completed"] = history.epochs_completed
         if ctx is not None:
-            ctx.write_properties(epochs_completed=history.epochs_completed, population={"size": request.group_size})
+            ctx.write_properties(epochs_completed=history.epochs_completed, population=request.population_info())
         if verbose:
             print(f"Trained in a population of {request.group_size}: {history.epochs_completed} epochs", flush=True)
     else:

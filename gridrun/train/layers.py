@@ -169,16 +169,23 @@ def _mix(h: jax.Array) -> jax.Array:
     return h ^ (h >> 16)
 
 
-def dropout_keep_mask(seed: jax.Array, shape: tuple[int, ...], keep: jax.Array) -> jax.Array:
+def dropout_keep_mask(seed: jax.Array, shape: tuple[int, ...], keep: jax.Array, width: jax.Array | None = None) -> jax.Array:
     """Bernoulli(keep) mask from a counter-based hash of (seed, element index).
 
     About 8x cheaper on CPU than threefry bits (which cost ~40% of an epoch of the chapter's model),
     statistically ample for dropout, and a pure function of its inputs, so it vmaps like anything else.
+    `width` (a traced scalar; width merging, gridrun/train/widths.py): the layer's real number of units
+    when `shape` (rows, units) is zero-padded; element (row, unit) then gets index row * width + unit,
+    as in the unpadded layer, so the real units drop exactly as they would unpadded.
     """
-    size = 1
-    for d in shape:
-        size *= d
-    idx = jax.lax.iota(jnp.uint32, size).reshape(shape)
+    if width is None:
+        size = 1
+        for d in shape:
+            size *= d
+        idx = jax.lax.iota(jnp.uint32, size).reshape(shape)
+    else:
+        rows, units = shape
+        idx = jax.lax.iota(jnp.uint32, rows)[:, None] * width.astype(jnp.uint32) + jax.lax.iota(jnp.uint32, units)[None, :]
     bits = _mix(idx * jnp.uint32(0x9E3779B9) + _mix(seed.astype(jnp.uint32)))
     threshold = jnp.minimum(keep * 4294967296.0, 4294967040.0).astype(jnp.uint32)
     return jnp.logical_or(bits < threshold, keep >= 1.0)
@@ -187,14 +194,21 @@ def dropout_keep_mask(seed: jax.Array, shape: tuple[int, ...], keep: jax.Array) 
 class SequentialNet(nn.Module):
     """The linen module of a `Sequential` structure. Returns the last Dense's pre-activation when it is
     the last layer (see `output_activation`); dropout rates and the dropout seed (a uint32 scalar) are
-    call arguments."""
+    call arguments.
+
+    `unit_masks` (width merging, gridrun/train/widths.py): one 0/1 float vector per hidden Dense layer;
+    the layer's outputs (after its activation, and after a following BatchNorm) are multiplied by it,
+    so zero-padded units stay exactly 0 and their parameters get zero gradients."""
 
     structure: tuple[tuple[Any, ...], ...]
 
     @nn.compact
-    def __call__(self, x: jax.Array, dropout_rates: jax.Array, train: bool, seed: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, dropout_rates: jax.Array, train: bool, seed: jax.Array | None = None,
+                 unit_masks: Any = None) -> jax.Array:
         n = len(self.structure)
         i_drop = 0
+        k_dense = 0
+        mask = None  # the unit mask of the current width (None: no padding)
         for i, layer in enumerate(self.structure):
             kind = layer[0]
             if kind == "dense":
@@ -202,6 +216,8 @@ class SequentialNet(nn.Module):
                 x = nn.Dense(units, use_bias=use_bias, kernel_init=nn.initializers.glorot_uniform())(x)
                 if i < n - 1:
                     x = ACTIVATIONS[act](x)
+                mask = unit_masks[k_dense] if unit_masks is not None and k_dense < len(unit_masks) else None
+                k_dense += 1
             elif kind == "batchnorm":
                 _, momentum, eps = layer
                 x = nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=eps)(x)
@@ -209,9 +225,12 @@ class SequentialNet(nn.Module):
                 if train:
                     rate = dropout_rates[i_drop]
                     keep = 1.0 - rate
-                    mask = dropout_keep_mask(seed + jnp.uint32(i_drop) * jnp.uint32(0x632BE5AB), x.shape, keep)
-                    x = jnp.where(mask, x / keep, 0.0)
+                    width = None if mask is None else jnp.sum(mask)  # the real units (exact: a sum of 0/1)
+                    drop = dropout_keep_mask(seed + jnp.uint32(i_drop) * jnp.uint32(0x632BE5AB), x.shape, keep, width)
+                    x = jnp.where(drop, x / keep, 0.0)
                 i_drop += 1
+            if mask is not None and kind != "dropout":
+                x = x * mask
         return x
 
 
@@ -224,7 +243,9 @@ def kernel_penalty(params: Any, structure: tuple[tuple[Any, ...], ...], l1s: jax
             continue
         if layer[4]:
             w = params[f"Dense_{k_dense}"]["kernel"]
-            total = total + l1s[k_reg] * jnp.sum(jnp.abs(w)) + l2s[k_reg] * jnp.sum(jnp.square(w))
+            # w * sign(w) == |w|, with gradient sign(0) = 0 at 0 (as TensorFlow's abs; jnp.abs gives 1), so
+            # zero-padded weights (width merging) get no L1 pull
+            total = total + l1s[k_reg] * jnp.sum(w * jnp.sign(w)) + l2s[k_reg] * jnp.sum(jnp.square(w))
             k_reg += 1
         k_dense += 1
     return total

@@ -10,6 +10,11 @@ data order, EarlyStopping and ReduceLROnPlateau state; a trial that stops is fro
 recording; a trial whose loss turns NaN/inf is frozen and ends failed. Then each thread gets its own
 trained state back and its script goes on (evaluate, plots, ...) exactly as in a sequential run.
 
+Width merging (gridrun/train/widths.py): gridrun.Sequential trials that differ only in the units of
+hidden Dense layers join one group, trained as the widest structure with zero-padding and per-trial unit
+masks; each trial gets its state back at its own shapes. The results equal unpadded training up to float
+rounding. `merge_widths=False` (or the environment variable GRIDRUN_WIDTH_MERGE=0) turns it off.
+
 Groups larger than the device's memory allows are split into chunks (estimated from parameter and
 activation sizes and the free memory), or capped with `max_size`.
 """
@@ -49,8 +54,16 @@ class FitRequest:
     on_epoch: Callable[[int, dict[str, float]], None]  # records one epoch into the trial's run/history
     state: Any = None  # the trained (unbatched) state, filled by the coordinator
     group_size: int = 0  # how many trials were trained together with this one
+    padded_units: tuple[int, ...] | None = None  # the group's hidden widths when this trial was padded to them
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
+
+    def population_info(self) -> dict[str, Any]:
+        """What the trial's properties record under "population": size, and padded_units when padded."""
+        info: dict[str, Any] = {"size": self.group_size}
+        if self.padded_units is not None:
+            info["padded_units"] = list(self.padded_units)
+        return info
 
     def same_data(self, other: FitRequest) -> bool:
         """Whether both trials train on the same data: the same buffers (memoized data sets, the fast
@@ -71,8 +84,11 @@ def _same_array(a: np.ndarray, b: np.ndarray) -> bool:
 class Population:
     """Runs trial threads and trains their `fit` calls together; see the module docstring."""
 
-    def __init__(self, max_size: int | None = None) -> None:
+    def __init__(self, max_size: int | None = None, merge_widths: bool | None = None) -> None:
         self.max_size = max_size
+        if merge_widths is None:
+            merge_widths = os.environ.get("GRIDRUN_WIDTH_MERGE", "1").strip().lower() not in ("0", "false", "no", "off")
+        self.merge_widths = merge_widths
         self._cond = threading.Condition()
         self._pending: list[FitRequest] = []
         self._live = 0
@@ -124,15 +140,20 @@ class Population:
         return results
 
     def _train_all(self, requests: list[FitRequest]) -> None:
+        from . import widths
+
+        key = widths.merge_key if self.merge_widths else (lambda config: config)
         groups: list[list[FitRequest]] = []
         for r in requests:
-            home = next((g for g in groups if g[0].engine.config == r.engine.config and g[0].same_data(r)), None)
+            k = key(r.engine.config)
+            home = next((g for g in groups if key(g[0].engine.config) == k and g[0].same_data(r)), None)
             if home is None:
                 groups.append([r])
             else:
                 home.append(r)
         for members in groups:
-            size = self.max_size or auto_size(members[0])
+            members.sort(key=lambda r: widths.hidden_units(r.engine.config))  # chunks of similar widths
+            size = self.max_size or auto_size(_padded_request(members))
             for start in range(0, len(members), max(1, size)):
                 chunk = members[start:start + max(1, size)]
                 try:
@@ -165,22 +186,50 @@ def _vmapped(engine: Any) -> tuple[Callable[..., Any], Callable[..., Any], Calla
     return cached
 
 
+def _padded_request(requests: list[FitRequest]) -> FitRequest:
+    """A request standing for the group's widest trial (for sizing): the padded engine, or the first request."""
+    from . import widths
+    from .engine import get_engine
+
+    configs = [r.engine.config for r in requests]
+    if all(c == configs[0] for c in configs):
+        return requests[0]
+    first = requests[0]
+    return FitRequest(get_engine(widths.padded_config(configs)), first.hparams, first.arrays, first.k_init,
+                      first.k_train, first.epochs, first.on_epoch)
+
+
 def train_group(requests: list[FitRequest]) -> None:
-    """Train `requests` (same engine, same data) together; fill each request's `state`."""
+    """Train `requests` (width-compatible engines, same data) together; fill each request's `state`.
+
+    With equal engines the states are initialized inside the vmapped program. With different hidden
+    widths (see gridrun/train/widths.py) each trial is initialized by its own engine, zero-padded to the
+    widest structure, trained with its unit masks, and cropped back to its own shapes at the end."""
     import jax
     import jax.numpy as jnp
 
-    from .engine import epoch_key
+    from . import widths
+    from .engine import epoch_key, get_engine, stack
 
-    engine = requests[0].engine
+    configs = [r.engine.config for r in requests]
+    merged = any(c != configs[0] for c in configs)
+    engine = get_engine(widths.padded_config(configs)) if merged else requests[0].engine
     names = engine.config.log_names
     vinit, vepoch, vfinal = _vmapped(engine)
     data = {k: jnp.asarray(v) for k, v in requests[0].arrays.items()}  # one device copy for the group
-    hparams = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[r.hparams for r in requests])
+    trial_hparams = [widths.with_masks(r.hparams, r.engine.config, engine.config) if merged else r.hparams
+                     for r in requests]
+    hparams = stack(trial_hparams)
     k_init = jnp.stack([r.k_init for r in requests])
     k_train = jnp.stack([r.k_train for r in requests])
     limits = np.array([r.epochs for r in requests])
-    state = vinit(hparams, k_init)
+    if merged:  # each trial's own initial weights, zero-padded into the wide shapes
+        wide = jax.eval_shape(engine.init, trial_hparams[0], requests[0].k_init)
+        own = [r.engine.jit_init(r.hparams, r.k_init) for r in requests]
+        true_shapes = [jax.eval_shape(lambda s=s: s) for s in own]
+        state = stack([widths.pad(s, wide) for s in own])
+    else:
+        state = vinit(hparams, k_init)
     state["stopped"] = jnp.asarray(limits <= 0)
     failed = np.zeros(len(requests), bool)
     fold = jax.jit(jax.vmap(epoch_key, in_axes=(0, None)))
@@ -199,9 +248,13 @@ def train_group(requests: list[FitRequest]) -> None:
             break
         state["stopped"] = jnp.asarray(stop)
     state = vfinal(state)
+    padded_units = widths.hidden_units(engine.config) if merged else None
     for i, r in enumerate(requests):
         r.state = jax.tree_util.tree_map(lambda a, i=i: a[i], state)
+        if merged:
+            r.state = widths.crop(r.state, true_shapes[i])
         r.group_size = len(requests)
+        r.padded_units = padded_units
 
 
 # --------------------------------------------------------------------------------------------------
