@@ -126,3 +126,12 @@ def test_different_programs_split_groups_without_width_merging(project, monkeypa
     df = sweep(project, "static_off", population=True, flags={"units": [8, 16], "lr": [0.01, 0.02], "epochs": [2]})
     sizes = [read_json(f"{r.run_dir}/properties.json")["population"]["size"] for r in df.itertuples()]
     assert sorted(sizes) == [2, 2, 2, 2] and set(df["status"]) == {"completed"}
+
+
+def test_group_of_one_runs_the_sequential_program(project, runs):
+    lone = by_flags(sweep(project, "lone", population=True, population_size=1,
+                          flags={"lr": [1e-4, 1e-3], "dropout": [0.1], "seed": [0], "units": [16]}))
+    seq = by_flags(runs["seq"])
+    for key, row in lone.items():
+        assert read_json(f"{row.run_dir}/properties.json")["population"]["size"] == 1
+        assert metrics(row)["val_loss"] == metrics(seq[key])["val_loss"]  # the very same program: bit-equal

@@ -186,6 +186,30 @@ def _vmapped(engine: Any) -> tuple[Callable[..., Any], Callable[..., Any], Calla
     return cached
 
 
+def _single(engine: Any) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
+    """A group of one needs no vmap: the engine's own compiled functions (the very programs sequential
+    fit uses) behind a batch axis of length 1, so a lone trial costs what a sequential one does."""
+    import jax
+
+    def add(tree: Any) -> Any:
+        return jax.tree_util.tree_map(lambda a: a[None], tree)
+
+    def first(tree: Any) -> Any:
+        return jax.tree_util.tree_map(lambda a: a[0], tree)
+
+    def init(hp: Any, k: Any) -> Any:
+        return add(engine.jit_init(first(hp), k[0]))
+
+    def epoch(state: Any, hp: Any, data: Any, k: Any) -> Any:
+        new, logs = engine.jit_epoch(first(state), first(hp), data, k[0])
+        return add(new), add(logs)
+
+    def final(state: Any) -> Any:
+        return add(engine.jit_finalize(first(state)))
+
+    return init, epoch, final
+
+
 def _padded_request(requests: list[FitRequest]) -> FitRequest:
     """A request standing for the group's widest trial (for sizing): the padded engine, or the first request."""
     from . import widths
@@ -215,7 +239,7 @@ def train_group(requests: list[FitRequest]) -> None:
     merged = any(c != configs[0] for c in configs)
     engine = get_engine(widths.padded_config(configs)) if merged else requests[0].engine
     names = engine.config.log_names
-    vinit, vepoch, vfinal = _vmapped(engine)
+    vinit, vepoch, vfinal = _single(engine) if len(requests) == 1 else _vmapped(engine)
     data = {k: jnp.asarray(v) for k, v in requests[0].arrays.items()}  # one device copy for the group
     trial_hparams = [widths.with_masks(r.hparams, r.engine.config, engine.config) if merged else r.hparams
                      for r in requests]
