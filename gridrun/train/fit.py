@@ -176,6 +176,7 @@ def fit(
         arrays = {"x": x, "y": y} if not n_val else {"x": x, "y": y, "x_val": xv, "y_val": yv}
         request = population.FitRequest(eng, hparams, arrays, k_init, k_train, int(epochs), on_epoch)
         history.state = pop.submit(request)  # trained and finalized with its group
+        history.padded = request.padded
         params["epochs_completed"] = history.epochs_completed
         if ctx is not None:
             ctx.write_properties(epochs_completed=history.epochs_completed, population=request.population_info())
@@ -216,7 +217,8 @@ def evaluate(history: History, x: Any, y: Any, *, record: bool = True) -> dict[s
     cfg = h.engine.config
     xa = _as_x(x, None)
     ya = _as_y(y, cfg.loss, len(xa))
-    out = jax.device_get(h.engine.jit_evaluate(h.state, h.hparams, jnp.asarray(xa), jnp.asarray(ya)))
+    eng, state, hp = h.evaluator()
+    out = jax.device_get(eng.jit_evaluate(state, hp, jnp.asarray(xa), jnp.asarray(ya)))
     scores = {k: _short(v) for k, v in out.items()}
     if record:
         rundir.write_evaluation(**scores)
@@ -226,4 +228,5 @@ def evaluate(history: History, x: Any, y: Any, *, record: bool = True) -> dict[s
 def predict(history: History, x: Any) -> np.ndarray:
     """Model outputs (e.g. softmax probabilities) for x."""
     h = _trained(history)
-    return np.asarray(h.engine.jit_predict(h.state, h.hparams, jnp.asarray(_as_x(x, None))))
+    eng, state, hp = h.evaluator()
+    return np.asarray(eng.jit_predict(state, hp, jnp.asarray(_as_x(x, None))))

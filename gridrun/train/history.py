@@ -21,6 +21,13 @@ class History:
         self.engine = engine
         self.state = state
         self.hparams = hparams
+        # Population mode with width merging: the group's padded (engine, state, hparams), whose compiled
+        # evaluate/predict are shared by the whole group; `state` stays the trial's own, unpadded one.
+        self.padded: tuple[Any, Any, Any] | None = None
+
+    def evaluator(self) -> tuple[Any, Any, Any]:
+        """(engine, state, hparams) to evaluate and predict with."""
+        return self.padded or (self.engine, self.state, self.hparams)
 
     @property
     def epoch(self) -> list[int]:

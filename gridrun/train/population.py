@@ -54,6 +54,7 @@ class FitRequest:
     on_epoch: Callable[[int, dict[str, float]], None]  # records one epoch into the trial's run/history
     state: Any = None  # the trained (unbatched) state, filled by the coordinator
     group_size: int = 0  # how many trials were trained together with this one
+    padded: tuple[Any, Any, Any] | None = None  # width-merged: (padded engine, padded state, masked hparams)
     padded_units: tuple[int, ...] | None = None  # the group's hidden widths when this trial was padded to them
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -249,7 +250,8 @@ def train_group(requests: list[FitRequest]) -> None:
     limits = np.array([r.epochs for r in requests])
     if merged:  # each trial's own initial weights, zero-padded into the wide shapes
         wide = jax.eval_shape(engine.init, trial_hparams[0], requests[0].k_init)
-        own = [r.engine.jit_init(r.hparams, r.k_init) for r in requests]
+        # eagerly, not jitted: one compilation per distinct width would cost more than the whole init
+        own = [r.engine.init(r.hparams, r.k_init) for r in requests]
         true_shapes = [jax.eval_shape(lambda s=s: s) for s in own]
         state = stack([widths.pad(s, wide) for s in own])
     else:
@@ -276,6 +278,7 @@ def train_group(requests: list[FitRequest]) -> None:
     for i, r in enumerate(requests):
         r.state = jax.tree_util.tree_map(lambda a, i=i: a[i], state)
         if merged:
+            r.padded = (engine, r.state, trial_hparams[i])
             r.state = widths.crop(r.state, true_shapes[i])
         r.group_size = len(requests)
         r.padded_units = padded_units
