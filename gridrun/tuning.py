@@ -7,15 +7,12 @@ writer of the manifest `runs/sweeps/<id>.json` (format in docs/tuning.md): it cr
 dir, records it as running *before* submitting it, and records its outcome as soon as it comes back,
 always with an atomic write. After Ctrl-C, a kill -9 or a reboot, `resume` reconciles the manifest with
 the run dirs (a run dir that completed counts even if the manifest missed it) and runs only what did not
-complete.
+complete. The manifest itself lives in gridrun/manifest.py, the progress display in gridrun/progress.py.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import random
-import secrets
 import sys
 import threading
 import time
@@ -26,307 +23,29 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir
-from ._io import read_json, write_json
 from .errors import GridrunError
 from .executors import Executor, get_executor
 from .executors.task import MAX_REMOTE_BYTES, TrialResult, TrialTask, run_trial, ship_sources, unpack
-from .grid import Grid, build_grid, sample_grid, sample_size
+from .grid import build_grid
+from .manifest import (
+    DONE,
+    SAVE_INTERVAL,
+    Manifest,
+    client_alive,
+    close_orphans,
+    close_run,
+    describe_size,
+    find_sweep,
+    last_metrics,
+    list_sweeps,
+    plan_sweep,
+    reconcile,
+    sweeps_dir,
+)
+from .progress import Reporter, best_trials, print_results
 
 CONFIRM_ABOVE = 100  # trials; larger sweeps ask "Proceed with tuning run? [Y/n]"
-MAX_TRIALS = 1_000_000  # a trial list longer than this is surely a mistake: sample instead
 HEARTBEAT_SECONDS = 30.0
-SAVE_INTERVAL = 0.5  # seconds between two manifest writes while trials finish quickly
-STALE_SECONDS = 180.0  # a client whose heartbeat is older than this is taken as dead
-SWEEPS_DIR = "sweeps"
-MANIFEST_FORMAT = 1
-DONE = "completed"
-
-
-# --------------------------------------------------------------------------------------------------
-# The manifest
-
-
-def new_sweep_id() -> str:
-    """`2026-11-27T06-44-38Z-ab12`: UTC start time plus 4 random hex digits."""
-    return rundir.utc_now().strftime("%Y-%m-%dT%H-%M-%SZ") + "-" + secrets.token_hex(2)
-
-
-def sweeps_dir(runs_dir: str | os.PathLike) -> Path:
-    return Path(runs_dir) / SWEEPS_DIR
-
-
-class Manifest:
-    """The sweep's record, kept in memory and rewritten atomically (by this client only) on change."""
-
-    def __init__(self, path: Path, data: dict[str, Any]):
-        self.path = path
-        self.data = data
-        self.lock = threading.RLock()  # held by whoever reads or changes `data` while the sweep runs
-        self.dirty = False
-        self.saved_at = 0.0
-
-    @classmethod
-    def load(cls, runs_dir: str | os.PathLike, sweep_id: str) -> Manifest:
-        path = sweeps_dir(runs_dir) / f"{sweep_id}.json"
-        data = read_json(path)
-        if not isinstance(data, dict) or "trials" not in data:
-            known = ", ".join(p.stem for p in list_sweeps(runs_dir)[-5:]) or "(none)"
-            raise GridrunError(f"no sweep '{sweep_id}' in {sweeps_dir(runs_dir)} (latest: {known}): check the id")
-        return cls(path, data)
-
-    @property
-    def id(self) -> str:
-        return self.data["id"]
-
-    @property
-    def trials(self) -> list[dict[str, Any]]:
-        return self.data["trials"]
-
-    def touch(self) -> None:
-        """Save soon: at once when the last write is older than SAVE_INTERVAL, else by the heartbeat thread.
-
-        Deferring is safe: every run dir records its sweep, trial and status itself, and a resume
-        reconciles the manifest with them, so a write lost to a kill costs nothing.
-        """
-        if time.monotonic() - self.saved_at >= SAVE_INTERVAL:
-            self.save()
-        else:
-            self.dirty = True
-
-    def save(self) -> None:
-        with self.lock:
-            self.dirty = False
-            self.saved_at = time.monotonic()
-            now = rundir.iso(rundir.utc_now())
-            self.data["updated"] = now
-            client = self.data.get("client") or {}
-            if client.get("pid") == os.getpid() and not client.get("ended"):
-                client["heartbeat"] = now
-            counts = {s: 0 for s in ("pending", "running", "completed", "failed", "interrupted")}
-            for t in self.trials:
-                counts[t["status"]] = counts.get(t["status"], 0) + 1
-            self.data["counts"] = counts
-            write_json(self.path, self.data, indent=None if len(self.trials) > 200 else 1)
-
-
-def list_sweeps(runs_dir: str | os.PathLike = "runs") -> list[Path]:
-    """Manifest files, oldest first (ids sort by time)."""
-    folder = sweeps_dir(runs_dir)
-    return sorted(folder.glob("*.json")) if folder.is_dir() else []
-
-
-def _pid_alive(pid: int) -> bool:
-    """Does process `pid` exist on this host (a zombie, killed but not yet reaped, does not count)?"""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except (OSError, IndexError):
-        return True
-
-
-def _age_seconds(stamp: str | None) -> float:
-    if not stamp:
-        return math.inf
-    import datetime as _dt
-
-    try:
-        ts = _dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return math.inf
-    return (rundir.utc_now() - ts).total_seconds()
-
-
-def client_alive(client: Mapping[str, Any] | None) -> bool:
-    """Is the process that ran a sweep (or a run) still alive? pid on this host, else a fresh heartbeat."""
-    if not client or client.get("ended"):
-        return False
-    if client.get("hostname") == rundir.hostname() and client.get("pid") is not None:
-        if int(client["pid"]) == os.getpid():
-            return False
-        return _pid_alive(int(client["pid"])) and _age_seconds(client.get("heartbeat")) < STALE_SECONDS
-    return _age_seconds(client.get("heartbeat")) < STALE_SECONDS
-
-
-# --------------------------------------------------------------------------------------------------
-# Creating and resuming sweeps
-
-
-def plan_sweep(
-    script: Path,
-    grid: Grid,
-    *,
-    sample: float | int | None,
-    seed: int | None,
-    ordered: bool,
-    runs_dir: str | os.PathLike,
-) -> Manifest:
-    """A new manifest with its trial list (sampled, ordered), not yet written."""
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**31)
-    n = sample_size(len(grid), sample)
-    if n > MAX_TRIALS:  # checked before drawing: the draw would hold n indices in memory
-        raise GridrunError(
-            f"{describe_size(len(grid), n)}: more trials than gridrun runs in one sweep ({MAX_TRIALS:,}); "
-            f"draw a random subset with --sample (e.g. --sample 1000)"
-        )
-    indices = sample_grid(grid, sample, seed=seed, ordered=ordered)
-    sweep_id = new_sweep_id()
-    path = sweeps_dir(runs_dir) / f"{sweep_id}.json"
-    while path.exists():
-        sweep_id = new_sweep_id()
-        path = sweeps_dir(runs_dir) / f"{sweep_id}.json"
-    data: dict[str, Any] = {
-        "format": MANIFEST_FORMAT,
-        "id": sweep_id,
-        "script": script.name,
-        "script_path": str(script),
-        "created": rundir.iso(rundir.utc_now()),
-        "updated": None,
-        "status": "pending",
-        "grid": grid.describe(),
-        "total_combinations": len(grid),
-        "sample": sample,
-        "seed": seed,
-        "ordered": ordered,
-        "settings": {},
-        "client": None,
-        "counts": {},
-        "trials": [
-            {
-                "trial": i,
-                "combination": int(c),
-                "flags": grid[c],
-                "status": "pending",
-                "run_dir": None,
-                "attempts": [],
-                "error": None,
-                "metrics": {},
-            }
-            for i, c in enumerate(indices)
-        ],
-    }
-    return Manifest(path, data)
-
-
-def find_sweep(runs_dir: str | os.PathLike, script: Path | None, grid: Grid | None, sample: Any) -> str:
-    """The latest sweep of `script` (with the same grid and sample, when given)."""
-    for path in reversed(list_sweeps(runs_dir)):
-        data = read_json(path, {}) or {}
-        if script is not None and data.get("script_path") != str(script):
-            continue
-        if grid is not None and (data.get("grid") != _jsonish(grid.describe()) or data.get("sample") != sample):
-            continue
-        return data.get("id") or path.stem
-    what = f"script {script}" if script else "any script"
-    raise GridrunError(
-        f"no earlier sweep of {what} with this grid in {sweeps_dir(runs_dir)} to resume: "
-        f"drop --resume to start a new sweep, or give a sweep id (ls {sweeps_dir(runs_dir)})"
-    )
-
-
-def _jsonish(value: Any) -> Any:
-    import json
-
-    from ._io import dumps
-
-    return json.loads(dumps(value))
-
-
-def reconcile(manifest: Manifest, runs_dir: str | os.PathLike) -> None:
-    """Bring the manifest up to date with the run dirs after a client died or was stopped.
-
-    A trial with any completed run dir counts as completed. Run dirs left `running` by a dead process
-    are closed as interrupted. Every trial that did not complete goes back to pending.
-    """
-    by_trial: dict[int, list[Path]] = {}
-    for t in manifest.trials:
-        for a in t["attempts"]:
-            if a.get("run_dir"):
-                by_trial.setdefault(t["trial"], []).append(Path(runs_dir) / a["run_dir"])
-    # run dirs the manifest may have missed (client killed between mkdir and the manifest write)
-    since = (manifest.data.get("created") or "")[:19].replace(":", "-")
-    root = Path(runs_dir)
-    for d in sorted(root.iterdir()) if root.is_dir() else []:
-        if not d.is_dir() or d.name == SWEEPS_DIR or d.name[:19] < since:
-            continue
-        props = read_json(d / rundir.PROPERTIES_FILE, {}) or {}
-        if props.get("sweep") == manifest.id and isinstance(props.get("trial"), int):
-            paths = by_trial.setdefault(props["trial"], [])
-            if d not in paths:
-                paths.append(d)
-    for t in manifest.trials:
-        if t["status"] == DONE:
-            continue
-        known = {a.get("run_dir"): a for a in t["attempts"]}
-        for d in by_trial.get(t["trial"], []):
-            props = read_json(d / rundir.PROPERTIES_FILE, {}) or {}
-            status = props.get("status")
-            if status == "running":
-                if _run_alive(props):  # an orphaned worker still at it: leave it, run the trial again
-                    status = "lost"
-                else:
-                    _close_run(d, "interrupted", "the sweep's client process stopped before this trial ended")
-                    status = "interrupted"
-            attempt = known.get(d.name)
-            if attempt is None:
-                attempt = {"run_dir": d.name, "start": props.get("start"), "lost": True}
-                t["attempts"].append(attempt)
-            if attempt.get("status") in (None, "running"):
-                attempt["status"] = status or "interrupted"
-                attempt["end"] = props.get("end")
-                attempt.setdefault("error", props.get("error_message"))
-            if status == DONE:
-                t["status"], t["run_dir"], t["error"] = DONE, d.name, None
-                t["metrics"] = _last_metrics(d)
-        if t["status"] != DONE:
-            t["status"] = "pending" if t["status"] in ("running", "interrupted", "pending") else t["status"]
-
-
-def close_orphans(manifest: Manifest, runs_dir: str | os.PathLike) -> None:
-    """Recheck attempts found still running on resume (an orphaned worker): close them if it died since."""
-    for t in manifest.trials:
-        for a in t["attempts"]:
-            if a.get("status") != "lost":
-                continue
-            d = Path(runs_dir) / a["run_dir"]
-            props = read_json(d / rundir.PROPERTIES_FILE, {}) or {}
-            if props.get("status") == "running" and not _run_alive(props):
-                _close_run(d, "interrupted", "the sweep's client process stopped before this trial ended")
-                props = read_json(d / rundir.PROPERTIES_FILE, {}) or {}
-            if props.get("status") != "running":
-                a["status"] = props.get("status")
-
-
-def _run_alive(props: Mapping[str, Any]) -> bool:
-    """Is the process executing a run still alive (its pid on this host, or a fresh heartbeat)?"""
-    if props.get("hostname") == rundir.hostname() and props.get("pid"):
-        return int(props["pid"]) != os.getpid() and _pid_alive(int(props["pid"]))
-    return _age_seconds(props.get("heartbeat")) < STALE_SECONDS
-
-
-def _close_run(run_dir: Path, status: str, message: str, tb: str | None = None) -> None:
-    """Give a run dir that its executing process could not finish a final status."""
-    from .runner import finish
-
-    ctx = rundir.RunContext.open(run_dir)
-    if ctx.properties.get("status") in (None, "running"):
-        finish(ctx, status, None, message, tb)
-
-
-def _last_metrics(run_dir: Path) -> dict[str, Any]:
-    metrics = read_json(run_dir / rundir.METRICS_FILE, {}) or {}
-    out = {}
-    for name, series in metrics.items():
-        last = next((v for v in reversed(series or []) if v is not None), None)
-        if isinstance(last, (int, float)):
-            out[name] = last
-    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -369,63 +88,6 @@ class _Tasks:
         return self.make(next(self.queue))
 
 
-class _Reporter:
-    """Progress: a rich bar on a terminal, plain lines otherwise, nothing with quiet."""
-
-    def __init__(self, total: int, done: int, quiet: bool, stream=None):
-        self.stream = stream or sys.stdout
-        self.quiet = quiet
-        self.total, self.done, self.failed, self.running = total, done, 0, 0
-        self.best: tuple[float, str, dict[str, Any]] | None = None
-        self.progress = None
-        if not quiet and self.stream.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("failed {task.fields[failed]}  running {task.fields[running]}"),
-                TimeRemainingColumn(), TextColumn("{task.fields[best]}"),
-                console=Console(file=self.stream), transient=False,
-            )
-            self.task = self.progress.add_task("sweep", total=total, completed=done, failed=0, running=0, best="")
-            self.progress.start()
-
-    def _best_text(self) -> str:
-        if not self.best:
-            return ""
-        value, metric, flags = self.best
-        shown = ", ".join(f"{k}={v}" for k, v in flags.items())
-        return f"best {metric} {value:.4g} ({shown})"
-
-    def update(self, trial: dict[str, Any] | None = None, attempt: dict[str, Any] | None = None) -> None:
-        if trial is not None and attempt is not None:
-            metric, value = _score(trial.get("metrics") or {})
-            if attempt["status"] == DONE and value is not None and (self.best is None or value < self.best[0]):
-                self.best = (value, metric, trial["flags"])
-            if self.progress is None and not self.quiet:
-                n = self.done + self.failed
-                shown = f" {metric}={value:.4g}" if value is not None and attempt["status"] == DONE else ""
-                err = f" ({attempt.get('error')})" if attempt["status"] != DONE and attempt.get("error") else ""
-                print(f"[{n}/{self.total}] trial {trial['trial']} {attempt['status']}{shown}{err} "
-                      f"run {attempt['run_dir']}", file=self.stream, flush=True)
-        if self.progress is not None:
-            self.progress.update(self.task, completed=self.done + self.failed, failed=self.failed,
-                                 running=self.running, best=self._best_text())
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-
-def _score(metrics: Mapping[str, Any]) -> tuple[str, float | None]:
-    for name in ("val_loss", "loss"):
-        v = metrics.get(name)
-        if isinstance(v, (int, float)) and math.isfinite(v):
-            return name, float(v)
-    return "val_loss", None
-
-
 def run_sweep(
     manifest: Manifest,
     executor: Executor,
@@ -452,7 +114,7 @@ def run_sweep(
     budget = {i: 1 + max(0, retries) for i in todo}  # attempts allowed in this session
     queue = _Queue(todo)
     failures = 0
-    reporter = _Reporter(len(trials), sum(t["status"] == DONE for t in trials), quiet)
+    reporter = Reporter(len(trials), sum(t["status"] == DONE for t in trials), quiet)
     stop = threading.Event()
 
     def beat() -> None:
@@ -506,7 +168,7 @@ def run_sweep(
                 attempt["status"] = props.get("status") or "failed"
                 attempt["end"] = props.get("end")
                 attempt["error"] = props.get("error_message")
-                t["metrics"] = _last_metrics(run_dir)
+                t["metrics"] = last_metrics(run_dir)
                 if crash:  # from now on this trial runs alone, so that it cannot take others down
                     queue.solo.add(task.trial)
                 if crash and not alone and not queue.closed:
@@ -552,7 +214,7 @@ def run_sweep(
                     if a["status"] == "running":
                         a["status"] = "interrupted"
                         a["error"] = "interrupted by the user (Ctrl-C)"
-                        _close_run(runs_dir / a["run_dir"], "interrupted", "interrupted by the user (Ctrl-C)")
+                        close_run(runs_dir / a["run_dir"], "interrupted", "interrupted by the user (Ctrl-C)")
             manifest.data["status"] = "interrupted"
         elif manifest.data["status"] == "running":
             left = [t for t in trials if t["status"] != DONE]
@@ -612,14 +274,6 @@ def _confirm(n_total: int, n_trials: int, confirm: bool, yes: bool) -> None:
     answer = input("Proceed with tuning run? [Y/n]: ").strip().lower()
     if answer not in ("", "y", "yes"):
         raise GridrunError("tuning run cancelled")
-
-
-def describe_size(n_total: int, n_trials: int) -> str:
-    """tfruns' line: `2,916 total combinations of flags (sampled to 146 combinations)`."""
-    text = f"{n_total:,} total combinations of flags"
-    if n_trials != n_total:
-        text += f" (sampled to {n_trials:,} combinations)"
-    return text
 
 
 def tuning_run(
@@ -743,36 +397,5 @@ def tuning_run(
     return df
 
 
-def best_trials(manifest: Manifest, n: int = 5) -> list[dict[str, Any]]:
-    """Completed trials with the lowest val_loss (or loss), best first."""
-    scored = [(v, t) for t in manifest.trials if t["status"] == DONE
-              for _, v in [_score(t.get("metrics") or {})] if v is not None]
-    return [t for _, t in sorted(scored, key=lambda p: p[0])[:n]]
-
-
-def print_results(manifest: Manifest, seconds: float, quiet: bool = False, stream=None) -> None:
-    stream = stream or sys.stdout
-    trials = manifest.trials
-    done = sum(t["status"] == DONE for t in trials)
-    failed = sum(t["status"] == "failed" for t in trials)
-    line = f"Sweep {manifest.id}: {done} completed, {failed} failed of {len(trials)} trials in {seconds:.1f} s"
-    if manifest.data.get("stop_reason"):
-        line += f" (stopped: {manifest.data['stop_reason']})"
-    print(line, file=stream)
-    if quiet:
-        return
-    best = best_trials(manifest)
-    if best:
-        metric = _score(best[0]["metrics"])[0]
-        print(f"Best trials by {metric}:", file=stream)
-        for t in best:
-            flags = ", ".join(f"{k}={v}" for k, v in t["flags"].items())
-            print(f"  {_score(t['metrics'])[1]:.4g}  {t['run_dir']}  {flags}", file=stream)
-        print(f"View a run: gridrun view {best[0]['run_dir']}   The sweep: gridrun sweep-report {manifest.id}",
-              file=stream)
-    if failed:
-        print(f"Rerun the failed trials with: gridrun tuning-run --resume {manifest.id}", file=stream)
-    stream.flush()
-
-
-__all__ = ["tuning_run", "list_sweeps", "Manifest", "describe_size", "CONFIRM_ABOVE"]
+__all__ = ["tuning_run", "run_sweep", "list_sweeps", "Manifest", "describe_size", "best_trials", "print_results",
+           "CONFIRM_ABOVE"]

@@ -209,7 +209,7 @@ def _completed_before(runs: Path) -> dict[int, str]:
 
 def _wait_for_running_pids_to_die(runs: Path, timeout: float = 10) -> None:
     """SIGKILL is delivered asynchronously: let the killed workers go (as they would before a resume)."""
-    from gridrun.tuning import _pid_alive
+    from gridrun.manifest import _pid_alive
 
     pids = [p.get("pid") for d in runs.iterdir() if d.name != "sweeps"
             for p in [json.loads((d / "properties.json").read_text()) if (d / "properties.json").exists() else {}]

@@ -1,0 +1,325 @@
+"""The sweep manifest `runs/sweeps/<id>.json`: planning a sweep, saving it, and recovering it on resume.
+
+The client process running a sweep is the only writer of its manifest (format in docs/tuning.md), always
+with an atomic write. After Ctrl-C, a kill -9 or a reboot, `reconcile` brings the manifest up to date
+with the run dirs (a run dir that completed counts even if the manifest missed it), closing the run dirs
+that a dead process left `running`; `client_alive` tells whether a sweep's client still runs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import rundir
+from ._io import read_json, write_json
+from .errors import GridrunError
+from .grid import Grid, sample_grid, sample_size
+
+MAX_TRIALS = 1_000_000  # a trial list longer than this is surely a mistake: sample instead
+SAVE_INTERVAL = 0.5  # seconds between two manifest writes while trials finish quickly
+STALE_SECONDS = 180.0  # a client whose heartbeat is older than this is taken as dead
+SWEEPS_DIR = "sweeps"
+MANIFEST_FORMAT = 1
+DONE = "completed"
+
+# --------------------------------------------------------------------------------------------------
+# The manifest
+
+
+def new_sweep_id() -> str:
+    """`2026-11-27T06-44-38Z-ab12`: UTC start time plus 4 random hex digits."""
+    return rundir.utc_now().strftime("%Y-%m-%dT%H-%M-%SZ") + "-" + secrets.token_hex(2)
+
+
+def sweeps_dir(runs_dir: str | os.PathLike) -> Path:
+    return Path(runs_dir) / SWEEPS_DIR
+
+
+class Manifest:
+    """The sweep's record, kept in memory and rewritten atomically (by this client only) on change."""
+
+    def __init__(self, path: Path, data: dict[str, Any]):
+        self.path = path
+        self.data = data
+        self.lock = threading.RLock()  # held by whoever reads or changes `data` while the sweep runs
+        self.dirty = False
+        self.saved_at = 0.0
+
+    @classmethod
+    def load(cls, runs_dir: str | os.PathLike, sweep_id: str) -> Manifest:
+        path = sweeps_dir(runs_dir) / f"{sweep_id}.json"
+        data = read_json(path)
+        if not isinstance(data, dict) or "trials" not in data:
+            known = ", ".join(p.stem for p in list_sweeps(runs_dir)[-5:]) or "(none)"
+            raise GridrunError(f"no sweep '{sweep_id}' in {sweeps_dir(runs_dir)} (latest: {known}): check the id")
+        return cls(path, data)
+
+    @property
+    def id(self) -> str:
+        return self.data["id"]
+
+    @property
+    def trials(self) -> list[dict[str, Any]]:
+        return self.data["trials"]
+
+    def touch(self) -> None:
+        """Save soon: at once when the last write is older than SAVE_INTERVAL, else by the heartbeat thread.
+
+        Deferring is safe: every run dir records its sweep, trial and status itself, and a resume
+        reconciles the manifest with them, so a write lost to a kill costs nothing.
+        """
+        if time.monotonic() - self.saved_at >= SAVE_INTERVAL:
+            self.save()
+        else:
+            self.dirty = True
+
+    def save(self) -> None:
+        with self.lock:
+            self.dirty = False
+            self.saved_at = time.monotonic()
+            now = rundir.iso(rundir.utc_now())
+            self.data["updated"] = now
+            client = self.data.get("client") or {}
+            if client.get("pid") == os.getpid() and not client.get("ended"):
+                client["heartbeat"] = now
+            counts = {s: 0 for s in ("pending", "running", "completed", "failed", "interrupted")}
+            for t in self.trials:
+                counts[t["status"]] = counts.get(t["status"], 0) + 1
+            self.data["counts"] = counts
+            write_json(self.path, self.data, indent=None if len(self.trials) > 200 else 1)
+
+
+def list_sweeps(runs_dir: str | os.PathLike = "runs") -> list[Path]:
+    """Manifest files, oldest first (ids sort by time)."""
+    folder = sweeps_dir(runs_dir)
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+def _pid_alive(pid: int) -> bool:
+    """Does process `pid` exist on this host (a zombie, killed but not yet reaped, does not count)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def _age_seconds(stamp: str | None) -> float:
+    if not stamp:
+        return math.inf
+    import datetime as _dt
+
+    try:
+        ts = _dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return math.inf
+    return (rundir.utc_now() - ts).total_seconds()
+
+
+def client_alive(client: Mapping[str, Any] | None) -> bool:
+    """Is the process that ran a sweep (or a run) still alive? pid on this host, else a fresh heartbeat."""
+    if not client or client.get("ended"):
+        return False
+    if client.get("hostname") == rundir.hostname() and client.get("pid") is not None:
+        if int(client["pid"]) == os.getpid():
+            return False
+        return _pid_alive(int(client["pid"])) and _age_seconds(client.get("heartbeat")) < STALE_SECONDS
+    return _age_seconds(client.get("heartbeat")) < STALE_SECONDS
+
+
+# --------------------------------------------------------------------------------------------------
+# Creating and resuming sweeps
+
+
+def plan_sweep(
+    script: Path,
+    grid: Grid,
+    *,
+    sample: float | int | None,
+    seed: int | None,
+    ordered: bool,
+    runs_dir: str | os.PathLike,
+) -> Manifest:
+    """A new manifest with its trial list (sampled, ordered), not yet written."""
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    n = sample_size(len(grid), sample)
+    if n > MAX_TRIALS:  # checked before drawing: the draw would hold n indices in memory
+        raise GridrunError(
+            f"{describe_size(len(grid), n)}: more trials than gridrun runs in one sweep ({MAX_TRIALS:,}); "
+            f"draw a random subset with --sample (e.g. --sample 1000)"
+        )
+    indices = sample_grid(grid, sample, seed=seed, ordered=ordered)
+    sweep_id = new_sweep_id()
+    path = sweeps_dir(runs_dir) / f"{sweep_id}.json"
+    while path.exists():
+        sweep_id = new_sweep_id()
+        path = sweeps_dir(runs_dir) / f"{sweep_id}.json"
+    data: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "id": sweep_id,
+        "script": script.name,
+        "script_path": str(script),
+        "created": rundir.iso(rundir.utc_now()),
+        "updated": None,
+        "status": "pending",
+        "grid": grid.describe(),
+        "total_combinations": len(grid),
+        "sample": sample,
+        "seed": seed,
+        "ordered": ordered,
+        "settings": {},
+        "client": None,
+        "counts": {},
+        "trials": [
+            {
+                "trial": i,
+                "combination": int(c),
+                "flags": grid[c],
+                "status": "pending",
+                "run_dir": None,
+                "attempts": [],
+                "error": None,
+                "metrics": {},
+            }
+            for i, c in enumerate(indices)
+        ],
+    }
+    return Manifest(path, data)
+
+
+def find_sweep(runs_dir: str | os.PathLike, script: Path | None, grid: Grid | None, sample: Any) -> str:
+    """The latest sweep of `script` (with the same grid and sample, when given)."""
+    for path in reversed(list_sweeps(runs_dir)):
+        data = read_json(path, {}) or {}
+        if script is not None and data.get("script_path") != str(script):
+            continue
+        if grid is not None and (data.get("grid") != _jsonish(grid.describe()) or data.get("sample") != sample):
+            continue
+        return data.get("id") or path.stem
+    what = f"script {script}" if script else "any script"
+    raise GridrunError(
+        f"no earlier sweep of {what} with this grid in {sweeps_dir(runs_dir)} to resume: "
+        f"drop --resume to start a new sweep, or give a sweep id (ls {sweeps_dir(runs_dir)})"
+    )
+
+
+def describe_size(n_total: int, n_trials: int) -> str:
+    """tfruns' line: `2,916 total combinations of flags (sampled to 146 combinations)`."""
+    text = f"{n_total:,} total combinations of flags"
+    if n_trials != n_total:
+        text += f" (sampled to {n_trials:,} combinations)"
+    return text
+
+
+def _jsonish(value: Any) -> Any:
+    import json
+
+    from ._io import dumps
+
+    return json.loads(dumps(value))
+
+
+def reconcile(manifest: Manifest, runs_dir: str | os.PathLike) -> None:
+    """Bring the manifest up to date with the run dirs after a client died or was stopped.
+
+    A trial with any completed run dir counts as completed. Run dirs left `running` by a dead process
+    are closed as interrupted. Every trial that did not complete goes back to pending.
+    """
+    by_trial: dict[int, list[Path]] = {}
+    for t in manifest.trials:
+        for a in t["attempts"]:
+            if a.get("run_dir"):
+                by_trial.setdefault(t["trial"], []).append(Path(runs_dir) / a["run_dir"])
+    # run dirs the manifest may have missed (client killed between mkdir and the manifest write)
+    since = (manifest.data.get("created") or "")[:19].replace(":", "-")
+    root = Path(runs_dir)
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        if not d.is_dir() or d.name == SWEEPS_DIR or d.name[:19] < since:
+            continue
+        props = read_json(d / rundir.PROPERTIES_FILE, {}) or {}
+        if props.get("sweep") == manifest.id and isinstance(props.get("trial"), int):
+            paths = by_trial.setdefault(props["trial"], [])
+            if d not in paths:
+                paths.append(d)
+    for t in manifest.trials:
+        if t["status"] == DONE:
+            continue
+        known = {a.get("run_dir"): a for a in t["attempts"]}
+        for d in by_trial.get(t["trial"], []):
+            props = read_json(d / rundir.PROPERTIES_FILE, {}) or {}
+            status = props.get("status")
+            if status == "running":
+                if _run_alive(props):  # an orphaned worker still at it: leave it, run the trial again
+                    status = "lost"
+                else:
+                    close_run(d, "interrupted", "the sweep's client process stopped before this trial ended")
+                    status = "interrupted"
+            attempt = known.get(d.name)
+            if attempt is None:
+                attempt = {"run_dir": d.name, "start": props.get("start"), "lost": True}
+                t["attempts"].append(attempt)
+            if attempt.get("status") in (None, "running"):
+                attempt["status"] = status or "interrupted"
+                attempt["end"] = props.get("end")
+                attempt.setdefault("error", props.get("error_message"))
+            if status == DONE:
+                t["status"], t["run_dir"], t["error"] = DONE, d.name, None
+                t["metrics"] = last_metrics(d)
+        if t["status"] != DONE:
+            t["status"] = "pending" if t["status"] in ("running", "interrupted", "pending") else t["status"]
+
+
+def close_orphans(manifest: Manifest, runs_dir: str | os.PathLike) -> None:
+    """Recheck attempts found still running on resume (an orphaned worker): close them if it died since."""
+    for t in manifest.trials:
+        for a in t["attempts"]:
+            if a.get("status") != "lost":
+                continue
+            d = Path(runs_dir) / a["run_dir"]
+            props = read_json(d / rundir.PROPERTIES_FILE, {}) or {}
+            if props.get("status") == "running" and not _run_alive(props):
+                close_run(d, "interrupted", "the sweep's client process stopped before this trial ended")
+                props = read_json(d / rundir.PROPERTIES_FILE, {}) or {}
+            if props.get("status") != "running":
+                a["status"] = props.get("status")
+
+
+def _run_alive(props: Mapping[str, Any]) -> bool:
+    """Is the process executing a run still alive (its pid on this host, or a fresh heartbeat)?"""
+    if props.get("hostname") == rundir.hostname() and props.get("pid"):
+        return int(props["pid"]) != os.getpid() and _pid_alive(int(props["pid"]))
+    return _age_seconds(props.get("heartbeat")) < STALE_SECONDS
+
+
+def close_run(run_dir: Path, status: str, message: str, tb: str | None = None) -> None:
+    """Give a run dir that its executing process could not finish a final status."""
+    from .runner import finish
+
+    ctx = rundir.RunContext.open(run_dir)
+    if ctx.properties.get("status") in (None, "running"):
+        finish(ctx, status, None, message, tb)
+
+
+def last_metrics(run_dir: Path) -> dict[str, Any]:
+    metrics = read_json(run_dir / rundir.METRICS_FILE, {}) or {}
+    out = {}
+    for name, series in metrics.items():
+        last = next((v for v in reversed(series or []) if v is not None), None)
+        if isinstance(last, (int, float)):
+            out[name] = last
+    return out
