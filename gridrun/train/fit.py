@@ -7,7 +7,6 @@ active run, print a progress line, run LambdaCallbacks, stop when EarlyStopping 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from .history import History
 from .layers import Sequential
 from .losses import resolve_loss
 from .optimizers import OptimizerSpec, resolve_optimizer
+from .progressbar import EpochProgress
 from .summary import summary_text
 
 
@@ -155,19 +155,16 @@ def fit(
     if ctx is not None:
         ctx.write_properties(**params)
     names = config.log_names
-    t0 = time.perf_counter()
+    progress = EpochProgress(int(epochs)) if verbose and pop is None else None
 
     def on_epoch(e: int, logs: Any) -> None:
         """Record one finished epoch: history, the run's metrics (live), progress, LambdaCallbacks."""
-        nonlocal t0
         record = {k: _short(logs[k]) for k in names}
         history.append(record)
         if ctx is not None:
             ctx.log_metrics(epoch=e + 1, **record)
-        if verbose and pop is None:
-            items = " - ".join(f"{k}: {v:.4g}" for k, v in record.items())
-            print(f"Epoch {e + 1}/{epochs} - {time.perf_counter() - t0:.2f}s - {items}", flush=True)
-            t0 = time.perf_counter()
+        if progress is not None:
+            progress.update(e, record)
         for cb in lambdas:
             if cb.on_epoch_end is not None:
                 cb.on_epoch_end(e, dict(record))
@@ -190,10 +187,12 @@ def fit(
                 history.state = state
                 on_epoch(e, logs)
                 if bool(logs["stopped"]):
-                    if verbose:
-                        print(f"Epoch {e + 1}: early stopping", flush=True)
+                    if progress is not None:
+                        progress.note(f"Epoch {e + 1}: early stopping")
                     break
         finally:
+            if progress is not None:
+                progress.close()
             history.state = eng.jit_finalize(state)
             params["epochs_completed"] = history.epochs_completed
             if ctx is not None:
