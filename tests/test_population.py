@@ -135,3 +135,15 @@ def test_group_of_one_runs_the_sequential_program(project, runs):
     for key, row in lone.items():
         assert read_json(f"{row.run_dir}/properties.json")["population"]["size"] == 1
         assert metrics(row)["val_loss"] == metrics(seq[key])["val_loss"]  # the very same program: bit-equal
+
+
+def test_optax_object_per_trial_trains_alone_and_says_why(tmp_path):
+    script = tmp_path / "own_optax.py"
+    script.write_text(SCRIPT.replace('optimizer=gridrun.train.optimizer("adam", learning_rate=FLAGS.lr)',
+                                     "optimizer=__import__('optax').adam(FLAGS.lr)"))
+    df = gridrun.tuning_run(script, flags={"lr": [1e-3, 2e-3], "epochs": [1]}, runs_dir=tmp_path / "runs",
+                            quiet=True, population=True)
+    for row in df.itertuples():
+        assert row.status == "completed"
+        assert read_json(f"{row.run_dir}/properties.json")["population"]["size"] == 1
+        assert "pass the optimizer by name" in open(f"{row.run_dir}/output.log").read()

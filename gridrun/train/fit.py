@@ -170,6 +170,13 @@ def fit(
                 cb.on_epoch_end(e, dict(record))
 
     if pop is not None:
+        lone = [what for what, key in (("optimizer", config.optimizer), ("model", config.model))
+                if isinstance(key, E.ByIdentity)]
+        if lone:  # grouping by object identity: trials that each build their own object train alone
+            print(f"gridrun population mode: this trial's {' and '.join(lone)} is a Python object, so it can only "
+                  "train together with trials that share that very object; pass the optimizer by name "
+                  "(optimizer='adam' or gridrun.optimizer('adam', learning_rate=...)) and build the model "
+                  "with gridrun.Sequential to train it with the other trials", flush=True)
         arrays = {"x": x, "y": y} if not n_val else {"x": x, "y": y, "x_val": xv, "y_val": yv}
         request = population.FitRequest(eng, hparams, arrays, k_init, k_train, int(epochs), on_epoch)
         history.state = pop.submit(request)  # trained and finalized with its group
