@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -67,3 +68,12 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
             return json.load(fh)
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
         return default
+
+
+def ask_yes_no(question: str, default: bool) -> bool | None:
+    """Ask a yes/no question on the terminal; None when there is no terminal to ask (callers then refuse
+    with their own message naming the flag that skips the question)."""
+    if not sys.stdin or not sys.stdin.isatty():
+        return None
+    answer = input(f"{question} {'[Y/n]' if default else '[y/N]'} ").strip().lower()
+    return default if not answer else answer in ("y", "yes")

@@ -316,10 +316,12 @@ def close_run(run_dir: Path, status: str, message: str, tb: str | None = None) -
 
 
 def last_metrics(run_dir: Path) -> dict[str, Any]:
+    from .runs import last_value  # pandas only when needed
+
     metrics = read_json(run_dir / rundir.METRICS_FILE, {}) or {}
     out = {}
     for name, series in metrics.items():
-        last = next((v for v in reversed(series or []) if v is not None), None)
+        last = last_value(series)
         if isinstance(last, (int, float)):
             out[name] = last
     return out

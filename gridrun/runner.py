@@ -21,7 +21,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -85,6 +85,9 @@ def capture_output(path: Path, echo: bool = False) -> Iterator[None]:
         finally:
             out.local.sinks = None
             err.local.sinks = None
+
+
+_capture = capture_output  # execute() has a parameter of that name
 
 
 # --------------------------------------------------------------------------------------------------
@@ -154,7 +157,7 @@ def execute(
     added = folder not in sys.path  # population threads share sys.path: the coordinator adds it once
     if added:
         sys.path.insert(0, folder)
-    cap = capture_output_cm(ctx.run_dir / rundir.OUTPUT_FILE, capture_output, echo)
+    cap = _capture(ctx.run_dir / rundir.OUTPUT_FILE, echo=echo) if capture_output else nullcontext()
     try:
         with rundir.activate(ctx), cap:
             try:
@@ -190,22 +193,12 @@ def execute(
     return finish(ctx, status, exit_code, message, tb)
 
 
-@contextmanager
-def capture_output_cm(path: Path, enabled: bool, echo: bool) -> Iterator[None]:
-    if not enabled:
-        yield
-        return
-    with capture_output(path, echo=echo):
-        yield
-
-
 def finish(
     ctx: RunContext, status: str, exit_code: int | None, message: str | None, tb: str | None
 ) -> dict[str, Any]:
     """Write the run's final properties and its summary.json; return the properties."""
-    from .runs import write_summary
+    from .runs import epochs_recorded, write_summary
 
-    done = [v for series in ctx.metrics.values() for v in [sum(x is not None for x in series)]]
     props: dict[str, Any] = {
         "end": iso(utc_now()),
         "status": status,
@@ -213,7 +206,7 @@ def finish(
         "exit_code": exit_code,
         "error_message": message,
         "error_traceback": tb,
-        "epochs_completed": max(done, default=ctx.properties.get("epochs_completed") or 0) or None,
+        "epochs_completed": epochs_recorded(ctx.metrics) or ctx.properties.get("epochs_completed"),
     }
     if "jax" in sys.modules:
         try:
@@ -356,8 +349,10 @@ def _reconcile(run_dir: Path, code: int, interrupted: bool) -> dict[str, Any]:
 
 
 def _print_summary(run_dir: Path, props: dict[str, Any], seconds: float) -> None:
+    from .runs import last_value
+
     metrics = read_json(run_dir / rundir.METRICS_FILE, {}) or {}
-    last = {k: next((x for x in reversed(v) if x is not None), None) for k, v in metrics.items()}
+    last = {k: last_value(v) for k, v in metrics.items()}
     width = 60
     print("-" * width, file=sys.stderr)
     print(f"Run:      {run_dir}", file=sys.stderr)

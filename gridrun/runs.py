@@ -31,11 +31,17 @@ _KNOWN = set(TRAINING_COLUMNS) | set(RUN_COLUMNS) | {
     "script_path", "versions", "git", "hostname", "pid", "exit_code", "jax_devices", "heartbeat"}
 
 
-def _last(series: list[Any]) -> Any:
+def last_value(series: list[Any] | None) -> Any:
+    """The last recorded (non-null) value of a metric's series, or None."""
     for value in reversed(series or []):
         if value is not None:
             return value
     return None
+
+
+def epochs_recorded(metrics: dict[str, list[Any]]) -> int:
+    """How many epochs a run recorded: the most non-null values of any metric (tfruns' rule)."""
+    return max((sum(x is not None for x in v) for v in metrics.values()), default=0)
 
 
 def summarize(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -47,12 +53,11 @@ def summarize(run_dir: str | os.PathLike) -> dict[str, Any]:
     evaluation = read_json(run_dir / rundir.EVALUATION_FILE, {}) or {}
     row: dict[str, Any] = {}
     row.update({f"eval_{k}": v for k, v in evaluation.items()})
-    row.update({f"metric_{k}": _last(v) for k, v in metrics.items()})
+    row.update({f"metric_{k}": last_value(v) for k, v in metrics.items()})
     row.update({f"flag_{k}": v for k, v in flags.items()})
     for key in TRAINING_COLUMNS:
         row[key] = props.get(key)
-    done = max((sum(x is not None for x in v) for v in metrics.values()), default=0)
-    row["epochs_completed"] = done or props.get("epochs_completed")
+    row["epochs_completed"] = epochs_recorded(metrics) or props.get("epochs_completed")
     row["metrics"] = str(run_dir / rundir.METRICS_FILE) if metrics else None
     for key in RUN_COLUMNS:
         row[key] = props.get(key)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir
+from ._io import ask_yes_no
 from .errors import GridrunError
 from .executors import Executor, get_executor
 from .executors.task import MAX_REMOTE_BYTES, TrialResult, TrialTask, run_trial, ship_sources, unpack
@@ -266,13 +267,13 @@ def _is_worker_crash(exc: BaseException) -> bool:
 def _confirm(n_total: int, n_trials: int, confirm: bool, yes: bool) -> None:
     if not confirm or yes or n_trials <= CONFIRM_ABOVE:
         return
-    if not sys.stdin or not sys.stdin.isatty():
+    answer = ask_yes_no("Proceed with tuning run?", default=True)
+    if answer is None:
         raise GridrunError(
             f"this sweep has {n_trials:,} trials and there is no terminal to confirm it: "
             f"add --yes (or confirm=False in Python), or draw fewer with --sample"
         )
-    answer = input("Proceed with tuning run? [Y/n]: ").strip().lower()
-    if answer not in ("", "y", "yes"):
+    if not answer:
         raise GridrunError("tuning run cancelled")
 
 

@@ -105,3 +105,20 @@ def test_env_var_activates_recording(tmp_path, monkeypatch):
     monkeypatch.setenv(rundir.ENV_RUN_DIR, str(target))
     gridrun.log_metrics(loss=3.0)
     assert read_json(target / "metrics.json") == {"loss": [3.0]}
+
+
+def test_ask_yes_no_defaults_and_no_terminal(monkeypatch):
+    import io
+
+    from gridrun._io import ask_yes_no
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("sys.stdin", Terminal())
+    for answer, default, expected in (("", True, True), ("", False, False), ("n", True, False), ("Yes", False, True)):
+        monkeypatch.setattr("builtins.input", lambda prompt, a=answer: a)
+        assert ask_yes_no("Proceed?", default) is expected
+    monkeypatch.setattr("sys.stdin", io.StringIO())  # a pipe: nobody to ask
+    assert ask_yes_no("Proceed?", True) is None

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from .._io import ask_yes_no
 from ..errors import GridrunError
 
 
@@ -30,7 +30,7 @@ def confirm(question: str, assume_yes: bool) -> bool:
     """Ask a yes/no question; without a terminal, refuse unless --yes was given."""
     if assume_yes:
         return True
-    if not sys.stdin or not sys.stdin.isatty():
+    answer = ask_yes_no(question, default=False)
+    if answer is None:
         raise GridrunError(f"{question} needs confirmation, and there is no terminal to ask: add --yes")
-    answer = input(f"{question} [y/N] ").strip().lower()
-    return answer in ("y", "yes")
+    return answer

@@ -28,9 +28,9 @@ def run(args: argparse.Namespace) -> int:
     code = row["status"].iloc[0]
     if code == "completed":
         return 0
-    import json
     from pathlib import Path
 
-    props = json.loads((Path(row["run_dir"].iloc[0]) / "properties.json").read_text())
-    exit_code = props.get("exit_code")
+    from .._io import read_json
+
+    exit_code = (read_json(Path(row["run_dir"].iloc[0]) / "properties.json", {}) or {}).get("exit_code")
     return exit_code if isinstance(exit_code, int) and 0 < exit_code < 256 else 1
