@@ -144,19 +144,19 @@ class Population:
         from . import widths
 
         key = widths.merge_key if self.merge_widths else (lambda config: config)
-        groups: list[list[FitRequest]] = []
+        groups: list[tuple[Any, list[FitRequest]]] = []  # (merge key, trials)
         for r in requests:
             k = key(r.engine.config)
-            home = next((g for g in groups if key(g[0].engine.config) == k and g[0].same_data(r)), None)
+            home = next((g for gk, g in groups if gk == k and g[0].same_data(r)), None)
             if home is None:
-                groups.append([r])
+                groups.append((k, [r]))
             else:
                 home.append(r)
-        for members in groups:
+        for _, members in groups:
             members.sort(key=lambda r: widths.hidden_units(r.engine.config))  # chunks of similar widths
-            size = self.max_size or auto_size(_padded_request(members))
-            for start in range(0, len(members), max(1, size)):
-                chunk = members[start:start + max(1, size)]
+            size = max(1, self.max_size or auto_size(_padded_request(members)))
+            for start in range(0, len(members), size):
+                chunk = members[start:start + size]
                 try:
                     train_group(chunk)
                     self.groups_trained.append(len(chunk))
