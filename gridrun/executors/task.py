@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._io import write_bytes_atomic
+
 MAX_REMOTE_BYTES = 50_000_000  # per trial, files returned by a remote worker
 
 
@@ -211,9 +213,7 @@ def unpack(
         if root not in target.parents:  # never write outside the run dir
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.part")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        write_bytes_atomic(target, data)
     ctx = RunContext.open(run_dir)
     extra: dict[str, Any] = {"worker": result.worker, "script_path": script}
     if result.dropped:
