@@ -25,6 +25,7 @@ and their states are zero-padded.
 from __future__ import annotations
 
 import collections
+import functools
 import inspect
 import math
 import threading
@@ -41,6 +42,7 @@ import optax
 
 from ..errors import GridrunError
 from . import callbacks as cbs
+from . import shuffle
 from .layers import ACTIVATIONS, Sequential, SequentialNet, kernel_penalty, output_activation, split_model
 from .losses import per_example_loss, per_example_metric, resolve_loss, resolve_metrics
 from .optimizers import DEFAULTS, OptimizerSpec, resolve_optimizer
@@ -297,7 +299,7 @@ class Engine:
         c = self.config
         bs, nb = c.batch_size, self.nb
         k_perm, k_drop = jax.random.split(rng)
-        perm = jax.random.permutation(k_perm, c.n_train)[: nb * bs].reshape(nb, bs)
+        perm = shuffle.permutation(k_perm, c.n_train)[: nb * bs].reshape(nb, bs)
         if self.structure is not None:  # one uint32 seed per step for the hash-based dropout masks
             keys = jax.random.bits(k_drop, (nb,), jnp.uint32)
         else:  # a user linen module draws from rngs={"dropout": key}
@@ -403,23 +405,46 @@ class Engine:
     # -- compiled versions (one per engine, so per static configuration) --------------------------
     @cached_property
     def jit_init(self) -> Callable[..., Any]:
-        return jax.jit(self.init)
+        return jit(self.init)
 
     @cached_property
     def jit_epoch(self) -> Callable[..., Any]:
-        return jax.jit(self.epoch)
+        return jit(self.epoch)
 
     @cached_property
     def jit_evaluate(self) -> Callable[..., Any]:
-        return jax.jit(self.evaluate)
+        return jit(self.evaluate)
 
     @cached_property
     def jit_predict(self) -> Callable[..., Any]:
-        return jax.jit(self.predict)
+        return jit(self.predict)
 
     @cached_property
     def jit_finalize(self) -> Callable[..., Any]:
-        return jax.jit(self.finalize)
+        return jit(self.finalize)
+
+
+@functools.cache
+def compiler_options() -> dict[str, str] | None:
+    """XLA options for gridrun's programs on this backend (None: XLA's defaults).
+
+    On CPU, XLA's YNNPACK fusions are turned off: they run the chapter model's largest matmul on one
+    core of two, and an epoch takes 4-7% longer with them (measured by bench/fit_vs_keras.py). A jaxlib
+    that no longer knows the option keeps its defaults.
+    """
+    if jax.default_backend() != "cpu":
+        return None
+    options = {"xla_cpu_experimental_ynn_fusion_type": ""}
+    try:
+        jax.jit(lambda a: a + 1, compiler_options=options).lower(jnp.zeros(1)).compile()
+    except Exception:  # noqa: BLE001 - an unknown or renamed option: fall back to the defaults
+        return None
+    return options
+
+
+def jit(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`jax.jit` with gridrun's compiler options."""
+    return jax.jit(fn, compiler_options=compiler_options())
 
 
 def epoch_key(seed_key: jax.Array, epoch: int) -> jax.Array:

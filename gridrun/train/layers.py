@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from ..errors import GridrunError
+from .shuffle import lowbias32
 
 ACTIVATIONS = {
     "relu": jax.nn.relu,
@@ -160,15 +161,6 @@ def output_activation(structure: tuple[tuple[Any, ...], ...]) -> str:
     return last[2] if last[0] == "dense" else "linear"
 
 
-def _mix(h: jax.Array) -> jax.Array:
-    """lowbias32 integer hash (C. Wellons): a cheap, well-mixed uint32 -> uint32 bijection."""
-    h = h ^ (h >> 16)
-    h = h * jnp.uint32(0x7FEB352D)
-    h = h ^ (h >> 15)
-    h = h * jnp.uint32(0x846CA68B)
-    return h ^ (h >> 16)
-
-
 def dropout_keep_mask(seed: jax.Array, shape: tuple[int, ...], keep: jax.Array, width: jax.Array | None = None) -> jax.Array:
     """Bernoulli(keep) mask from a counter-based hash of (seed, element index).
 
@@ -186,7 +178,7 @@ def dropout_keep_mask(seed: jax.Array, shape: tuple[int, ...], keep: jax.Array, 
     else:
         rows, units = shape
         idx = jax.lax.iota(jnp.uint32, rows)[:, None] * width.astype(jnp.uint32) + jax.lax.iota(jnp.uint32, units)[None, :]
-    bits = _mix(idx * jnp.uint32(0x9E3779B9) + _mix(seed.astype(jnp.uint32)))
+    bits = lowbias32(idx * jnp.uint32(0x9E3779B9) + lowbias32(seed.astype(jnp.uint32)))
     threshold = jnp.minimum(keep * 4294967296.0, 4294967040.0).astype(jnp.uint32)
     return jnp.logical_or(bits < threshold, keep >= 1.0)
 

@@ -178,10 +178,12 @@ def _vmapped(engine: Any) -> tuple[Callable[..., Any], Callable[..., Any], Calla
     if cached is None:
         import jax
 
+        from .engine import jit
+
         cached = (
-            jax.jit(jax.vmap(engine.init)),
-            jax.jit(jax.vmap(engine.epoch, in_axes=(0, 0, None, 0))),
-            jax.jit(jax.vmap(engine.finalize)),
+            jit(jax.vmap(engine.init)),
+            jit(jax.vmap(engine.epoch, in_axes=(0, 0, None, 0))),
+            jit(jax.vmap(engine.finalize)),
         )
         engine._population_fns = cached
     return cached
