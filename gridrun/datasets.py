@@ -351,29 +351,38 @@ def standardize(x_train: Any, x_test: Any | None = None, eps: float = 1e-7
 
 
 @functools.lru_cache(maxsize=16)
-def _prepared(name: str, folder: str | None) -> Dataset:
-    if folder is None:
-        raw = load_digits()
+def _prepared(name: str, folder: str | None, standardized: bool = False) -> Dataset:
+    if standardized:
+        (x_train, y_train), (x_test, y_test) = _prepared(name, folder)
+        x_train, x_test = standardize(x_train, x_test)
+        arrays = [x_train, y_train, x_test, y_test]
     else:
-        train, test = _load_idx_folder(Path(folder))
-        raw = Dataset(train, test, name, folder)
-    (x_train, y_train), (x_test, y_test) = raw
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
-    arrays = [
-        scale(flatten(x_train), MAX_VALUE[name]),
-        to_categorical(y_train, num_classes),
-        scale(flatten(x_test), MAX_VALUE[name]),
-        to_categorical(y_test, num_classes),
-    ]
+        if folder is None:
+            raw = load_digits()
+        else:
+            train, test = _load_idx_folder(Path(folder))
+            raw = Dataset(train, test, name, folder)
+        (x_train, y_train), (x_test, y_test) = raw
+        num_classes = int(max(y_train.max(), y_test.max())) + 1
+        arrays = [
+            scale(flatten(x_train), MAX_VALUE[name]),
+            to_categorical(y_train, num_classes),
+            scale(flatten(x_test), MAX_VALUE[name]),
+            to_categorical(y_test, num_classes),
+        ]
     for a in arrays:
         a.setflags(write=False)
-    return Dataset((arrays[0], arrays[1]), (arrays[2], arrays[3]), name, raw.source)
+    source = folder if folder is not None else "sklearn.datasets.load_digits"
+    return Dataset((arrays[0], arrays[1]), (arrays[2], arrays[3]), name, source)
 
 
-def load_prepared(name: str = "auto", path: str | os.PathLike | None = None) -> Dataset:
+def load_prepared(name: str = "auto", path: str | os.PathLike | None = None, *, standardized: bool = False) -> Dataset:
     """The chapter's inputs: x flattened to float32 in [0, 1] (n, 784 or 64), y one-hot float32 (n, 10).
 
-    Memoized per data set and folder, with read-only arrays, so every trial in a process shares one copy.
+    `standardized=True`: x centered and scaled per feature by the training set's mean and standard
+    deviation instead (`standardize`), as the chapter's text advises for inputs.
+    Memoized per data set, folder and scaling, with read-only arrays, so every trial in a process
+    (a population's trial threads included) shares one copy.
     """
     key = resolve_name(name, path)
     folder = None
@@ -382,7 +391,7 @@ def load_prepared(name: str = "auto", path: str | os.PathLike | None = None) -> 
         if folder is None:
             raise GridrunError(_missing_message(key, path))
     with _LOCK:
-        return _prepared(key, None if folder is None else str(folder))
+        return _prepared(key, None if folder is None else str(folder), bool(standardized))
 
 
 def available(path: str | os.PathLike | None = None) -> dict[str, str | None]:

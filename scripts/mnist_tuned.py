@@ -4,6 +4,13 @@
 without improvement, and the learning rate multiplied by 0.05 when the validation loss stalls.
 
     python scripts/mnist_tuned.py
+
+The defaults are the chapter's recipe. The recipe tuned on Fashion-MNIST's validation split (test
+accuracy 0.893 for seeds 0-2; docs/chapter13.md shows how it was found) is
+
+    gridrun training-run scripts/mnist_tuned.py --flag dataset=fashion_mnist --flag standardize=true \
+        --flag dropout1=0.3 --flag dropout2=0.2 --flag dropout3=0.1 --flag epochs=50 --flag patience=8 \
+        --flag restore_best_weights=true --flag lr_annealing=0.2 --flag lr_patience=2
 """
 
 import gridrun
@@ -12,6 +19,10 @@ from gridrun.datasets import load_prepared
 
 FLAGS = gridrun.flags(
     gridrun.flag_string("dataset", "auto", "mnist | fashion_mnist | digits | auto (the first one present)"),
+    gridrun.flag_boolean("standardize", False, "center and scale each pixel by the training mean and sd (else x / 255)"),
+    gridrun.flag_numeric("dropout1", 0.4, "dropout rate after hidden layer 1"),
+    gridrun.flag_numeric("dropout2", 0.3, "dropout rate after hidden layer 2"),
+    gridrun.flag_numeric("dropout3", 0.2, "dropout rate after hidden layer 3"),
     gridrun.flag_string("optimizer", "adam", "rmsprop | adam | sgd | adagrad"),
     gridrun.flag_numeric("lr_annealing", 0.05, "factor applied to the learning rate when val_loss stalls"),
     gridrun.flag_integer("patience", 5, "epochs without val_loss improvement before stopping"),
@@ -19,9 +30,10 @@ FLAGS = gridrun.flags(
     gridrun.flag_boolean("restore_best_weights", False, "end with the weights of the best epoch"),
     gridrun.flag_integer("epochs", 35, "maximum passes over the training data"),
     gridrun.flag_integer("batch_size", 128, "samples per gradient step"),
+    gridrun.flag_integer("seed", 0, "initial weights, data order and dropout masks"),
 )
 
-data = load_prepared(FLAGS.dataset)
+data = load_prepared(FLAGS.dataset, standardized=FLAGS.standardize)
 (x_train, y_train), (x_test, y_test) = data
 gridrun.write_properties(dataset=data.name)  # the "dataset" column of ls_runs()
 print(f"Data: {data.name}, {len(x_train):,} training and {len(x_test):,} test images")
@@ -29,13 +41,13 @@ print(f"Data: {data.name}, {len(x_train):,} training and {len(x_test):,} test im
 model_w_adj_lrn = Sequential([
     Dense(256, activation="relu"),
     BatchNorm(),
-    Dropout(0.4),
+    Dropout(FLAGS.dropout1),
     Dense(128, activation="relu"),
     BatchNorm(),
-    Dropout(0.3),
+    Dropout(FLAGS.dropout2),
     Dense(64, activation="relu"),
     BatchNorm(),
-    Dropout(0.2),
+    Dropout(FLAGS.dropout3),
     Dense(data.num_classes, activation="softmax"),
 ])
 
@@ -51,6 +63,7 @@ history = gridrun.fit(
         EarlyStopping(patience=FLAGS.patience, restore_best_weights=FLAGS.restore_best_weights),
         ReduceLROnPlateau(factor=FLAGS.lr_annealing, patience=FLAGS.lr_patience),
     ],
+    seed=FLAGS.seed,
     verbose=0,
 )
 print(history)

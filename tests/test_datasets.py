@@ -114,6 +114,22 @@ def test_loads_are_memoized_and_shared(tmp_path: Path) -> None:
     assert not prepared.x_train.flags.writeable and not prepared.y_train.flags.writeable
 
 
+def test_load_prepared_standardized_uses_training_statistics_and_is_shared(tmp_path: Path) -> None:
+    make_set(tmp_path / "mnist")
+    plain = datasets.load_prepared("mnist", tmp_path)
+    std = datasets.load_prepared("mnist", tmp_path, standardized=True)
+    assert std.x_train is datasets.load_prepared("mnist", tmp_path, standardized=True).x_train
+    assert not std.x_train.flags.writeable and std.x_train.dtype == np.float32
+    np.testing.assert_array_equal(std.y_train, plain.y_train)
+    mean, sd = plain.x_train.mean(0), plain.x_train.std(0)
+    varying = sd > 1e-6
+    np.testing.assert_allclose(std.x_train.mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(std.x_train.std(0)[varying], 1.0, rtol=1e-4)
+    # the test set is moved with the *training* statistics, not its own
+    want = (plain.x_test[:, varying] - mean[varying]) / sd[varying]
+    np.testing.assert_allclose(std.x_test[:, varying], want, rtol=1e-4, atol=1e-5)
+
+
 def test_env_var_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     mnist = make_set(tmp_path / "root" / "mnist", seed=1)
     fashion = make_set(tmp_path / "root" / "fashion-mnist", seed=2)
