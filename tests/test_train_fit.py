@@ -199,3 +199,32 @@ def test_fit_accepts_a_flax_linen_module() -> None:
     assert 'Model: "MLP"' in h.params["model"] and "Total params: 259" in h.params["model"]
     p = gridrun.predict(h, x[:4])
     np.testing.assert_allclose(p, gridrun.predict(h, x[:4]))  # inference is deterministic
+
+
+def test_history_plots_from_many_threads_at_once(tmp_path) -> None:
+    """Population trials are threads that all call history.plot() at the end; matplotlib's text layout
+    (mathtext, used by the log-scale lr axis) is shared state, so unguarded plots failed at random."""
+    import threading
+
+    from gridrun.train.history import History
+
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def work(i: int) -> None:
+        h = History({"samples": 10})
+        h.history = {"loss": [1.0, 0.5, 0.4, 0.3], "val_loss": [1.1, 0.6, 0.5, 0.45], "lr": [1e-3, 2e-4, 4e-5, 8e-6]}
+        barrier.wait()
+        try:
+            for k in range(3):
+                h.plot(tmp_path / f"h{i}-{k}.png")
+        except BaseException as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert len(list(tmp_path.glob("h*.png"))) == 24

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 from .. import rundir
+
+_PLOT_LOCK = threading.Lock()
 
 
 class History:
@@ -66,11 +69,6 @@ class History:
 
         Default path: artifacts/history.png of the active run, else ./history.png.
         """
-        # A bare Figure with the Agg canvas, not pyplot: no global state, so population trials (threads)
-        # can plot at the same time, and no display is ever needed.
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
         if path is None:
             folder = rundir.artifacts_dir()
             path = Path(folder) / "history.png" if folder else Path("history.png")
@@ -78,6 +76,17 @@ class History:
         names = metrics or [k for k in self.history if not k.startswith("val_") and k != "lr"]
         if "lr" in self.history and len(set(self.history["lr"])) > 1 and metrics is None:
             names.append("lr")
+        with _PLOT_LOCK:
+            self._draw(path, names)
+        return str(path)
+
+    def _draw(self, path: Path, names: list[str]) -> None:
+        # A bare Figure with the Agg canvas, not pyplot (no display needed); under _PLOT_LOCK because
+        # matplotlib's text layout (mathtext parser, font caches) is shared and not thread-safe, and
+        # population trials are threads that plot at the same time.
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
         fig = Figure(figsize=(7, 2.6 * len(names)))
         FigureCanvasAgg(fig)
         axes = fig.subplots(len(names), 1, sharex=True, squeeze=False)
@@ -95,4 +104,3 @@ class History:
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)
-        return str(path)
