@@ -3,13 +3,16 @@
 Model: Dense 256-128-64 (relu) + BatchNorm + Dropout .4/.3/.2, softmax output, Adam, batch 128,
 Fashion-MNIST 60k with validation_split=0.2 (48k train / 12k validation), as in the chapter.
 
-    python bench/fit_vs_keras.py [--epochs 3] [--quick] [--no-keras]
+    python bench/fit_vs_keras.py [--epochs 3] [--quick] [--no-keras] [--reference PATH]
 
 Prints s/epoch for both (the first epoch, which includes compilation, is reported apart; the rest
 give the median and the minimum; with --rounds R the two frameworks alternate R times, so both see
 the same machine load), the ratio gridrun / Keras (goal: <= 0.6), and the matmul GFLOP/s reached vs
 numpy's own matmul GFLOP/s.
-Keras is optional (`pip install keras`); without it only gridrun is timed.
+Keras is optional (`pip install keras`); without it only gridrun is timed. When the project's
+reference benchmark is present (../shared/reference/jax_reference_bench.py, or --reference PATH), its
+plain `lax.scan` epoch of the same model (one jitted epoch, threefry dropout, no callbacks) is timed
+in the same rounds too, as the "what plain JAX gives" baseline.
 """
 
 from __future__ import annotations
@@ -82,6 +85,45 @@ def bench_gridrun(x: np.ndarray, y: np.ndarray, epochs: int) -> tuple[list[float
     return times, result["h"].history["val_acc"][-1]
 
 
+def make_reference_bench(path: str):
+    """A function(x, y, epochs) -> (epoch times, val_acc) for the reference's plain scan epoch, or None."""
+    import importlib.util
+
+    if not os.path.exists(path):
+        print(f"no reference benchmark at {path}: skipping the plain-scan baseline")
+        return None
+    spec = importlib.util.spec_from_file_location("jax_reference_bench", path)
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    import jax
+    import jax.numpy as jnp
+
+    opt, _, epoch = ref.make()
+    run_epoch = jax.jit(epoch)
+
+    def bench(x: np.ndarray, y: np.ndarray, epochs: int) -> tuple[list[float], float]:
+        split = int(np.ceil(len(x) * 0.8))
+        labels = y.argmax(1).astype(np.int32)
+        data = [jnp.asarray(a) for a in (x[:split], labels[:split], x[split:], labels[split:])]
+        params = ref.init(jax.random.PRNGKey(0))
+        carry = (params, opt.init(params), jax.random.PRNGKey(1))
+        drops, lr = jnp.asarray(DROPS, jnp.float32), jnp.float32(1e-3)
+        result = {}
+
+        def run(n: int, tick) -> None:
+            nonlocal carry
+            for _ in range(n):
+                params, state, key, _, _, va = run_epoch(*carry, drops, lr, *data)
+                carry = (params, state, key)
+                result["va"] = float(va)  # waits for the epoch
+                tick()
+
+        times = time_epochs(run, epochs)
+        return times, result["va"]
+
+    return bench
+
+
 def make_keras_bench():
     """A function(x, y, epochs) -> (epoch times, val_acc) training one Keras model, or None."""
     os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -125,6 +167,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="12k samples instead of 60k, 3 epochs")
     ap.add_argument("--no-keras", action="store_true", help="time gridrun only")
     ap.add_argument("--rounds", type=int, default=2, help="alternate gridrun and Keras this many times")
+    ap.add_argument("--reference", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference",
+                                                        "jax_reference_bench.py"),
+                    help="the project's plain-JAX reference benchmark (skipped when absent)")
     args = ap.parse_args()
     n = 12000 if args.quick else 60000
     epochs = 3 if args.quick else max(2, args.epochs)
@@ -135,7 +180,8 @@ def main() -> None:
     print(f"data: {n_train} train / {n - n_train} validation, batch 128, {epochs} epochs, device {jax.devices()[0].device_kind}, "
           f"{os.cpu_count()} CPUs")
     keras_bench = None if args.no_keras else make_keras_bench()
-    results: dict[str, list[list[float]]] = {"gridrun.fit": [], "keras (jax)": []}
+    reference_bench = make_reference_bench(args.reference)
+    results: dict[str, list[list[float]]] = {"gridrun.fit": [], "keras (jax)": [], "plain scan": []}
     accs: dict[str, float] = {}
     for _ in range(max(1, args.rounds)):
         times, accs["gridrun.fit"] = bench_gridrun(x, y, epochs)
@@ -143,6 +189,9 @@ def main() -> None:
         if keras_bench is not None:
             times, accs["keras (jax)"] = keras_bench(x, y, epochs)
             results["keras (jax)"].append(times)
+        if reference_bench is not None:
+            times, accs["plain scan"] = reference_bench(x, y, epochs)
+            results["plain scan"].append(times)
     flops = epoch_flops(n_train, n - n_train)
     per: dict[str, float] = {}
     for name, runs in results.items():
@@ -152,8 +201,11 @@ def main() -> None:
         per[name] = float(np.median(steady))
         print(f"{name:<12}: first epoch {runs[0][0]:.2f} s (compile), {per[name]:.3f} s/epoch median, {min(steady):.3f} min, "
               f"{flops / per[name] / 1e9:.1f} GFLOP/s, val_acc {accs[name]:.4f}")
-    if len(per) == 2:
-        print(f"ratio gridrun/keras s/epoch: {per['gridrun.fit'] / per['keras (jax)']:.2f}x median (goal <= 0.6x)")
+    best = {name: min(t for times in runs for t in times[1:]) for name, runs in results.items() if runs}
+    for other, goal in (("keras (jax)", " (goal <= 0.6x)"), ("plain scan", "")):
+        if other in per:
+            print(f"ratio gridrun/{other} s/epoch: {per['gridrun.fit'] / per[other]:.2f}x median, "
+                  f"{best['gridrun.fit'] / best[other]:.2f}x fastest epochs{goal}")
     ref = numpy_gflops()
     print("numpy matmul: " + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in ref.items())
           + f"; gridrun.fit reaches {flops / per['gridrun.fit'] / 1e9 / ref['numpy_1024']:.0%} of numpy_1024")

@@ -211,3 +211,24 @@ def test_feistel_shuffles_look_uniform_and_depend_on_the_key() -> None:
     # neighbouring rows are not kept together (a weak shuffle would keep runs)
     adjacent = np.abs(np.diff(np.argsort(perms, 1), axis=1)) == 1
     assert abs(adjacent.mean() - 2 / n) < 0.01
+
+
+def test_adam_is_keras_adam() -> None:
+    """Keras 3's Adam: m, v without bias correction; step = lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)."""
+    spec = optimizer("adam", learning_rate=0.01, epsilon=1e-3)
+    tx = spec.build()
+    w = {"w": jnp.array([1.0, -2.0, 0.0])}
+    state = tx.init(w)
+    m = v = np.zeros(3)
+    for t, g in enumerate(([0.5, 0.1, -1e-4], [0.3, -0.2, 2e-4], [-0.1, 0.4, 1e-4]), start=1):
+        g = np.array(g)
+        upd, state = tx.update({"w": jnp.asarray(g, jnp.float32)}, state, w)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        want = -0.01 * np.sqrt(1 - 0.999**t) / (1 - 0.9**t) * m / (np.sqrt(v) + 1e-3)
+        np.testing.assert_allclose(upd["w"], want, rtol=1e-5)
+    # optax.adam puts eps on the corrected root: with this large eps the two differ measurably
+    ref = optax.adam(0.01, eps=1e-3)
+    ref_upd, _ = ref.update({"w": jnp.array([0.5, 0.1, -1e-4])}, ref.init(w), w)
+    first, _ = tx.update({"w": jnp.array([0.5, 0.1, -1e-4])}, tx.init(w), w)
+    assert not np.allclose(first["w"], ref_upd["w"], rtol=1e-3)
