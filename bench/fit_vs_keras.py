@@ -18,21 +18,23 @@ in the same rounds too, as the "what plain JAX gives" baseline.
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import time
 
 import numpy as np
 
-ROOT = "/usr/share/datasets/fashion-mnist/"
 SIZES = (256, 128, 64)
 DROPS = (0.4, 0.3, 0.2)
 
 
 def load(n: int) -> tuple[np.ndarray, np.ndarray]:
-    x = np.frombuffer(gzip.open(ROOT + "train-images-idx3-ubyte.gz").read(), np.uint8, offset=16).reshape(-1, 784)
-    y = np.frombuffer(gzip.open(ROOT + "train-labels-idx1-ubyte.gz").read(), np.uint8, offset=8)
-    return (x[:n].astype(np.float32) / 255.0), np.eye(10, dtype=np.float32)[y[:n]]
+    """The first n Fashion-MNIST training images, x / 255 and one-hot labels (gridrun's IDX reader: the
+    Debian package's folder, or GRIDRUN_DATA / GRIDRUN_FASHION_MNIST)."""
+    from gridrun.datasets import load_fashion_mnist
+
+    (x, y), _ = load_fashion_mnist()
+    x = x.reshape(len(x), -1)[:n].astype(np.float32) / 255.0
+    return x, np.eye(10, dtype=np.float32)[y[:n]]
 
 
 def epoch_flops(n_train: int, n_val: int) -> float:
