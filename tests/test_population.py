@@ -73,6 +73,7 @@ def test_population_matches_sequential_per_epoch(runs):
             tol = {"rtol": 1e-4, "atol": 1e-6} if "acc" not in name else {"rtol": 0, "atol": 1.01 / 287}
             np.testing.assert_allclose(mp[name], ms[name], err_msg=f"{key} {name}", **tol)
         assert p.eval_acc == pytest.approx(s.eval_acc, abs=1.01 / 360)
+        assert p.best_epoch == s.best_epoch and p.best_val_loss == pytest.approx(s.best_val_loss, rel=1e-4)
 
 
 def test_trials_trained_as_one_program_with_own_early_stopping(runs):

@@ -228,3 +228,21 @@ def test_history_plots_from_many_threads_at_once(tmp_path) -> None:
         t.join()
     assert not errors, errors[0]
     assert len(list(tmp_path.glob("h*.png"))) == 24
+
+
+def test_early_stopping_records_the_best_epoch_as_properties_and_columns(tmp_path) -> None:
+    x, _, Y = _data()
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    with rundir.activate(rundir.RunContext(run_dir=run)):
+        h = gridrun.fit(_model(), x, Y, loss="categorical_crossentropy", optimizer=optimizer("sgd", learning_rate=5.0),
+                        metrics=["accuracy"], epochs=40, batch_size=32, validation_split=0.25, seed=1,
+                        callbacks=[gridrun.EarlyStopping(monitor="val_acc", patience=3)])
+    accs = h.history["val_acc"]
+    want = int(np.argmax(accs)) + 1  # the first epoch reaching the maximum, as Keras counts an improvement
+    props = json.loads((run / "properties.json").read_text())
+    assert len(accs) < 40 and props["best_epoch"] == want < len(accs)
+    assert props["best_val_acc"] == pytest.approx(max(accs))
+    assert h.params["best_epoch"] == want
+    table = gridrun.ls_runs(runs_dir=tmp_path / "runs")
+    assert table.loc[0, "best_epoch"] == want and table.loc[0, "best_val_acc"] == pytest.approx(max(accs))

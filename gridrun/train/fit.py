@@ -204,11 +204,30 @@ def fit(
             params["epochs_completed"] = history.epochs_completed
             if ctx is not None:
                 ctx.write_properties(epochs_completed=history.epochs_completed)
+    best = _best_epoch(history, config)
+    if best:
+        params.update(best)
+        if ctx is not None:
+            ctx.write_properties(**best)
     final = {k: v[-1] for k, v in history.history.items()}
     for cb in lambdas:
         if cb.on_train_end is not None:
             cb.on_train_end(final)
     return history
+
+
+def _best_epoch(history: History, config: Any) -> dict[str, Any]:
+    """With EarlyStopping: the epoch it judged best (1-based) and the monitored value there, recorded
+    as properties `best_epoch` and `best_<monitor>` (ls_runs columns). The metric_* columns are the
+    last epoch's, as in tfruns; with restore_best_weights the model (and eval_*) is the best epoch's."""
+    if config.early_stopping is None or not isinstance(history.state, dict) or "es" not in history.state:
+        return {}
+    monitor = config.early_stopping[0]
+    index = int(jax.device_get(history.state["es"]["best_epoch"]))
+    values = history.history.get(monitor, [])
+    if not 0 <= index < len(values):
+        return {}
+    return {"best_epoch": index + 1, f"best_{monitor}": values[index]}
 
 
 def _trained(history: Any) -> History:
