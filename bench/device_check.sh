@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The prepared GPU check of issues #3 (one model's s/epoch) and #5 (population throughput and the
-# 145-trial sweep), as ONE device call of at most ~8 minutes. Prepare here first:
+# 145-trial sweep), as ONE device call of at most ~6.5 minutes, so that a 15-minute device budget
+# leaves room for a machine start and one rerun. Prepare here first:
 #     bash bench/device_prepare.sh
-# then call the device tool with: command "bash bench/device_check.sh", carry [".data"], timeout_s 560.
+# then call the device tool with: command "bash bench/device_check.sh", carry [".data"], timeout_s 420.
+# Most important first; each step has its own time limit, so a slow step costs only its own figures.
 # Logs land in $OUT (the tool brings them back) or ./device-out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -12,29 +14,35 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} GRIDRUN_DAT
 export GRIDRUN_JAX_CACHE=$PWD/.jax_cache
 py=python3
 # QUICK=1: the same steps at CPU size, to try the script on the dev box before spending device time
-if [ "${QUICK:-0}" = 1 ]; then ref_args="--quick"; fit_args="--quick"; pop_args="--quick --epochs 1 --sweep 4 --sweep-epochs 2 --sweep-dataset digits"
-else ref_args="--pops 1,145"; fit_args="--epochs 6"; pop_args="--big --sweep 145 --sweep-epochs 35"; fi
+if [ "${QUICK:-0}" = 1 ]; then
+  sweep_args="--sweep 4 --sweep-epochs 2 --sweep-dataset digits"; pop_args="--quick --epochs 1"
+  fit_args="--quick"; ref_args="--quick"
+else
+  sweep_args="--sweep 145 --sweep-epochs 35"; pop_args="--big"; fit_args="--epochs 6"; ref_args="--pops 1,145"
+fi
 {
-  date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-  $py -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"
+  date -u; timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+  timeout 60 $py -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"
 } 2>&1 | tee "$out/env.txt"
-# 1. the reference's figures on this very device (plain scan, vmapped populations), the baseline
-# (it reads ./.data/fmnist.npz: written to a scratch folder, so .data/ here stays small enough to carry)
+# 1. issue #5: the chapter's sweep sampled to 145 trials, 35 epochs, in population mode (goal <= 60 s)
+timeout 150 $py bench/population.py --no-throughput $sweep_args --no-sequential 2>&1 | tee "$out/sweep.log"
+# 2. issue #5: throughput per trial-epoch, sequential fit and P = 1, 16, 64, 145 (+512): goal <= 3 ms at P >= 145
+timeout 120 $py bench/population.py $pop_args 2>&1 | tee "$out/population.log"
+# 3. issue #3: gridrun.fit, one model (goal <= 0.05 s/epoch), beside the reference's plain scan
+timeout 45 $py bench/fit_vs_keras.py --no-keras $fit_args --rounds 1 --reference .data/jax_reference_bench.py 2>&1 \
+  | tee "$out/fit.log"
+# 4. the reference's own figures on this device (plain scan, vmapped populations): the baseline.
+# It reads ./.data/fmnist.npz: written to a scratch folder, so .data/ here stays small enough to carry.
 if [ -f .data/jax_reference_bench.py ]; then
   scratch=$(mktemp -d); mkdir -p "$scratch/.data"
-  $py - "$scratch/.data/fmnist.npz" <<'PY'
+  timeout 30 $py - "$scratch/.data/fmnist.npz" <<'PY'
 import gzip, sys, numpy as np
 root = ".data/fashion-mnist/"
 x = np.frombuffer(gzip.open(root + "train-images-idx3-ubyte.gz").read(), np.uint8, offset=16).reshape(-1, 784)
 y = np.frombuffer(gzip.open(root + "train-labels-idx1-ubyte.gz").read(), np.uint8, offset=8)
 np.savez(sys.argv[1], x=x, y=y)
 PY
-  (cd "$scratch" && timeout 150 $py "$OLDPWD/.data/jax_reference_bench.py" $ref_args) 2>&1 | tee "$out/reference.log"
+  (cd "$scratch" && timeout 60 $py "$OLDPWD/.data/jax_reference_bench.py" $ref_args) 2>&1 | tee "$out/reference.log"
   rm -rf "$scratch"
 fi
-# 2. gridrun.fit, one model (issue #3: <= 0.05 s/epoch on an H100), beside the reference's plain scan
-timeout 90 $py bench/fit_vs_keras.py --no-keras $fit_args --rounds 1 --reference .data/jax_reference_bench.py 2>&1 \
-  | tee "$out/fit.log"
-# 3. population throughput P = 1, 16, 64, 145, 512 and the chapter's sweep, 145 trials x 35 epochs (issue #5)
-timeout 300 $py bench/population.py $pop_args --no-sequential 2>&1 | tee "$out/population.log"
 echo "done $(date -u)" | tee -a "$out/env.txt"

@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 src=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
 mkdir -p .data/fashion-mnist
-cp "$src"/train-images-idx3-ubyte.gz "$src"/train-labels-idx1-ubyte.gz \
+cp -f "$src"/train-images-idx3-ubyte.gz "$src"/train-labels-idx1-ubyte.gz \
    "$src"/t10k-images-idx3-ubyte.gz "$src"/t10k-labels-idx1-ubyte.gz .data/fashion-mnist/
 ref=${REFERENCE_BENCH:-../shared/reference/jax_reference_bench.py}
-if [ -f "$ref" ]; then cp "$ref" .data/jax_reference_bench.py; fi
+if [ -f "$ref" ]; then cp -f "$ref" .data/jax_reference_bench.py; fi
 du -sh .data

@@ -353,7 +353,7 @@ def standardize(x_train: Any, x_test: Any | None = None, eps: float = 1e-7
 @functools.lru_cache(maxsize=16)
 def _prepared(name: str, folder: str | None, standardized: bool = False) -> Dataset:
     if standardized:
-        (x_train, y_train), (x_test, y_test) = _prepared(name, folder)
+        (x_train, y_train), (x_test, y_test) = _prepared(name, folder, False)  # the same cache key as load_prepared's
         x_train, x_test = standardize(x_train, x_test)
         arrays = [x_train, y_train, x_test, y_test]
     else:

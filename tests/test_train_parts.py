@@ -196,6 +196,8 @@ def test_feistel_permutation_is_a_permutation_of_range_n(n: int) -> None:
         assert perm.dtype == np.int32 and perm.shape == (n,)
         np.testing.assert_array_equal(np.sort(perm), np.arange(n))
     assert shuffle.permutation(jax.random.PRNGKey(0), 0).shape == (0,)
+    with pytest.raises(GridrunError, match="2\\*\\*31"):
+        shuffle.permutation(jax.random.PRNGKey(0), 2**31)
 
 
 def test_feistel_shuffles_look_uniform_and_depend_on_the_key() -> None:

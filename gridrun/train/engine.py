@@ -424,8 +424,11 @@ class Engine:
         return jit(self.finalize)
 
 
+_OPTIONS_LOCK = threading.Lock()
+
+
 @functools.cache
-def compiler_options() -> dict[str, str] | None:
+def _probe_compiler_options() -> dict[str, str] | None:
     """XLA options for gridrun's programs on this backend (None: XLA's defaults).
 
     On CPU, XLA's YNNPACK fusions are turned off: they run the chapter model's largest matmul on one
@@ -440,6 +443,13 @@ def compiler_options() -> dict[str, str] | None:
     except Exception:  # noqa: BLE001 - an unknown or renamed option: fall back to the defaults
         return None
     return options
+
+
+def compiler_options() -> dict[str, str] | None:
+    """XLA options for gridrun's programs on this backend (None: XLA's defaults); see
+    `_probe_compiler_options`. Probed once per process, under a lock (population trials are threads)."""
+    with _OPTIONS_LOCK:
+        return _probe_compiler_options()
 
 
 def jit(fn: Callable[..., Any]) -> Callable[..., Any]:

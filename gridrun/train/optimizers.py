@@ -15,7 +15,8 @@ from ..errors import GridrunError
 
 
 def keras_adam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-7) -> optax.GradientTransformation:
-    """Adam exactly as Keras computes it, which is also the cheaper form (Kingma & Ba, section 2):
+    """Adam as Keras computes it (equal to float rounding), which is also the cheaper form (Kingma & Ba,
+    section 2):
 
         m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
         step = -lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)

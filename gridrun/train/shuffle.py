@@ -10,8 +10,12 @@ permutation for SGD's purposes (tested: every row once, no position bias, seeds 
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+
+from ..errors import GridrunError
 
 ROUNDS = 6
 
@@ -25,8 +29,11 @@ def lowbias32(x: jax.Array) -> jax.Array:
     return x ^ (x >> 16)
 
 
+@functools.partial(jax.jit, static_argnames="n")
 def permutation(key: jax.Array, n: int) -> jax.Array:
     """A pseudo-random permutation of `range(n)` (int32) drawn from `key`; `n` is static."""
+    if n > 2**31 - 1:
+        raise GridrunError(f"cannot shuffle {n:,} rows: at most 2**31 - 1 rows per data set")
     if n <= 1:
         return jnp.zeros((n,), jnp.int32)
     half = ((n - 1).bit_length() + 1) // 2  # the domain 2**(2*half) = 4**half is < 4n
