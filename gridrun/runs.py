@@ -108,6 +108,8 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     for col in INT_COLUMNS:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+    if "best_epoch" in df.columns:  # a property gridrun.fit writes with EarlyStopping
+        df["best_epoch"] = pd.to_numeric(df["best_epoch"], errors="coerce").astype("Int64")
     for col in flag_cols:
         df[col] = _typed(df[col], [r.get(col) for r in rows])
     for col in ("start", "end"):

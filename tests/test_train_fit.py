@@ -246,3 +246,4 @@ def test_early_stopping_records_the_best_epoch_as_properties_and_columns(tmp_pat
     assert h.params["best_epoch"] == want
     table = gridrun.ls_runs(runs_dir=tmp_path / "runs")
     assert table.loc[0, "best_epoch"] == want and table.loc[0, "best_val_acc"] == pytest.approx(max(accs))
+    assert str(table["best_epoch"].dtype) == "Int64"
