@@ -352,28 +352,28 @@ def standardize(x_train: Any, x_test: Any | None = None, eps: float = 1e-7
 
 @functools.lru_cache(maxsize=16)
 def _prepared(name: str, folder: str | None, standardized: bool = False) -> Dataset:
-    if standardized:
-        (x_train, y_train), (x_test, y_test) = _prepared(name, folder, False)  # the same cache key as load_prepared's
-        x_train, x_test = standardize(x_train, x_test)
-        arrays = [x_train, y_train, x_test, y_test]
+    if standardized:  # from the cached plain arrays (the same cache key as load_prepared's)
+        plain = _prepared(name, folder, False)
+        x_train, x_test = standardize(plain.x_train, plain.x_test)
+        x_train.setflags(write=False)
+        x_test.setflags(write=False)
+        return Dataset((x_train, plain.y_train), (x_test, plain.y_test), name, plain.source)
+    if folder is None:
+        raw = load_digits()
     else:
-        if folder is None:
-            raw = load_digits()
-        else:
-            train, test = _load_idx_folder(Path(folder))
-            raw = Dataset(train, test, name, folder)
-        (x_train, y_train), (x_test, y_test) = raw
-        num_classes = int(max(y_train.max(), y_test.max())) + 1
-        arrays = [
-            scale(flatten(x_train), MAX_VALUE[name]),
-            to_categorical(y_train, num_classes),
-            scale(flatten(x_test), MAX_VALUE[name]),
-            to_categorical(y_test, num_classes),
-        ]
+        train, test = _load_idx_folder(Path(folder))
+        raw = Dataset(train, test, name, folder)
+    (x_train, y_train), (x_test, y_test) = raw
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    arrays = [
+        scale(flatten(x_train), MAX_VALUE[name]),
+        to_categorical(y_train, num_classes),
+        scale(flatten(x_test), MAX_VALUE[name]),
+        to_categorical(y_test, num_classes),
+    ]
     for a in arrays:
         a.setflags(write=False)
-    source = folder if folder is not None else "sklearn.datasets.load_digits"
-    return Dataset((arrays[0], arrays[1]), (arrays[2], arrays[3]), name, source)
+    return Dataset((arrays[0], arrays[1]), (arrays[2], arrays[3]), name, raw.source)
 
 
 def load_prepared(name: str = "auto", path: str | os.PathLike | None = None, *, standardized: bool = False) -> Dataset:

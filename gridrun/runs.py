@@ -27,6 +27,7 @@ TRAINING_COLUMNS = ["samples", "validation_samples", "batch_size", "epochs", "ep
 RUN_COLUMNS = ["script", "start", "end", "completed", "status", "output", "error_message", "error_traceback",
                "source_code", "context", "type", "sweep", "trial"]
 INT_COLUMNS = ["samples", "validation_samples", "batch_size", "epochs", "epochs_completed", "trial"]
+OPTIONAL_INT_COLUMNS = ["best_epoch"]  # properties gridrun.fit writes only with EarlyStopping
 _KNOWN = set(TRAINING_COLUMNS) | set(RUN_COLUMNS) | {
     "script_path", "versions", "git", "hostname", "pid", "exit_code", "jax_devices", "heartbeat"}
 
@@ -106,10 +107,8 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df = df[fixed + custom].copy()
     for col in evals + mets + ["learning_rate"]:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    for col in INT_COLUMNS:
+    for col in INT_COLUMNS + [c for c in OPTIONAL_INT_COLUMNS if c in df.columns]:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-    if "best_epoch" in df.columns:  # a property gridrun.fit writes with EarlyStopping
-        df["best_epoch"] = pd.to_numeric(df["best_epoch"], errors="coerce").astype("Int64")
     for col in flag_cols:
         df[col] = _typed(df[col], [r.get(col) for r in rows])
     for col in ("start", "end"):

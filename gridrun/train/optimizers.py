@@ -28,8 +28,8 @@ def keras_adam(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e
     """
 
     def init(params: Any) -> optax.ScaleByAdamState:
-        zeros = optax.tree_utils.tree_zeros_like(params)
-        return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros, nu=optax.tree_utils.tree_zeros_like(params))
+        zeros = optax.tree_utils.tree_zeros_like
+        return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros(params), nu=zeros(params))
 
     def update(updates: Any, state: optax.ScaleByAdamState, params: Any = None) -> tuple[Any, optax.ScaleByAdamState]:
         del params
