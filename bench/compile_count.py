@@ -100,7 +100,7 @@ INLINE = MODULE.replace("from step import train\n", STEP.replace("import jax.num
 
 def run(kind: str, source: str, folder: Path, trials: int, grid: dict) -> dict:
     import gridrun
-    from gridrun.tuning import list_sweeps
+    from gridrun.sweep import list_sweeps
 
     (folder / "counter.py").write_text(COUNTER)
     (folder / "step.py").write_text(STEP)

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import gridrun
 from gridrun._io import write_json
+from gridrun.record import finish, summarize
 from gridrun.rundir import RunContext, create_run_dir
-from gridrun.runner import finish
-from gridrun.runs import summarize
 
 
 def build(root: Path, n: int) -> None:

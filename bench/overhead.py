@@ -36,7 +36,7 @@ def _ts(text: str) -> float:
 
 def sweep(script: Path, runs: Path, trials: int, backend: str, jobs: int) -> tuple[float, float]:
     import gridrun
-    from gridrun.tuning import list_sweeps
+    from gridrun.sweep import list_sweeps
 
     t0 = time.perf_counter()
     gridrun.tuning_run(script, {"lr": [i / 1000 for i in range(1, trials + 1)]}, runs_dir=runs, backend=backend,

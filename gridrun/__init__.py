@@ -40,7 +40,7 @@ _API: dict[str, str] = {
     "purge_runs": "runs",
     "copy_run": "runs",
     # sweeps
-    "tuning_run": "tuning",
+    "tuning_run": "sweep",
     "build_grid": "grid",
     "sample_grid": "grid",
     # training

@@ -18,27 +18,27 @@ from pathlib import Path
 from typing import Any
 
 
-def _clean(value: Any) -> Any:
+def clean_json(value: Any) -> Any:
     """Make a value JSON-safe: numpy scalars to Python, non-finite floats to None, tuples to lists."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): clean_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [clean_json(v) for v in value]
     if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / jax scalars
-        return _clean(value.item())
+        return clean_json(value.item())
     if hasattr(value, "tolist"):
-        return _clean(value.tolist())
+        return clean_json(value.tolist())
     if isinstance(value, Path):
         return str(value)
     return str(value)
 
 
 def dumps(data: Any, indent: int | None = 1) -> str:
-    return json.dumps(_clean(data), indent=indent, allow_nan=False, ensure_ascii=False)
+    return json.dumps(clean_json(data), indent=indent, allow_nan=False, ensure_ascii=False)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

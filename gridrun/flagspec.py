@@ -168,7 +168,7 @@ class Flags(Mapping[str, Any]):
         values = object.__getattribute__(self, "_values")
         if name in values:
             return values[name]
-        raise AttributeError(_undeclared_message([name], list(values)))
+        raise AttributeError(undeclared_message([name], list(values)))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("flags are read-only; pass new values on the command line or with --flag")
@@ -177,7 +177,7 @@ class Flags(Mapping[str, Any]):
         try:
             return self._values[name]
         except KeyError:
-            raise KeyError(_undeclared_message([name], list(self._values))) from None
+            raise KeyError(undeclared_message([name], list(self._values))) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
@@ -201,7 +201,7 @@ class Flags(Mapping[str, Any]):
         return self._sources[name]
 
 
-def _undeclared_message(names: list[str], declared: list[str]) -> str:
+def undeclared_message(names: list[str], declared: list[str]) -> str:
     parts = []
     for name in names:
         close = difflib.get_close_matches(name, declared, n=1, cutoff=0.5)
@@ -278,7 +278,7 @@ def _resolve(specs, keyword_defaults, config, file, arguments, ctx) -> Flags | s
     ):
         unknown = [k for k in layer if k not in declared]
         if unknown:
-            raise FlagError(_undeclared_message(unknown, list(declared)) + f" (from {source})")
+            raise FlagError(undeclared_message(unknown, list(declared)) + f" (from {source})")
         for name, raw in layer.items():
             values[name] = declared[name].parse(raw, source)
             sources[name] = source

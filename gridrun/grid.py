@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FlagError, GridrunError
-from .flagspec import FlagSpec, _undeclared_message
+from .flagspec import FlagSpec, undeclared_message
 
 
 @dataclass
@@ -67,28 +67,10 @@ class Grid:
         return pd.DataFrame([self[i] for i in idx], columns=self.names)
 
 
-def split_values(text: str) -> list[str]:
-    """Split a command-line value list on commas; a quoted value keeps its commas: `"a,b",c` -> [a,b | c]."""
-    row = next(csv.reader([text], skipinitialspace=True), [])
-    return [v.strip() for v in row]
-
-
-def parse_flag_option(option: str) -> tuple[str, list[str]]:
-    """`nodes1=64,128,256` -> ("nodes1", ["64", "128", "256"])."""
-    name, sep, values = option.partition("=")
-    name = name.strip().lstrip("-").replace("-", "_")
-    if not sep or not name or not values.strip():
-        raise GridrunError(
-            f"--flag {option!r} is not NAME=VALUES: write e.g. --flag nodes1=64,128,256 "
-            f"(quote a string value that contains commas: --flag 'name=\"a,b\",c')"
-        )
-    return name, split_values(values)
-
-
 def _check_names(names: Sequence[str], specs: Mapping[str, FlagSpec], script: str) -> None:
     unknown = [n for n in names if n not in specs]
     if unknown:
-        raise FlagError(_undeclared_message(unknown, list(specs)) + f" (in the grid for {script})")
+        raise FlagError(undeclared_message(unknown, list(specs)) + f" (in the grid for {script})")
 
 
 def _typed(spec: FlagSpec, value: Any) -> Any:
@@ -187,20 +169,6 @@ def sample_size(n: int, sample: float | int | None) -> int:
     if sample <= 1:
         return max(1, min(n, math.ceil(sample * n - 1e-9)))
     return min(n, int(sample))
-
-
-def parse_sample(text: str | float | int | None) -> float | int | None:
-    """`"0.05"` -> 0.05, `"50"` -> 50, `"1"` -> 1 (all)."""
-    if text is None or isinstance(text, (int, float)):
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        raise GridrunError(f"--sample {text!r} is not a number: give a fraction like 0.05 or a count like 50") from None
 
 
 def sample_grid(

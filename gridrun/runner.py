@@ -28,6 +28,7 @@ from typing import Any, TextIO
 from . import rundir
 from ._io import read_json
 from .errors import FlagError, GridrunError
+from .record import finish, last_value, write_summary
 from .rundir import RunContext, iso, utc_now
 from .snapshot import git_info, snapshot_source, versions
 
@@ -193,45 +194,20 @@ def execute(
     return finish(ctx, status, exit_code, message, tb)
 
 
-def finish(
-    ctx: RunContext, status: str, exit_code: int | None, message: str | None, tb: str | None
-) -> dict[str, Any]:
-    """Write the run's final properties and its summary.json; return the properties."""
-    from .runs import epochs_recorded, write_summary
-
-    props: dict[str, Any] = {
-        "end": iso(utc_now()),
-        "status": status,
-        "completed": status == "completed",
-        "exit_code": exit_code,
-        "error_message": message,
-        "error_traceback": tb,
-        "epochs_completed": epochs_recorded(ctx.metrics) or ctx.properties.get("epochs_completed"),
-    }
-    if "jax" in sys.modules:
-        try:
-            props["jax_devices"] = [str(d) for d in sys.modules["jax"].devices()]
-        except Exception:  # noqa: BLE001
-            pass
-    ctx.write_properties(**props)
-    write_summary(ctx.run_dir)
-    return dict(ctx.properties)
-
-
 # --------------------------------------------------------------------------------------------------
 # training_run: one script in a child process
 
 
 def check_flags(script: Path, flags: dict[str, Any]) -> dict[str, Any]:
     """Type and name-check flag values against the script's declarations, before anything runs."""
-    from .flagspec import _undeclared_message, declared_flags
+    from .flagspec import declared_flags, undeclared_message
 
     declared = declared_flags(script)
     if not declared:
         return dict(flags)
     unknown = [k for k in flags if k not in declared]
     if unknown:
-        raise FlagError(_undeclared_message(unknown, list(declared)))
+        raise FlagError(undeclared_message(unknown, list(declared)))
     return {k: declared[k].parse(v) for k, v in flags.items()}
 
 
@@ -342,15 +318,11 @@ def _reconcile(run_dir: Path, code: int, interrupted: bool) -> dict[str, Any]:
         else:
             message = f"the script's process ended with status {code} before recording its end"
         return finish(ctx, "failed", code, message, None)
-    from .runs import write_summary
-
     write_summary(run_dir)  # output.log is complete only now
     return props
 
 
 def _print_summary(run_dir: Path, props: dict[str, Any], seconds: float) -> None:
-    from .runs import last_value
-
     metrics = read_json(run_dir / rundir.METRICS_FILE, {}) or {}
     last = {k: last_value(v) for k, v in metrics.items()}
     width = 60

@@ -15,73 +15,17 @@ from typing import Any
 import pandas as pd
 
 from . import rundir
-from ._io import read_json, write_json
+from ._io import read_json
 from .errors import GridrunError
+from .record import (
+    INT_COLUMNS,
+    OPTIONAL_INT_COLUMNS,
+    RUN_COLUMNS,
+    TRAINING_COLUMNS,
+    summarize,
+)
 
 ARCHIVE_DIR = "archive"
-OUTPUT_TAIL = 2000  # characters of output kept in the table's `output` column
-
-# Columns of tfruns' ls_runs(), in its order; eval_/metric_/flag_ columns go where tfruns puts them.
-TRAINING_COLUMNS = ["samples", "validation_samples", "batch_size", "epochs", "epochs_completed", "metrics",
-                    "model", "loss_function", "optimizer", "learning_rate"]
-RUN_COLUMNS = ["script", "start", "end", "completed", "status", "output", "error_message", "error_traceback",
-               "source_code", "context", "type", "sweep", "trial"]
-INT_COLUMNS = ["samples", "validation_samples", "batch_size", "epochs", "epochs_completed", "trial"]
-OPTIONAL_INT_COLUMNS = ["best_epoch"]  # properties gridrun.fit writes only with EarlyStopping
-_KNOWN = set(TRAINING_COLUMNS) | set(RUN_COLUMNS) | {
-    "script_path", "versions", "git", "hostname", "pid", "exit_code", "jax_devices", "heartbeat"}
-
-
-def last_value(series: list[Any] | None) -> Any:
-    """The last recorded (non-null) value of a metric's series, or None."""
-    for value in reversed(series or []):
-        if value is not None:
-            return value
-    return None
-
-
-def epochs_recorded(metrics: dict[str, list[Any]]) -> int:
-    """How many epochs a run recorded: the most non-null values of any metric (tfruns' rule)."""
-    return max((sum(x is not None for x in v) for v in metrics.values()), default=0)
-
-
-def summarize(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """Build a run's row (without run_dir) from its files."""
-    run_dir = Path(run_dir)
-    props = read_json(run_dir / rundir.PROPERTIES_FILE, {}) or {}
-    metrics = read_json(run_dir / rundir.METRICS_FILE, {}) or {}
-    flags = read_json(run_dir / rundir.FLAGS_FILE, {}) or {}
-    evaluation = read_json(run_dir / rundir.EVALUATION_FILE, {}) or {}
-    row: dict[str, Any] = {}
-    row.update({f"eval_{k}": v for k, v in evaluation.items()})
-    row.update({f"metric_{k}": last_value(v) for k, v in metrics.items()})
-    row.update({f"flag_{k}": v for k, v in flags.items()})
-    for key in TRAINING_COLUMNS:
-        row[key] = props.get(key)
-    row["epochs_completed"] = epochs_recorded(metrics) or props.get("epochs_completed")
-    row["metrics"] = str(run_dir / rundir.METRICS_FILE) if metrics else None
-    for key in RUN_COLUMNS:
-        row[key] = props.get(key)
-    row["completed"] = bool(props.get("completed", False))
-    try:
-        with open(run_dir / rundir.OUTPUT_FILE, encoding="utf-8", errors="replace") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - OUTPUT_TAIL * 4))
-            row["output"] = fh.read()[-OUTPUT_TAIL:]
-    except OSError:
-        row["output"] = None
-    row["source_code"] = str(run_dir / rundir.SOURCE_DIR) if (run_dir / rundir.SOURCE_DIR).is_dir() else None
-    for key, value in props.items():  # custom properties become columns
-        if key not in _KNOWN and key not in row and not isinstance(value, (dict, list)):
-            row[key] = value
-    return row
-
-
-def write_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
-    row = summarize(run_dir)
-    write_json(Path(run_dir) / rundir.SUMMARY_FILE, row, indent=None)
-    return row
 
 
 def _row(entry: Path) -> dict[str, Any] | None:
@@ -260,7 +204,7 @@ def run_info(run: Any = None, runs_dir: str | os.PathLike = "runs") -> RunInfo:
 # Managing runs
 
 
-def _select(runs: list[Any] | None, runs_dir: str | os.PathLike, failed: bool) -> list[Path]:
+def select_runs(runs: list[Any] | None, runs_dir: str | os.PathLike, failed: bool) -> list[Path]:
     if runs:
         return [resolve_run(r, runs_dir) for r in runs]
     df = ls_runs(runs_dir)
@@ -271,7 +215,7 @@ def _select(runs: list[Any] | None, runs_dir: str | os.PathLike, failed: bool) -
 
 def clean_runs(runs: list[Any] | None = None, runs_dir: str | os.PathLike = "runs", failed: bool = False) -> list[Path]:
     """Move runs (default: all; `failed=True`: failed and interrupted ones) to runs_dir/archive."""
-    targets = _select(runs, runs_dir, failed)
+    targets = select_runs(runs, runs_dir, failed)
     archive = Path(runs_dir) / ARCHIVE_DIR
     archive.mkdir(parents=True, exist_ok=True)
     moved = []

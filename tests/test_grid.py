@@ -6,9 +6,10 @@ import math
 import pandas as pd
 import pytest
 
+from gridrun.commands._common import parse_flag_option, split_values
 from gridrun.errors import FlagError, GridrunError
 from gridrun.flagspec import declared_flags, flag_boolean, flag_integer, flag_numeric, flag_string
-from gridrun.grid import build_grid, parse_flag_option, sample_grid, sample_size, split_values
+from gridrun.grid import build_grid, sample_grid, sample_size
 
 SPECS = {
     "nodes1": flag_integer("nodes1", 128),

@@ -7,8 +7,8 @@ from _util import run_cli
 
 import gridrun
 from gridrun.errors import GridrunError
+from gridrun.record import finish
 from gridrun.rundir import RunContext, create_run_dir
-from gridrun.runner import finish
 
 
 def make_run(root, i, *, status="completed", sweep=None, flags=None, ended=True):
@@ -138,3 +138,19 @@ def test_ls_cli_table_and_json(tmp_path):
     rows = json.loads(out.stdout)
     assert set(rows[0]) == {"run_dir", "metric_loss", "metric_val_loss", "metric_val_acc"}
     assert Path(rows[0]["run_dir"]).name.startswith("2026-01-01T00-00")
+
+
+def test_ls_orders_metric_columns_best_first_by_the_scoring_rule(tmp_path):
+    import json
+
+    for i in range(3):
+        make_run(tmp_path, i)  # run i: val_loss 2/(3+i) (lower for later runs), eval_acc 0.9 for all
+    def first(*args):
+        out = run_cli("ls", "--runs-dir", tmp_path, "--format", "json", "--columns", "run_dir", "metric_val_loss",
+                      "flag_nodes1", *args, check=True)
+        return json.loads(out.stdout)[0]["flag_nodes1"]
+
+    assert first("--order", "metric_val_loss") == 192  # lowest loss first
+    assert first("--order", "metric_val_loss", "--descending") == 64
+    assert first("--order", "flag_nodes1") == 192  # not a metric: largest first, as before
+    assert first("--order", "flag_nodes1", "--ascending") == 64

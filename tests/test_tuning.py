@@ -15,7 +15,7 @@ from _util import run_cli
 import gridrun
 from gridrun import cli
 from gridrun.errors import GridrunError
-from gridrun.tuning import Manifest, list_sweeps
+from gridrun.sweep import Manifest, list_sweeps
 
 SCRIPT = """
 import os, time
@@ -209,13 +209,13 @@ def _completed_before(runs: Path) -> dict[int, str]:
 
 def _wait_for_running_pids_to_die(runs: Path, timeout: float = 10) -> None:
     """SIGKILL is delivered asynchronously: let the killed workers go (as they would before a resume)."""
-    from gridrun.manifest import _pid_alive
+    from gridrun.sweep.manifest import pid_alive
 
     pids = [p.get("pid") for d in runs.iterdir() if d.name != "sweeps"
             for p in [json.loads((d / "properties.json").read_text()) if (d / "properties.json").exists() else {}]
             if p.get("status") == "running" and p.get("pid")]
     deadline = time.monotonic() + timeout
-    while any(_pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
@@ -310,8 +310,8 @@ def test_resume_latest_matching_sweep(script, tmp_path):
     gridrun.tuning_run(script, {"mode": ["raise", "ok"]}, runs_dir=runs, resume=True, quiet=True)
     assert len(list_sweeps(runs)) == 1
     again = Manifest.load(runs, first.id)
-    failed = next(t for t in again.trials if t["flags"]["mode"] == "raise")
-    assert len(failed["attempts"]) == 2
+    failed = next(t for t in again.trials if t.flags["mode"] == "raise")
+    assert len(failed.attempts) == 2
     with pytest.raises(GridrunError, match="no earlier sweep"):
         gridrun.tuning_run(script, {"mode": ["other"]}, runs_dir=runs, resume=True, quiet=True)
 

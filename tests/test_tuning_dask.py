@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 import gridrun
-from gridrun.executors.task import TrialTask, run_trial, ship_sources
-from gridrun.tuning import list_sweeps
+from gridrun.sweep import list_sweeps
+from gridrun.sweep.trial import TrialTask, run_trial, ship_sources
 
 distributed = pytest.importorskip("distributed")
 

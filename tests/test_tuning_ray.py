@@ -5,7 +5,7 @@ import json
 import pytest
 
 import gridrun
-from gridrun.tuning import list_sweeps
+from gridrun.sweep import list_sweeps
 
 ray = pytest.importorskip("ray")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 
 from .._io import ask_yes_no
 from ..errors import GridrunError
@@ -34,3 +35,35 @@ def confirm(question: str, assume_yes: bool) -> bool:
     if answer is None:
         raise GridrunError(f"{question} needs confirmation, and there is no terminal to ask: add --yes")
     return answer
+
+
+def split_values(text: str) -> list[str]:
+    """Split a command-line value list on commas; a quoted value keeps its commas: `"a,b",c` -> [a,b | c]."""
+    row = next(csv.reader([text], skipinitialspace=True), [])
+    return [v.strip() for v in row]
+
+
+def parse_flag_option(option: str) -> tuple[str, list[str]]:
+    """`nodes1=64,128,256` -> ("nodes1", ["64", "128", "256"])."""
+    name, sep, values = option.partition("=")
+    name = name.strip().lstrip("-").replace("-", "_")
+    if not sep or not name or not values.strip():
+        raise GridrunError(
+            f"--flag {option!r} is not NAME=VALUES: write e.g. --flag nodes1=64,128,256 "
+            f"(quote a string value that contains commas: --flag 'name=\"a,b\",c')"
+        )
+    return name, split_values(values)
+
+
+def parse_sample(text: str | float | int | None) -> float | int | None:
+    """`"0.05"` -> 0.05, `"50"` -> 50, `"1"` -> 1 (all)."""
+    if text is None or isinstance(text, (int, float)):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise GridrunError(f"--sample {text!r} is not a number: give a fraction like 0.05 or a count like 50") from None

@@ -18,9 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runs import _select, clean_runs
+    from ..runs import clean_runs, select_runs
 
-    targets = _select(args.runs, args.runs_dir, args.failed)
+    targets = select_runs(args.runs, args.runs_dir, args.failed)
     if not targets:
         print("No runs to archive.")
         return 0

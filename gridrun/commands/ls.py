@@ -15,12 +15,29 @@ DEFAULT_COLUMNS = ["run_dir", "status", "metric_*", "flag_*"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_runs_dir(parser)
     parser.add_argument("--order", metavar="COLUMN", help="sort by this column (default: start time)")
-    parser.add_argument("--ascending", action="store_true", help="smallest first (default: largest / newest first)")
+    parser.add_argument("--ascending", action="store_true",
+                        help="smallest first (default: best first for a metric column, by gridrun's scoring "
+                             "rule: lowest loss, highest accuracy; largest / newest first otherwise)")
+    parser.add_argument("--descending", action="store_true", help="largest first")
     parser.add_argument("--head", type=int, metavar="N", help="show only the first N rows")
     parser.add_argument("--sweep", metavar="SWEEP_ID", help="only the runs of this tuning run")
     parser.add_argument("--columns", nargs="+", metavar="COL",
                         help="columns to show; '*' patterns allowed (default: run_dir status metric_* flag_*)")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+
+def sort_decreasing(args: argparse.Namespace) -> bool:
+    """--ascending / --descending when given; else best first for metric columns (the scoring rule)."""
+    from .. import scoring
+    from ..errors import GridrunError
+
+    if args.ascending and args.descending:
+        raise GridrunError("give --ascending or --descending, not both")
+    if args.ascending or args.descending:
+        return bool(args.descending)
+    if args.order and args.order.startswith(("metric_", "eval_", "best_")):
+        return scoring.direction(args.order) == "max"
+    return True
 
 
 def select_columns(df, patterns: list[str]) -> list[str]:
@@ -40,7 +57,7 @@ def select_columns(df, patterns: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from ..runs import ls_runs
 
-    df = ls_runs(args.runs_dir, order=args.order, decreasing=not args.ascending, sweep=args.sweep)
+    df = ls_runs(args.runs_dir, order=args.order, decreasing=sort_decreasing(args), sweep=args.sweep)
     if args.head is not None:
         df = df.head(args.head)
     df = df[select_columns(df, args.columns or DEFAULT_COLUMNS)]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GridrunError
-from ._common import add_runs_dir
+from ._common import add_runs_dir, parse_flag_option, parse_sample
 
 NAME = "tuning-run"
 HELP = "Run a script for every combination (or a random sample) of flag values; resumable, parallel."
@@ -59,8 +59,7 @@ def read_grid_file(path: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..grid import parse_flag_option, parse_sample
-    from ..tuning import tuning_run
+    from ..sweep import tuning_run
 
     flags: dict[str, Any] | None = None
     if args.grid:

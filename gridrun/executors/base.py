@@ -1,13 +1,18 @@
 """The executor interface: run a picklable function over picklable tasks, yield outcomes as they finish.
 
-An executor knows nothing about sweeps. A task is any picklable object (a trial spec; a population
-group of trials can be one task), `fn(task)` runs on a worker, and `submit_all` yields
-`(task, result)` or `(task, exception)` in completion order. A failing task never stops the others:
+An executor knows nothing about sweeps, runs or training (it imports none of them). A task is any
+picklable object (a trial spec; a population group of trials can be one task), `fn(task)` runs on a
+worker, and `submit_all` yields `(task, result)` or `(task, exception)` in completion order. A failing task never stops the others:
 each outcome is independent (which is why gridrun uses futures and not `joblib.Parallel`, where one
 error aborts the whole call).
 
 `tasks` is read lazily, at most `slots` in flight, and is polled again after every outcome: a caller
 that refills its queue (retries) or empties it (--max-failures) steers the run while it goes.
+
+The contract every backend passes is tests/test_executor_contract.py: outcomes in completion order,
+a raising task does not stop the others, a worker killed by a signal is reported as a crash
+(`is_crash`), cancel leaves no task running, at most `slots` tasks run at once. A new backend (e.g.
+SLURM) subclasses Executor and is added to that test's parameters.
 """
 
 from __future__ import annotations
@@ -43,8 +48,12 @@ class Executor(ABC):
     def outcome(self, handle: Any) -> Any:
         """The result of a done handle, or the exception it raised (returned, not raised)."""
 
+    def is_crash(self, exc: BaseException) -> bool:
+        """Does this outcome mean the worker process running the task died (killed, segfault, OOM)?"""
+        return False
+
     def cancel(self, handles: list[Any]) -> None:
-        """Stop what can be stopped (used on Ctrl-C)."""
+        """Stop the tasks of these handles, running ones included (used on Ctrl-C)."""
         return None
 
     def close(self) -> None:

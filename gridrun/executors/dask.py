@@ -2,7 +2,7 @@
 
 Without a scheduler address a LocalCluster of `jobs` single-threaded worker processes is started for the
 sweep. Workers need no shared file system: each trial runs into a worker-local temporary run dir and
-sends its files back with the result (see gridrun/executors/task.py), and the client writes them.
+sends its files back with the result (see gridrun/sweep/trial.py), and the client writes them.
 """
 
 from __future__ import annotations
@@ -34,9 +34,13 @@ class DaskExecutor(Executor):
         elif scheduler:
             self.client = distributed.Client(scheduler)
         else:
-            self._cluster = distributed.LocalCluster(
-                n_workers=self.jobs, threads_per_worker=1, processes=True, dashboard_address=None
-            )
+            import dask
+
+            # gridrun retries trials itself (--retries): a task that kills its worker is reported at once
+            with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                self._cluster = distributed.LocalCluster(
+                    n_workers=self.jobs, threads_per_worker=1, processes=True, dashboard_address=None
+                )
             self.client = distributed.Client(self._cluster)
         self._threads = sum(self.client.nthreads().values()) or self.jobs
 
@@ -60,8 +64,25 @@ class DaskExecutor(Executor):
             return RuntimeError("the Dask task was cancelled (a worker or the scheduler went away)")
         return exc if exc is not None else handle.result()
 
+    def is_crash(self, exc: BaseException) -> bool:
+        from distributed.scheduler import KilledWorker
+
+        return isinstance(exc, KilledWorker)
+
     def cancel(self, handles: list[Any]) -> None:
-        self.client.cancel(handles)
+        """Cancel the futures; Dask cannot stop a task that already runs, so on a cluster of our own the
+        workers are restarted (on an outside scheduler, running tasks finish and their results are dropped)."""
+        self.client.cancel(handles, force=True)
+        if self._cluster is not None:  # our own workers, on this host: kill them, their nannies restart them
+            import os
+            import signal
+
+            try:
+                pids = self.client.run(os.getpid)
+                for pid in pids.values():
+                    os.kill(pid, signal.SIGKILL)
+            except Exception:  # noqa: BLE001 - best effort while stopping
+                pass
 
     def close(self) -> None:
         if self._own_client:

@@ -47,6 +47,13 @@ class LocalExecutor(Executor):
         exc = handle.exception()
         return exc if exc is not None else handle.result()
 
+    def is_crash(self, exc: BaseException) -> bool:
+        from concurrent.futures.process import BrokenProcessPool as StdBroken
+
+        from joblib.externals.loky.process_executor import BrokenProcessPool, TerminatedWorkerError
+
+        return isinstance(exc, (BrokenProcessPool, TerminatedWorkerError, StdBroken))
+
     def cancel(self, handles: list[Any]) -> None:
         for h in handles:
             h.cancel()
@@ -54,10 +61,3 @@ class LocalExecutor(Executor):
             self._pool.shutdown(wait=False, kill_workers=True)
             self._pool = None
 
-
-def is_worker_crash(exc: BaseException) -> bool:
-    from concurrent.futures.process import BrokenProcessPool as StdBroken
-
-    from joblib.externals.loky.process_executor import BrokenProcessPool, TerminatedWorkerError
-
-    return isinstance(exc, (BrokenProcessPool, TerminatedWorkerError, StdBroken))

@@ -46,6 +46,13 @@ class RayExecutor(Executor):
         except Exception as exc:  # noqa: BLE001 - RayTaskError, WorkerCrashedError: this task's outcome
             return exc
 
+    def is_crash(self, exc: BaseException) -> bool:
+        from ray import exceptions as rex
+
+        crash_types = tuple(getattr(rex, n) for n in ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError")
+                            if hasattr(rex, n))
+        return isinstance(exc, crash_types)
+
     def cancel(self, handles: list[Any]) -> None:
         for h in handles:
             try:

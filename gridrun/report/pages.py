@@ -26,7 +26,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer, TextLexer, get_lexer_for_filename
 from pygments.util import ClassNotFound
 
-from .._io import _clean, dumps, write_text_atomic
+from .._io import clean_json, dumps, write_text_atomic
 from ..errors import GridrunError
 from . import charts
 from .rundata import RunData, format_value, latest_runs, load_run, resolve_run
@@ -42,7 +42,7 @@ MAX_DIFF_LINES = 5000  # per side; longer texts are cut before diffing (difflib 
 
 def script_json(value: Any) -> Markup:
     """JSON for a `<script type="application/json">` tag: `<`, `>`, `&` escaped so no content ends it."""
-    text = dumps(_clean(value), indent=None)
+    text = dumps(clean_json(value), indent=None)
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     return Markup(text)

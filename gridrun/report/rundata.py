@@ -19,6 +19,7 @@ from typing import Any
 
 from .._io import read_json
 from ..errors import GridrunError
+from ..record import last_value
 from ..rundir import (
     ARTIFACTS_DIR,
     EVALUATION_FILE,
@@ -241,13 +242,6 @@ def read_artifacts(folder: Path) -> list[Artifact]:
 
 # --------------------------------------------------------------------------------------------------
 # Formatting helpers (plain text; escaping is the templates' job)
-
-
-def last_value(values: list[Any]) -> Any:
-    for value in reversed(values or []):
-        if value is not None:
-            return value
-    return None
 
 
 def parse_time(value: Any) -> _dt.datetime | None:

@@ -7,16 +7,14 @@ shown come from the run dirs themselves (full metric histories, evaluation, erro
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import scoring
 from ..errors import GridrunError
 from .rundata import RunData, load_run
-
-MAXIMIZE_HINTS = ("acc", "auc", "precision", "recall", "f1", "r2", "score")
 
 
 @dataclass
@@ -121,8 +119,7 @@ def _final(run: RunData, metric: str) -> float | None:
     value = run.final_metrics.get(metric)
     if value is None and metric.startswith("eval_"):
         value = run.evaluation.get(metric[5:])
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
+    return scoring.finite(value)
 
 
 def load_sweep(
@@ -133,14 +130,14 @@ def load_sweep(
 ) -> SweepData:
     """Read the runs of a sweep and pick the best trial by `metric` (the final value of that metric,
     or `eval_<name>` for an evaluation value). Lower is better unless the name looks like a score
-    (acc, auc, ...) or `maximize` says otherwise. With the default metric and no trial recording
+    (gridrun's one scoring rule, gridrun/scoring.py) or `maximize` says otherwise. With the default metric and no trial recording
     val_loss, the sweep is judged by loss."""
     runs = [load_run(p, with_files=False) for p in paths]
     if metric == "val_loss" and runs and all(_final(r, metric) is None for r in runs):
         if any(_final(r, "loss") is not None for r in runs):
             metric = "loss"
     if maximize is None:
-        maximize = any(h in metric.lower() for h in MAXIMIZE_HINTS)
+        maximize = scoring.direction(metric) == "max"
     trials = []
     for run in runs:
         index = run.properties.get("trial")

@@ -17,15 +17,15 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from .. import scoring
 from ..errors import GridrunError
 
 
 def _mode_sign(mode: str, monitor: str) -> float:
-    if mode == "auto":
-        mode = "max" if ("acc" in monitor or monitor.startswith("fmeasure")) else "min"
-    if mode not in ("min", "max"):
+    """"auto" follows gridrun's one scoring rule (gridrun/scoring.py): accuracy-like metrics maximize."""
+    if mode not in ("min", "max", "auto"):
         raise GridrunError(f"mode={mode!r}: use 'min', 'max' or 'auto'")
-    return 1.0 if mode == "min" else -1.0
+    return scoring.sign(monitor, mode)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""One trial as a picklable task, and the function workers run for it.
+"""The worker side of a trial: a picklable task, and the function a worker runs for it.
 
 Local executors (inprocess, local pool) get the client-made run dir and write into it directly.
 Remote executors (dask, ray) cannot assume a shared file system: the worker runs the trial into a
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import write_bytes_atomic
+from ..record import adopt
 
 MAX_REMOTE_BYTES = 50_000_000  # per trial, files returned by a remote worker
 
@@ -205,8 +206,6 @@ def unpack(
     result: TrialResult, run_dir: Path, script: str, limit: int = MAX_REMOTE_BYTES
 ) -> dict[str, Any]:
     """Write a remote trial's files into the client's run dir; return its properties, fixed for here."""
-    from ..rundir import RunContext
-
     root = run_dir.resolve()
     for rel, data in (result.files or {}).items():
         target = (run_dir / rel).resolve()
@@ -214,18 +213,10 @@ def unpack(
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(target, data)
-    ctx = RunContext.open(run_dir)
     extra: dict[str, Any] = {"worker": result.worker, "script_path": script}
     if result.dropped:
         extra["artifacts_dropped"] = (
             f"{len(result.dropped)} artifact(s) over the {limit / 1e6:g} MB per-trial limit for remote "
             f"workers were not copied back: " + ", ".join(result.dropped)
         )
-    ctx.write_properties(**extra)
-    try:
-        from ..runs import write_summary
-
-        write_summary(run_dir)
-    except ImportError:  # pragma: no cover - runs.py is part of the package
-        pass
-    return dict(ctx.properties)
+    return adopt(run_dir, **extra)

@@ -18,17 +18,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import rundir
-from ._io import read_json, write_json
-from .errors import GridrunError
-from .grid import Grid, sample_grid, sample_size
+from .. import rundir
+from .._io import dumps, read_json, write_json
+from ..errors import GridrunError
+from ..grid import Grid, sample_grid, sample_size
+from ..record import Status, close_run, last_metrics
+from .state import FINAL, Attempt, Trial, as_status
 
 MAX_TRIALS = 1_000_000  # a trial list longer than this is surely a mistake: sample instead
 SAVE_INTERVAL = 0.5  # seconds between two manifest writes while trials finish quickly
 STALE_SECONDS = 180.0  # a client whose heartbeat is older than this is taken as dead
 SWEEPS_DIR = "sweeps"
 MANIFEST_FORMAT = 1
-DONE = "completed"
 
 # --------------------------------------------------------------------------------------------------
 # The manifest
@@ -44,12 +45,18 @@ def sweeps_dir(runs_dir: str | os.PathLike) -> Path:
 
 
 class Manifest:
-    """The sweep's record, kept in memory and rewritten atomically (by this client only) on change."""
+    """The sweep's record, kept in memory and rewritten atomically (by this client only) on change.
 
-    def __init__(self, path: Path, data: dict[str, Any]):
+    `data` holds the sweep's own fields (JSON-ready); `trials` the typed trials, serialized on save.
+    """
+
+    def __init__(self, path: Path, data: dict[str, Any], trials: list[Trial] | None = None):
         self.path = path
+        data = dict(data)
+        raw = data.pop("trials", [])
         self.data = data
-        self.lock = threading.RLock()  # held by whoever reads or changes `data` while the sweep runs
+        self.trials: list[Trial] = trials if trials is not None else [Trial.from_json(t) for t in raw]
+        self.lock = threading.RLock()  # held by whoever reads or changes the manifest while the sweep runs
         self.dirty = False
         self.saved_at = 0.0
 
@@ -66,9 +73,8 @@ class Manifest:
     def id(self) -> str:
         return self.data["id"]
 
-    @property
-    def trials(self) -> list[dict[str, Any]]:
-        return self.data["trials"]
+    def completed(self) -> int:
+        return sum(t.status in FINAL for t in self.trials)
 
     def touch(self) -> None:
         """Save soon: at once when the last write is older than SAVE_INTERVAL, else by the heartbeat thread.
@@ -81,6 +87,13 @@ class Manifest:
         else:
             self.dirty = True
 
+    def to_json(self) -> dict[str, Any]:
+        counts = {str(s): 0 for s in (Status.PENDING, Status.RUNNING, Status.COMPLETED, Status.FAILED,
+                                      Status.INTERRUPTED)}
+        for t in self.trials:
+            counts[str(t.status)] = counts.get(str(t.status), 0) + 1
+        return {**self.data, "counts": counts, "trials": [t.to_json() for t in self.trials]}
+
     def save(self) -> None:
         with self.lock:
             self.dirty = False
@@ -90,11 +103,7 @@ class Manifest:
             client = self.data.get("client") or {}
             if client.get("pid") == os.getpid() and not client.get("ended"):
                 client["heartbeat"] = now
-            counts = {s: 0 for s in ("pending", "running", "completed", "failed", "interrupted")}
-            for t in self.trials:
-                counts[t["status"]] = counts.get(t["status"], 0) + 1
-            self.data["counts"] = counts
-            write_json(self.path, self.data, indent=None if len(self.trials) > 200 else 1)
+            write_json(self.path, self.to_json(), indent=None if len(self.trials) > 200 else 1)
 
 
 def list_sweeps(runs_dir: str | os.PathLike = "runs") -> list[Path]:
@@ -103,7 +112,7 @@ def list_sweeps(runs_dir: str | os.PathLike = "runs") -> list[Path]:
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Does process `pid` exist on this host (a zombie, killed but not yet reaped, does not count)?"""
     try:
         os.kill(pid, 0)
@@ -137,7 +146,7 @@ def client_alive(client: Mapping[str, Any] | None) -> bool:
     if client.get("hostname") == rundir.hostname() and client.get("pid") is not None:
         if int(client["pid"]) == os.getpid():
             return False
-        return _pid_alive(int(client["pid"])) and _age_seconds(client.get("heartbeat")) < STALE_SECONDS
+        return pid_alive(int(client["pid"])) and _age_seconds(client.get("heartbeat")) < STALE_SECONDS
     return _age_seconds(client.get("heartbeat")) < STALE_SECONDS
 
 
@@ -185,21 +194,8 @@ def plan_sweep(
         "settings": {},
         "client": None,
         "counts": {},
-        "trials": [
-            {
-                "trial": i,
-                "combination": int(c),
-                "flags": grid[c],
-                "status": "pending",
-                "run_dir": None,
-                "attempts": [],
-                "error": None,
-                "metrics": {},
-            }
-            for i, c in enumerate(indices)
-        ],
     }
-    return Manifest(path, data)
+    return Manifest(path, data, [Trial(trial=i, flags=grid[c], combination=int(c)) for i, c in enumerate(indices)])
 
 
 def find_sweep(runs_dir: str | os.PathLike, script: Path | None, grid: Grid | None, sample: Any) -> str:
@@ -229,22 +225,20 @@ def describe_size(n_total: int, n_trials: int) -> str:
 def _jsonish(value: Any) -> Any:
     import json
 
-    from ._io import dumps
-
     return json.loads(dumps(value))
 
 
 def reconcile(manifest: Manifest, runs_dir: str | os.PathLike) -> None:
     """Bring the manifest up to date with the run dirs after a client died or was stopped.
 
-    A trial with any completed run dir counts as completed. Run dirs left `running` by a dead process
-    are closed as interrupted. Every trial that did not complete goes back to pending.
+    A trial with any completed (or pruned) run dir counts as such. Run dirs left `running` by a dead
+    process are closed as interrupted. Every other trial that did not end goes back to pending.
     """
     by_trial: dict[int, list[Path]] = {}
     for t in manifest.trials:
-        for a in t["attempts"]:
-            if a.get("run_dir"):
-                by_trial.setdefault(t["trial"], []).append(Path(runs_dir) / a["run_dir"])
+        for a in t.attempts:
+            if a.run_dir:
+                by_trial.setdefault(t.trial, []).append(Path(runs_dir) / a.run_dir)
     # run dirs the manifest may have missed (client killed between mkdir and the manifest write)
     since = (manifest.data.get("created") or "")[:19].replace(":", "-")
     root = Path(runs_dir)
@@ -257,71 +251,50 @@ def reconcile(manifest: Manifest, runs_dir: str | os.PathLike) -> None:
             if d not in paths:
                 paths.append(d)
     for t in manifest.trials:
-        if t["status"] == DONE:
+        if t.status in FINAL:
             continue
-        known = {a.get("run_dir"): a for a in t["attempts"]}
-        for d in by_trial.get(t["trial"], []):
+        known = {a.run_dir: a for a in t.attempts}
+        for d in by_trial.get(t.trial, []):
             props = read_json(d / rundir.PROPERTIES_FILE, {}) or {}
             status = props.get("status")
-            if status == "running":
+            if status == Status.RUNNING:
                 if _run_alive(props):  # an orphaned worker still at it: leave it, run the trial again
-                    status = "lost"
+                    status = Status.LOST
                 else:
-                    close_run(d, "interrupted", "the sweep's client process stopped before this trial ended")
-                    status = "interrupted"
+                    close_run(d, Status.INTERRUPTED, "the sweep's client process stopped before this trial ended")
+                    status = Status.INTERRUPTED
             attempt = known.get(d.name)
             if attempt is None:
-                attempt = {"run_dir": d.name, "start": props.get("start"), "lost": True}
-                t["attempts"].append(attempt)
-            if attempt.get("status") in (None, "running"):
-                attempt["status"] = status or "interrupted"
-                attempt["end"] = props.get("end")
-                attempt.setdefault("error", props.get("error_message"))
-            if status == DONE:
-                t["status"], t["run_dir"], t["error"] = DONE, d.name, None
-                t["metrics"] = last_metrics(d)
-        if t["status"] != DONE:
-            t["status"] = "pending" if t["status"] in ("running", "interrupted", "pending") else t["status"]
+                attempt = Attempt(run_dir=d.name, status=Status.RUNNING, start=props.get("start"), lost=True)
+                t.attempts.append(attempt)
+            if attempt.status == Status.RUNNING:
+                attempt.status = as_status(status, Status.INTERRUPTED)
+                attempt.end = props.get("end")
+                attempt.error = attempt.error or props.get("error_message")
+            if status in FINAL:
+                t.status, t.run_dir, t.error = Status(status), d.name, None
+                t.metrics = last_metrics(d)
+        if t.status not in FINAL:
+            t.status = Status.PENDING if t.status in (Status.RUNNING, Status.INTERRUPTED, Status.PENDING) else t.status
 
 
 def close_orphans(manifest: Manifest, runs_dir: str | os.PathLike) -> None:
     """Recheck attempts found still running on resume (an orphaned worker): close them if it died since."""
     for t in manifest.trials:
-        for a in t["attempts"]:
-            if a.get("status") != "lost":
+        for a in t.attempts:
+            if a.status != Status.LOST:
                 continue
-            d = Path(runs_dir) / a["run_dir"]
+            d = Path(runs_dir) / a.run_dir
             props = read_json(d / rundir.PROPERTIES_FILE, {}) or {}
-            if props.get("status") == "running" and not _run_alive(props):
-                close_run(d, "interrupted", "the sweep's client process stopped before this trial ended")
-                props = read_json(d / rundir.PROPERTIES_FILE, {}) or {}
-            if props.get("status") != "running":
-                a["status"] = props.get("status")
+            if props.get("status") == Status.RUNNING and not _run_alive(props):
+                props = close_run(d, Status.INTERRUPTED, "the sweep's client process stopped before this trial ended")
+            if props.get("status") != Status.RUNNING:
+                a.status = as_status(props.get("status"), Status.INTERRUPTED)
 
 
 def _run_alive(props: Mapping[str, Any]) -> bool:
     """Is the process executing a run still alive (its pid on this host, or a fresh heartbeat)?"""
     if props.get("hostname") == rundir.hostname() and props.get("pid"):
-        return int(props["pid"]) != os.getpid() and _pid_alive(int(props["pid"]))
+        return int(props["pid"]) != os.getpid() and pid_alive(int(props["pid"]))
     return _age_seconds(props.get("heartbeat")) < STALE_SECONDS
 
-
-def close_run(run_dir: Path, status: str, message: str, tb: str | None = None) -> None:
-    """Give a run dir that its executing process could not finish a final status."""
-    from .runner import finish
-
-    ctx = rundir.RunContext.open(run_dir)
-    if ctx.properties.get("status") in (None, "running"):
-        finish(ctx, status, None, message, tb)
-
-
-def last_metrics(run_dir: Path) -> dict[str, Any]:
-    from .runs import last_value  # pandas only when needed
-
-    metrics = read_json(run_dir / rundir.METRICS_FILE, {}) or {}
-    out = {}
-    for name, series in metrics.items():
-        last = last_value(series)
-        if isinstance(last, (int, float)):
-            out[name] = last
-    return out

@@ -1,0 +1,159 @@
+"""What a run's record is, and how a run is finished: one home for both (no pandas here).
+
+A run dir (gridrun/rundir.py) holds a run's files; this module reads them as a *record*: the table
+columns and their order (tfruns' ls_runs), the last value of each metric, the epochs recorded, the
+precomputed row `summary.json`, and the final properties a run ends with, whoever ends it (the script's
+own process, the training-run parent after a kill, the sweep client after a worker crash, or the client
+adopting a remote worker's files). The runs table (runs.py), the reports and the sweep import from here.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import rundir
+from ._io import read_json, write_json
+from .rundir import RunContext, iso, utc_now
+
+
+class Status(enum.StrEnum):
+    """The status of a run, and of a sweep's trial (pending and lost only occur for trials)."""
+
+    PENDING = "pending"  # planned, not started (or to run again)
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # Ctrl-C, or its process stopped before the run ended
+    LOST = "lost"  # a trial's earlier attempt still running in a process this client does not own
+    PRUNED = "pruned"  # stopped early by a pruner: not a failure
+
+    @property
+    def ended(self) -> bool:
+        return self not in (Status.PENDING, Status.RUNNING, Status.LOST)
+
+
+FAILED_STATUSES = (Status.FAILED, Status.INTERRUPTED)
+
+# Columns of tfruns' ls_runs(), in its order; eval_/metric_/flag_ columns go where tfruns puts them.
+TRAINING_COLUMNS = ["samples", "validation_samples", "batch_size", "epochs", "epochs_completed", "metrics",
+                    "model", "loss_function", "optimizer", "learning_rate"]
+RUN_COLUMNS = ["script", "start", "end", "completed", "status", "output", "error_message", "error_traceback",
+               "source_code", "context", "type", "sweep", "trial"]
+INT_COLUMNS = ["samples", "validation_samples", "batch_size", "epochs", "epochs_completed", "trial"]
+OPTIONAL_INT_COLUMNS = ["best_epoch"]  # properties gridrun.fit writes only with EarlyStopping
+KNOWN_PROPERTIES = set(TRAINING_COLUMNS) | set(RUN_COLUMNS) | {
+    "script_path", "versions", "git", "hostname", "pid", "exit_code", "jax_devices", "heartbeat"}
+OUTPUT_TAIL = 2000  # characters of output kept in the table's `output` column
+
+
+def last_value(series: list[Any] | None) -> Any:
+    """The last recorded (non-null) value of a metric's series, or None."""
+    for value in reversed(series or []):
+        if value is not None:
+            return value
+    return None
+
+
+def epochs_recorded(metrics: Mapping[str, list[Any]]) -> int:
+    """How many epochs a run recorded: the most non-null values of any metric (tfruns' rule)."""
+    return max((sum(x is not None for x in v) for v in metrics.values()), default=0)
+
+
+def last_metrics(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The last value of each numeric metric of a run."""
+    metrics = read_json(Path(run_dir) / rundir.METRICS_FILE, {}) or {}
+    out = {}
+    for name, series in metrics.items():
+        last = last_value(series)
+        if isinstance(last, (int, float)) and not isinstance(last, bool):
+            out[name] = last
+    return out
+
+
+def summarize(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Build a run's row (without run_dir) from its files."""
+    run_dir = Path(run_dir)
+    props = read_json(run_dir / rundir.PROPERTIES_FILE, {}) or {}
+    metrics = read_json(run_dir / rundir.METRICS_FILE, {}) or {}
+    flags = read_json(run_dir / rundir.FLAGS_FILE, {}) or {}
+    evaluation = read_json(run_dir / rundir.EVALUATION_FILE, {}) or {}
+    row: dict[str, Any] = {}
+    row.update({f"eval_{k}": v for k, v in evaluation.items()})
+    row.update({f"metric_{k}": last_value(v) for k, v in metrics.items()})
+    row.update({f"flag_{k}": v for k, v in flags.items()})
+    for key in TRAINING_COLUMNS:
+        row[key] = props.get(key)
+    row["epochs_completed"] = epochs_recorded(metrics) or props.get("epochs_completed")
+    row["metrics"] = str(run_dir / rundir.METRICS_FILE) if metrics else None
+    for key in RUN_COLUMNS:
+        row[key] = props.get(key)
+    row["completed"] = bool(props.get("completed", False))
+    try:
+        with open(run_dir / rundir.OUTPUT_FILE, encoding="utf-8", errors="replace") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - OUTPUT_TAIL * 4))
+            row["output"] = fh.read()[-OUTPUT_TAIL:]
+    except OSError:
+        row["output"] = None
+    row["source_code"] = str(run_dir / rundir.SOURCE_DIR) if (run_dir / rundir.SOURCE_DIR).is_dir() else None
+    for key, value in props.items():  # custom properties become columns
+        if key not in KNOWN_PROPERTIES and key not in row and not isinstance(value, (dict, list)):
+            row[key] = value
+    return row
+
+
+def write_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Write a run's row to its summary.json (done once, when the run ends); return it."""
+    row = summarize(run_dir)
+    write_json(Path(run_dir) / rundir.SUMMARY_FILE, row, indent=None)
+    return row
+
+
+# --------------------------------------------------------------------------------------------------
+# Finishing a run
+
+
+def finish(
+    ctx: RunContext, status: str, exit_code: int | None, message: str | None, tb: str | None
+) -> dict[str, Any]:
+    """Write the run's final properties and its summary.json; return the properties."""
+    props: dict[str, Any] = {
+        "end": iso(utc_now()),
+        "status": str(status),
+        "completed": status == Status.COMPLETED,
+        "exit_code": exit_code,
+        "error_message": message,
+        "error_traceback": tb,
+        "epochs_completed": epochs_recorded(ctx.metrics) or ctx.properties.get("epochs_completed"),
+    }
+    if "jax" in sys.modules:
+        try:
+            props["jax_devices"] = [str(d) for d in sys.modules["jax"].devices()]
+        except Exception:  # noqa: BLE001
+            pass
+    ctx.write_properties(**props)
+    write_summary(ctx.run_dir)
+    return dict(ctx.properties)
+
+
+def close_run(run_dir: str | os.PathLike, status: str, message: str, tb: str | None = None) -> dict[str, Any]:
+    """End a run that its own process could not finish (killed, crashed); an ended run is left as it is."""
+    ctx = RunContext.open(run_dir)
+    if ctx.properties.get("status") in (None, Status.RUNNING):
+        return finish(ctx, status, None, message, tb)
+    return dict(ctx.properties)
+
+
+def adopt(run_dir: str | os.PathLike, **properties: Any) -> dict[str, Any]:
+    """Record files copied in from elsewhere (a remote worker's run) as this run: fix its properties
+    for here (`properties`, e.g. worker and script_path) and rewrite its summary; return the properties."""
+    ctx = RunContext.open(run_dir)
+    ctx.write_properties(**properties)
+    write_summary(run_dir)
+    return dict(ctx.properties)

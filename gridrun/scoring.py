@@ -1,0 +1,80 @@
+"""The one scoring rule: which metric ranks runs and trials, and in which direction.
+
+Losses and errors are minimized; accuracy-like metrics are maximized. Used by the sweep's progress
+display and best-trials summary, the sweep report, `gridrun ls`, and the callbacks' `mode="auto"`, so
+all of them agree on what "better" means. This module imports nothing from gridrun.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+Mode = Literal["min", "max"]
+
+DEFAULT_METRIC = "val_loss"
+FALLBACK_METRICS = ("val_loss", "loss")  # what ranks runs when no metric is named
+# metric names (after a prefix such as val_/train_/test_/eval_/metric_) that are better when larger
+MAXIMIZED = ("acc", "accuracy", "auc", "f1", "fmeasure", "precision", "recall", "r2", "top_k_accuracy")
+_PREFIX = re.compile(r"^(metric_|eval_|best_)?(val_|valid_|validation_|train_|training_|test_)?")
+
+
+def base_name(metric: str) -> str:
+    """`metric_val_acc` -> `acc`: the metric's name without table and split prefixes."""
+    return _PREFIX.sub("", metric.lower(), count=1)
+
+
+def direction(metric: str, mode: str | None = "auto") -> Mode:
+    """`min` or `max` for `metric`: `mode` when it is min/max, else the rule (accuracy-like names max).
+
+    Maximized: acc, accuracy, auc, f1, fmeasure, precision, recall, r2 and names ending in `_acc` or
+    `_accuracy` (`sparse_categorical_accuracy`, `top5_acc`); everything else (losses, errors, mae, mse, ...)
+    is minimized.
+    """
+    if mode in ("min", "max"):
+        return mode  # type: ignore[return-value]
+    if mode not in (None, "auto"):
+        raise ValueError(f"mode={mode!r}: use 'min', 'max' or 'auto'")
+    name = base_name(metric)
+    if name in MAXIMIZED or name.endswith(("_acc", "_accuracy", "_auc", "_f1", "_precision", "_recall", "_r2")):
+        return "max"
+    return "min"
+
+
+def sign(metric: str, mode: str | None = "auto") -> float:
+    """+1 when lower is better, -1 when higher is better: `sign * value` is always minimized."""
+    return 1.0 if direction(metric, mode) == "min" else -1.0
+
+
+def finite(value: Any) -> float | None:
+    """`value` as a float when it is a finite number, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def score(metrics: Mapping[str, Any], metric: str | None = None) -> tuple[str, float | None]:
+    """The metric that ranks a run (the given one, else val_loss, else loss) and its finite value."""
+    names = (metric,) if metric else FALLBACK_METRICS
+    for name in names:
+        value = finite(metrics.get(name))
+        if value is not None:
+            return name, value
+    return names[0], None
+
+
+def is_better(a: float, b: float | None, metric: str, mode: str | None = "auto") -> bool:
+    """Is value `a` better than `b` (None: nothing yet) for `metric`?"""
+    if b is None:
+        return True
+    return a < b if direction(metric, mode) == "min" else a > b
+
+
+def rank_key(value: float | None, metric: str, mode: str | None = "auto") -> tuple[int, float]:
+    """Sort key putting the best value first and missing values last."""
+    if value is None:
+        return (1, 0.0)
+    return (0, sign(metric, mode) * value)

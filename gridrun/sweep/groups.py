@@ -1,0 +1,83 @@
+"""Population mode's grouping step: trials become group tasks, each trained as one vmapped program.
+
+Trials are grouped by the values of their *static* flags (integer, string and boolean flags by default;
+see FlagSpec.static), except integer values: trials that differ only in numeric flags share the shapes
+and structure of their training program, and integer flags (layer widths, epochs, seeds) often do not
+change it or only change widths, which the trainer merges by padding (gridrun/train/widths.py). This
+grouping only decides which trials share a worker task: inside it, the trainer groups `gridrun.fit`
+calls again by their actual configuration, so trials whose integers do change the program (e.g. a
+batch size) still train as separate programs.
+
+Each group (split into chunks of `size` trials when given) is one task, `run_population`, for any
+executor: in this process, on a local worker pool, or on a Dask/Ray cluster; there its trials train
+together (gridrun/train/population.py). `expand` turns a group's outcome back into one per trial, so
+the sweep loop handles trials exactly as it does without population mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from .trial import PopulationTask, TrialTask, run_population, run_trial
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class Grouper:
+    """Turns trial tasks into population group tasks."""
+
+    def __init__(self, static_flags: Iterable[str], size: int | None = None) -> None:
+        self.static_flags = tuple(static_flags)
+        self.size = size
+
+    def key(self, task: TrialTask) -> tuple[Any, ...]:
+        values = [task.flags.get(name) for name in self.static_flags]
+        return tuple(repr(v) for v in values if not _is_int(v))
+
+    def groups(self, tasks: list[TrialTask]) -> list[PopulationTask]:
+        by_key: dict[tuple[Any, ...], list[TrialTask]] = {}
+        for t in tasks:
+            by_key.setdefault(self.key(t), []).append(t)
+        out = []
+        for members in by_key.values():
+            step = self.size or len(members)
+            out += [PopulationTask(members[i:i + step], self.size) for i in range(0, len(members), step)]
+        return out
+
+    def batches(self, tasks: Iterable[TrialTask]) -> Iterator[PopulationTask]:
+        """Group tasks lazily: every trial available now forms groups; trials queued later (retries)
+        form new groups when asked for again. An iterator that may resume after StopIteration."""
+        return _Batches(self, iter(tasks))
+
+
+class _Batches:
+    def __init__(self, grouper: Grouper, tasks: Iterator[TrialTask]) -> None:
+        self.grouper, self.tasks = grouper, tasks
+        self.pending: list[PopulationTask] = []
+
+    def __iter__(self) -> _Batches:
+        return self
+
+    def __next__(self) -> PopulationTask:
+        if not self.pending:
+            self.pending = self.grouper.groups(list(self.tasks))
+        if not self.pending:
+            raise StopIteration
+        return self.pending.pop(0)
+
+
+def worker_function(grouper: Grouper | None) -> Callable[[Any], Any]:
+    """What a worker runs for one task: a trial, or a population group."""
+    return run_trial if grouper is None else run_population
+
+
+def expand(task: Any, outcome: Any) -> list[tuple[TrialTask, Any]]:
+    """One (trial task, outcome) per trial of a task's outcome: a group's results, or its exception."""
+    if not isinstance(task, PopulationTask):
+        return [(task, outcome)]
+    if isinstance(outcome, BaseException) or not isinstance(outcome, list):
+        return [(t, outcome) for t in task.tasks]
+    return list(zip(task.tasks, outcome))

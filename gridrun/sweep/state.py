@@ -1,0 +1,238 @@
+"""A sweep's state, typed: trials and their attempts, and what the loop does with each outcome.
+
+`Trial` and `Attempt` are the entries of the sweep manifest (`to_json`/`from_json` keep the JSON on
+disk as it always was, unknown keys included). `SweepState` holds the queue of trials to run and
+decides what an outcome means (completed; failed and retried or not; a crashed worker, whose trials
+run again alone; --max-failures reached; interrupted). It does no I/O and knows no executor, so it is
+unit-tested by feeding it outcomes (tests/test_sweep_state.py).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..record import Status
+
+TrialStatus = Status  # a trial's status: pending, running, completed, failed, interrupted, lost, pruned
+
+# Attempt statuses after which a trial is not run again, in this session or on resume
+FINAL = (Status.COMPLETED, Status.PRUNED)
+
+
+def as_status(value: Any, default: Status = Status.RUNNING) -> Status:
+    """A status from the JSON on disk (None or an unknown word: `default`)."""
+    try:
+        return Status(value)
+    except ValueError:
+        return default
+
+
+@dataclass
+class Attempt:
+    """One run of a trial: its run dir, how it ended, and whether it counted against --retries."""
+
+    run_dir: str
+    status: Status = Status.RUNNING
+    start: str | None = None
+    end: str | None = None
+    error: str | None = None
+    charged: bool = True  # False: a free rerun after a worker crash took down a shared pool
+    lost: bool = False  # found on resume in a run dir that the manifest had not recorded
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"run_dir": self.run_dir, "status": str(self.status), "start": self.start,
+                               "end": self.end, "error": self.error}
+        if not self.charged:
+            out["charged"] = False
+        if self.lost:
+            out["lost"] = True
+        return {**self.extra, **out}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Attempt:
+        known = {"run_dir", "status", "start", "end", "error", "charged", "lost"}
+        return cls(run_dir=str(data.get("run_dir")), status=as_status(data.get("status")),
+                   start=data.get("start"), end=data.get("end"), error=data.get("error"),
+                   charged=bool(data.get("charged", True)), lost=bool(data.get("lost", False)),
+                   extra={k: v for k, v in data.items() if k not in known})
+
+
+@dataclass
+class Trial:
+    """One combination of flag values to run, with every attempt at it."""
+
+    trial: int
+    flags: dict[str, Any]
+    combination: int | None = None
+    status: Status = Status.PENDING
+    run_dir: str | None = None  # the latest attempt's (the completed one's, once completed)
+    attempts: list[Attempt] = field(default_factory=list)
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)  # last values, when the trial ended
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def last(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"trial": self.trial, "combination": self.combination, "flags": self.flags,
+               "status": str(self.status), "run_dir": self.run_dir,
+               "attempts": [a.to_json() for a in self.attempts], "error": self.error, "metrics": self.metrics}
+        return {**self.extra, **out}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Trial:
+        known = {"trial", "combination", "flags", "status", "run_dir", "attempts", "error", "metrics"}
+        return cls(trial=int(data["trial"]), flags=dict(data.get("flags") or {}),
+                   combination=data.get("combination"), status=as_status(data.get("status"), Status.PENDING),
+                   run_dir=data.get("run_dir"), attempts=[Attempt.from_json(a) for a in data.get("attempts") or []],
+                   error=data.get("error"), metrics=dict(data.get("metrics") or {}),
+                   extra={k: v for k, v in data.items() if k not in known})
+
+
+@dataclass
+class Outcome:
+    """How one attempt ended, as its run dir records it, plus whether its worker process died."""
+
+    status: Status
+    error: str | None = None
+    end: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    crash: bool = False
+
+
+class SweepState:
+    """The queue of trials to run and the rules for their outcomes.
+
+    The loop asks `next_trial()` for work (None: nothing to submit now; it asks again after the next
+    outcome), calls `start()` when it submits an attempt and `record()` when the outcome comes back.
+    """
+
+    def __init__(
+        self, trials: list[Trial], *, retries: int = 0, max_failures: int | None = None, slots: int = 1
+    ) -> None:
+        self.trials = trials
+        self.slots = slots
+        self.max_failures = max_failures
+        todo = [t.trial for t in trials if t.status not in FINAL]
+        self.queue: deque[int] = deque(todo)
+        self.budget = {i: 1 + max(0, retries) for i in todo}  # attempts allowed in this session
+        self.closed = False  # no more submissions (--max-failures reached, or interrupted)
+        self.solo: set[int] = set()  # trials that must run alone (suspects of a worker crash)
+        self.in_flight: set[int] = set()
+        self.failures = 0
+        self.done = sum(t.status in FINAL for t in trials)
+        self.failed = 0
+        self.interrupted = False
+        self.stop_reason: str | None = None
+
+    @property
+    def running(self) -> int:
+        return len(self.in_flight)
+
+    @property
+    def total(self) -> int:
+        return len(self.trials)
+
+    # ----------------------------------------------------------------------------------------------
+    # The queue
+
+    def next_trial(self) -> int | None:
+        """The next trial to submit, or None when nothing may be submitted now."""
+        if self.closed or not self.queue or self.solo & self.in_flight:
+            return None
+        if self.queue[0] in self.solo and self.in_flight:
+            return None  # a crash suspect waits until it can run alone
+        i = self.queue.popleft()
+        self.in_flight.add(i)
+        return i
+
+    def alone(self, i: int) -> bool:
+        """Does trial `i` run with nothing beside it (so that a crash is its own)?"""
+        return self.slots == 1 or i in self.solo
+
+    def start(self, i: int, run_dir: str, now: str) -> Attempt:
+        """Record the start of an attempt at trial `i` in `run_dir`."""
+        t = self.trials[i]
+        attempt = Attempt(run_dir=run_dir, status=Status.RUNNING, start=now)
+        t.attempts.append(attempt)
+        t.status, t.run_dir = Status.RUNNING, run_dir
+        return attempt
+
+    # ----------------------------------------------------------------------------------------------
+    # Outcomes
+
+    def record(self, i: int, outcome: Outcome) -> Attempt:
+        """Apply the outcome of trial `i`'s running attempt; return that attempt."""
+        t = self.trials[i]
+        attempt = t.attempts[-1]
+        alone = self.alone(i)
+        self.in_flight.discard(i)
+        attempt.status, attempt.end, attempt.error = outcome.status, outcome.end, outcome.error
+        t.metrics = dict(outcome.metrics)
+        if outcome.crash:  # from now on this trial runs alone, so that it cannot take others down
+            self.solo.add(i)
+        if outcome.crash and not alone and not self.closed:
+            # a dead worker takes the whole pool down: every trial in flight gets the error. Each of
+            # them runs again alone, free of charge, to find out which one killed its worker.
+            attempt.charged = False
+            self.queue.appendleft(i)
+            t.status, t.error = Status.PENDING, attempt.error
+        elif outcome.status in FINAL:
+            t.status, t.error = outcome.status, None
+            self.done += 1
+        elif outcome.status == Status.INTERRUPTED:  # Ctrl-C inside the trial (in-process)
+            t.status = Status.INTERRUPTED
+            self.interrupted = True
+            self.closed = True
+        else:
+            t.status, t.error = Status.FAILED, attempt.error
+            self.budget[i] = self.budget.get(i, 1) - 1
+            if self.budget[i] > 0 and not self.closed:
+                self.queue.append(i)
+                t.status = Status.PENDING
+            else:
+                self.failed += 1
+            self.failures += 1
+            if self.max_failures is not None and self.failures >= self.max_failures and not self.closed:
+                self._stop(f"{self.failures} failed trial(s) reached --max-failures {self.max_failures}")
+        return attempt
+
+    def _stop(self, reason: str) -> None:
+        self.closed = True
+        self.stop_reason = reason
+        for j in self.queue:  # retries that will not happen now count as failed
+            if self.trials[j].status == Status.PENDING and self.trials[j].attempts:
+                self.trials[j].status = Status.FAILED
+                self.failed += 1
+
+    def interrupt(self, message: str = "interrupted by the user (Ctrl-C)") -> Iterator[Attempt]:
+        """Mark every running trial interrupted; yield the attempts whose run dirs must be closed."""
+        self.interrupted = self.closed = True
+        for t in self.trials:
+            if t.status in (Status.RUNNING, Status.INTERRUPTED):
+                t.status = Status.INTERRUPTED
+                a = t.attempts[-1]
+                if a.status == Status.RUNNING:
+                    a.status, a.error = Status.INTERRUPTED, message
+                    yield a
+
+    def final_status(self) -> str:
+        """The sweep's status once the loop has ended."""
+        if self.interrupted:
+            return "interrupted"
+        if self.stop_reason:
+            return "stopped"
+        return "completed" if all(t.status in FINAL for t in self.trials) else "finished_with_failures"
+
+    def counts(self) -> dict[str, int]:
+        counts = {str(s): 0 for s in (Status.PENDING, Status.RUNNING, Status.COMPLETED, Status.FAILED,
+                                      Status.INTERRUPTED)}
+        for t in self.trials:
+            counts[str(t.status)] = counts.get(str(t.status), 0) + 1
+        return counts
