@@ -42,6 +42,9 @@ _API: dict[str, str] = {
     # sweeps
     "tuning_run": "sweep",
     "build_grid": "grid",
+    "uniform": "space",
+    "loguniform": "space",
+    "randint": "space",
     "sample_grid": "grid",
     # training
     "fit": "train",

@@ -7,3 +7,8 @@ class GridrunError(Exception):
 
 class FlagError(GridrunError):
     """An undeclared flag, a value of the wrong type, a bad flags.yml, an unknown profile."""
+
+
+class TrialPruned(BaseException):  # noqa: N818 - named as Optuna's, which users know
+    """Raised inside a trial when the sweep's pruner stops it. A BaseException, like KeyboardInterrupt,
+    so that a script's `except Exception:` does not swallow it; the runner records the run as pruned."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir
-from .errors import FlagError
+from .errors import FlagError, GridrunError
 
 TYPES = ("numeric", "integer", "boolean", "string")
 _TRUE = {"true", "yes", "y", "1", "on", "t"}
@@ -43,6 +43,7 @@ class FlagSpec:
     default: Any
     description: str = ""
     static: bool | None = None
+    values: Any = None  # search values for tuning runs: a tuple of values, or a space.Range
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -51,6 +52,25 @@ class FlagSpec:
             raise FlagError(f"flag '{self.name}': unknown type {self.type!r}; use one of {', '.join(TYPES)}")
         if self.default is not None:
             object.__setattr__(self, "default", self.parse(self.default, source="its default"))
+        if self.values is not None:
+            object.__setattr__(self, "values", self._search_values(self.values))
+
+    def _search_values(self, values: Any) -> Any:
+        from .space import Range
+
+        if isinstance(values, Range):
+            try:
+                values.check_for(self.name, self.type)
+            except GridrunError as exc:
+                raise FlagError(str(exc)) from None
+            return values
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise FlagError(f"flag '{self.name}': values= takes a list of values or a range such as "
+                            f"gridrun.loguniform(1e-4, 1e-1), not {values!r}")
+        typed = tuple(self.parse(v, source="its values=") for v in values)
+        if not typed:
+            raise FlagError(f"flag '{self.name}': values= is empty: give at least one value")
+        return typed
 
     @property
     def is_static(self) -> bool:
@@ -123,20 +143,24 @@ _ARTICLE = {"numeric": "a", "integer": "an", "boolean": "a", "string": "a"}
 _CONVERT = {"numeric": _to_float, "integer": _to_int, "boolean": _to_bool, "string": _to_str}
 
 
-def flag_numeric(name: str, default: float | None, description: str = "", static: bool | None = None) -> FlagSpec:
-    return FlagSpec(name, "numeric", default, description, static)
+def flag_numeric(name: str, default: float | None, description: str = "", static: bool | None = None,
+             values: Any = None) -> FlagSpec:
+    return FlagSpec(name, "numeric", default, description, static, values)
 
 
-def flag_integer(name: str, default: int | None, description: str = "", static: bool | None = None) -> FlagSpec:
-    return FlagSpec(name, "integer", default, description, static)
+def flag_integer(name: str, default: int | None, description: str = "", static: bool | None = None,
+             values: Any = None) -> FlagSpec:
+    return FlagSpec(name, "integer", default, description, static, values)
 
 
-def flag_boolean(name: str, default: bool | None, description: str = "", static: bool | None = None) -> FlagSpec:
-    return FlagSpec(name, "boolean", default, description, static)
+def flag_boolean(name: str, default: bool | None, description: str = "", static: bool | None = None,
+             values: Any = None) -> FlagSpec:
+    return FlagSpec(name, "boolean", default, description, static, values)
 
 
-def flag_string(name: str, default: str | None, description: str = "", static: bool | None = None) -> FlagSpec:
-    return FlagSpec(name, "string", default, description, static)
+def flag_string(name: str, default: str | None, description: str = "", static: bool | None = None,
+             values: Any = None) -> FlagSpec:
+    return FlagSpec(name, "string", default, description, static, values)
 
 
 def _infer(name: str, default: Any) -> FlagSpec:
@@ -392,7 +416,8 @@ def declared_flags(script: str | os.PathLike) -> dict[str, FlagSpec]:
                     raise FlagError(f"{path}:{node.lineno}: gridrun.flags() arguments must be flag_*() calls")
                 try:
                     pos = [ast.literal_eval(a) for a in arg.args]
-                    kws = {k.arg: ast.literal_eval(k.value) for k in arg.keywords}
+                    kws = {k.arg: _search_values_node(k.value) if k.arg == "values" else ast.literal_eval(k.value)
+                           for k in arg.keywords}
                 except ValueError:
                     raise FlagError(
                         f"{path}:{arg.lineno}: flag declarations must use literal values so gridrun can read "
@@ -409,6 +434,19 @@ def declared_flags(script: str | os.PathLike) -> dict[str, FlagSpec]:
                     raise FlagError(f"{path}:{node.lineno}: flag '{k.arg}' needs a literal default") from None
             return _collect(tuple(specs), kw)
     return {}
+
+
+def _search_values_node(node: ast.expr) -> Any:
+    """The `values=` of a declaration: a literal list, or a range call `gridrun.loguniform(1e-4, 1e-1)`."""
+    if isinstance(node, ast.Call):
+        from . import space
+
+        name = _call_name(node)
+        if name not in space.KINDS:
+            raise ValueError(name)
+        args = [ast.literal_eval(a) for a in node.args]
+        return getattr(space, name)(*args, **{k.arg: ast.literal_eval(k.value) for k in node.keywords})
+    return ast.literal_eval(node)
 
 
 def _call_name(node: ast.Call) -> str | None:

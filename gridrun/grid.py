@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import FlagError, GridrunError
 from .flagspec import FlagSpec, undeclared_message
+from .space import Range
 
 
 @dataclass
@@ -30,6 +31,13 @@ class Grid:
 
     values: dict[str, list[Any]] = field(default_factory=dict)  # product: flag -> its values
     rows: list[dict[str, Any]] | None = None  # explicit table: used as given
+    ranges: dict[str, Range] = field(default_factory=dict)  # flag -> a range to draw from (random search)
+    types: dict[str, str] = field(default_factory=dict)  # flag -> its declared type, where known
+    order: list[str] = field(default_factory=list)  # flags in the order they were given
+
+    @property
+    def has_ranges(self) -> bool:
+        return bool(self.ranges)
 
     def __len__(self) -> int:
         if self.rows is not None:
@@ -40,7 +48,7 @@ class Grid:
     def names(self) -> list[str]:
         if self.rows is not None:
             return list(self.rows[0]) if self.rows else []
-        return list(self.values)
+        return list(self.values) + [n for n in self.ranges if n not in self.values]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         n = len(self)
@@ -58,7 +66,17 @@ class Grid:
         """JSON-ready description for the sweep manifest."""
         if self.rows is not None:
             return {"combinations": self.rows}
+        if self.ranges:
+            return {"flags": self.values, "ranges": {k: r.to_json() for k, r in self.ranges.items()}}
         return {"flags": self.values}
+
+    def draw(self, rng: random.Random) -> dict[str, Any]:
+        """One combination drawn at random: each listed flag uniformly from its values, each range by its
+        distribution, typed by the flag's declaration (random search)."""
+        out = {name: vals[rng.randrange(len(vals))] for name, vals in self.values.items()}
+        for name, r in self.ranges.items():
+            out[name] = r.sample(rng, self.types.get(name, "numeric"))
+        return {name: out[name] for name in self.order if name in out} | out
 
     def to_frame(self, indices: Sequence[int] | None = None):  # -> pandas.DataFrame
         import pandas as pd
@@ -98,9 +116,15 @@ def build_grid(
     if combinations is not None:
         return _table_grid(combinations, specs, script)
     values: dict[str, list[Any]] = {}
+    ranges: dict[str, Range] = {}
     if specs is not None:
         _check_names(list(flags), specs, script)
     for name, vals in flags.items():
+        if isinstance(vals, Range):
+            if specs is not None:
+                vals.check_for(str(name), specs[name].type)
+            ranges[str(name)] = vals
+            continue
         if isinstance(vals, (str, bytes)) or not isinstance(vals, (Sequence, set, frozenset)) and not hasattr(
             vals, "tolist"
         ):
@@ -114,7 +138,8 @@ def build_grid(
             if not any(v == u and type(v) is type(u) for u in unique):
                 unique.append(v)
         values[str(name)] = unique
-    return Grid(values=values)
+    types = {n: specs[n].type for n in (*values, *ranges)} if specs is not None else {}
+    return Grid(values=values, ranges=ranges, types=types, order=[str(n) for n in flags])
 
 
 def _table_grid(table: Any, specs: Mapping[str, FlagSpec] | None, script: str) -> Grid:

@@ -87,6 +87,8 @@ class RunContext:
     metrics: dict[str, list[Any]] = field(default_factory=dict)
     properties: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # called as epoch_hook(ctx, values) after each log_metrics (a sweep's pruner listens here)
+    epoch_hook: Any = field(default=None, repr=False)
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike, flags: dict[str, Any] | None = None) -> RunContext:
@@ -112,6 +114,8 @@ class RunContext:
                 else:
                     series[row] = value
             write_json(self.run_dir / METRICS_FILE, self.metrics, indent=None)
+        if self.epoch_hook is not None:
+            self.epoch_hook(self, values)
 
     def write_properties(self, **props: Any) -> None:
         with self.lock:

@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 from . import rundir
 from ._io import read_json
-from .errors import FlagError, GridrunError
+from .errors import FlagError, GridrunError, TrialPruned
 from .record import finish, last_value, write_summary
 from .rundir import RunContext, iso, utc_now
 from .snapshot import git_info, snapshot_source, versions
@@ -133,14 +133,19 @@ def execute(
     capture_output: bool = False,
     echo: bool = False,
     properties: dict[str, Any] | None = None,
+    epoch_hook: Any = None,
 ) -> dict[str, Any]:
     """Run `script` in this process, recorded into `run_dir`; return the final properties.
+
+    `epoch_hook(ctx, values)` is called after each `log_metrics` of the run (a sweep's pruner); it may
+    raise TrialPruned, which ends the run as `pruned`.
 
     Never raises for the script's own errors: an exception, a non-zero exit, a NaN loss or Ctrl-C end
     up as status failed / interrupted with the message and traceback in properties.json.
     """
     script = Path(script).resolve()
     ctx = RunContext.open(run_dir, flags)
+    ctx.epoch_hook = epoch_hook
     if ctx.properties.get("status") != "running":  # training_run's parent may have started it already
         ctx.write_properties(**start_properties(script, context, sweep, trial))
     else:
@@ -174,6 +179,8 @@ def execute(
             except KeyboardInterrupt:
                 status, exit_code, message = "interrupted", 130, "interrupted by the user (Ctrl-C)"
                 print("Interrupted.", file=sys.stderr)
+            except TrialPruned as exc:
+                status, exit_code, message = "pruned", 0, str(exc)
             except FlagError as exc:
                 status, exit_code, message = "failed", 2, str(exc)
                 tb = traceback.format_exc()
@@ -187,6 +194,9 @@ def execute(
         sys.argv = argv
         if added and folder in sys.path:
             sys.path.remove(folder)
+    pruned = ctx.properties.get("pruned")
+    if pruned and status != "interrupted":  # a pruned trial stays pruned, whatever the script did after
+        status, exit_code, message = "pruned", 0, str(pruned)
     if status == "completed":
         nan = _nonfinite_loss(ctx.metrics)
         if nan:

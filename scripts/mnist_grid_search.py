@@ -1,9 +1,9 @@
-"""The chapter's grid search script (section 13.8, mnist-grid-search.R): every tuned setting is a flag.
+"""The chapter's grid search script (section 13.8, mnist-grid-search.R): every tuned setting is a flag,
+and each flag declares the chapter's grid values, so the script's own flags are its search space:
 
-    gridrun tuning-run scripts/mnist_grid_search.py \
-        --flag nodes1=64,128,256 --flag nodes2=64,128,256 --flag nodes3=64,128,256 \
-        --flag dropout1=0.2,0.3,0.4 --flag dropout2=0.2,0.3,0.4 --flag dropout3=0.2,0.3,0.4 \
-        --flag optimizer=rmsprop,adam --flag lr_annealing=0.1,0.05 --sample 0.05
+    gridrun tuning-run scripts/mnist_grid_search.py --sample 0.05    # 2,916 combinations sampled to 146
+
+`--flag NAME=...` overrides one flag's values (`--flag nodes1=128`, `--flag lr_annealing=uniform(0.02,0.2)`).
 
 Tuning workers run this file many times in one process: the data comes from the memoized loader and
 the script keeps no other global state.
@@ -15,16 +15,17 @@ from gridrun.datasets import load_prepared
 
 FLAGS = gridrun.flags(
     # Nodes
-    gridrun.flag_integer("nodes1", 256, "units in hidden layer 1"),
-    gridrun.flag_integer("nodes2", 128, "units in hidden layer 2"),
-    gridrun.flag_integer("nodes3", 64, "units in hidden layer 3"),
+    gridrun.flag_integer("nodes1", 256, "units in hidden layer 1", values=[64, 128, 256]),
+    gridrun.flag_integer("nodes2", 128, "units in hidden layer 2", values=[64, 128, 256]),
+    gridrun.flag_integer("nodes3", 64, "units in hidden layer 3", values=[64, 128, 256]),
     # Dropout
-    gridrun.flag_numeric("dropout1", 0.4, "dropout rate after hidden layer 1"),
-    gridrun.flag_numeric("dropout2", 0.3, "dropout rate after hidden layer 2"),
-    gridrun.flag_numeric("dropout3", 0.2, "dropout rate after hidden layer 3"),
+    gridrun.flag_numeric("dropout1", 0.4, "dropout rate after hidden layer 1", values=[0.2, 0.3, 0.4]),
+    gridrun.flag_numeric("dropout2", 0.3, "dropout rate after hidden layer 2", values=[0.2, 0.3, 0.4]),
+    gridrun.flag_numeric("dropout3", 0.2, "dropout rate after hidden layer 3", values=[0.2, 0.3, 0.4]),
     # Learning parameters
-    gridrun.flag_string("optimizer", "rmsprop", "rmsprop | adam | sgd | adagrad"),
-    gridrun.flag_numeric("lr_annealing", 0.1, "factor applied to the learning rate when val_loss stalls"),
+    gridrun.flag_string("optimizer", "rmsprop", "rmsprop | adam | sgd | adagrad", values=["rmsprop", "adam"]),
+    gridrun.flag_numeric("lr_annealing", 0.1, "factor applied to the learning rate when val_loss stalls",
+                         values=[0.1, 0.05]),
     # Data and budget
     gridrun.flag_string("dataset", "auto", "mnist | fashion_mnist | digits | auto (the first one present)"),
     gridrun.flag_integer("epochs", 35, "maximum passes over the training data"),

@@ -153,3 +153,25 @@ def test_cancel_on_interrupt_leaves_no_task_running(executor, tmp_path):
     # and the executor still works afterwards
     [(_, out)] = list(executor.submit_all(fn, specs(tmp_path, {"name": "later"})))
     assert out["name"] == "later" and out["pid"] != os.getpid()
+
+
+def test_a_task_can_ask_the_client_through_the_executor_channel(executor, tmp_path):
+    """The request/reply line the sweep's pruner uses: tasks on workers reach a handler in the client."""
+    seen = []
+
+    def handler(message):
+        seen.append(message)
+        return {"double": message["n"] * 2}
+
+    channel = executor.channel(handler)
+    try:
+        def make():
+            def task(spec):
+                return spec["caller"]({"n": spec["n"]})
+            return task
+
+        tasks = [{"n": n, "caller": channel.caller} for n in (1, 2, 3)]
+        replies = sorted(out["double"] for _, out in executor.submit_all(make(), tasks))
+    finally:
+        channel.close()
+    assert replies == [2, 4, 6] and sorted(m["n"] for m in seen) == [1, 2, 3]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+from typing import Any
 
 from .._io import ask_yes_no
 from ..errors import GridrunError
@@ -43,15 +44,20 @@ def split_values(text: str) -> list[str]:
     return [v.strip() for v in row]
 
 
-def parse_flag_option(option: str) -> tuple[str, list[str]]:
-    """`nodes1=64,128,256` -> ("nodes1", ["64", "128", "256"])."""
+def parse_flag_option(option: str) -> tuple[str, Any]:
+    """`nodes1=64,128,256` -> ("nodes1", ["64", "128", "256"]); `lr=loguniform(1e-5,1e-1)` -> ("lr", Range)."""
+    from ..space import parse_range
+
     name, sep, values = option.partition("=")
     name = name.strip().lstrip("-").replace("-", "_")
     if not sep or not name or not values.strip():
         raise GridrunError(
-            f"--flag {option!r} is not NAME=VALUES: write e.g. --flag nodes1=64,128,256 "
-            f"(quote a string value that contains commas: --flag 'name=\"a,b\",c')"
+            f"--flag {option!r} is not NAME=VALUES: write e.g. --flag nodes1=64,128,256 or "
+            f"--flag lr=loguniform(1e-5,1e-1) (quote a string value that contains commas: --flag 'name=\"a,b\",c')"
         )
+    r = parse_range(values)
+    if r is not None:
+        return name, r
     return name, split_values(values)
 
 

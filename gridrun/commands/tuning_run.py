@@ -38,6 +38,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-failures", type=int, metavar="K", help="stop the sweep after K failed trials")
     parser.add_argument("--resume", nargs="?", const="latest", metavar="SWEEP_ID",
                         help="run what did not complete in sweep SWEEP_ID (alone: the latest matching sweep)")
+    search = parser.add_argument_group("search")
+    search.add_argument("--metric", help="the metric the sweep optimizes (default: val_loss, else loss)")
+    search.add_argument("--mode", choices=("min", "max"),
+                        help="minimize or maximize --metric (default: by name: losses min, accuracy-like max)")
+    search.add_argument("--sampler", choices=("grid", "random", "tpe"),
+                        help="how trial values are chosen (default: grid for lists, random with ranges; tpe: "
+                             "Optuna's TPE, pip install 'gridrun[optuna]')")
+    search.add_argument("--prune", choices=("none", "asha", "median"),
+                        help="stop bad trials early: asha (successive halving) or median")
+    search.add_argument("--prune-grace", type=int, metavar="E", help="asha: epochs before the first rung (default 1)")
+    search.add_argument("--prune-reduction", type=float, metavar="ETA",
+                        help="asha: keep the best 1/ETA at each rung (default 3)")
+    search.add_argument("--prune-max-epochs", type=int, metavar="E", help="asha: no rung at or after E epochs")
+    search.add_argument("--prune-warmup", type=int, metavar="E", help="median: never prune at epochs <= E (default 1)")
+    search.add_argument("--prune-startup", type=int, metavar="N",
+                        help="median: prune only once N other trials reported that epoch (default 4)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan (combinations, trials, the first few) and exit")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask before a large sweep")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     add_runs_dir(parser)
@@ -55,7 +72,13 @@ def read_grid_file(path: str) -> dict[str, Any]:
         raise GridrunError(f"grid file {p} is not valid YAML ({exc}): write a mapping of flag: [values]") from None
     if not isinstance(data, dict) or not data:
         raise GridrunError(f"grid file {p} must be a mapping of flag: [value, value, ...]")
-    return {str(k): (v if isinstance(v, list) else [v]) for k, v in data.items()}
+    from ..space import from_yaml
+
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        r = from_yaml(v)
+        out[str(k)] = r if r is not None else (v if isinstance(v, list) else [v])
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,6 +101,20 @@ def run(args: argparse.Namespace) -> int:
         ordered=args.ordered, runs_dir=args.runs_dir, jobs=args.jobs, backend=args.backend,
         population=args.population, population_size=args.population_size,
         scheduler=args.scheduler, retries=args.retries, max_failures=args.max_failures, resume=args.resume,
-        confirm=True, yes=args.yes, quiet=args.quiet,
+        confirm=True, yes=args.yes, quiet=args.quiet, metric=args.metric, mode=args.mode, sampler=args.sampler,
+        prune=args.prune, prune_options=prune_options(args), dry_run=args.dry_run,
     )
-    return 0 if df.attrs.get("trials_completed") == df.attrs.get("trials") else 1
+    if df is None:  # --dry-run
+        return 0
+    return 0 if df.attrs.get("trials_ended") == df.attrs.get("trials") else 1
+
+
+def prune_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The --prune-* options that were given, as the pruner's keyword arguments."""
+    names = {"asha": ("grace", "reduction", "max_epochs"), "median": ("warmup", "startup")}.get(args.prune or "", ())
+    given = {k: getattr(args, f"prune_{k}") for k in names if getattr(args, f"prune_{k}") is not None}
+    other = [f"--prune-{k.replace('_', '-')}" for k in ("grace", "reduction", "max_epochs", "warmup", "startup")
+             if k not in names and getattr(args, f"prune_{k}") is not None]
+    if other:
+        raise GridrunError(f"{', '.join(other)} do not apply to --prune {args.prune or 'none'}")
+    return given

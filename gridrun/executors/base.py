@@ -48,6 +48,13 @@ class Executor(ABC):
     def outcome(self, handle: Any) -> Any:
         """The result of a done handle, or the exception it raised (returned, not raised)."""
 
+    def channel(self, handler: Callable[[Any], Any]) -> Any:
+        """A request/reply line from tasks back to `handler` in this process (executors/channel.py).
+        Default: a socket on 127.0.0.1, for workers on this machine."""
+        from .channel import SocketChannel
+
+        return SocketChannel(handler)
+
     def is_crash(self, exc: BaseException) -> bool:
         """Does this outcome mean the worker process running the task died (killed, segfault, OOM)?"""
         return False

@@ -64,6 +64,11 @@ class DaskExecutor(Executor):
             return RuntimeError("the Dask task was cancelled (a worker or the scheduler went away)")
         return exc if exc is not None else handle.result()
 
+    def channel(self, handler: Callable[[Any], Any]) -> Any:
+        from .channel import DaskChannel
+
+        return DaskChannel(handler, self.client)
+
     def is_crash(self, exc: BaseException) -> bool:
         from distributed.scheduler import KilledWorker
 

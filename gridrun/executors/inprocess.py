@@ -29,6 +29,11 @@ class InProcessExecutor(Executor):
         except BaseException as exc:  # noqa: BLE001 - the outcome of one task, reported to the caller
             return _Done(exc)
 
+    def channel(self, handler: Callable[[Any], Any]) -> Any:
+        from .channel import DirectChannel
+
+        return DirectChannel(handler)
+
     def wait(self, handles: list[Any]) -> list[Any]:
         return handles
 

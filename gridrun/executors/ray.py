@@ -46,6 +46,11 @@ class RayExecutor(Executor):
         except Exception as exc:  # noqa: BLE001 - RayTaskError, WorkerCrashedError: this task's outcome
             return exc
 
+    def channel(self, handler: Callable[[Any], Any]) -> Any:
+        from .channel import RayChannel
+
+        return RayChannel(handler)
+
     def is_crash(self, exc: BaseException) -> bool:
         from ray import exceptions as rex
 

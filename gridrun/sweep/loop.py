@@ -17,13 +17,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import rundir
+from .. import rundir, scoring
+from ..errors import GridrunError
 from ..executors import Executor
 from ..record import Status, close_run, last_metrics
 from .groups import Grouper, expand, worker_function
 from .manifest import SAVE_INTERVAL, Manifest
 from .progress import Reporter, sweep_metric
-from .state import Outcome, SweepState, as_status
+from .pruners import Pruner
+from .samplers import Sampler
+from .state import Outcome, SweepState, Trial, as_status
 from .trial import MAX_REMOTE_BYTES, TrialResult, TrialTask, ship_sources, unpack
 
 HEARTBEAT_SECONDS = 30.0
@@ -57,10 +60,14 @@ def run_sweep(
     context: str | None = None,
     max_bytes: int = MAX_REMOTE_BYTES,
     grouper: Grouper | None = None,
+    sampler: Sampler | None = None,
+    pruner: Pruner | None = None,
 ) -> SweepState:
     """Run every trial of the manifest that has not ended. Raises KeyboardInterrupt after Ctrl-C.
 
-    With a `grouper` (population mode) trials run as group tasks, one vmapped program per group.
+    With a `grouper` (population mode) trials run as group tasks, one vmapped program per group. A
+    `sampler` gives each trial its values when it starts and is told each trial that ends; a `pruner`
+    hears every trial's metric after each epoch (through the executor's channel) and stops bad ones.
     """
     runs_dir = Path(runs_dir)
     script = manifest.data["script_path"]
@@ -74,6 +81,7 @@ def run_sweep(
     state = SweepState(manifest.trials, retries=retries, max_failures=max_failures, slots=executor.slots)
     metric, mode = sweep_metric(manifest)
     reporter = Reporter(state, quiet, metric=metric, mode=mode)
+    channel = executor.channel(_prune_handler(pruner, mode)) if pruner is not None else None
     stop = threading.Event()
 
     def beat() -> None:
@@ -87,6 +95,8 @@ def run_sweep(
     def make_task(i: int) -> TrialTask:
         with manifest.lock:
             t = manifest.trials[i]
+            if not t.flags and sampler is not None:  # drawn now, recorded before the trial runs
+                t.flags = sampler.ask(t)
             run_dir = rundir.create_run_dir(runs_dir)
             if executor.remote:  # the worker writes elsewhere: make the run dir readable meanwhile
                 from ..runner import start_properties
@@ -101,8 +111,10 @@ def run_sweep(
             reporter.update()
         return TrialTask(script=script, flags=dict(t.flags), sweep=manifest.id, trial=i,
                          attempt=len(t.attempts), run_dir=None if executor.remote else str(run_dir),
-                         context=context, max_bytes=max_bytes, sources=sources)
+                         context=context, max_bytes=max_bytes, sources=sources, metric=metric,
+                         pruner=channel.caller if channel is not None else None)
 
+    error: GridrunError | None = None
     tasks: Any = _Tasks(state, make_task)
     if grouper is not None:
         tasks = grouper.batches(tasks)
@@ -110,12 +122,21 @@ def run_sweep(
         for task, result in executor.submit_all(worker_function(grouper), tasks):
             for trial_task, outcome in expand(task, result):
                 with manifest.lock:
-                    _record(manifest, state, executor, reporter, runs_dir, trial_task.trial, outcome, max_bytes)
+                    t = _record(manifest, state, executor, reporter, runs_dir, trial_task.trial, outcome, max_bytes)
+                    if sampler is not None and t.status not in (Status.PENDING, Status.RUNNING):
+                        sampler.tell(t)
+                    _check_metric(t, metric)
     except KeyboardInterrupt:
         state.interrupted = True
+    except GridrunError as exc:  # a mistake found while running (e.g. --metric never logged): stop cleanly
+        state.interrupted = True
+        state.stop_reason = str(exc)
+        error = exc
     finally:
         stop.set()
         reporter.close()
+        if channel is not None:
+            channel.close()
         if state.interrupted:
             for attempt in state.interrupt():
                 close_run(runs_dir / attempt.run_dir, Status.INTERRUPTED, attempt.error or "interrupted")
@@ -125,13 +146,35 @@ def run_sweep(
         manifest.save()
         manifest.data["client"]["ended"] = rundir.iso(rundir.utc_now())
         manifest.save()
+    if error is not None:
+        raise error
     if state.interrupted:
         raise KeyboardInterrupt
     return state
 
 
+def _prune_handler(pruner: Pruner, mode: str | None) -> Callable[[Any], bool]:
+    """The client side of pruning: a trial's report -> stop it or not."""
+
+    def handle(message: Any) -> bool:
+        value = scoring.sign(str(message["metric"]), mode) * float(message["value"])
+        return pruner(int(message["trial"]), int(message["epoch"]), value)
+
+    return handle
+
+
+def _check_metric(t: Trial, metric: str | None) -> None:
+    """A metric named for the sweep that a completed trial never logged is a mistake: stop and say so."""
+    if metric and t.status == Status.COMPLETED and metric not in t.metrics:
+        logged = ", ".join(sorted(t.metrics)) or "none"
+        raise GridrunError(
+            f"the sweep optimizes {metric!r}, but trial {t.trial} completed without logging it (it logged: "
+            f"{logged}): give one of those with --metric, or log {metric!r} from the script"
+        )
+
+
 def _record(manifest: Manifest, state: SweepState, executor: Executor, reporter: Reporter, runs_dir: Path,
-            i: int, outcome: Any, max_bytes: int) -> None:
+            i: int, outcome: Any, max_bytes: int) -> Trial:
     """Write one trial's outcome into its run dir, then let the state decide what it means."""
     t = manifest.trials[i]
     run_dir = runs_dir / t.attempts[-1].run_dir
@@ -147,6 +190,7 @@ def _record(manifest: Manifest, state: SweepState, executor: Executor, reporter:
         reporter.notice(str(notice))
     manifest.touch()
     reporter.update(t, attempt)
+    return t
 
 
 def outcome_properties(outcome: Any, run_dir: Path, script: str, crash: bool = False,

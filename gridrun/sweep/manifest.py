@@ -21,7 +21,7 @@ from typing import Any
 from .. import rundir
 from .._io import dumps, read_json, write_json
 from ..errors import GridrunError
-from ..grid import Grid, sample_grid, sample_size
+from ..grid import Grid, sample_size
 from ..record import Status, close_run, last_metrics
 from .state import FINAL, Attempt, Trial, as_status
 
@@ -162,17 +162,35 @@ def plan_sweep(
     seed: int | None,
     ordered: bool,
     runs_dir: str | os.PathLike,
+    sampler: str | None = None,
+    metric: str | None = None,
+    mode: str | None = None,
 ) -> Manifest:
-    """A new manifest with its trial list (sampled, ordered), not yet written."""
+    """A new manifest with its trial list (sampled, ordered), not yet written.
+
+    With lists alone the trials are combinations of the grid, fixed now. With ranges (or an adaptive
+    sampler) the sweep needs a trial count, and each trial's values are drawn when it starts.
+    """
+    from .samplers import make_sampler
+
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
-    n = sample_size(len(grid), sample)
+    chosen = make_sampler(sampler, grid, seed, metric, mode)
+    if grid.has_ranges:
+        if sample is None or (isinstance(sample, float) and not sample.is_integer()) or sample <= 1:
+            raise GridrunError(
+                f"this sweep draws from ranges ({', '.join(f'{k}={r}' for k, r in grid.ranges.items())}): "
+                f"give the number of trials as a whole count, e.g. --sample 50 (a fraction of a range has no size)"
+            )
+        n = int(sample)
+    else:
+        n = sample_size(len(grid), sample)
     if n > MAX_TRIALS:  # checked before drawing: the draw would hold n indices in memory
         raise GridrunError(
             f"{describe_size(len(grid), n)}: more trials than gridrun runs in one sweep ({MAX_TRIALS:,}); "
             f"draw a random subset with --sample (e.g. --sample 1000)"
         )
-    indices = sample_grid(grid, sample, seed=seed, ordered=ordered)
+    trials = chosen.plan(n, sample, ordered)
     sweep_id = new_sweep_id()
     path = sweeps_dir(runs_dir) / f"{sweep_id}.json"
     while path.exists():
@@ -187,15 +205,18 @@ def plan_sweep(
         "updated": None,
         "status": "pending",
         "grid": grid.describe(),
-        "total_combinations": len(grid),
+        "total_combinations": None if grid.has_ranges else len(grid),
         "sample": sample,
         "seed": seed,
         "ordered": ordered,
+        "sampler": chosen.name,
+        "metric": metric,
+        "mode": mode,
         "settings": {},
         "client": None,
         "counts": {},
     }
-    return Manifest(path, data, [Trial(trial=i, flags=grid[c], combination=int(c)) for i, c in enumerate(indices)])
+    return Manifest(path, data, trials)
 
 
 def find_sweep(runs_dir: str | os.PathLike, script: Path | None, grid: Grid | None, sample: Any) -> str:
@@ -214,8 +235,10 @@ def find_sweep(runs_dir: str | os.PathLike, script: Path | None, grid: Grid | No
     )
 
 
-def describe_size(n_total: int, n_trials: int) -> str:
+def describe_size(n_total: int | None, n_trials: int) -> str:
     """tfruns' line: `2,916 total combinations of flags (sampled to 146 combinations)`."""
+    if n_total is None:
+        return f"{n_trials:,} trials drawn from ranges of flag values"
     text = f"{n_total:,} total combinations of flags"
     if n_trials != n_total:
         text += f" (sampled to {n_trials:,} combinations)"

@@ -38,12 +38,13 @@ class Reporter:
 
             self.progress = Progress(
                 TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("failed {task.fields[failed]}  running {task.fields[running]}"),
+                TextColumn("failed {task.fields[failed]}  pruned {task.fields[pruned]}  "
+                           "running {task.fields[running]}"),
                 TimeRemainingColumn(), TextColumn("{task.fields[best]}"),
                 console=Console(file=self.stream), transient=False,
             )
             self.task = self.progress.add_task("sweep", total=state.total, completed=state.done, failed=0,
-                                               running=0, best="")
+                                               pruned=state.pruned, running=0, best="")
             self.progress.start()
 
     def _best_text(self) -> str:
@@ -81,7 +82,7 @@ class Reporter:
                       f"run {attempt.run_dir}", file=self.stream, flush=True)
         if self.progress is not None:
             self.progress.update(self.task, completed=state.done + state.failed, failed=state.failed,
-                                 running=state.running, best=self._best_text())
+                                 pruned=state.pruned, running=state.running, best=self._best_text())
 
     def close(self) -> None:
         if self.progress is not None:

@@ -128,6 +128,7 @@ class SweepState:
         self.failures = 0
         self.done = sum(t.status in FINAL for t in trials)
         self.failed = 0
+        self.pruned = sum(t.status == Status.PRUNED for t in trials)
         self.interrupted = False
         self.stop_reason: str | None = None
 
@@ -186,6 +187,7 @@ class SweepState:
         elif outcome.status in FINAL:
             t.status, t.error = outcome.status, None
             self.done += 1
+            self.pruned += outcome.status == Status.PRUNED
         elif outcome.status == Status.INTERRUPTED:  # Ctrl-C inside the trial (in-process)
             t.status = Status.INTERRUPTED
             self.interrupted = True

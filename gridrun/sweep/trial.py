@@ -34,6 +34,31 @@ class TrialTask:
     context: str = "local"
     max_bytes: int = MAX_REMOTE_BYTES
     sources: dict[str, bytes] | None = None  # remote: the script's folder, for workers that lack it
+    metric: str | None = None  # the sweep's metric (None: val_loss, else loss)
+    pruner: Any = None  # the executor channel's caller to the sweep's pruner, when the sweep prunes
+
+
+class PruneHook:
+    """Runs after each `log_metrics` of a trial: reports the sweep metric's value at this epoch to the
+    client's pruner and raises TrialPruned when the pruner says stop. The epoch is the number of values
+    of that metric recorded so far, whatever labels the script gives its epochs."""
+
+    def __init__(self, caller: Any, trial: int, metric: str | None) -> None:
+        self.caller, self.trial, self.metric = caller, trial, metric
+
+    def __call__(self, ctx: Any, values: dict[str, Any]) -> None:
+        from .. import scoring
+        from ..errors import TrialPruned
+
+        name, value = scoring.score(values, self.metric)
+        if value is None or ctx.properties.get("pruned"):
+            return
+        epoch = sum(v is not None for v in ctx.metrics.get(name, []))
+        if not self.caller({"trial": self.trial, "epoch": epoch, "metric": name, "value": value}):
+            return
+        message = f"pruned at epoch {epoch} ({name}={value:.4g})"
+        ctx.write_properties(pruned=message, pruned_epoch=epoch)
+        raise TrialPruned(message)
 
 
 @dataclass
@@ -103,8 +128,9 @@ def _execute(plan: Plan) -> dict[str, Any]:
     from ..runner import execute
 
     script, run, task = plan
+    hook = PruneHook(task.pruner, task.trial, task.metric) if task.pruner is not None else None
     return execute(script, run, task.flags, context=task.context, sweep=task.sweep, trial=task.trial,
-                   capture_output=True)
+                   capture_output=True, epoch_hook=hook)
 
 
 def _one_by_one(plans: list[Plan]) -> list[dict[str, Any]]:

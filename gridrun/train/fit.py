@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import rundir
-from ..errors import GridrunError
+from ..errors import GridrunError, TrialPruned
 from . import engine as E
 from . import population
 from ._jaxcache import enable_persistent_cache
@@ -192,7 +192,12 @@ def fit(
                 state, logs = eng.jit_epoch(state, hparams, data, E.epoch_key(k_train, e))
                 logs = jax.device_get(logs)
                 history.state = state
-                on_epoch(e, logs)
+                try:
+                    on_epoch(e, logs)
+                except TrialPruned:  # the sweep's pruner stopped this trial: return what was trained
+                    if progress is not None:
+                        progress.note(f"Epoch {e + 1}: pruned")
+                    break
                 if bool(logs["stopped"]):
                     if progress is not None:
                         progress.note(f"Epoch {e + 1}: early stopping")

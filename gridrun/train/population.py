@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GridrunError
+from ..errors import GridrunError, TrialPruned
 
 _member: contextvars.ContextVar[Population | None] = contextvars.ContextVar("gridrun_population", default=None)
 
@@ -268,7 +268,11 @@ def train_group(requests: list[FitRequest]) -> None:
             if not logs["active"][i]:
                 continue
             row = {k: logs[k][i] for k in names}
-            r.on_epoch(e, row)
+            try:
+                r.on_epoch(e, row)
+            except TrialPruned:  # the sweep's pruner stopped this trial: freeze it like a stopped one
+                failed[i] = True
+                continue
             if not all(math.isfinite(float(v)) for k, v in row.items() if k.endswith("loss")):
                 failed[i] = True
         stop = np.asarray(logs["stopped"]) | failed | (e + 1 >= limits)

@@ -1,0 +1,340 @@
+"""Search beyond the grid: ranges, flag-declared values, the sweep metric, pruners, samplers."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import gridrun
+from gridrun import space
+from gridrun.errors import FlagError, GridrunError
+from gridrun.flagspec import declared_flags
+from gridrun.grid import build_grid
+from gridrun.sweep import list_sweeps
+from gridrun.sweep.manifest import plan_sweep
+from gridrun.sweep.pruners import ASHA, MedianPruner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# a custom training loop whose loss at epoch e is q * (1 + 1/e): a smaller q is a better trial
+LOOP = textwrap.dedent("""
+    import gridrun
+    FLAGS = gridrun.flags(
+        gridrun.flag_numeric("q", 0.5, "quality: lower is better", values=[0.1, 0.5, 0.9, 0.3]),
+        gridrun.flag_integer("epochs", 8, "epochs"),
+        gridrun.flag_boolean("log_acc", False, "log val_acc = 1 - q"),
+    )
+    for e in range(1, FLAGS.epochs + 1):
+        logs = {"loss": FLAGS.q * (1 + 1 / e), "val_loss": FLAGS.q * (1 + 1 / e)}
+        if FLAGS.log_acc:
+            logs["val_acc"] = 1 - FLAGS.q / e
+        try:
+            gridrun.log_metrics(epoch=e, **logs)
+        except Exception:  # a script that swallows errors still gets pruned
+            print("swallowed")
+    print("finished", FLAGS.q)
+""")
+
+
+@pytest.fixture
+def loop_script(tmp_path):
+    path = tmp_path / "loop.py"
+    path.write_text(LOOP)
+    return path
+
+
+def manifest(runs):
+    return json.loads(list_sweeps(runs)[-1].read_text())
+
+
+# --------------------------------------------------------------------------------------------------
+# Distributions
+
+
+def test_ranges_draw_typed_values_within_bounds_reproducibly():
+    rng = random.Random(0)
+    lr = [space.loguniform(1e-5, 1e-1).sample(rng) for _ in range(2000)]
+    assert all(1e-5 <= v <= 1e-1 for v in lr) and all(isinstance(v, float) for v in lr)
+    import math
+    below = sum(v < 1e-3 for v in lr) / len(lr)  # half of the log range lies below 1e-3
+    assert 0.45 < below < 0.55
+    ints = [space.randint(32, 512).sample(rng) for _ in range(2000)]
+    assert all(isinstance(v, int) and 32 <= v <= 512 for v in ints) and {32, 512} <= set(ints)
+    stepped = {space.randint(32, 512, step=32).sample(rng) for _ in range(500)}
+    assert stepped <= set(range(32, 513, 32)) and len(stepped) > 10
+    logint = [space.randint(16, 1024, log=True).sample(rng) for _ in range(2000)]
+    assert sum(v < 128 for v in logint) / len(logint) == pytest.approx(math.log(128 / 16) / math.log(1024 / 16),
+                                                                         abs=0.06)
+    u = space.uniform(0, 0.5)
+    assert u.sample(random.Random(7), "integer") in (0,)  # an integer flag gets integers from any range
+    a = [space.uniform(0, 0.5).sample(random.Random(3)) for _ in range(3)]
+    assert a[0] == a[1] == a[2]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("loguniform(0,1)", "log scale needs low > 0"),
+    ("uniform(1,0)", "greater than high"),
+    ("normal(0,1)", "unknown distribution"),
+    ("randint(1.5,4)", "whole numbers"),
+    ("uniform(a,1)", "not a number"),
+    ("uniform(1)", "write uniform"),
+])
+def test_bad_range_specs_are_one_line_errors(text, message):
+    with pytest.raises(GridrunError, match=message):
+        space.parse_range(text)
+
+
+def test_range_forms_agree_and_record_exactly():
+    a = space.parse_range("loguniform(1e-5, 1e-1)")
+    b = space.from_yaml({"loguniform": [1e-5, 1e-1]})
+    assert a == b == gridrun.loguniform(1e-5, 1e-1)
+    assert space.from_yaml(a.to_json()) == a and str(space.randint(32, 512, step=32)) == "randint(32, 512, step=32)"
+    assert space.parse_range("64,128") is None  # a plain list
+
+
+def test_a_range_on_a_string_or_boolean_flag_is_refused():
+    specs = {"opt": gridrun.flag_string("opt", "adam"), "bn": gridrun.flag_boolean("bn", True)}
+    for name in specs:
+        with pytest.raises(GridrunError, match="cannot take the range"):
+            build_grid({name: space.uniform(0, 1)}, specs)
+    with pytest.raises(GridrunError, match="cannot take the range"):
+        gridrun.flag_string("opt", "adam", values=gridrun.uniform(0, 1))
+
+
+# --------------------------------------------------------------------------------------------------
+# The script's flag definitions give the grid
+
+
+def test_chapter_script_declares_its_grid_and_sample_gives_146():
+    specs = declared_flags(ROOT / "scripts" / "mnist_grid_search.py")
+    assert specs["nodes1"].values == (64, 128, 256) and specs["optimizer"].values == ("rmsprop", "adam")
+    from gridrun.sweep.tuning import _search_space
+
+    grid = _search_space(ROOT / "scripts" / "mnist_grid_search.py", None, None)
+    assert len(grid) == 2916
+    m = plan_sweep(ROOT / "scripts" / "mnist_grid_search.py", grid, sample=0.05, seed=1, ordered=False,
+                   runs_dir="/nonexistent")
+    assert len(m.trials) == 146 and len({t.combination for t in m.trials}) == 146
+    # --flag overrides one flag's values; the others stay declared
+    grid = _search_space(ROOT / "scripts" / "mnist_grid_search.py", {"nodes1": [128]}, None)
+    assert len(grid) == 972
+
+
+def test_declared_ranges_are_read_statically(tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text("import gridrun\nFLAGS = gridrun.flags(\n"
+                      "    gridrun.flag_numeric('lr', 0.01, values=gridrun.loguniform(1e-4, 1e-1)),\n"
+                      "    gridrun.flag_integer('units', 64, values=gridrun.randint(16, 256, step=16)),\n)\n")
+    specs = declared_flags(script)
+    assert specs["lr"].values == space.loguniform(1e-4, 1e-1)
+    assert specs["units"].values == space.randint(16, 256, step=16)
+    bad = tmp_path / "bad.py"
+    bad.write_text("import gridrun\nFLAGS = gridrun.flags(gridrun.flag_numeric('lr', 0.01, values=gridrun.loguniform(0, 1)))\n")
+    with pytest.raises(GridrunError, match="log scale"):
+        declared_flags(bad)
+    worse = tmp_path / "worse.py"
+    worse.write_text("import gridrun\nFLAGS = gridrun.flags(gridrun.flag_string('o', 'a', values=gridrun.uniform(0, 1)))\n")
+    with pytest.raises(FlagError, match="cannot take the range"):
+        declared_flags(worse)
+
+
+def test_sample_on_a_script_without_values_is_an_error(tmp_path):
+    script = tmp_path / "plain.py"
+    script.write_text("import gridrun\nFLAGS = gridrun.flags(gridrun.flag_numeric('lr', 0.1))\n")
+    with pytest.raises(GridrunError, match="declares no values to search"):
+        gridrun.tuning_run(script, sample=0.5, runs_dir=tmp_path / "runs", quiet=True)
+
+
+def test_ranges_need_a_count_and_draw_reproducibly_and_resume_the_same(loop_script, tmp_path):
+    runs = tmp_path / "runs"
+    with pytest.raises(GridrunError, match="whole count"):
+        gridrun.tuning_run(loop_script, {"q": gridrun.uniform(0.1, 0.9)}, sample=0.5, runs_dir=runs, quiet=True)
+    df = gridrun.tuning_run(loop_script, {"q": gridrun.uniform(0.1, 0.9), "epochs": [2]}, sample=4, seed=11,
+                            runs_dir=runs, quiet=True)
+    m = manifest(runs)
+    qs = sorted(t["flags"]["q"] for t in m["trials"])
+    assert len(df) == 4 and len(set(qs)) == 4 and all(0.1 <= q <= 0.9 for q in qs)
+    assert m["sampler"] == "random" and m["grid"]["ranges"] == {"q": {"uniform": [0.1, 0.9]}}
+    # recorded exactly: the run's flags.json holds the very float the manifest holds
+    for t in m["trials"]:
+        flags = json.loads((runs / t["run_dir"] / "flags.json").read_text())
+        assert flags["q"] == t["flags"]["q"]
+    runs2 = tmp_path / "runs2"
+    gridrun.tuning_run(loop_script, {"q": gridrun.uniform(0.1, 0.9), "epochs": [2]}, sample=4, seed=11,
+                       runs_dir=runs2, quiet=True)
+    assert sorted(t["flags"]["q"] for t in manifest(runs2)["trials"]) == qs
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    out = gridrun.tuning_run(ROOT / "scripts" / "mnist_grid_search.py", sample=0.05, seed=1, runs_dir=runs,
+                             dry_run=True)
+    text = capsys.readouterr().out
+    assert out is None and not runs.exists()
+    assert "2,916 total combinations of flags (sampled to 146 combinations)" in text
+    assert "trial 0: nodes1=" in text and "Dry run" in text
+
+
+# --------------------------------------------------------------------------------------------------
+# The metric a sweep optimizes
+
+
+def test_metric_max_end_to_end_is_recorded_and_ranks(loop_script, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    gridrun.tuning_run(loop_script, {"epochs": [2], "log_acc": [True]}, metric="val_acc", runs_dir=runs,
+                       ordered=True)
+    out = capsys.readouterr().out
+    m = manifest(runs)
+    assert m["metric"] == "val_acc" and m["mode"] is None
+    best = out.split("Best trials by val_acc:")[1].splitlines()[1]
+    assert "q=0.1" in best  # the highest val_acc, not the lowest
+    from gridrun.report.sweepdata import find_sweep_runs, load_sweep
+
+    data = load_sweep(m["id"], find_sweep_runs(m["id"], runs), metric="val_acc")
+    assert data.maximize and data.trials[data.best].run.flags["q"] == 0.1
+
+
+def test_a_metric_the_script_never_logs_is_an_error_naming_what_it_logged(loop_script, tmp_path):
+    with pytest.raises(GridrunError, match=r"'val_auc'.*it logged: loss, val_loss"):
+        gridrun.tuning_run(loop_script, {"epochs": [1]}, metric="val_auc", runs_dir=tmp_path / "runs", quiet=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pruners, on scripted metric sequences
+
+
+def test_asha_rungs_and_decisions():
+    asha = ASHA(grace=1, reduction=3)
+    assert [e for e in range(1, 30) if asha.is_rung(e)] == [1, 3, 9, 27]
+    assert [e for e in range(1, 30) if ASHA(grace=2, reduction=2, max_epochs=16).is_rung(e)] == [2, 4, 8]
+    # trial values (lower is better) at rung 1, arriving one after another
+    decisions = [asha(t, 1, v) for t, v in enumerate([0.5, 0.4, 0.9, 0.3, 0.6, 0.2])]
+    # 0.5 alone: goes on; 0.4 vs [0.4, 0.5]: best 1/3 -> keep best 1 -> goes on; 0.9: stops; 0.3 best: on;
+    # 0.6: stops; 0.2: best of 6 -> keep 2 -> goes on
+    assert decisions == [False, False, True, False, True, False]
+    assert asha(0, 2, 99.0) is False  # not a rung: no decision
+    assert asha(7, 1, float("nan")) is False  # a diverged value is not the pruner's to judge
+
+
+def test_median_pruner_decisions():
+    med = MedianPruner(warmup=1, startup=2)
+    assert med(0, 2, 1.0) is False and med(1, 2, 3.0) is False  # not enough others yet
+    assert med(2, 2, 2.5) is True  # median of 1.0, 3.0 is 2.0
+    assert med(3, 2, 1.5) is False
+    assert med(4, 1, 9.0) is False  # within warm-up
+
+
+def _pruned_sweep(loop_script, runs, **kw):
+    return gridrun.tuning_run(loop_script, {"q": [0.1, 0.5, 0.9, 0.3], "epochs": [8]}, ordered=True,
+                              prune="asha", prune_options={"grace": 1, "reduction": 2}, runs_dir=runs,
+                              quiet=True, **kw)
+
+
+def _check_pruned(runs):
+    m = manifest(runs)
+    status = {t["flags"]["q"]: t["status"] for t in m["trials"]}
+    assert status[0.1] == "completed"
+    assert status[0.9] == "pruned" and status[0.5] == "pruned"
+    df = gridrun.ls_runs(runs, sweep=m["id"])
+    by_q = {row.flag_q: row for row in df.itertuples()}
+    assert by_q[0.1].epochs_completed == 8 and by_q[0.9].epochs_completed == 1 and by_q[0.5].epochs_completed == 1
+    assert by_q[0.9].status == "pruned" and "pruned at epoch 1" in by_q[0.9].error_message
+    assert "finished" not in by_q[0.9].output and "swallowed" not in by_q[0.9].output
+    assert m["counts"]["failed"] == 0 and m["pruner"]["name"] == "asha"
+    return m
+
+
+def test_asha_prunes_custom_loop_trials_in_process(loop_script, tmp_path):
+    runs = tmp_path / "runs"
+    df = _pruned_sweep(loop_script, runs)
+    m = _check_pruned(runs)
+    assert df.attrs["trials_ended"] == 4
+    # pruned trials are final: a resume runs nothing again
+    gridrun.tuning_run(resume=m["id"], runs_dir=runs, quiet=True)
+    assert sum(len(t["attempts"]) for t in manifest(runs)["trials"]) == 4
+
+
+@pytest.mark.parametrize("backend", ["local", "dask"])
+def test_asha_prunes_on_workers(loop_script, tmp_path, backend):
+    if backend == "dask":
+        pytest.importorskip("distributed")
+    runs = tmp_path / "runs"
+    # one worker so that the arrival order (and so the decisions) is the trial order
+    _pruned_sweep(loop_script, runs, backend=backend, jobs=1)
+    _check_pruned(runs)
+
+
+def test_a_pruned_fit_trial_returns_early_and_ends_pruned(tmp_path):
+    script = tmp_path / "fit.py"
+    script.write_text(textwrap.dedent("""
+        import gridrun
+        from gridrun.datasets import load_prepared
+        FLAGS = gridrun.flags(gridrun.flag_numeric("lr", 0.01, values=[0.01, 1e-6]))
+        (x, y), _ = load_prepared("digits")
+        model = gridrun.Sequential([gridrun.Dense(16, activation="relu"), gridrun.Dense(10, activation="softmax")])
+        history = gridrun.fit(model, x[:300], y[:300], loss="categorical_crossentropy",
+                              optimizer=gridrun.optimizer("adam", learning_rate=FLAGS.lr), epochs=6,
+                              batch_size=64, validation_split=0.2, verbose=0)
+        print("fit returned after", history.epochs_completed, "epochs")
+    """))
+    runs = tmp_path / "runs"
+    gridrun.tuning_run(script, ordered=True, sample=1.0, prune="asha", prune_options={"grace": 2, "reduction": 2},
+                       runs_dir=runs, quiet=True)
+    m = manifest(runs)
+    slow = next(t for t in m["trials"] if t["flags"]["lr"] == 1e-6)
+    fast = next(t for t in m["trials"] if t["flags"]["lr"] == 0.01)
+    assert fast["status"] == "completed" and slow["status"] == "pruned"
+    out = (runs / slow["run_dir"] / "output.log").read_text()
+    assert "fit returned after 2 epochs" in out  # the script went on after fit, and the trial stayed pruned
+    props = json.loads((runs / slow["run_dir"] / "properties.json").read_text())
+    assert props["status"] == "pruned" and props["pruned_epoch"] == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# TPE
+
+
+def test_tpe_sampler_runs_asks_and_resumes_after_kill(loop_script, tmp_path):
+    pytest.importorskip("optuna")
+    runs = tmp_path / "runs"
+    slow = tmp_path / "slow.py"
+    slow.write_text(LOOP.replace('print("finished", FLAGS.q)', "import time; time.sleep(1.5)"))
+    cmd = [sys.executable, "-m", "gridrun.cli", "tuning-run", str(slow), "--flag", "q=uniform(0.05,0.95)",
+           "--flag", "epochs=1", "--sample", "8", "--sampler", "tpe", "--seed", "5", "--runs-dir", str(runs), "-q"]
+    proc = subprocess.Popen(cmd)
+    import time
+
+    def completed_dirs() -> set[str]:
+        out = set()
+        for d in runs.glob("2*"):
+            try:
+                if json.loads((d / "properties.json").read_text()).get("status") == "completed":
+                    out.add(d.name)
+            except (OSError, ValueError):
+                pass
+        return out
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(completed_dirs()) < 3:  # kill -9 the client after 3 trials
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    before = manifest(runs)
+    completed_before = completed_dirs()
+    assert 3 <= len(completed_before) < 8, "the sweep should be killed midway"
+    subprocess.run(cmd[:4] + ["--resume", before["id"], "--runs-dir", str(runs), "-q"], check=True)
+    after = manifest(runs)
+    assert after["status"] == "completed" and after["sampler"] == "tpe"
+    assert len(after["trials"]) == 8 and all(t["status"] == "completed" for t in after["trials"])
+    # nothing run twice: each completed run dir belongs to exactly one trial, and earlier ones were kept
+    recorded = {t["run_dir"] for t in after["trials"]}
+    assert len(recorded) == 8 and completed_before <= recorded
+    assert completed_dirs() == recorded  # no trial completed twice
+    qs = [t["flags"]["q"] for t in after["trials"]]
+    assert len(set(qs)) == 8 and all(0.05 <= q <= 0.95 for q in qs)
