@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -255,6 +256,9 @@ def test_asha_prunes_custom_loop_trials_in_process(loop_script, tmp_path):
     df = _pruned_sweep(loop_script, runs)
     m = _check_pruned(runs)
     assert df.attrs["trials_ended"] == 4
+    # the sweep report shows pruned trials in their own colour and the best-so-far chart
+    page = Path(gridrun.sweep_report(m["id"], runs_dir=runs)).read_text()
+    assert "status-pruned" in page and "best val_loss against trial-epochs spent" in page
     # pruned trials are final: a resume runs nothing again
     gridrun.tuning_run(resume=m["id"], runs_dir=runs, quiet=True)
     assert sum(len(t["attempts"]) for t in manifest(runs)["trials"]) == 4
@@ -338,3 +342,29 @@ def test_tpe_sampler_runs_asks_and_resumes_after_kill(loop_script, tmp_path):
     assert completed_dirs() == recorded  # no trial completed twice
     qs = [t["flags"]["q"] for t in after["trials"]]
     assert len(set(qs)) == 8 and all(0.05 <= q <= 0.95 for q in qs)
+
+
+def test_tpe_takes_several_asks_in_flight_and_learns_from_tells():
+    pytest.importorskip("optuna")
+    from gridrun.record import Status
+    from gridrun.sweep.samplers import TPESampler
+    from gridrun.sweep.state import Trial
+
+    specs = {"x": gridrun.flag_numeric("x", 0.0), "k": gridrun.flag_string("k", "a"),
+             "n": gridrun.flag_integer("n", 1)}
+    grid = build_grid({"x": gridrun.uniform(-1, 1), "k": ["a", "b"], "n": gridrun.randint(1, 9)}, specs)
+    sampler = TPESampler(grid, seed=0, metric="val_loss")
+    losses = []
+    for start in range(0, 36, 4):  # four asks in flight before any tell, as with --jobs 4
+        batch = [Trial(trial=i, flags={}) for i in range(start, start + 4)]
+        for t in batch:
+            t.flags = sampler.ask(t)
+            assert isinstance(t.flags["n"], int) and 1 <= t.flags["n"] <= 9 and -1 <= t.flags["x"] <= 1
+        for t in batch:
+            t.status = Status.COMPLETED
+            t.metrics = {"val_loss": (t.flags["x"] - 0.5) ** 2 + (0.5 if t.flags["k"] == "b" else 0.0)}
+            losses.append(t.metrics["val_loss"])
+            sampler.tell(t)
+    assert len(sampler.study.trials) == 36 and not sampler.live
+    first, last = sorted(losses[:12]), sorted(losses[-12:])
+    assert statistics.median(last) < statistics.median(first)  # it learned where the good values are

@@ -22,6 +22,7 @@ TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#ff7f0e"
 RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 BEST_COLOR = "#d62728"
+PRUNED_COLOR = "#d97706"  # pruned trials: stopped early by the sweep's pruner, not failed
 
 
 @dataclass
@@ -222,3 +223,30 @@ def flag_charts(
             fig.update_xaxes(type="log")
         charts.append(Chart(f"flag-{n}", name, _figure(fig)))
     return charts
+
+
+def best_so_far(
+    spent: Sequence[int], values: Sequence[float | None], statuses: Sequence[str], metric: str, maximize: bool,
+    labels: Sequence[str],
+) -> Chart | None:
+    """The sweep's best metric so far against the trial-epochs spent, trials in the order they ended:
+    how fast a search (pruned or not) finds its best. Pruned trials are marked in their own colour."""
+    if len(spent) < 2 or not any(_is_number(v) for v in values):
+        return None
+    xs, best, cum, current = [], [], 0, None
+    for n, v in zip(spent, values):
+        cum += int(n or 0)
+        if _is_number(v) and (current is None or (v > current if maximize else v < current)):
+            current = v
+        xs.append(cum)
+        best.append(current)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=xs, y=best, mode="lines", line=dict(shape="hv", color=BEST_COLOR), name="best so far"))
+    for status, color in (("completed", TRAIN_COLOR), ("pruned", PRUNED_COLOR)):
+        pts = [i for i, s in enumerate(statuses) if s == status and _is_number(values[i])]
+        if pts:
+            fig.add_trace(go.Scatter(x=[xs[i] for i in pts], y=[values[i] for i in pts], mode="markers",
+                                     name=f"{status} trials", text=[label(labels[i]) for i in pts],
+                                     marker=dict(size=8, color=color, opacity=0.8)))  # fmt: skip
+    fig.update_layout(**_layout(f"best {metric} so far", "trial-epochs spent", metric, hovermode="closest"))
+    return Chart("best-so-far", f"best {metric} against trial-epochs spent", _figure(fig))

@@ -314,6 +314,11 @@ def sweep_page(data: SweepData) -> str:
     if pc is not None:
         chart_list.append(pc)
     chart_list += charts.flag_charts(varied, trials, data.metric, labels, best=data.best)
+    ended = sorted(data.trials, key=lambda t: str(t.run.properties.get("end") or "~"))  # in the order they ended
+    budget = charts.best_so_far([t.run.epochs_completed for t in ended], [t.value for t in ended],
+                                [t.run.status for t in ended], data.metric, data.maximize, [t.label for t in ended])
+    if budget is not None:
+        chart_list.append(budget)
     return render(
         "sweep.html",
         title=f"Sweep {data.sweep}",

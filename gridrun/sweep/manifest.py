@@ -177,7 +177,9 @@ def plan_sweep(
         seed = random.SystemRandom().randrange(2**31)
     chosen = make_sampler(sampler, grid, seed, metric, mode)
     if grid.has_ranges:
-        if sample is None or (isinstance(sample, float) and not sample.is_integer()) or sample <= 1:
+        whole = (isinstance(sample, int) and not isinstance(sample, bool) and sample >= 1) or (
+            isinstance(sample, float) and sample.is_integer() and sample > 1)
+        if not whole:
             raise GridrunError(
                 f"this sweep draws from ranges ({', '.join(f'{k}={r}' for k, r in grid.ranges.items())}): "
                 f"give the number of trials as a whole count, e.g. --sample 50 (a fraction of a range has no size)"
