@@ -199,6 +199,13 @@ def test_metric_max_end_to_end_is_recorded_and_ranks(loop_script, tmp_path, caps
 
     data = load_sweep(m["id"], find_sweep_runs(m["id"], runs), metric="val_acc")
     assert data.maximize and data.trials[data.best].run.flags["q"] == 0.1
+    assert f"gridrun ls --sweep {m['id']} --order metric_val_acc" in out
+    # sweep-report needs not be told the metric again: it is in the manifest
+    page = Path(gridrun.sweep_report(m["id"], runs_dir=runs, open_browser=False)).read_text()
+    import re
+
+    data_json = re.search(r'<script type="application/json" id="gridrun-page">(.*?)</script>', page, re.S)
+    assert json.loads(data_json.group(1))["metric"] == "val_acc"
 
 
 def test_a_metric_the_script_never_logs_is_an_error_naming_what_it_logged(loop_script, tmp_path):

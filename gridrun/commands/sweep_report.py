@@ -13,8 +13,9 @@ HELP = "Write the HTML report of a tuning run's trials (default: the latest swee
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweep", nargs="?", help="sweep id (the `sweep` column of `gridrun ls`; default: the latest)")
     add_runs_dir(parser)
-    parser.add_argument("--metric", default="val_loss",
-                        help="metric that ranks the trials: a metric name or eval_NAME (default: val_loss)")
+    parser.add_argument("--metric", default=None,
+                        help="metric that ranks the trials: a metric name or eval_NAME (default: the sweep's "
+                             "--metric, else val_loss)")
     direction = parser.add_mutually_exclusive_group()
     direction.add_argument("--maximize", dest="maximize", action="store_true", default=None,
                            help="higher is better (default: guessed from the name, e.g. acc)")

@@ -26,7 +26,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer, TextLexer, get_lexer_for_filename
 from pygments.util import ClassNotFound
 
-from .._io import clean_json, dumps, write_text_atomic
+from .._io import clean_json, dumps, read_json, write_text_atomic
 from ..errors import GridrunError
 from . import charts
 from .rundata import RunData, format_value, latest_runs, load_run, resolve_run
@@ -334,7 +334,7 @@ def sweep_report(
     runs_dir: str | os.PathLike = "runs",
     output: str | os.PathLike | None = None,
     open_browser: bool = True,
-    metric: str = "val_loss",
+    metric: str | None = None,
     maximize: bool | None = None,
 ) -> Path:
     """The report of a tuning run: its trials in a sortable table, flags against `metric` (parallel
@@ -360,6 +360,11 @@ def sweep_report(
             f"cannot make a sweep report of {type(sweep_id_or_df).__name__}: give a sweep id or a "
             "DataFrame from gridrun.ls_runs()"
         )
+    if metric is None:  # the metric the sweep was run with (its manifest), else val_loss
+        manifest = read_json(Path(runs_dir) / "sweeps" / f"{safe_file_part(sweep)}.json", {}) or {}
+        metric = manifest.get("metric") or "val_loss"
+        if maximize is None and manifest.get("mode") in ("min", "max"):
+            maximize = manifest["mode"] == "max"
     data = load_sweep(sweep, paths, metric=metric, maximize=maximize)
     stem = safe_file_part(data.sweep)
     default = Path(runs_dir) / REPORTS_DIR / (f"{stem}.html" if stem.startswith("sweep") else f"sweep-{stem}.html")

@@ -128,6 +128,8 @@ def print_results(manifest: Manifest, seconds: float, quiet: bool = False, strea
             print(f"  {scoring.score(t.metrics, metric)[1]:.4g}  {t.run_dir}  {flags}", file=stream)
         print(f"View a run: gridrun view {best[0].run_dir}{hint_args}   "
               f"The sweep: gridrun sweep-report {manifest.id}{hint_args}", file=stream)
+        print(f"All trials, best first: gridrun ls --sweep {manifest.id} --order metric_{metric}{hint_args}",
+              file=stream)
     if failed:
         print(f"Rerun the failed trials with: gridrun tuning-run --resume {manifest.id}{hint_args}", file=stream)
     stream.flush()
