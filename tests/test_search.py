@@ -271,10 +271,11 @@ def test_asha_prunes_custom_loop_trials_in_process(loop_script, tmp_path):
     assert sum(len(t["attempts"]) for t in manifest(runs)["trials"]) == 4
 
 
-@pytest.mark.parametrize("backend", ["local", "dask"])
+@pytest.mark.parametrize("backend", ["local", "dask", "ray"])
 def test_asha_prunes_on_workers(loop_script, tmp_path, backend):
-    if backend == "dask":
-        pytest.importorskip("distributed")
+    """Remote backends (dask, ray) share no files with the client here: trials run in worker temp dirs."""
+    if backend in ("dask", "ray"):
+        pytest.importorskip({"dask": "distributed", "ray": "ray"}[backend])
     runs = tmp_path / "runs"
     # one worker so that the arrival order (and so the decisions) is the trial order
     _pruned_sweep(loop_script, runs, backend=backend, jobs=1)
