@@ -212,16 +212,23 @@ def check_flags(script: Path, flags: dict[str, Any]) -> dict[str, Any]:
     if not declared:
         if not flags:
             return {}
-        given = " ".join(f"--flag {k}={v}" for k, v in flags.items())
-        raise FlagError(
-            f"{script.name} declares no flags (no gridrun.flags(...) call with declarations), so {given} cannot "
-            f"be used: declare them in the script, e.g. FLAGS = gridrun.flags({next(iter(flags))}=...), "
-            f"or pass the script's own arguments after `--`"
-        )
+        raise no_flags_error(script, {k: [v] for k, v in flags.items()})
     unknown = [k for k in flags if k not in declared]
     if unknown:
         raise FlagError(undeclared_message(unknown, list(declared)))
     return {k: declared[k].parse(v) for k, v in flags.items()}
+
+
+def no_flags_error(script: Path, flags: dict[str, list[Any]]) -> FlagError:
+    """The error for flag values given to a script that declares no flags (they would reach it as
+    untyped strings that nothing reads)."""
+    given = " ".join(f"--flag {k}={','.join(map(str, v))}" for k, v in flags.items()) or "flag values"
+    first = next(iter(flags), "name")
+    return FlagError(
+        f"{script.name} declares no flags (no gridrun.flags(...) declaration found in it), so {given} cannot be "
+        f"used: declare them in the script, e.g. FLAGS = gridrun.flags({first}=...), or pass the script's own "
+        f"arguments after `--`"
+    )
 
 
 def training_run(

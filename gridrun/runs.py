@@ -306,10 +306,19 @@ def _as_run_list(runs: Any) -> list[Any] | None:
     return list(runs)
 
 
+def _resolve_all(runs: Any, runs_dir: str | os.PathLike) -> list[Path]:
+    """Resolve a list or table of runs: names inside `runs_dir`; the rows of a table (ls_runs of any
+    runs dir) inside their own runs dir."""
+    if isinstance(runs, pd.DataFrame):
+        listed = _as_run_list(runs) or []
+        return [resolve_run(p, Path(str(p)).resolve().parent) for p in listed]
+    return [resolve_run(r, runs_dir) for r in _as_run_list(runs) or []]
+
+
 def select_runs(runs: Any, runs_dir: str | os.PathLike, failed: bool) -> list[Path]:
     """The runs to act on: `runs` (names, paths, or a table of ls_runs rows), else all (or the failed)."""
-    if isinstance(runs, pd.DataFrame) and runs.empty:
-        return []  # an empty table selects no run (not every run)
+    if isinstance(runs, pd.DataFrame):
+        return _resolve_all(runs, runs_dir)  # an empty table selects no run (not every run)
     listed = _as_run_list(runs)
     if listed:
         return [resolve_run(r, runs_dir) for r in listed]
@@ -324,10 +333,10 @@ def clean_runs(runs: Any = None, runs_dir: str | os.PathLike = "runs", failed: b
     `ls_runs(subset="metric_val_acc < 0.9")`), by default all runs, or with `failed=True` the failed and
     interrupted ones. Returns the archived paths."""
     targets = select_runs(runs, runs_dir, failed)
-    archive = Path(runs_dir) / ARCHIVE_DIR
-    archive.mkdir(parents=True, exist_ok=True)
     moved = []
     for path in targets:
+        archive = path.parent / ARCHIVE_DIR  # the runs dir's archive (a table's rows: their own runs dir)
+        archive.mkdir(parents=True, exist_ok=True)
         dest = archive / path.name
         if dest.exists():
             raise GridrunError(f"{dest} already exists in the archive: purge it first with `gridrun purge`")
@@ -337,24 +346,20 @@ def clean_runs(runs: Any = None, runs_dir: str | os.PathLike = "runs", failed: b
 
 
 def purge_runs(runs_dir: Any = "runs", runs: Any = None) -> list[Path]:
-    """Delete archived runs (runs_dir/archive): all of them, or only `runs` (names or a table of
-    `ls_runs("runs/archive")` rows). Runs that are not in the archive are refused: clean them first.
-    As in tfruns, a table may also be given first: `purge_runs(ls_runs("runs/archive").head(3))`."""
-    if isinstance(runs_dir, pd.DataFrame) or (isinstance(runs_dir, list) and runs is None):
+    """Delete archived runs (runs_dir/archive): all of them, or only `runs` (names in the archive, or a
+    table of `ls_runs("runs/archive")` rows, which may also come first, as in tfruns:
+    `purge_runs(ls_runs("runs/archive").head(3))`). A run that is not archived is refused: clean it first."""
+    if isinstance(runs_dir, (pd.DataFrame, list)) and runs is None:
         runs, runs_dir = runs_dir, "runs"
-        if isinstance(runs, pd.DataFrame) and len(runs):
-            runs_dir = Path(str(runs["run_dir"].iloc[0])).parent.parent  # rows of ls_runs("DIR/archive")
     archive = Path(runs_dir) / ARCHIVE_DIR
-    wanted = _as_run_list(runs)
-    if wanted is None:
+    if runs is None:
         removed = [p for p in sorted(archive.iterdir()) if p.is_dir()] if archive.is_dir() else []
     else:
-        removed = []
-        for r in wanted:
-            path = resolve_run(r, archive) if archive.is_dir() else None
-            if path is None or path.parent != archive.resolve():
-                raise GridrunError(f"run {r!s} is not in the archive {archive}: archive it first with clean_runs()")
-            removed.append(path)
+        removed = _resolve_all(runs, archive)
+        live = [p for p in removed if p.parent.name != ARCHIVE_DIR]
+        if live:
+            raise GridrunError(f"run {live[0].name} is not in an archive: archive it first with clean_runs() "
+                               f"(purge deletes only archived runs)")
     for path in removed:
         shutil.rmtree(path)
     return removed
@@ -374,12 +379,12 @@ def copy_run(run: Any, to: str | os.PathLike, runs_dir: str | os.PathLike = "run
             raise GridrunError("rename= names the copy of one run: give one run, or leave rename out")
         if artifacts_only:
             raise GridrunError("artifacts_only copies one run's artifacts into `to`: give one run")
-        srcs = [resolve_run(r, runs_dir) for r in runs]
+        srcs = _resolve_all(run, runs_dir)
         clash = [Path(to) / s.name for s in srcs if (Path(to) / s.name).exists()]
         if clash:
             raise GridrunError(f"{clash[0]} already exists: choose another destination or remove it")
         return [_copy_one(s, Path(to), None) for s in srcs]
-    src = resolve_run(runs[0], runs_dir)
+    src = _resolve_all(run, runs_dir)[0] if isinstance(run, pd.DataFrame) else resolve_run(runs[0], runs_dir)
     dest = Path(to)
     if artifacts_only:
         src_art = src / rundir.ARTIFACTS_DIR

@@ -22,6 +22,7 @@ from ..errors import GridrunError
 from ..executors import get_executor
 from ..grid import build_grid
 from ..record import Status
+from ..runner import no_flags_error, runs_dir_hint
 from .groups import Grouper
 from .loop import run_sweep
 from .manifest import (
@@ -108,7 +109,10 @@ def tuning_run(
             raise GridrunError("a grid needs the script it is for: give the script path")
         from ..flagspec import declared_flags
 
-        specs = declared_flags(script_path) or None
+        specs = declared_flags(script_path)
+        if not specs:  # values would reach the script as untyped strings that nothing reads
+            raise no_flags_error(script_path, {str(k): list(v) if isinstance(v, (list, tuple)) else [v]
+                                               for k, v in (flags or {}).items()})
         grid = build_grid(flags, specs, combinations=combinations, script=script_path.name)
 
     if resume:
@@ -158,14 +162,14 @@ def tuning_run(
         run_sweep(manifest, executor, runs_dir, retries=retries, max_failures=max_failures, quiet=quiet,
                   max_bytes=max_artifact_bytes, grouper=grouper)
     except KeyboardInterrupt:
-        print(f"\nSweep {manifest.id} interrupted; continue it with: gridrun tuning-run --resume {manifest.id}",
-              file=sys.stderr, flush=True)
+        print(f"\nSweep {manifest.id} interrupted; continue it with: gridrun tuning-run --resume {manifest.id}"
+              f"{runs_dir_hint(runs_dir)}", file=sys.stderr, flush=True)
         raise
     finally:
         executor.close()
         close_orphans(manifest, runs_dir)
         manifest.save()
-    print_results(manifest, time.monotonic() - t0, quiet=quiet)
+    print_results(manifest, time.monotonic() - t0, quiet=quiet, hint_args=runs_dir_hint(runs_dir))
     from ..runs import ls_runs
 
     df = ls_runs(runs_dir, sweep=manifest.id)
