@@ -145,14 +145,14 @@ def execute(
     """
     script = Path(script).resolve()
     ctx = RunContext.open(run_dir, flags)
+    args = {} if script_args is None and "script_args" in ctx.properties else {
+        "script_args": [str(a) for a in script_args or []]}  # its presence tells gridrun.flags() to skip sys.argv
     if ctx.properties.get("status") != "running":  # training_run's parent may have started it already
-        ctx.write_properties(**start_properties(script, context, sweep, trial))
+        ctx.write_properties(**start_properties(script, context, sweep, trial), **args)
     else:
-        ctx.write_properties(pid=os.getpid(), hostname=rundir.hostname())
+        ctx.write_properties(pid=os.getpid(), hostname=rundir.hostname(), **args)
     if properties:
         ctx.write_properties(**properties)
-    if script_args is not None or "script_args" not in ctx.properties:
-        ctx.write_properties(script_args=[str(a) for a in script_args or []])
     if not (ctx.run_dir / rundir.FLAGS_FILE).exists():
         ctx.write_flags(ctx.flags)
     snapshot_source(script, ctx.run_dir)
