@@ -1,6 +1,7 @@
 """Entry point of the child process started by `gridrun training-run`: run one script, recorded.
 
-    python -m gridrun._child SCRIPT RUN_DIR     (flags come in GRIDRUN_FLAGS, the run in GRIDRUN_RUN_DIR)
+    python -m gridrun._child SCRIPT RUN_DIR     (flags come in GRIDRUN_FLAGS, the run in GRIDRUN_RUN_DIR,
+                                                 the script's own arguments in the run's script_args property)
 """
 
 from __future__ import annotations

@@ -38,16 +38,47 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f".commands.{name}", __package__)
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _parser=p,
+                       _takes_script_args=getattr(module, "TAKES_SCRIPT_ARGS", False))
     return parser
+
+
+def unrecognized_message(extra: list[str], takes_script_args: bool = False) -> str:
+    """argparse's "unrecognized arguments", with the fix: `--nodes1 64` is written `--flag nodes1=64`."""
+    suggestions = []
+    i = 0
+    while i < len(extra):
+        arg = extra[i]
+        if arg.startswith("--") and len(arg) > 2:
+            name, eq, value = arg[2:].partition("=")
+            if not eq and i + 1 < len(extra) and not extra[i + 1].startswith("--"):
+                value, i = extra[i + 1], i + 1
+            suggestions.append(f"--flag {name.replace('-', '_')}={value or 'VALUE'}")
+        i += 1
+    text = f"unrecognized arguments: {' '.join(extra)}"
+    if suggestions:
+        text += f"; flags go as {' '.join(suggestions)}"
+    if takes_script_args:
+        text += f"{',' if suggestions else ';'} and the script's own arguments after -- (e.g. -- --data x.csv)"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script_args = None
+    if "--" in argv:  # what follows `--` is passed to the script as its own arguments
+        cut = argv.index("--")
+        argv, script_args = argv[:cut], argv[cut + 1:]
+    args, extra = parser.parse_known_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    if extra:
+        args._parser.error(unrecognized_message(extra, args._takes_script_args))
+    if script_args is not None and not args._takes_script_args:
+        args._parser.error(f"{args.command} takes no script arguments after --: remove `-- {' '.join(script_args)}`")
+    args.script_args = script_args or []
     try:
         return int(args._run(args) or 0)
     except GridrunError as exc:

@@ -289,7 +289,10 @@ def _resolve(specs, keyword_defaults, config, file, arguments, ctx) -> Flags | s
     declared = _collect(specs, keyword_defaults)
     values = {name: s.default for name, s in declared.items()}
     sources = dict.fromkeys(declared, "default")
-    argv = list(sys.argv[1:] if arguments is None else arguments)
+    if arguments is None and ctx is not None and isinstance(ctx.properties.get("script_args"), list):
+        argv: list[str] = []  # started by gridrun: its flags come from the runner, sys.argv is the script's
+    else:
+        argv = list(sys.argv[1:] if arguments is None else arguments)
     cli, cli_config, want_help = parse_command_line(argv)
     if want_help:
         return help_text(declared)
@@ -310,12 +313,17 @@ def _resolve(specs, keyword_defaults, config, file, arguments, ctx) -> Flags | s
 
 
 def parse_command_line(argv: list[str]) -> tuple[dict[str, str], str | None, bool]:
-    """Parse `--name value`, `--name=value` (and `--config NAME`, `--help`); '-' in names becomes '_'."""
+    """Parse `--name value`, `--name=value` (and `--config NAME`, `--help`); '-' in names becomes '_'.
+
+    Parsing stops at `--`: what follows belongs to the script (its own arguments), not to its flags.
+    """
     out: dict[str, str] = {}
     config = None
     i = 0
     while i < len(argv):
         arg = argv[i]
+        if arg == "--":  # the rest are the script's own arguments, not flags
+            break
         if arg in ("-h", "--help"):
             return out, config, True
         if not arg.startswith("--") or len(arg) == 2:
@@ -357,7 +365,8 @@ def read_flags_file(path: Path, config: str | None, required: bool = False) -> d
         return {}
     if not isinstance(data, dict):
         raise FlagError(f"flags file {path} must hold a mapping of flag: value, not a {type(data).__name__}")
-    profiled = "default" in data and isinstance(data["default"], dict)
+    # profiles: a `default:` mapping plus named ones, or (as tfruns allows) named mappings only
+    profiled = isinstance(data.get("default"), dict) or all(isinstance(v, dict) for v in data.values())
     if not profiled:
         if config:
             raise FlagError(
@@ -366,10 +375,10 @@ def read_flags_file(path: Path, config: str | None, required: bool = False) -> d
             )
         mapping = data
     else:
-        if config and config not in data:
+        if config and config != "default" and config not in data:
             names = ", ".join(k for k, v in data.items() if isinstance(v, dict))
             raise FlagError(f"unknown profile '{config}' in {path}; profiles there: {names}")
-        mapping = dict(data["default"])
+        mapping = dict(data.get("default") or {})
         if config and config != "default":
             if not isinstance(data[config], dict):
                 raise FlagError(f"profile '{config}' in {path} must be a mapping of flag: value")
@@ -398,8 +407,11 @@ def help_text(declared: dict[str, FlagSpec]) -> str:
 def declared_flags(script: str | os.PathLike) -> dict[str, FlagSpec]:
     """Find the `gridrun.flags(...)` declaration in a script's source and return its specs.
 
-    Only literal arguments are understood (as in every example); anything else raises FlagError with
-    the fix. Used by tuning runs to type and check every grid value before a trial starts.
+    Values are read without running the script: literals, simple constant expressions of them
+    (`2**7`, `-1e-3`, `1 / 3`, `"relu" + "6"`) and module-level constants assigned once from such an
+    expression (`UNITS = 128` ... `flag_integer("units", UNITS)`). Anything else (a function call, an
+    import, a value computed at run time) raises FlagError saying how to fix it. Used by training and
+    tuning runs to type and check every flag value before a trial starts.
     """
     path = Path(script)
     try:
@@ -408,45 +420,123 @@ def declared_flags(script: str | os.PathLike) -> dict[str, FlagSpec]:
         raise FlagError(f"script {path} does not exist: check the path") from None
     except SyntaxError as exc:
         raise FlagError(f"script {path} has a syntax error at line {exc.lineno}: {exc.msg}") from None
+    consts = _ConstantReader(tree, path)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and _call_name(node) == "flags":
             specs: list[FlagSpec] = []
             for arg in node.args:
                 if not (isinstance(arg, ast.Call) and _call_name(arg) in _DECLARERS):
                     raise FlagError(f"{path}:{node.lineno}: gridrun.flags() arguments must be flag_*() calls")
-                try:
-                    pos = [ast.literal_eval(a) for a in arg.args]
-                    kws = {k.arg: _search_values_node(k.value) if k.arg == "values" else ast.literal_eval(k.value)
-                           for k in arg.keywords}
-                except ValueError:
-                    raise FlagError(
-                        f"{path}:{arg.lineno}: flag declarations must use literal values so gridrun can read "
-                        f"them without running the script"
-                    ) from None
+                what = "a flag declaration"
+                if arg.args and isinstance(arg.args[0], ast.Constant):
+                    what = f"flag '{arg.args[0].value}'"
+                pos = [consts.value(a, what) for a in arg.args]
+                kws = {k.arg: consts.value(k.value, what) for k in arg.keywords}
                 specs.append(_DECLARERS[_call_name(arg)](*pos, **kws))
             kw = {}
             for k in node.keywords:
                 if k.arg in ("config", "file", "arguments"):
                     continue
-                try:
-                    kw[k.arg] = ast.literal_eval(k.value)
-                except ValueError:
-                    raise FlagError(f"{path}:{node.lineno}: flag '{k.arg}' needs a literal default") from None
+                if k.arg is None:
+                    raise FlagError(f"{path}:{node.lineno}: gridrun.flags(**...) cannot be read without running the "
+                                    f"script: declare each flag, e.g. gridrun.flags(nodes=64, lr=0.01)")
+                kw[k.arg] = consts.value(k.value, f"flag '{k.arg}'")
             return _collect(tuple(specs), kw)
     return {}
 
 
-def _search_values_node(node: ast.expr) -> Any:
-    """The `values=` of a declaration: a literal list, or a range call `gridrun.loguniform(1e-4, 1e-1)`."""
-    if isinstance(node, ast.Call):
-        from . import space
+_BINOPS: dict[type, Any] = {
+    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
+    ast.Pow: lambda a, b: a**b,
+}
+_UNARY: dict[type, Any] = {ast.USub: lambda a: -a, ast.UAdd: lambda a: +a, ast.Not: lambda a: not a}
 
-        name = _call_name(node)
-        if name not in space.KINDS:
-            raise ValueError(name)
-        args = [ast.literal_eval(a) for a in node.args]
-        return getattr(space, name)(*args, **{k.arg: ast.literal_eval(k.value) for k in node.keywords})
-    return ast.literal_eval(node)
+
+class _NotConstant(Exception):
+    """A value that cannot be known without running the script (the node that is not constant)."""
+
+    def __init__(self, node: ast.AST):
+        super().__init__(node)
+        self.node = node
+
+
+class _ConstantReader:
+    """Evaluate a flag declaration's values from a script's AST: literals, arithmetic on them, and
+    module-level names assigned exactly once from such a value. Nothing is executed."""
+
+    def __init__(self, tree: ast.Module, path: Path):
+        self.path = path
+        self.assigned: dict[str, list[ast.expr | None]] = {}
+        for stmt in tree.body:
+            targets: list[ast.expr] = []
+            value: ast.expr | None = None
+            if isinstance(stmt, ast.Assign):
+                targets, value = stmt.targets, stmt.value
+            elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
+                targets, value = [stmt.target], stmt.value if isinstance(stmt, ast.AnnAssign) else None
+            elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                for alias in stmt.names:
+                    self.assigned.setdefault((alias.asname or alias.name).split(".")[0], []).append(None)
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    self.assigned.setdefault(target.id, []).append(value)
+                else:  # a, b = ... : not read
+                    for n in ast.walk(target):
+                        if isinstance(n, ast.Name):
+                            self.assigned.setdefault(n.id, []).append(None)
+
+    def value(self, node: ast.expr, what: str) -> Any:
+        try:
+            return self._eval(node, ())
+        except _NotConstant as exc:
+            bad = ast.unparse(exc.node)
+            raise FlagError(
+                f"{self.path}:{node.lineno}: {what} uses `{bad}`, which gridrun cannot read without running the "
+                f"script: write its default as a literal (128, 1e-3, 'adam'), a simple expression of literals "
+                f"(2**7, -1e-3) or a module-level constant assigned once from one (UNITS = 128), and set other "
+                f"values with --flag or flags.yml"
+            ) from None
+
+    def _eval(self, node: ast.expr, seen: tuple[str, ...]) -> Any:
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+            return self._apply(_UNARY[type(node.op)], node, self._eval(node.operand, seen))
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            left, right = self._eval(node.left, seen), self._eval(node.right, seen)
+            big = isinstance(node.op, ast.Pow) and isinstance(right, (int, float)) and abs(right) > 1024
+            if big or (isinstance(node.op, ast.Mult) and str in (type(left), type(right))):
+                raise _NotConstant(node)  # no huge numbers or strings from a declaration
+            return self._apply(_BINOPS[type(node.op)], node, left, right)
+        if isinstance(node, ast.Name) and node.id not in seen:
+            values = self.assigned.get(node.id, [])
+            if len(values) == 1 and values[0] is not None:
+                return self._eval(values[0], (*seen, node.id))
+        if isinstance(node, (ast.List, ast.Tuple)):  # values=[64, 128, 256]
+            return [self._eval(e, seen) for e in node.elts]
+        if isinstance(node, ast.Call) and _call_name(node) in _RANGES:  # values=gridrun.loguniform(1e-4, 1e-1)
+            from . import space
+
+            args = [self._eval(a, seen) for a in node.args]
+            kwargs = {k.arg: self._eval(k.value, seen) for k in node.keywords if k.arg}
+            try:
+                return getattr(space, _call_name(node))(*args, **kwargs)
+            except TypeError:
+                raise _NotConstant(node) from None
+        raise _NotConstant(node)
+
+    @staticmethod
+    def _apply(fn: Any, node: ast.expr, *args: Any) -> Any:
+        if not all(isinstance(a, (int, float, str, bool)) or a is None for a in args):
+            raise _NotConstant(node)
+        try:
+            return fn(*args)
+        except (TypeError, ValueError, ArithmeticError):
+            raise _NotConstant(node) from None
+
+
+_RANGES = ("uniform", "loguniform", "randint")
 
 
 def _call_name(node: ast.Call) -> str | None:

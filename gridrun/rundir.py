@@ -178,7 +178,39 @@ def current() -> RunContext | None:
             flags = json.loads(os.environ.get(ENV_FLAGS) or "{}")
             Path(path).mkdir(parents=True, exist_ok=True)
             _env_context = RunContext.open(path, flags)
+            if _env_context.properties.get("status") != "running":  # no runner started it: a run by hand
+                _start_by_hand(_env_context)
         return _env_context
+
+
+def _start_by_hand(ctx: RunContext) -> None:
+    """`GRIDRUN_RUN_DIR=runs/my-run python train.py`: record the script as an ordinary run (listed by
+    ls_runs, viewable), ended when the process exits: completed, or failed with the uncaught exception."""
+    import atexit
+    import sys
+    import traceback
+
+    script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    ctx.write_properties(script=script.name if script else None, script_path=str(script) if script else None,
+                         start=iso(utc_now()), end=None, status="running", completed=False, type="training",
+                         context="local", hostname=hostname(), pid=os.getpid())
+    failure: list[str] = []
+    previous = sys.excepthook
+
+    def hook(kind, exc, tb):  # an uncaught exception: remember it for the exit handler
+        failure[:] = [f"{kind.__name__}: {exc}", "".join(traceback.format_exception(kind, exc, tb))]
+        previous(kind, exc, tb)
+
+    def end() -> None:
+        interrupted = bool(failure) and failure[0].startswith("KeyboardInterrupt")
+        status = "interrupted" if interrupted else "failed" if failure else "completed"
+        ctx.write_properties(end=iso(utc_now()), status=status, completed=status == "completed",
+                             exit_code=(130 if interrupted else 1) if failure else 0,
+                             error_message=failure[0] if failure else None,
+                             error_traceback=failure[1] if failure else None)
+
+    sys.excepthook = hook
+    atexit.register(end)
 
 
 @contextmanager

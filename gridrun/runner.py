@@ -134,11 +134,14 @@ def execute(
     echo: bool = False,
     properties: dict[str, Any] | None = None,
     epoch_hook: Any = None,
+    script_args: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run `script` in this process, recorded into `run_dir`; return the final properties.
 
     `epoch_hook(ctx, values)` is called after each `log_metrics` of the run (a sweep's pruner); it may
-    raise TrialPruned, which ends the run as `pruned`.
+    raise TrialPruned, which ends the run as `pruned`. `script_args` are the script's own command-line
+    arguments (sys.argv after its name); they are recorded as the `script_args` property, and
+    `gridrun.flags()` does not parse them.
 
     Never raises for the script's own errors: an exception, a non-zero exit, a NaN loss or Ctrl-C end
     up as status failed / interrupted with the message and traceback in properties.json.
@@ -146,10 +149,12 @@ def execute(
     script = Path(script).resolve()
     ctx = RunContext.open(run_dir, flags)
     ctx.epoch_hook = epoch_hook
+    args = {} if script_args is None and "script_args" in ctx.properties else {
+        "script_args": [str(a) for a in script_args or []]}  # its presence tells gridrun.flags() to skip sys.argv
     if ctx.properties.get("status") != "running":  # training_run's parent may have started it already
-        ctx.write_properties(**start_properties(script, context, sweep, trial))
+        ctx.write_properties(**start_properties(script, context, sweep, trial), **args)
     else:
-        ctx.write_properties(pid=os.getpid(), hostname=rundir.hostname())
+        ctx.write_properties(pid=os.getpid(), hostname=rundir.hostname(), **args)
     if properties:
         ctx.write_properties(**properties)
     if not (ctx.run_dir / rundir.FLAGS_FILE).exists():
@@ -158,7 +163,7 @@ def execute(
 
     status, exit_code, message, tb = "completed", 0, None, None
     argv = sys.argv
-    sys.argv = [str(script)]
+    sys.argv = [str(script), *ctx.properties.get("script_args", [])]
     folder = str(script.parent)
     added = folder not in sys.path  # population threads share sys.path: the coordinator adds it once
     if added:
@@ -214,24 +219,46 @@ def check_flags(script: Path, flags: dict[str, Any]) -> dict[str, Any]:
 
     declared = declared_flags(script)
     if not declared:
-        return dict(flags)
+        if not flags:
+            return {}
+        raise no_flags_error(script, {k: [v] for k, v in flags.items()})
     unknown = [k for k in flags if k not in declared]
     if unknown:
         raise FlagError(undeclared_message(unknown, list(declared)))
     return {k: declared[k].parse(v) for k, v in flags.items()}
 
 
+def no_flags_error(script: Path, flags: dict[str, list[Any]]) -> FlagError:
+    """The error for flag values given to a script that declares no flags (they would reach it as
+    untyped strings that nothing reads)."""
+    given = " ".join(f"--flag {k}={','.join(map(str, v))}" for k, v in flags.items()) or "flag values"
+    first = next(iter(flags), "name")
+    return FlagError(
+        f"{script.name} declares no flags (no gridrun.flags(...) declaration found in it), so {given} cannot be "
+        f"used: declare them in the script, e.g. FLAGS = gridrun.flags({first}=...), or pass the script's own "
+        f"arguments after `--`"
+    )
+
+
 def training_run(
     script: str | os.PathLike,
-    flags: dict[str, Any] | None = None,
+    flags: dict[str, Any] | str | os.PathLike | None = None,
     runs_dir: str | os.PathLike = "runs",
     *,
     config: str | None = None,
     echo: bool = True,
     properties: dict[str, Any] | None = None,
     summary: bool = True,
+    args: list[str] | None = None,
+    copy_new_files: bool = False,
 ):
     """Run `script` once in a new run dir (in a child Python process); return the run's row.
+
+    `flags` is a mapping of flag values, or (as in tfruns) the path of a YAML file of them (a plain
+    mapping, or profiles chosen by `config`). `args` are the script's own arguments (sys.argv after
+    its name; tfruns' `--args`), which gridrun.flags() leaves alone. With `copy_new_files`, files the
+    script creates or changes in the working directory (e.g. a plot saved with matplotlib) are copied
+    into the run's artifacts/ when it ends (tfruns' `artifacts_dir = getwd()`).
 
     The child's stdout and stderr are streamed live to the console (when `echo`) and to output.log.
     The run dir is complete and readable whatever happens: failure, kill, or Ctrl-C (status
@@ -241,10 +268,20 @@ def training_run(
     if not script.is_file():
         raise GridrunError(f"script {script} does not exist: check the path (relative to {Path.cwd()})")
     script = script.resolve()
+    if isinstance(flags, (str, os.PathLike)):
+        from .flagspec import read_flags_file
+
+        flags = read_flags_file(Path(flags), config, required=True)
+        config = None  # it chose the profile of that file; the script's own flags.yml is outranked anyway
+    elif flags is not None and not isinstance(flags, dict):
+        raise GridrunError(f"flags must be a dict of flag values or the path of a YAML file, not {type(flags).__name__}")
     overrides = check_flags(script, dict(flags or {}))
+    script_args = [str(a) for a in args or []]
+    watch = _WorkdirWatch(Path.cwd(), exclude=[Path(runs_dir)]) if copy_new_files else None
     run_dir = rundir.create_run_dir(runs_dir)
     ctx = RunContext.open(run_dir, overrides)
-    ctx.write_properties(**start_properties(script, "local", None, None), **(properties or {}))
+    ctx.write_properties(**start_properties(script, "local", None, None), **(properties or {}),
+                         script_args=script_args)
     ctx.write_flags(overrides)
     env = dict(os.environ)
     env[rundir.ENV_RUN_DIR] = str(run_dir)
@@ -252,7 +289,7 @@ def training_run(
     env["PYTHONUNBUFFERED"] = "1"
     if config:
         env["GRIDRUN_CONFIG"] = config
-    cmd = [sys.executable, "-m", "gridrun._child", str(script), str(run_dir)]
+    cmd = [sys.executable, "-m", "gridrun._child", str(script), str(run_dir)]  # script_args: in properties
     t0 = time.monotonic()
     interrupted = False
     with open(run_dir / rundir.OUTPUT_FILE, "ab") as log:
@@ -265,11 +302,14 @@ def training_run(
             code = _stop(proc)
             _drain(proc, log, echo)
     final = _reconcile(run_dir, code, interrupted)
+    copied = watch.copy_changed(run_dir / rundir.ARTIFACTS_DIR) if watch is not None else []
+    if copied:
+        RunContext.open(run_dir).write_properties(new_files=[str(p) for p in copied])
     from .runs import run_row
 
     row = run_row(run_dir)
     if summary and echo:
-        _print_summary(run_dir, final, time.monotonic() - t0)
+        _print_summary(run_dir, final, time.monotonic() - t0, runs_dir=runs_dir, copied=copied)
     if interrupted:
         raise KeyboardInterrupt
     return row
@@ -332,7 +372,74 @@ def _reconcile(run_dir: Path, code: int, interrupted: bool) -> dict[str, Any]:
     return props
 
 
-def _print_summary(run_dir: Path, props: dict[str, Any], seconds: float) -> None:
+class _WorkdirWatch:
+    """The files of the working directory before a run, to copy those the run creates or changes into
+    the run afterwards (tfruns' `artifacts_dir = getwd()`). Skipped: the runs dir, hidden files and
+    folders, caches and virtual environments; a folder of more than MAX_FILES files is not watched."""
+
+    MAX_FILES = 20_000
+    SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages"})
+
+    def __init__(self, root: Path, exclude: list[Path]):
+        self.root = root.resolve()
+        self.exclude = {p.resolve() for p in exclude}
+        self.before = self._scan()
+        if self.before is None:
+            print(f"gridrun: not watching {self.root} for new files: it holds more than {self.MAX_FILES:,} files "
+                  f"(run the script from a smaller folder to have its new files copied)", file=sys.stderr)
+
+    def _scan(self) -> dict[str, tuple[int, int]] | None:
+        out: dict[str, tuple[int, int]] = {}
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            here = Path(dirpath)
+            dirnames[:] = [n for n in dirnames if not n.startswith(".") and n not in self.SKIP_DIRS
+                           and (here / n).resolve() not in self.exclude and not (here / n / "pyvenv.cfg").exists()]
+            for name in filenames:
+                if name.startswith("."):
+                    continue
+                try:
+                    st = (here / name).stat()
+                except OSError:
+                    continue
+                out[str((here / name).relative_to(self.root))] = (st.st_size, st.st_mtime_ns)
+                if len(out) > self.MAX_FILES:
+                    return None
+        return out
+
+    def copy_changed(self, dest: Path) -> list[Path]:
+        """Copy the files created or changed since the watch began into `dest`, keeping their relative
+        paths; return those paths."""
+        if self.before is None:
+            return []
+        after = self._scan() or {}
+        changed = sorted(rel for rel, sig in after.items() if self.before.get(rel) != sig)
+        import shutil
+
+        copied = []
+        for rel in changed:
+            target = dest / rel
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(self.root / rel, target)
+            except OSError as exc:
+                print(f"gridrun: could not copy new file {rel} into the run: {exc}", file=sys.stderr)
+                continue
+            copied.append(Path(rel))
+        return copied
+
+
+def runs_dir_hint(runs_dir: str | os.PathLike) -> str:
+    """` --runs-dir DIR` for a gridrun command printed as a hint, when DIR is not the default ('runs'
+    in the current directory); '' otherwise. Quoted so that the hint works when copied into a shell."""
+    if Path(runs_dir).resolve() == Path("runs").resolve():
+        return ""
+    import shlex
+
+    return f" --runs-dir {shlex.quote(str(runs_dir))}"
+
+
+def _print_summary(run_dir: Path, props: dict[str, Any], seconds: float, runs_dir: str | os.PathLike = "runs",
+                   copied: list[Path] | None = None) -> None:
     metrics = read_json(run_dir / rundir.METRICS_FILE, {}) or {}
     last = {k: last_value(v) for k, v in metrics.items()}
     width = 60
@@ -344,5 +451,8 @@ def _print_summary(run_dir: Path, props: dict[str, Any], seconds: float) -> None
     if last:
         shown = "  ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in last.items())
         print(f"Metrics:  {shown}", file=sys.stderr)
-    print(f"View:     gridrun view {run_dir.name}", file=sys.stderr)
+    if copied:
+        shown = ", ".join(str(p) for p in copied[:5]) + (f" and {len(copied) - 5} more" if len(copied) > 5 else "")
+        print(f"Files:    {shown} copied into {run_dir / rundir.ARTIFACTS_DIR}", file=sys.stderr)
+    print(f"View:     gridrun view {run_dir.name}{runs_dir_hint(runs_dir)}", file=sys.stderr)
     print("-" * width, file=sys.stderr)

@@ -7,6 +7,7 @@ run, so 10,000 runs list in well under a second; runs still active are summarise
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,18 +80,21 @@ def ls_runs(
     decreasing: bool = True,
     latest_n: int | None = None,
     sweep: str | None = None,
+    subset: str | Any = None,
 ) -> pd.DataFrame:
     """One row per run in `runs_dir`, with tfruns' columns (run_dir, metric_*, flag_*, eval_*, ...).
 
     Ordered by `order` (default: start time), newest / largest first unless `decreasing=False`.
-    `sweep` keeps the runs of one tuning run. Best run: `df.query("metric_val_loss == metric_val_loss.min()")`.
+    `sweep` keeps the runs of one tuning run. `subset` keeps the rows it selects, before `latest_n`
+    (tfruns' `subset`): a `DataFrame.query` expression such as `"metric_val_acc > 0.98"`, or a function
+    of the table returning a boolean mask. Best run: `df.query("metric_val_loss == metric_val_loss.min()")`.
     """
     root = Path(runs_dir)
     rows: list[dict[str, Any]] = []
     if root.is_dir():
         with os.scandir(root) as it:
             names = sorted(e.name for e in it if e.is_dir() and e.name not in (ARCHIVE_DIR, "sweeps"))
-        quick = latest_n is not None and order is None  # newest first: stop after latest_n runs
+        quick = latest_n is not None and order is None and subset is None  # newest first: stop after latest_n
         for name in (reversed(names) if quick and decreasing else names):
             row = _row(root / name)
             if row is not None and (sweep is None or row.get("sweep") == sweep):
@@ -106,9 +110,26 @@ def ls_runs(
         raise GridrunError(f"cannot order runs by {', '.join(missing)}: no such column. Columns to order by: {cols}")
     df = df.sort_values(keys + (["run_dir"] if "run_dir" not in keys else []), ascending=not decreasing,
                         na_position="last", kind="stable")
+    if subset is not None:
+        df = _subset(df, subset)
     if latest_n is not None:
         df = df.head(latest_n)
     return df.reset_index(drop=True)
+
+
+def _subset(df: pd.DataFrame, subset: Any) -> pd.DataFrame:
+    """The rows of `df` that `subset` selects (a query string, or a function of df giving a mask)."""
+    try:
+        mask = df.eval(subset) if isinstance(subset, str) else subset(df) if callable(subset) else subset
+        if isinstance(mask, pd.Series) and mask.dtype != bool:
+            mask = mask.astype("boolean").fillna(False).astype(bool)
+        return df[mask]
+    except Exception as exc:  # noqa: BLE001 - pandas raises many kinds for a bad expression
+        cols = ", ".join(c for c in df.columns if c.startswith(("metric_", "flag_", "eval_"))) or "(none yet)"
+        raise GridrunError(
+            f"subset {subset!r} could not select runs ({type(exc).__name__}: {exc}): write a condition on the "
+            f"table's columns, e.g. subset=\"metric_val_acc > 0.98\". Columns: {cols}"
+        ) from None
 
 
 def run_row(run_dir: str | os.PathLike) -> pd.DataFrame:
@@ -151,11 +172,71 @@ def resolve_run(run: Any = None, runs_dir: str | os.PathLike = "runs") -> Path:
             f"(or pass --runs-dir)"
         )
     if not (candidate / rundir.PROPERTIES_FILE).is_file():
+        if candidate.parent == root:
+            return _by_prefix(root, candidate.name, text)
         raise GridrunError(f"no run named {text!r} in {root}: list the runs with `gridrun ls`")
     return candidate
 
 
-def latest_run(runs_dir: str | os.PathLike = "runs") -> Path:
+def _by_prefix(root: Path, name: str, text: str) -> Path:
+    """A run named by the start of its name: tfruns' `2026-11-27T06-44-38Z` (no milliseconds), or any
+    unambiguous prefix such as `2026-11-27T06-44`."""
+    prefix = name[:-1] if _TFRUNS_NAME.fullmatch(name) else name  # drop tfruns' trailing Z
+    hits = sorted(e.name for e in os.scandir(root) if e.name.startswith(prefix) and e.is_dir()
+                  and (Path(e.path) / rundir.PROPERTIES_FILE).is_file()) if prefix and root.is_dir() else []
+    if len(hits) == 1:
+        return root / hits[0]
+    if hits:
+        shown = ", ".join(hits[:5]) + (f" and {len(hits) - 5} more" if len(hits) > 5 else "")
+        raise GridrunError(f"run name {text!r} is ambiguous in {root}: it matches {shown}; give more of the name")
+    raise GridrunError(f"no run named {text!r} in {root}: list the runs with `gridrun ls`")
+
+
+_TFRUNS_NAME = re.compile(r"\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ")
+_RUN_NAME = re.compile(r"\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d(\.\d{3})?Z(-\d+)?")
+
+
+class RunPath(type(Path())):  # type: ignore[misc]  # PosixPath / WindowsPath: subclassable on Python 3.11
+    """The path of a run dir that also gives the run's record, as tfruns' `latest_run()` does:
+    `run.flags`, `run.metrics`, `run.properties`, `run.evaluation`, `run.info` (a RunInfo, read once,
+    when first asked for) and `run["flags"]`. It is a `pathlib.Path` in every other way (`os.fspath`,
+    `==`, `/`), so code that took the path keeps working."""
+
+    _info: RunInfo | None = None
+
+    @property
+    def info(self) -> RunInfo:
+        if self._info is None:
+            self._info = run_info(Path(self), runs_dir=Path(self).parent)
+        return self._info
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self)
+
+    @property
+    def flags(self) -> dict[str, Any]:
+        return self.info.flags
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        return self.info.metrics
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        return self.info.properties
+
+    @property
+    def evaluation(self) -> dict[str, Any]:
+        return self.info.evaluation
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self.info, key)
+
+
+def latest_run(runs_dir: str | os.PathLike = "runs") -> RunPath:
+    """The newest run of `runs_dir` (by start time): its path, which also gives its record (see RunPath:
+    `latest_run().flags`, `.metrics`, `.properties`, `.evaluation`, `.info`)."""
     root = Path(runs_dir)
     names = sorted(
         (e.name for e in os.scandir(root) if e.is_dir() and (Path(e.path) / rundir.PROPERTIES_FILE).exists())
@@ -163,7 +244,15 @@ def latest_run(runs_dir: str | os.PathLike = "runs") -> Path:
     )
     if not names:
         raise GridrunError(f"no runs in {root.resolve()}: start one with `gridrun training-run script.py`")
-    return (root / names[-1]).resolve()
+    timed = [n for n in names if _RUN_NAME.fullmatch(n)]
+    best, best_key = (timed[-1], timed[-1]) if timed else (names[-1], "")
+    for name in names:  # runs named by hand (GRIDRUN_RUN_DIR=runs/my-run): compare their start times
+        if not _RUN_NAME.fullmatch(name):
+            start = (read_json(root / name / rundir.PROPERTIES_FILE, {}) or {}).get("start")
+            key = str(start or "").replace(":", "-")  # 2026-11-27T06:44:38.1Z sorts like a run name
+            if key > best_key:
+                best, best_key = name, key
+    return RunPath((root / best).resolve())
 
 
 @dataclass
@@ -204,22 +293,50 @@ def run_info(run: Any = None, runs_dir: str | os.PathLike = "runs") -> RunInfo:
 # Managing runs
 
 
-def select_runs(runs: list[Any] | None, runs_dir: str | os.PathLike, failed: bool) -> list[Path]:
-    if runs:
-        return [resolve_run(r, runs_dir) for r in runs]
+def _as_run_list(runs: Any) -> list[Any] | None:
+    """A run, a list of runs, or a table of runs (ls_runs rows, as tfruns takes) -> a list of runs."""
+    if runs is None:
+        return None
+    if isinstance(runs, pd.DataFrame):
+        if "run_dir" not in runs.columns:
+            raise GridrunError("the table of runs has no run_dir column: pass rows of gridrun.ls_runs()")
+        return list(runs["run_dir"])
+    if isinstance(runs, (str, os.PathLike, pd.Series, dict)):
+        return [runs]
+    return list(runs)
+
+
+def _resolve_all(runs: Any, runs_dir: str | os.PathLike) -> list[Path]:
+    """Resolve a list or table of runs: names inside `runs_dir`; the rows of a table (ls_runs of any
+    runs dir) inside their own runs dir."""
+    if isinstance(runs, pd.DataFrame):
+        listed = _as_run_list(runs) or []
+        return [resolve_run(p, Path(str(p)).resolve().parent) for p in listed]
+    return [resolve_run(r, runs_dir) for r in _as_run_list(runs) or []]
+
+
+def select_runs(runs: Any, runs_dir: str | os.PathLike, failed: bool) -> list[Path]:
+    """The runs to act on: `runs` (names, paths, or a table of ls_runs rows), else all (or the failed)."""
+    if isinstance(runs, pd.DataFrame):
+        return _resolve_all(runs, runs_dir)  # an empty table selects no run (not every run)
+    listed = _as_run_list(runs)
+    if listed:
+        return [resolve_run(r, runs_dir) for r in listed]
     df = ls_runs(runs_dir)
     if failed:
         df = df[df["status"].isin(["failed", "interrupted"])]
     return [Path(p).resolve() for p in df["run_dir"]]
 
 
-def clean_runs(runs: list[Any] | None = None, runs_dir: str | os.PathLike = "runs", failed: bool = False) -> list[Path]:
-    """Move runs (default: all; `failed=True`: failed and interrupted ones) to runs_dir/archive."""
+def clean_runs(runs: Any = None, runs_dir: str | os.PathLike = "runs", failed: bool = False) -> list[Path]:
+    """Move runs to runs_dir/archive: `runs` (names, paths, or a table such as
+    `ls_runs(subset="metric_val_acc < 0.9")`), by default all runs, or with `failed=True` the failed and
+    interrupted ones. Returns the archived paths."""
     targets = select_runs(runs, runs_dir, failed)
-    archive = Path(runs_dir) / ARCHIVE_DIR
-    archive.mkdir(parents=True, exist_ok=True)
     moved = []
     for path in targets:
+        archive = path.parent / ARCHIVE_DIR  # the runs dir's archive (a table's rows: their own runs dir)
+        archive.mkdir(parents=True, exist_ok=True)
         dest = archive / path.name
         if dest.exists():
             raise GridrunError(f"{dest} already exists in the archive: purge it first with `gridrun purge`")
@@ -228,19 +345,46 @@ def clean_runs(runs: list[Any] | None = None, runs_dir: str | os.PathLike = "run
     return moved
 
 
-def purge_runs(runs_dir: str | os.PathLike = "runs") -> list[Path]:
-    """Delete every archived run (runs_dir/archive)."""
+def purge_runs(runs_dir: Any = "runs", runs: Any = None) -> list[Path]:
+    """Delete archived runs (runs_dir/archive): all of them, or only `runs` (names in the archive, or a
+    table of `ls_runs("runs/archive")` rows, which may also come first, as in tfruns:
+    `purge_runs(ls_runs("runs/archive").head(3))`). A run that is not archived is refused: clean it first."""
+    if isinstance(runs_dir, (pd.DataFrame, list)) and runs is None:
+        runs, runs_dir = runs_dir, "runs"
     archive = Path(runs_dir) / ARCHIVE_DIR
-    removed = [p for p in sorted(archive.iterdir()) if p.is_dir()] if archive.is_dir() else []
+    if runs is None:
+        removed = [p for p in sorted(archive.iterdir()) if p.is_dir()] if archive.is_dir() else []
+    else:
+        removed = _resolve_all(runs, archive)
+        live = [p for p in removed if p.parent.name != ARCHIVE_DIR]
+        if live:
+            raise GridrunError(f"run {live[0].name} is not in an archive: archive it first with clean_runs() "
+                               f"(purge deletes only archived runs)")
     for path in removed:
         shutil.rmtree(path)
     return removed
 
 
 def copy_run(run: Any, to: str | os.PathLike, runs_dir: str | os.PathLike = "runs",
-             artifacts_only: bool = False) -> Path:
-    """Copy a run dir to `to` (a folder, created if needed); with `artifacts_only`, only its artifacts."""
-    src = resolve_run(run, runs_dir)
+             artifacts_only: bool = False, rename: str | None = None) -> Path | list[Path]:
+    """Copy a run dir into the folder `to` (created if needed); with `artifacts_only`, only its artifacts;
+    `rename` names the copy (one run only). `run` may be a name, a path, or a table of ls_runs rows
+    (tfruns' `copy_run(ls_runs(...), to)`): a table of several rows, or a list, copies each run and
+    returns the list of copies; one run returns its copy's path."""
+    runs = _as_run_list(run)
+    assert runs is not None
+    several = isinstance(run, list) or (isinstance(run, pd.DataFrame) and len(run) != 1)
+    if several:
+        if rename is not None:
+            raise GridrunError("rename= names the copy of one run: give one run, or leave rename out")
+        if artifacts_only:
+            raise GridrunError("artifacts_only copies one run's artifacts into `to`: give one run")
+        srcs = _resolve_all(run, runs_dir)
+        clash = [Path(to) / s.name for s in srcs if (Path(to) / s.name).exists()]
+        if clash:
+            raise GridrunError(f"{clash[0]} already exists: choose another destination or remove it")
+        return [_copy_one(s, Path(to), None) for s in srcs]
+    src = _resolve_all(run, runs_dir)[0] if isinstance(run, pd.DataFrame) else resolve_run(runs[0], runs_dir)
     dest = Path(to)
     if artifacts_only:
         src_art = src / rundir.ARTIFACTS_DIR
@@ -248,9 +392,14 @@ def copy_run(run: Any, to: str | os.PathLike, runs_dir: str | os.PathLike = "run
             raise GridrunError(f"run {src.name} has no artifacts/ folder to copy")
         shutil.copytree(src_art, dest, dirs_exist_ok=True)
         return dest
-    target = dest / src.name
+    target = dest / (rename or src.name)
     if target.exists():
         raise GridrunError(f"{target} already exists: choose another destination or remove it")
+    return _copy_one(src, dest, rename)
+
+
+def _copy_one(src: Path, dest: Path, rename: str | None) -> Path:
+    target = dest / (rename or src.name)
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(src, target)
     return target

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -157,6 +158,57 @@ def test_declared_flags_reads_source_without_running(tmp_path):
     assert specs["lr"].description == "the learning rate"
     assert specs["nodes"].is_static and not specs["lr"].is_static
     bad = tmp_path / "bad.py"
-    bad.write_text("import gridrun\nX = 3\nFLAGS = gridrun.flags(gridrun.flag_numeric('lr', X))\n")
-    with pytest.raises(FlagError, match="literal values"):
+    bad.write_text("import gridrun, os\nFLAGS = gridrun.flags(gridrun.flag_numeric('lr', float(os.environ['LR'])))\n")
+    with pytest.raises(FlagError, match=r"bad.py:2: flag 'lr' uses `float\(os.environ\['LR'\]\)`, which gridrun "
+                                        r"cannot read without running the script: write its default as a literal"):
         declared_flags(bad)
+
+
+def test_declared_flags_evaluates_constant_expressions_and_module_constants(tmp_path):
+    """Issue 12 item 4: defaults that plain python accepts (2**7, -1e-3, a module constant) are read."""
+    path = tmp_path / "train.py"
+    path.write_text(
+        "import gridrun\n"
+        "UNITS = 2**7\n"
+        "LR: float = -1e-3\n"
+        "ACT = 're' + 'lu'\n"
+        "FLAGS = gridrun.flags(gridrun.flag_integer('units', UNITS, 'units'), gridrun.flag_numeric('lr', LR / 2),\n"
+        "                      act=ACT, frac=1 / 4, off=not True, big=10**3)\n"
+        "print(FLAGS.as_dict())\n"
+    )
+    specs = declared_flags(path)
+    assert {k: (s.type, s.default) for k, s in specs.items()} == {
+        "units": ("integer", 128), "lr": ("numeric", -5e-4), "act": ("string", "relu"), "frac": ("numeric", 0.25),
+        "off": ("boolean", False), "big": ("integer", 1000)}
+    out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True)  # plain python agrees
+    assert "'units': 128, 'lr': -0.0005, 'act': 'relu', 'frac': 0.25, 'off': False, 'big': 1000" in out.stdout
+    for bad, shown in [("N = 1\nN = 2\n", "N"), ("N = len('ab')\n", "len('ab')"), ("from cfg import N\n", "N"),
+                       ("N = 10**100000\n", "10 ** 100000"), ("N = 'ab' * 10**9\n", "'ab' * 10 ** 9")]:
+        path.write_text("import gridrun\n" + bad + "FLAGS = gridrun.flags(n=N)\n")
+        with pytest.raises(FlagError, match=f"flag 'n' uses `{re.escape(shown)}`.*module-level constant"):
+            declared_flags(path)
+
+
+def test_flags_file_of_named_profiles_only(tmp_path, monkeypatch):
+    """Issue 12 item 12: a flags.yml holding only named profiles (no `default:`), as tfruns allows."""
+    f = tmp_path / "flags.yml"
+    f.write_text("small:\n  nodes1: 16\nbig:\n  nodes1: 512\n  lr: 0.5\n")
+    assert declare(file=f).as_dict() == {"lr": 0.001, "nodes1": 256, "bn": True, "optimizer": "rmsprop"}
+    assert declare(file=f, config="big").as_dict() == {"lr": 0.5, "nodes1": 512, "bn": True, "optimizer": "rmsprop"}
+    assert declare(["--config", "small"], file=f).nodes1 == 16
+    with pytest.raises(FlagError, match="unknown profile 'huge'.*profiles there: small, big"):
+        declare(file=f, config="huge")
+    f.write_text("small:\n  nodes1: 16\nnodes1: 3\n")  # mixed: a flag with a mapping value stays an error
+    with pytest.raises(FlagError, match="non-scalar value"):
+        declare(file=f)
+
+
+def test_command_line_stops_at_double_dash_and_runner_ignores_script_args(tmp_path, monkeypatch):
+    """Issue 12 item 3: arguments after `--` belong to the script; under a runner, sys.argv is the script's."""
+    assert declare(["--nodes1", "8", "--", "--data", "x.csv"]).nodes1 == 8
+    monkeypatch.setattr(sys, "argv", ["train.py", "--data", "x.csv", "-v"])
+    ctx = RunContext(run_dir=tmp_path, flags={"nodes1": 32}, properties={"script_args": ["--data", "x.csv", "-v"]})
+    with activate(ctx):
+        assert gridrun.flags(nodes1=1, data="none").as_dict() == {"nodes1": 32, "data": "none"}
+    with activate(RunContext(run_dir=tmp_path)), pytest.raises(FlagError, match="unexpected argument '-v'"):
+        gridrun.flags(nodes1=1)  # a run recorded by hand (GRIDRUN_RUN_DIR): its command line is its flags

@@ -28,5 +28,8 @@ def run(args: argparse.Namespace) -> int:
         print("Nothing archived.")
         return 1
     moved = clean_runs([str(t) for t in targets], args.runs_dir)
-    print(f"Archived {len(moved)} run(s) to {args.runs_dir}/archive (delete them with `gridrun purge`).")
+    from ..runner import runs_dir_hint
+
+    print(f"Archived {len(moved)} run(s) to {args.runs_dir}/archive "
+          f"(delete them with `gridrun purge{runs_dir_hint(args.runs_dir)}`).")
     return 0

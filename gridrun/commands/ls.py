@@ -58,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
     from ..runs import ls_runs
 
     df = ls_runs(args.runs_dir, order=args.order, decreasing=sort_decreasing(args), sweep=args.sweep)
+    if args.sweep and df.empty:  # a mistyped id is an error, as in sweep-report
+        from ..report.sweepdata import find_sweep_runs
+
+        find_sweep_runs(args.sweep, args.runs_dir)
     if args.head is not None:
         df = df.head(args.head)
     df = df[select_columns(df, args.columns or DEFAULT_COLUMNS)]

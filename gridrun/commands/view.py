@@ -37,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"Report: {report}")
     path = resolve_run(args.run, args.runs_dir)
     if not args.live and load_run(path, with_files=False).is_running:
-        print(f"The run is still running: this report is a snapshot. `gridrun view --live {path.name}` follows it.")
+        from ..runner import runs_dir_hint
+
+        print(f"The run is still running: this report is a snapshot. "
+              f"`gridrun view --live {path.name}{runs_dir_hint(args.runs_dir)}` follows it.")
     return 0
 
 

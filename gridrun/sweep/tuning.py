@@ -22,6 +22,7 @@ from ..errors import GridrunError
 from ..executors import get_executor
 from ..grid import build_grid
 from ..record import Status
+from ..runner import no_flags_error, runs_dir_hint
 from ..space import Range
 from .groups import Grouper
 from .loop import run_sweep
@@ -122,6 +123,8 @@ def tuning_run(
     make_pruner(prune, **pruner_opts)  # bad pruner settings fail before anything runs
 
     grid = None
+    if (flags is not None or combinations is not None) and script_path is None:
+        raise GridrunError("a grid needs the script it is for: give the script path")
     if script_path is not None and not (resume and flags is None and combinations is None):
         grid = _search_space(script_path, flags, combinations)
 
@@ -201,14 +204,14 @@ def tuning_run(
         run_sweep(manifest, executor, runs_dir, retries=retries, max_failures=max_failures, quiet=quiet,
                   max_bytes=max_artifact_bytes, grouper=grouper, sampler=chosen, pruner=pruner)
     except KeyboardInterrupt:
-        print(f"\nSweep {manifest.id} interrupted; continue it with: gridrun tuning-run --resume {manifest.id}",
-              file=sys.stderr, flush=True)
+        print(f"\nSweep {manifest.id} interrupted; continue it with: gridrun tuning-run --resume {manifest.id}"
+              f"{runs_dir_hint(runs_dir)}", file=sys.stderr, flush=True)
         raise
     finally:
         executor.close()
         close_orphans(manifest, runs_dir)
         manifest.save()
-    print_results(manifest, time.monotonic() - t0, quiet=quiet)
+    print_results(manifest, time.monotonic() - t0, quiet=quiet, hint_args=runs_dir_hint(runs_dir))
     from ..runs import ls_runs
 
     df = ls_runs(runs_dir, sweep=manifest.id)
@@ -223,6 +226,9 @@ def _search_space(script: Path, flags: Mapping[str, Any] | None, combinations: A
     from ..flagspec import declared_flags
 
     specs = declared_flags(script) or None
+    if specs is None and (flags or combinations is not None):  # values would reach the script as untyped strings
+        raise no_flags_error(script, {str(k): list(v) if isinstance(v, (list, tuple)) else [v]
+                                      for k, v in (flags or {}).items()})
     if combinations is not None:
         return build_grid(flags, specs, combinations=combinations, script=script.name)
     space: dict[str, Any] = {}

@@ -96,10 +96,15 @@ def fit(
     validation_split: float = 0.0,
     validation_data: tuple[Any, Any] | None = None,
     callbacks: Any = (),
-    verbose: int = 0,
+    verbose: int | str = "auto",
     seed: int = 0,
 ) -> History:
-    """Train `model` (a gridrun.Sequential or a flax.linen.Module) Keras-style; see docs/fit.md."""
+    """Train `model` (a gridrun.Sequential or a flax.linen.Module) Keras-style; see docs/fit.md.
+
+    `verbose="auto"` (the default, as in Keras) is 1: a progress bar over the epochs on a terminal, one
+    plain line per epoch elsewhere (a run's output.log, pipes); 0 is silent."""
+    if verbose == "auto":
+        verbose = 1
     if loss is None:
         raise GridrunError("fit needs a loss, e.g. loss='categorical_crossentropy' (or 'sparse_categorical_crossentropy', 'mse')")
     loss_r = resolve_loss(loss)
