@@ -170,7 +170,7 @@ def test_sweep_page_parcoords_sorting_and_best_link(driver, tmp_path: Path) -> N
     assert charts[0][0]["type"] == "parcoords"
     assert charts[0][0]["dims"] == ["dropout1", "units", "activation", "val_loss"]
     assert count(driver, "#parcoords .parcoords .y-axis") == 4  # the axes are drawn
-    assert [c[0]["type"] for c in charts[1:]] == ["scatter", "scatter", "box"]
+    assert [c[0]["type"] for c in charts[1:]] == ["scatter", "scatter", "box", "scatter"]  # 3 flags, best so far
     units = charts[2][0]
     assert sorted(zip(units["x"], units["y"])) == pytest.approx(
         sorted([(64, 0.41), (64, 0.39), (128, 0.35), (128, 0.33), (256, 0.28)]))
