@@ -95,12 +95,18 @@ _capture = capture_output  # execute() has a parameter of that name
 # Running a script in this process
 
 
-def _nonfinite_loss(metrics: dict[str, list[Any]]) -> str | None:
-    for name in ("loss", "val_loss"):
-        for epoch, value in enumerate(metrics.get(name) or [], start=1):
+def _nonfinite(ctx: RunContext, metric: str | None = None) -> str | None:
+    """Why a run diverged: the first non-finite value of a loss (loss, val_loss, *_loss) or of `metric`
+    (a sweep's ranking metric), as "val_loss became nan at epoch 3" (the script's epoch label); or None."""
+    names = [n for n in ctx.metrics if n in ("loss", "val_loss") or n.endswith("_loss") or n == metric]
+    first: tuple[int, str] | None = None
+    for name in names:
+        for row, value in enumerate(ctx.metrics[name]):
             if isinstance(value, float) and not math.isfinite(value):
-                return f"{name} became {value} at epoch {epoch}"
-    return None
+                if first is None or row < first[0]:
+                    first = (row, f"{name} became {value} at epoch {ctx.epoch_label(row)}")
+                break
+    return first[1] if first else None
 
 
 def start_properties(script: Path, context: str, sweep: str | None, trial: int | None) -> dict[str, Any]:
@@ -133,11 +139,13 @@ def execute(
     capture_output: bool = False,
     echo: bool = False,
     properties: dict[str, Any] | None = None,
+    metric: str | None = None,
 ) -> dict[str, Any]:
     """Run `script` in this process, recorded into `run_dir`; return the final properties.
 
-    Never raises for the script's own errors: an exception, a non-zero exit, a NaN loss or Ctrl-C end
-    up as status failed / interrupted with the message and traceback in properties.json.
+    Never raises for the script's own errors: an exception, a non-zero exit, a non-finite loss (any
+    metric named loss, val_loss or *_loss, and `metric`, a sweep's ranking metric) or Ctrl-C end up as
+    status failed / interrupted with the message and traceback in properties.json.
     """
     script = Path(script).resolve()
     ctx = RunContext.open(run_dir, flags)
@@ -188,7 +196,7 @@ def execute(
         if added and folder in sys.path:
             sys.path.remove(folder)
     if status == "completed":
-        nan = _nonfinite_loss(ctx.metrics)
+        nan = _nonfinite(ctx, metric)
         if nan:
             status, exit_code, message = "failed", 1, nan
     return finish(ctx, status, exit_code, message, tb)

@@ -34,6 +34,7 @@ class TrialTask:
     context: str = "local"
     max_bytes: int = MAX_REMOTE_BYTES
     sources: dict[str, bytes] | None = None  # remote: the script's folder, for workers that lack it
+    metric: str | None = None  # the sweep's ranking metric: the trial fails when it becomes non-finite
 
 
 @dataclass
@@ -104,7 +105,7 @@ def _execute(plan: Plan) -> dict[str, Any]:
 
     script, run, task = plan
     return execute(script, run, task.flags, context=task.context, sweep=task.sweep, trial=task.trial,
-                   capture_output=True)
+                   capture_output=True, metric=task.metric)
 
 
 def _one_by_one(plans: list[Plan]) -> list[dict[str, Any]]:
