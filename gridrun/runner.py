@@ -9,6 +9,7 @@ records everything even when the script fails or is killed.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import io
 import json
 import math
@@ -253,16 +254,23 @@ def training_run(
     cmd = [sys.executable, "-m", "gridrun._child", str(script), str(run_dir)]
     t0 = time.monotonic()
     interrupted = False
-    with open(run_dir / rundir.OUTPUT_FILE, "ab") as log:
+    disk_error: OSError | None = None
+    with open(run_dir / rundir.OUTPUT_FILE, "ab", buffering=0) as log:  # unbuffered: nothing left to flush
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd())
         try:
-            _pump(proc, log, echo)
-            code = proc.wait()
+            disk_error = _pump(proc, log, echo)
+            if disk_error is not None:  # output.log cannot grow (disk full): stop the script, record why
+                code = _terminate(proc)
+            else:
+                code = proc.wait()
         except KeyboardInterrupt:
             interrupted = True
             code = _stop(proc)
             _drain(proc, log, echo)
-    final = _reconcile(run_dir, code, interrupted)
+    if disk_error is not None:
+        final = _record_disk_error(run_dir, disk_error)
+    else:
+        final = _reconcile(run_dir, code, interrupted)
     from .runs import run_row
 
     row = run_row(run_dir)
@@ -273,18 +281,72 @@ def training_run(
     return row
 
 
-def _pump(proc: subprocess.Popen, log, echo: bool) -> None:
+def _pump(proc: subprocess.Popen, log, echo: bool) -> OSError | None:
+    """Copy the child's output to output.log (and the console) until it ends; return the error that
+    stopped writing output.log (a full disk), if any, at once."""
     assert proc.stdout is not None
     out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
     for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
-        log.write(chunk)
-        log.flush()
+        error = _write_all(log, chunk)
         if echo:
             if out is not None:
                 out.write(chunk)
                 out.flush()
             else:
                 sys.stdout.write(chunk.decode("utf-8", "replace"))
+        if error is not None:
+            return error
+    return None
+
+
+def _write_all(log, data: bytes) -> OSError | None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = log.write(view)
+        except OSError as exc:
+            return exc
+        view = view[n if n else len(view):]
+    return None
+
+
+def _terminate(proc: subprocess.Popen) -> int:
+    """Stop the script's process: SIGTERM, then SIGKILL if it does not end within 5 s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            break
+        proc.send_signal(sig)
+        try:
+            return proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.wait()
+
+
+def _record_disk_error(run_dir: Path, error: OSError) -> dict[str, Any]:
+    """End a run whose output.log could not be written: failed, with as much of the record as fits."""
+    from ._io import dumps, overwrite_in_place
+
+    cause = "no space left on device" if error.errno in (errno.ENOSPC, errno.EDQUOT) else (
+        (error.strerror or str(error)).lower())
+    message = f"{cause} while writing {rundir.OUTPUT_FILE}"
+    print(f"gridrun: error: {message} ({run_dir}): the script was stopped and the run recorded as failed; "
+          f"free some space", file=sys.stderr)
+    ctx = RunContext.open(run_dir)
+    try:
+        return finish(ctx, "failed", 1, message, None)
+    except OSError:  # no room for a temporary file: rewrite properties.json in its own blocks
+        for indent in (1, None):
+            try:
+                overwrite_in_place(run_dir / rundir.PROPERTIES_FILE, dumps(ctx.properties, indent, True).encode())
+                break
+            except OSError:
+                continue
+        try:
+            (run_dir / rundir.SUMMARY_FILE).unlink()  # a summary from before would be wrong now
+        except OSError:
+            pass
+        return dict(ctx.properties)
 
 
 def _drain(proc: subprocess.Popen, log, echo: bool) -> None:
