@@ -399,3 +399,32 @@ def test_resume_removes_the_empty_run_dir_a_kill_left(script, tmp_path):
     gridrun.tuning_run(script, runs_dir=runs, resume=data["id"], quiet=True)
     assert not empty.exists()
     assert len([d for d in runs.iterdir() if d.name != "sweeps"]) == 2
+
+
+def test_resume_waits_for_a_live_earlier_attempt_and_adopts_its_result(script, tmp_path):
+    runs = tmp_path / "runs"
+    gridrun.tuning_run(script, {"lr": [0.1, 0.2]}, runs_dir=runs, quiet=True, ordered=True)
+    (path,) = list_sweeps(runs)
+    data = json.loads(path.read_text())
+    data["client"] = {"pid": 999999, "hostname": "gone", "heartbeat": "2020-01-01T00:00:00Z"}  # dead client
+    run = runs / data["trials"][1]["run_dir"]
+    data["trials"][1].update(status="running", run_dir=None)
+    data["trials"][1]["attempts"][0].update(status="running", end=None)
+    write_json(path, data)
+    final = read_json(run / "properties.json")
+    # an orphaned worker still running the trial: it records the trial completed 2 s from now, then exits
+    orphan = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from gridrun._io import read_json, write_json\n"
+        "time.sleep(2)\n"
+        f"write_json({str(run / 'properties.json')!r}, read_json({str(run / 'properties.json')!r}) | "
+        "{'status': 'completed', 'end': 'later'})\n")], env=ENV)
+    try:
+        write_json(run / "properties.json", final | {"status": "running", "end": None, "pid": orphan.pid,
+                                                      "hostname": rundir.hostname()})
+        gridrun.tuning_run(script, runs_dir=runs, resume=data["id"], quiet=True)
+    finally:
+        orphan.wait(timeout=30)
+    m = json.loads(path.read_text())
+    assert m["trials"][1]["status"] == "completed" and m["trials"][1]["run_dir"] == run.name
+    assert len(m["trials"][1]["attempts"]) == 1  # its earlier attempt's result, not a second run
+    assert len([d for d in runs.iterdir() if d.name != "sweeps"]) == 2
