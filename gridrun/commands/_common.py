@@ -66,10 +66,15 @@ def parse_flag_options(options: list[str] | None) -> dict[str, list[str]]:
         name, values = parse_flag_option(option)
         if name in out:
             merged = ",".join([texts[name], option.partition("=")[2].strip()])
-            raise GridrunError(f"--flag {name} is given twice ({name}={texts[name]} and {option.strip()}): "
-                               f"give each flag once, with all its values: --flag {name}={merged}")
+            raise GridrunError(f"--flag {name} is given twice ({_short(name + '=' + texts[name])} and "
+                               f"{_short(option.strip())}): give each flag once, with all its values: "
+                               f"--flag {_short(name + '=' + merged)}")
         out[name], texts[name] = values, option.partition("=")[2].strip()
     return out
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_sample(text: str | float | int | None) -> float | int | None:
