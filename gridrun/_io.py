@@ -15,11 +15,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
-
 
 NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
