@@ -428,3 +428,26 @@ def test_resume_waits_for_a_live_earlier_attempt_and_adopts_its_result(script, t
     assert m["trials"][1]["status"] == "completed" and m["trials"][1]["run_dir"] == run.name
     assert len(m["trials"][1]["attempts"]) == 1  # its earlier attempt's result, not a second run
     assert len([d for d in runs.iterdir() if d.name != "sweeps"]) == 2
+
+
+def test_resume_leaves_the_empty_run_dirs_of_another_running_sweep(script, tmp_path):
+    runs = tmp_path / "runs"
+    gridrun.tuning_run(script, {"lr": [0.1]}, runs_dir=runs, quiet=True)
+    (path,) = list_sweeps(runs)
+    data = json.loads(path.read_text())
+    data["client"] = {"pid": 999999, "hostname": "gone", "heartbeat": "2020-01-01T00:00:00Z"}  # dead client
+    write_json(path, data)
+    time.sleep(1.1)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:  # a live client of another sweep of this runs dir
+        other = dict(data, id=data["id"] + "x", created=rundir.iso(rundir.utc_now()),
+                     client={"pid": sleeper.pid, "hostname": rundir.hostname(),
+                             "heartbeat": rundir.iso(rundir.utc_now())})
+        write_json(path.parent / f"{other['id']}.json", other)
+        fresh = rundir.create_run_dir(runs)  # its run dir, waiting for a worker to start it
+        time.sleep(2.1)
+        gridrun.tuning_run(script, runs_dir=runs, resume=data["id"], quiet=True)
+        assert fresh.is_dir()
+    finally:
+        sleeper.kill()
+        sleeper.wait()

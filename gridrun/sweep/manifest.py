@@ -260,7 +260,7 @@ def reconcile(manifest: Manifest, runs_dir: str | os.PathLike) -> None:
                 paths.append(d)
         elif not props and _is_empty(d):
             empty.append(d)
-    _remove_empty(empty, manifest)
+    _remove_empty(empty, manifest, runs_dir)
     for t in manifest.trials:
         if t.status in FINAL:
             continue
@@ -326,13 +326,18 @@ def _name_time(name: str) -> _dt.datetime | None:
         return None
 
 
-def _remove_empty(dirs: list[Path], manifest: Manifest) -> None:
+def _remove_empty(dirs: list[Path], manifest: Manifest, runs_dir: str | os.PathLike) -> None:
     """Remove run dirs a killed client created but never used (empty, named within the sweep's time).
 
     Only once EMPTY_DIR_AGE old, so that a run dir another process has just made (and is about to write
-    its properties into) is left alone; `rmdir` removes only a dir that is still empty."""
+    its properties into) is left alone, and none made since another sweep still running started (its
+    run dirs stay empty until a worker starts them); `rmdir` removes only a dir that is still empty."""
     if not dirs:
         return
+    others = [read_json(p, {}) or {} for p in list_sweeps(runs_dir) if p.stem != manifest.id]
+    live = [(o.get("created") or "")[:19].replace(":", "-") for o in others if client_alive(o.get("client"))]
+    if live:  # another sweep's client is running: its fresh run dirs wait empty for their worker
+        dirs = [d for d in dirs if d.name[:19] < min(live)]
     ages = [(d, _name_time(d.name)) for d in dirs]
     ages = [(d, ts) for d, ts in ages if ts is not None]
     if not ages:
