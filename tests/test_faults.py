@@ -451,3 +451,15 @@ def test_resume_leaves_the_empty_run_dirs_of_another_running_sweep(script, tmp_p
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_run_info_metrics_keep_nan_and_epoch_labels(tmp_path):
+    runs = tmp_path / "runs"
+    run = rundir.create_run_dir(runs)
+    ctx = RunContext.open(run)
+    ctx.write_properties(status="completed")
+    for e in range(3):
+        ctx.log_metrics(epoch=e, loss=[1.0, float("inf"), float("nan")][e])
+    info = gridrun.run_info(run, runs_dir=runs)
+    assert list(info.metrics.index) == [0, 1, 2] and info.metrics["loss"].iloc[0] == 1.0
+    assert math.isinf(info.metrics["loss"].iloc[1]) and math.isnan(info.metrics["loss"].iloc[2])
