@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from . import rundir
-from ._io import read_json
+from ._io import decode_float, read_json
 from .errors import GridrunError
 from .record import (
     INT_COLUMNS,
@@ -63,7 +63,7 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def _typed(col: pd.Series, raw: list[Any]) -> pd.Series:
     """Give a flag column the dtype of its values as written (ints stay Int64 even with gaps)."""
-    values = [v for v in raw if v is not None]
+    values = [decode_float(v) for v in raw if v is not None]  # a NaN flag value is recorded as "NaN"
     if values and all(isinstance(v, bool) for v in values):
         return col.astype("boolean")
     if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
