@@ -8,15 +8,29 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 
 
+def _on_sigint(signum, frame) -> None:
+    """Ctrl-C reaches this process twice (the terminal's SIGINT to the process group, then the runner's
+    own while it waits): the first stops the script, later ones are ignored so that the run records its
+    end once and without a traceback. The runner escalates to SIGTERM/SIGKILL if the end never comes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    signal.signal(signal.SIGINT, _on_sigint)
     from .runner import execute
 
     script, run_dir = sys.argv[1], sys.argv[2]
     flags = json.loads(os.environ.get("GRIDRUN_FLAGS") or "{}")
-    props = execute(script, run_dir, flags, context="local")
+    try:
+        props = execute(script, run_dir, flags, context="local")
+    except KeyboardInterrupt:  # Ctrl-C while the script's end was being recorded: the runner completes it
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return 130
     return int(props.get("exit_code") or 0)
 
 

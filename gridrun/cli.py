@@ -7,8 +7,10 @@ means adding a module and its name to COMMANDS; no other command changes.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
+from pathlib import Path
 
 from .errors import GridrunError
 
@@ -84,9 +86,35 @@ def main(argv: list[str] | None = None) -> int:
     except GridrunError as exc:
         print(f"gridrun: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `gridrun ls | head`: the reader left; not an error of gridrun's files
+        raise
+    except OSError as exc:  # gridrun's own file handling (the script's errors are recorded in its run)
+        print(f"gridrun: error: {os_error_message(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("gridrun: interrupted", file=sys.stderr)
         return 130
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line naming the path, the cause and the fix, for an OSError from gridrun's file handling."""
+    path = exc.filename
+    cause = exc.strerror or str(exc)
+    if path is None:
+        return f"{cause}"
+    if isinstance(exc, (FileExistsError, NotADirectoryError)):
+        for p in (Path(path), *Path(path).parents):
+            if p.exists() and not p.is_dir():
+                return f"{p} is not a folder (it is a file): move the file away, or give another --runs-dir"
+    fixes = {
+        errno.EROFS: "the file system is read-only: give a writable folder with --runs-dir",
+        errno.EACCES: "check the permissions of the path (and of its folders)",
+        errno.EPERM: "check the permissions of the path (and of its folders)",
+        errno.ENOSPC: "free some space, or give a folder on another disk with --runs-dir",
+        errno.EDQUOT: "free some space, or give a folder on another disk with --runs-dir",
+    }
+    fix = fixes.get(exc.errno or 0, "check the path")
+    return f"{path}: {cause} ({fix})"
 
 
 if __name__ == "__main__":

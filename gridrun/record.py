@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from . import rundir
-from ._io import read_json, write_json
-from .rundir import RunContext, iso, utc_now
+from ._io import decode_float, read_json, write_json
+from .rundir import RunContext, iso, read_metrics_file, utc_now
 
 
 class Status(enum.StrEnum):
@@ -47,16 +47,23 @@ RUN_COLUMNS = ["script", "start", "end", "completed", "status", "output", "error
 INT_COLUMNS = ["samples", "validation_samples", "batch_size", "epochs", "epochs_completed", "trial"]
 OPTIONAL_INT_COLUMNS = ["best_epoch"]  # properties gridrun.fit writes only with EarlyStopping
 KNOWN_PROPERTIES = set(TRAINING_COLUMNS) | set(RUN_COLUMNS) | {
-    "script_path", "versions", "git", "hostname", "pid", "exit_code", "jax_devices", "heartbeat"}
+    "script_path", "versions", "git", "hostname", "pid", "exit_code", "jax_devices", "heartbeat",
+    rundir.EPOCH_LABELS}
 OUTPUT_TAIL = 2000  # characters of output kept in the table's `output` column
 
 
 def last_value(series: list[Any] | None) -> Any:
-    """The last recorded (non-null) value of a metric's series, or None."""
+    """The last recorded (non-null) value of a metric's series, or None. A diverged metric's last value
+    is NaN (or an infinity), not its last finite one: null means "not recorded", never "not finite"."""
     for value in reversed(series or []):
         if value is not None:
-            return value
+            return decode_float(value)
     return None
+
+
+def read_metrics(run_dir: str | os.PathLike) -> dict[str, list[Any]]:
+    """A run's metrics.json, non-finite values read back as floats (docs/run-dir.md)."""
+    return read_metrics_file(Path(run_dir) / rundir.METRICS_FILE)
 
 
 def epochs_recorded(metrics: Mapping[str, list[Any]]) -> int:
@@ -66,7 +73,7 @@ def epochs_recorded(metrics: Mapping[str, list[Any]]) -> int:
 
 def last_metrics(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The last value of each numeric metric of a run."""
-    metrics = read_json(Path(run_dir) / rundir.METRICS_FILE, {}) or {}
+    metrics = read_metrics(run_dir)
     out = {}
     for name, series in metrics.items():
         last = last_value(series)
@@ -79,7 +86,7 @@ def summarize(run_dir: str | os.PathLike) -> dict[str, Any]:
     """Build a run's row (without run_dir) from its files."""
     run_dir = Path(run_dir)
     props = read_json(run_dir / rundir.PROPERTIES_FILE, {}) or {}
-    metrics = read_json(run_dir / rundir.METRICS_FILE, {}) or {}
+    metrics = read_metrics(run_dir)
     flags = read_json(run_dir / rundir.FLAGS_FILE, {}) or {}
     evaluation = read_json(run_dir / rundir.EVALUATION_FILE, {}) or {}
     row: dict[str, Any] = {}

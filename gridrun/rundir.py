@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import datetime as _dt
+import operator
 import os
 import socket
 import threading
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._io import read_json, write_json
+from ._io import decode_float, read_json, write_json
+from .errors import GridrunError
 
 ENV_RUN_DIR = "GRIDRUN_RUN_DIR"
 ENV_FLAGS = "GRIDRUN_FLAGS"  # JSON object of flag overrides given to the child process
@@ -62,6 +64,9 @@ def create_run_dir(runs_dir: str | os.PathLike = "runs", ts: _dt.datetime | None
     plain name.
     """
     root = Path(runs_dir)
+    if root.exists() and not root.is_dir():
+        raise GridrunError(f"the runs dir {root} is not a folder (it is a file): "
+                           f"move the file away, or give another folder with --runs-dir")
     root.mkdir(parents=True, exist_ok=True)
     base = run_name(ts or utc_now())
     for i in range(100000):
@@ -89,33 +94,57 @@ class RunContext:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # called as epoch_hook(ctx, values) after each log_metrics (a sweep's pruner listens here)
     epoch_hook: Any = field(default=None, repr=False)
+    epochs: list[int] = field(default_factory=list)  # the script's label of each row of metrics.json
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike, flags: dict[str, Any] | None = None) -> RunContext:
-        """Attach to a run dir, picking up what is already in it (properties, metrics)."""
+        """Attach to a run dir, picking up what is already in it (properties, metrics, epoch labels)."""
         run_dir = Path(run_dir)
         ctx = cls(run_dir=run_dir, flags=dict(flags or {}))
         ctx.properties = read_json(run_dir / PROPERTIES_FILE, {}) or {}
-        ctx.metrics = read_json(run_dir / METRICS_FILE, {}) or {}
+        ctx.metrics = read_metrics_file(run_dir / METRICS_FILE)
+        rows = max((len(v) for v in ctx.metrics.values()), default=0)
+        labels = [x for x in ctx.properties.get(EPOCH_LABELS) or [] if isinstance(x, int)][:rows]
+        while len(labels) < rows:
+            labels.append(max(labels, default=0) + 1)
+        ctx.epochs = labels
         return ctx
 
     # -- recording ------------------------------------------------------------------------------
     def log_metrics(self, epoch: int | None = None, **values: Any) -> None:
+        """Record metrics of the epoch labelled `epoch` (any integer the script counts with: 0, 1, ...).
+
+        A label seen before fills (or replaces) that epoch's values; a new one appends an epoch; None is
+        the epoch after the last. Rows of metrics.json are epochs in the order first logged; labels that
+        are not 1, 2, 3, ... are kept in properties.json `epoch_labels`.
+        """
+        clean = {name: metric_value(name, value) for name, value in values.items()}  # check all first
+        label = None if epoch is None else _epoch_label(epoch)
         with self.lock:
-            n = max((len(v) for v in self.metrics.values()), default=0)
-            row = n if epoch is None else max(int(epoch) - 1, 0)
-            for name, value in values.items():
+            rows = max(len(self.epochs), max((len(v) for v in self.metrics.values()), default=0))
+            while len(self.epochs) < rows:
+                self.epochs.append(max(self.epochs, default=0) + 1)
+            if label is None:
+                label = max(self.epochs, default=0) + 1
+            new = label not in self.epochs
+            if new:
+                self.epochs.append(label)
+            row = self.epochs.index(label)
+            for name, value in clean.items():
                 series = self.metrics.setdefault(name, [])
-                while len(series) < row:
+                while len(series) <= row:
                     series.append(None)
-                value = _scalar(value)
-                if len(series) == row:
-                    series.append(value)
-                else:
-                    series[row] = value
+                series[row] = value
             write_json(self.run_dir / METRICS_FILE, self.metrics, indent=None)
-        if self.epoch_hook is not None:
-            self.epoch_hook(self, values)
+            if new and (EPOCH_LABELS in self.properties or self.epochs != list(range(1, len(self.epochs) + 1))):
+                self.properties[EPOCH_LABELS] = list(self.epochs)
+                write_json(self.run_dir / PROPERTIES_FILE, self.properties)
+        if self.epoch_hook is not None:  # outside the lock: the hook may write properties, or raise
+            self.epoch_hook(self, clean)
+
+    def epoch_label(self, row: int) -> int:
+        """The script's label of the epoch in row `row` (0-based) of metrics.json."""
+        return self.epochs[row] if row < len(self.epochs) else row + 1
 
     def write_properties(self, **props: Any) -> None:
         with self.lock:
@@ -142,6 +171,40 @@ class RunContext:
         path = self.run_dir / ARTIFACTS_DIR
         path.mkdir(exist_ok=True)
         return path
+
+
+EPOCH_LABELS = "epoch_labels"  # property: the script's epoch labels, when not 1, 2, 3, ...
+
+
+def read_metrics_file(path: str | os.PathLike) -> dict[str, list[Any]]:
+    """metrics.json as {name: [values]}, with "NaN", "Infinity" and "-Infinity" read back as floats."""
+    data = read_json(path, {}) or {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): [decode_float(x) for x in v] for k, v in data.items() if isinstance(v, list)}
+
+
+def _epoch_label(epoch: Any) -> int:
+    try:
+        return operator.index(_scalar(epoch))
+    except TypeError:
+        raise GridrunError(f"log_metrics(epoch={epoch!r}): the epoch must be an integer (0, 1, 2, ... or 1, 2, "
+                           f"3, ...), e.g. the loop's counter") from None
+
+
+def metric_value(name: str, value: Any) -> Any:
+    """A metric value as recorded: a Python number (bool, int or float) or None; anything else is an error."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    shape = getattr(value, "shape", None)
+    if shape is not None and tuple(shape) != ():
+        raise GridrunError(f"metric {name!r} must be one number per epoch, got an array of shape {tuple(shape)}: "
+                           f"log a scalar, e.g. {name}=float(x.mean())")
+    scalar = _scalar(value)
+    if isinstance(scalar, (bool, int, float)):
+        return scalar
+    raise GridrunError(f"metric {name!r} must be a number, got {value!r} ({type(value).__name__}): "
+                       f"log a float or an int, e.g. {name}=float(x)")
 
 
 def _scalar(value: Any) -> Any:
@@ -238,8 +301,11 @@ def is_run_active() -> bool:
 
 
 def log_metrics(epoch: int | None = None, **values: Any) -> None:
-    """Record one epoch of metrics (`loss=..., val_loss=...`); `epoch` is 1-based, default: the next.
+    """Record one epoch of metrics (`loss=..., val_loss=...`); default: the next epoch.
 
+    `epoch` is the script's own label (`for e in range(n): log_metrics(epoch=e, ...)` and 1-based loops
+    both record every epoch): a label seen before fills or replaces that epoch, a new one appends one.
+    Values must be numbers (Python, NumPy or JAX scalars); NaN and infinities are recorded as such.
     metrics.json is rewritten atomically at every call, so readers see every epoch live.
     """
     ctx = current()

@@ -9,6 +9,7 @@ records everything even when the script fails or is killed.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import io
 import json
 import math
@@ -95,12 +96,18 @@ _capture = capture_output  # execute() has a parameter of that name
 # Running a script in this process
 
 
-def _nonfinite_loss(metrics: dict[str, list[Any]]) -> str | None:
-    for name in ("loss", "val_loss"):
-        for epoch, value in enumerate(metrics.get(name) or [], start=1):
+def _nonfinite(ctx: RunContext, metric: str | None = None) -> str | None:
+    """Why a run diverged: the first non-finite value of a loss (loss, val_loss, *_loss) or of `metric`
+    (a sweep's ranking metric), as "val_loss became nan at epoch 3" (the script's epoch label); or None."""
+    names = [n for n in ctx.metrics if n in ("loss", "val_loss") or n.endswith("_loss") or n == metric]
+    first: tuple[int, str] | None = None
+    for name in names:
+        for row, value in enumerate(ctx.metrics[name]):
             if isinstance(value, float) and not math.isfinite(value):
-                return f"{name} became {value} at epoch {epoch}"
-    return None
+                if first is None or row < first[0]:
+                    first = (row, f"{name} became {value} at epoch {ctx.epoch_label(row)}")
+                break
+    return first[1] if first else None
 
 
 def start_properties(script: Path, context: str, sweep: str | None, trial: int | None) -> dict[str, Any]:
@@ -135,6 +142,7 @@ def execute(
     properties: dict[str, Any] | None = None,
     epoch_hook: Any = None,
     script_args: list[str] | None = None,
+    metric: str | None = None,
 ) -> dict[str, Any]:
     """Run `script` in this process, recorded into `run_dir`; return the final properties.
 
@@ -143,8 +151,9 @@ def execute(
     arguments (sys.argv after its name); they are recorded as the `script_args` property, and
     `gridrun.flags()` does not parse them.
 
-    Never raises for the script's own errors: an exception, a non-zero exit, a NaN loss or Ctrl-C end
-    up as status failed / interrupted with the message and traceback in properties.json.
+    Never raises for the script's own errors: an exception, a non-zero exit, a non-finite loss (any
+    metric named loss, val_loss or *_loss, and `metric`, a sweep's ranking metric) or Ctrl-C end up as
+    status failed / interrupted with the message and traceback in properties.json.
     """
     script = Path(script).resolve()
     ctx = RunContext.open(run_dir, flags)
@@ -203,7 +212,7 @@ def execute(
     if pruned and status != "interrupted":  # a pruned trial stays pruned, whatever the script did after
         status, exit_code, message = "pruned", 0, str(pruned)
     if status == "completed":
-        nan = _nonfinite_loss(ctx.metrics)
+        nan = _nonfinite(ctx, metric)
         if nan:
             status, exit_code, message = "failed", 1, nan
     return finish(ctx, status, exit_code, message, tb)
@@ -292,16 +301,23 @@ def training_run(
     cmd = [sys.executable, "-m", "gridrun._child", str(script), str(run_dir)]  # script_args: in properties
     t0 = time.monotonic()
     interrupted = False
-    with open(run_dir / rundir.OUTPUT_FILE, "ab") as log:
+    disk_error: OSError | None = None
+    with open(run_dir / rundir.OUTPUT_FILE, "ab", buffering=0) as log:  # unbuffered: nothing left to flush
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd())
         try:
-            _pump(proc, log, echo)
-            code = proc.wait()
+            disk_error = _pump(proc, log, echo)
+            if disk_error is not None:  # output.log cannot grow (disk full): stop the script, record why
+                code = _terminate(proc)
+            else:
+                code = proc.wait()
         except KeyboardInterrupt:
             interrupted = True
             code = _stop(proc)
             _drain(proc, log, echo)
-    final = _reconcile(run_dir, code, interrupted)
+    if disk_error is not None:
+        final = _record_disk_error(run_dir, disk_error)
+    else:
+        final = _reconcile(run_dir, code, interrupted)
     copied = watch.copy_changed(run_dir / rundir.ARTIFACTS_DIR) if watch is not None else []
     if copied:
         RunContext.open(run_dir).write_properties(new_files=[str(p) for p in copied])
@@ -315,18 +331,72 @@ def training_run(
     return row
 
 
-def _pump(proc: subprocess.Popen, log, echo: bool) -> None:
+def _pump(proc: subprocess.Popen, log, echo: bool) -> OSError | None:
+    """Copy the child's output to output.log (and the console) until it ends; return the error that
+    stopped writing output.log (a full disk), if any, at once."""
     assert proc.stdout is not None
     out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
     for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
-        log.write(chunk)
-        log.flush()
+        error = _write_all(log, chunk)
         if echo:
             if out is not None:
                 out.write(chunk)
                 out.flush()
             else:
                 sys.stdout.write(chunk.decode("utf-8", "replace"))
+        if error is not None:
+            return error
+    return None
+
+
+def _write_all(log, data: bytes) -> OSError | None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = log.write(view)
+        except OSError as exc:
+            return exc
+        view = view[n if n else len(view):]
+    return None
+
+
+def _terminate(proc: subprocess.Popen) -> int:
+    """Stop the script's process: SIGTERM, then SIGKILL if it does not end within 5 s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            break
+        proc.send_signal(sig)
+        try:
+            return proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.wait()
+
+
+def _record_disk_error(run_dir: Path, error: OSError) -> dict[str, Any]:
+    """End a run whose output.log could not be written: failed, with as much of the record as fits."""
+    from ._io import dumps, overwrite_in_place
+
+    cause = "no space left on device" if error.errno in (errno.ENOSPC, errno.EDQUOT) else (
+        (error.strerror or str(error)).lower())
+    message = f"{cause} while writing {rundir.OUTPUT_FILE}"
+    print(f"gridrun: error: {message} ({run_dir}): the script was stopped and the run recorded as failed; "
+          f"free some space", file=sys.stderr)
+    ctx = RunContext.open(run_dir)
+    try:
+        return finish(ctx, "failed", 1, message, None)
+    except OSError:  # no room for a temporary file: rewrite properties.json in its own blocks
+        for indent in (1, None):
+            try:
+                overwrite_in_place(run_dir / rundir.PROPERTIES_FILE, dumps(ctx.properties, indent, True).encode())
+                break
+            except OSError:
+                continue
+        try:
+            (run_dir / rundir.SUMMARY_FILE).unlink()  # a summary from before would be wrong now
+        except OSError:
+            pass
+        return dict(ctx.properties)
 
 
 def _drain(proc: subprocess.Popen, log, echo: bool) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from . import rundir
-from ._io import read_json
+from ._io import decode_float, read_json
 from .errors import GridrunError
 from .record import (
     INT_COLUMNS,
@@ -64,7 +64,7 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def _typed(col: pd.Series, raw: list[Any]) -> pd.Series:
     """Give a flag column the dtype of its values as written (ints stay Int64 even with gaps)."""
-    values = [v for v in raw if v is not None]
+    values = [decode_float(v) for v in raw if v is not None]  # a NaN flag value is recorded as "NaN"
     if values and all(isinstance(v, bool) for v in values):
         return col.astype("boolean")
     if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
@@ -271,10 +271,11 @@ class RunInfo:
 def run_info(run: Any = None, runs_dir: str | os.PathLike = "runs") -> RunInfo:
     """Everything about one run: flags, metrics (a DataFrame, one row per epoch), properties, paths."""
     path = resolve_run(run, runs_dir)
-    metrics = read_json(path / rundir.METRICS_FILE, {}) or {}
+    metrics = rundir.read_metrics_file(path / rundir.METRICS_FILE)  # "NaN"/"Infinity" read back as floats
     n = max((len(v) for v in metrics.values()), default=0)
     frame = pd.DataFrame({k: list(v) + [None] * (n - len(v)) for k, v in metrics.items()}, dtype="float64")
-    frame.index = pd.RangeIndex(1, n + 1, name="epoch")
+    labels = rundir.RunContext.open(path).epochs if n else []  # the script's epoch labels (0-based loops)
+    frame.index = pd.Index(labels, name="epoch") if len(labels) == n else pd.RangeIndex(1, n + 1, name="epoch")
     paths = {name: path / f for name, f in (
         ("flags", rundir.FLAGS_FILE), ("metrics", rundir.METRICS_FILE), ("properties", rundir.PROPERTIES_FILE),
         ("evaluation", rundir.EVALUATION_FILE), ("output", rundir.OUTPUT_FILE), ("source", rundir.SOURCE_DIR),

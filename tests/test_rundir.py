@@ -65,9 +65,9 @@ def test_atomic_write_never_exposes_partial_file(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_nonfinite_written_as_null_and_floats_exact(tmp_path):
+def test_nonfinite_written_as_strings_and_floats_exact(tmp_path):
     write_json(tmp_path / "x.json", {"a": float("nan"), "b": 2e-5, "c": [1e-5, float("inf")]})
-    assert read_json(tmp_path / "x.json") == {"a": None, "b": 2e-5, "c": [1e-5, None]}
+    assert read_json(tmp_path / "x.json") == {"a": "NaN", "b": 2e-5, "c": [1e-5, "Infinity"]}
 
 
 def test_script_api_is_noop_without_run(tmp_path, monkeypatch):
@@ -86,7 +86,7 @@ def test_log_metrics_live_and_padded(tmp_path):
         gridrun.log_metrics(loss=1.0, val_loss=2.0)
         assert read_json(tmp_path / "metrics.json") == {"loss": [1.0], "val_loss": [2.0]}
         gridrun.log_metrics(loss=0.5)
-        gridrun.log_metrics(epoch=4, loss=0.25, lr=0.1)
+        gridrun.log_metrics(epoch=4, loss=0.25, lr=0.1)  # a new label: the next epoch (labels kept)
         gridrun.log_metrics(epoch=2, val_loss=1.5)
         gridrun.write_properties(custom="yes")
         gridrun.write_evaluation(loss=0.3)
@@ -94,8 +94,8 @@ def test_log_metrics_live_and_padded(tmp_path):
         meta = gridrun.write_run_metadata("tensorboard", {"logdir": "x"})
         art = gridrun.artifacts_dir()
     m = read_json(tmp_path / "metrics.json")
-    assert m == {"loss": [1.0, 0.5, None, 0.25], "val_loss": [2.0, 1.5], "lr": [None, None, None, 0.1]}
-    assert read_json(tmp_path / "properties.json") == {"custom": "yes"}
+    assert m == {"loss": [1.0, 0.5, 0.25], "val_loss": [2.0, 1.5], "lr": [None, None, 0.1]}
+    assert read_json(tmp_path / "properties.json") == {"epoch_labels": [1, 2, 4], "custom": "yes"}
     assert read_json(tmp_path / "evaluation.json") == {"loss": 0.3, "acc": 0.9}
     assert read_json(meta) == {"logdir": "x"} and (tmp_path / "artifacts").is_dir() and art.endswith("artifacts")
 

@@ -172,7 +172,7 @@ def test_large_sweep_without_terminal_stops_before_running(script, tmp_path, mon
     assert not [p for p in runs.glob("*") if p.name != "sweeps"] if runs.exists() else True
     code = cli.main(["tuning-run", str(script), "--flag", "units=1,2", "--runs-dir", str(runs), "--quiet"])
     assert code == 0  # small sweeps need no confirmation
-    code = cli.main(["tuning-run", str(script), "--flag", "units=1", "--flag", "units=" + ",".join(map(str, range(101))),
+    code = cli.main(["tuning-run", str(script), "--flag", "units=" + ",".join(map(str, range(101))),
                      "--runs-dir", str(runs), "--sample", "0.02", "--yes", "--quiet"])
     assert code == 0
 

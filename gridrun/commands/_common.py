@@ -24,6 +24,9 @@ def parse_flag_assignments(items: list[str] | None) -> dict[str, str]:
         name = name.strip().replace("-", "_")
         if not name:
             raise GridrunError(f"--flag {item!r} has no name: write it as --flag NAME=VALUE")
+        if name in out:
+            raise GridrunError(f"--flag {name} is given twice ({name}={out[name]} and {name}={value}): "
+                               f"give each flag once")
         out[name] = value
     return out
 
@@ -59,6 +62,25 @@ def parse_flag_option(option: str) -> tuple[str, Any]:
     if r is not None:
         return name, r
     return name, split_values(values)
+
+
+def parse_flag_options(options: list[str] | None) -> dict[str, list[str]]:
+    """Every `--flag NAME=V1,V2` of a sweep; a flag given twice is an error (its values would be lost)."""
+    out: dict[str, list[str]] = {}
+    texts: dict[str, str] = {}
+    for option in options or []:
+        name, values = parse_flag_option(option)
+        if name in out:
+            merged = ",".join([texts[name], option.partition("=")[2].strip()])
+            raise GridrunError(f"--flag {name} is given twice ({_short(name + '=' + texts[name])} and "
+                               f"{_short(option.strip())}): give each flag once, with all its values: "
+                               f"--flag {_short(name + '=' + merged)}")
+        out[name], texts[name] = values, option.partition("=")[2].strip()
+    return out
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_sample(text: str | float | int | None) -> float | int | None:

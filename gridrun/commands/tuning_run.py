@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GridrunError
-from ._common import add_runs_dir, parse_flag_option, parse_sample
+from ._common import add_runs_dir, parse_flag_options, parse_sample
 
 NAME = "tuning-run"
 HELP = "Run a script for every combination (or a random sample) of flag values; resumable, parallel."
@@ -16,7 +16,7 @@ HELP = "Run a script for every combination (or a random sample) of flag values; 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("script", nargs="?", help="the training script (optional with --resume ID)")
     parser.add_argument("--flag", action="append", metavar="NAME=V1,V2,...",
-                        help="values of one flag (repeatable); quote a value with commas: 'name=\"a,b\",c'")
+                        help="values of one flag (repeatable, once per flag); quote a value with commas: 'name=\"a,b\",c'")
     parser.add_argument("--grid", metavar="FILE.yml", help="YAML mapping of flag -> list of values")
     parser.add_argument("--combinations", metavar="FILE.csv",
                         help="CSV table of combinations, one trial per row, used as given")
@@ -87,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
     flags: dict[str, Any] | None = None
     if args.grid:
         flags = read_grid_file(args.grid)
-    for option in args.flag or []:
-        name, values = parse_flag_option(option)
+    for name, values in parse_flag_options(args.flag).items():  # a flag given twice is an error
         flags = flags or {}
         flags[name] = values  # the command line wins over the grid file
     if args.combinations and flags:

@@ -5,15 +5,37 @@ import and compiled programs are paid once per worker, not once per trial. When 
 dies (segfault, out of memory, os._exit), loky reports every task in flight as failed with
 TerminatedWorkerError/BrokenProcessPool; those trials are marked failed and the next submission gets a
 fresh pool.
+
+Workers die with their client: each one watches its parent process (a thread polling `os.getppid()`,
+installed by the pool's initializer) and exits within PARENT_POLL_SECONDS when the client is gone, even
+after a kill -9 that gave the client no chance to stop them. Left alone, they would finish the trials
+they had (loky keeps idle workers for its idle timeout) while a resumed sweep runs the same trials again.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from .base import Executor
+
+PARENT_POLL_SECONDS = 0.25
+
+
+def _watch_parent(client_pid: int) -> None:
+    """Pool initializer, run in each worker: exit the worker as soon as its client process is gone."""
+
+    def watch() -> None:
+        while os.getppid() == client_pid:
+            threading.Event().wait(PARENT_POLL_SECONDS)
+        os._exit(1)  # reparented: the client died (no cleanup: the resumed sweep closes this trial's run)
+
+    if os.getppid() != client_pid:
+        os._exit(1)
+    threading.Thread(target=watch, name="gridrun-parent-watch", daemon=True).start()
 
 
 class LocalExecutor(Executor):
@@ -28,7 +50,8 @@ class LocalExecutor(Executor):
         from joblib.externals.loky import get_reusable_executor
 
         # get_reusable_executor returns the live pool, or a new one when the last one broke.
-        self._pool = get_reusable_executor(max_workers=self.jobs, timeout=self.idle_timeout, reuse=True)
+        self._pool = get_reusable_executor(max_workers=self.jobs, timeout=self.idle_timeout, reuse=True,
+                                           initializer=_watch_parent, initargs=(os.getpid(),))
         return self._pool
 
     def submit(self, fn: Callable[[Any], Any], task: Any) -> cf.Future:

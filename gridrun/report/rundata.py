@@ -28,6 +28,7 @@ from ..rundir import (
     OUTPUT_FILE,
     PROPERTIES_FILE,
     SOURCE_DIR,
+    read_metrics_file,
 )
 
 MAX_OUTPUT_CHARS = 1_000_000  # the report shows at most the last ~1 MB of output.log
@@ -171,8 +172,7 @@ def load_run(path: str | os.PathLike, *, with_files: bool = True) -> RunData:
         path=path,
         properties=_dict(read_json(path / PROPERTIES_FILE, {})),
         flags=_dict(read_json(path / FLAGS_FILE, {})),
-        metrics={k: list(v) for k, v in _dict(read_json(path / METRICS_FILE, {})).items()
-                 if isinstance(v, list)},
+        metrics=read_metrics_file(path / METRICS_FILE),
         evaluation=_dict(read_json(path / EVALUATION_FILE, {})),
     )  # fmt: skip
     if with_files:

@@ -3,15 +3,20 @@
 The client process running a sweep is the only writer of its manifest (format in docs/tuning.md), always
 with an atomic write. After Ctrl-C, a kill -9 or a reboot, `reconcile` brings the manifest up to date
 with the run dirs (a run dir that completed counts even if the manifest missed it), closing the run dirs
-that a dead process left `running`; `client_alive` tells whether a sweep's client still runs.
+that a dead process left `running`; `client_alive` tells whether a sweep's client still runs. A trial
+whose earlier attempt is still running (an orphaned worker) is waited for and its result adopted: a
+resume never runs a trial twice at once. A run dir left empty (a kill between creating it and
+submitting its trial) is removed.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 import os
 import random
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -28,6 +33,8 @@ from .state import FINAL, Attempt, Trial, as_status
 MAX_TRIALS = 1_000_000  # a trial list longer than this is surely a mistake: sample instead
 SAVE_INTERVAL = 0.5  # seconds between two manifest writes while trials finish quickly
 STALE_SECONDS = 180.0  # a client whose heartbeat is older than this is taken as dead
+ORPHAN_WAIT_SECONDS = 60.0  # on resume, how long to wait for a trial's earlier attempt still running
+EMPTY_DIR_AGE = 2.0  # seconds: an empty run dir older than this, in a dead sweep's time, is left over
 SWEEPS_DIR = "sweeps"
 MANIFEST_FORMAT = 1
 
@@ -267,6 +274,7 @@ def reconcile(manifest: Manifest, runs_dir: str | os.PathLike) -> None:
     # run dirs the manifest may have missed (client killed between mkdir and the manifest write)
     since = (manifest.data.get("created") or "")[:19].replace(":", "-")
     root = Path(runs_dir)
+    empty: list[Path] = []
     for d in sorted(root.iterdir()) if root.is_dir() else []:
         if not d.is_dir() or d.name == SWEEPS_DIR or d.name[:19] < since:
             continue
@@ -275,19 +283,26 @@ def reconcile(manifest: Manifest, runs_dir: str | os.PathLike) -> None:
             paths = by_trial.setdefault(props["trial"], [])
             if d not in paths:
                 paths.append(d)
+        elif not props and _is_empty(d):
+            empty.append(d)
+    _remove_empty(empty, manifest, runs_dir)
     for t in manifest.trials:
         if t.status in FINAL:
             continue
         known = {a.run_dir: a for a in t.attempts}
         for d in by_trial.get(t.trial, []):
+            if not d.is_dir():  # an empty run dir the manifest knew: removed above, never ran
+                if d.name in known and known[d.name].status == Status.RUNNING:
+                    known[d.name].status = Status.INTERRUPTED
+                continue
             props = read_json(d / rundir.PROPERTIES_FILE, {}) or {}
             status = props.get("status")
+            if status == Status.RUNNING and _run_alive(props):  # an orphaned worker still at it
+                props = _wait_for(d, props, t.trial)
+                status = props.get("status")
             if status == Status.RUNNING:
-                if _run_alive(props):  # an orphaned worker still at it: leave it, run the trial again
-                    status = Status.LOST
-                else:
-                    close_run(d, Status.INTERRUPTED, "the sweep's client process stopped before this trial ended")
-                    status = Status.INTERRUPTED
+                close_run(d, Status.INTERRUPTED, "the sweep's client process stopped before this trial ended")
+                status = Status.INTERRUPTED
             attempt = known.get(d.name)
             if attempt is None:
                 attempt = Attempt(run_dir=d.name, status=Status.RUNNING, start=props.get("start"), lost=True)
@@ -301,6 +316,66 @@ def reconcile(manifest: Manifest, runs_dir: str | os.PathLike) -> None:
                 t.metrics = last_metrics(d)
         if t.status not in FINAL:
             t.status = Status.PENDING if t.status in (Status.RUNNING, Status.INTERRUPTED, Status.PENDING) else t.status
+
+
+def _wait_for(run_dir: Path, props: Mapping[str, Any], trial: int) -> dict[str, Any]:
+    """Wait for the live process running an earlier attempt of `trial` to end it (or die); return the
+    run's properties then. A resume must not run the trial beside it: after ORPHAN_WAIT_SECONDS, stop."""
+    print(f"Waiting for trial {trial}'s earlier attempt ({run_dir.name}, process {props.get('pid')} on "
+          f"{props.get('hostname')}) to end...", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + ORPHAN_WAIT_SECONDS
+    current = dict(props)
+    while current.get("status") == Status.RUNNING and _run_alive(current):
+        if time.monotonic() > deadline:
+            raise GridrunError(
+                f"trial {trial}'s earlier attempt {run_dir} is still running in process {current.get('pid')} on "
+                f"{current.get('hostname')}: let it end (or stop it: kill {current.get('pid')}), then resume again")
+        time.sleep(0.1)
+        current = read_json(run_dir / rundir.PROPERTIES_FILE, {}) or {}
+    return current
+
+
+def _is_empty(d: Path) -> bool:
+    try:
+        with os.scandir(d) as it:
+            return next(it, None) is None
+    except OSError:
+        return False
+
+
+def _name_time(name: str) -> _dt.datetime | None:
+    try:
+        ts = _dt.datetime.strptime(name[:19], rundir.NAME_FORMAT).replace(tzinfo=_dt.UTC)
+        return ts + _dt.timedelta(milliseconds=int(name[20:23]))
+    except ValueError:
+        return None
+
+
+def _remove_empty(dirs: list[Path], manifest: Manifest, runs_dir: str | os.PathLike) -> None:
+    """Remove run dirs a killed client created but never used (empty, named within the sweep's time).
+
+    Only once EMPTY_DIR_AGE old, so that a run dir another process has just made (and is about to write
+    its properties into) is left alone, and none made since another sweep still running started (its
+    run dirs stay empty until a worker starts them); `rmdir` removes only a dir that is still empty."""
+    if not dirs:
+        return
+    others = [read_json(p, {}) or {} for p in list_sweeps(runs_dir) if p.stem != manifest.id]
+    live = [(o.get("created") or "")[:19].replace(":", "-") for o in others if client_alive(o.get("client"))]
+    if live:  # another sweep's client is running: its fresh run dirs wait empty for their worker
+        dirs = [d for d in dirs if d.name[:19] < min(live)]
+    ages = [(d, _name_time(d.name)) for d in dirs]
+    ages = [(d, ts) for d, ts in ages if ts is not None]
+    if not ages:
+        return
+    youngest = max(ts for _, ts in ages)
+    wait = EMPTY_DIR_AGE - (rundir.utc_now() - youngest).total_seconds()
+    if wait > 0:
+        time.sleep(min(wait, EMPTY_DIR_AGE))
+    for d, _ in ages:
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
 
 
 def close_orphans(manifest: Manifest, runs_dir: str | os.PathLike) -> None:

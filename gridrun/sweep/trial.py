@@ -34,7 +34,7 @@ class TrialTask:
     context: str = "local"
     max_bytes: int = MAX_REMOTE_BYTES
     sources: dict[str, bytes] | None = None  # remote: the script's folder, for workers that lack it
-    metric: str | None = None  # the sweep's metric (None: val_loss, else loss)
+    metric: str | None = None  # the sweep's metric (None: val_loss, else loss); the trial fails when it becomes non-finite
     pruner: Any = None  # the executor channel's caller to the sweep's pruner, when the sweep prunes
 
 
@@ -130,7 +130,7 @@ def _execute(plan: Plan) -> dict[str, Any]:
     script, run, task = plan
     hook = PruneHook(task.pruner, task.trial, task.metric) if task.pruner is not None else None
     return execute(script, run, task.flags, context=task.context, sweep=task.sweep, trial=task.trial,
-                   capture_output=True, epoch_hook=hook)
+                   capture_output=True, epoch_hook=hook, metric=task.metric)
 
 
 def _one_by_one(plans: list[Plan]) -> list[dict[str, Any]]:
