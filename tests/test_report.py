@@ -540,3 +540,14 @@ def test_sweep_table_sorts_by_the_metric_of_the_sweep_manifest(runs: Path) -> No
     page = gridrun.sweep_report(SWEEP, runs_dir=runs, open_browser=False, metric="loss").read_text()
     assert re.search(r'class="metric judged" aria-sort="ascending">loss<', page)
     assert re.findall(r'<td class="num" data-sort="(\d+)">', page) == ["0", "1", "2", "3", "4", "5"]
+
+
+def test_report_path_shows_the_page_inline_in_jupyter(runs: Path) -> None:
+    run = training_run(runs)
+    path = gridrun.view_run(run.name, runs_dir=runs, open_browser=False)
+    assert isinstance(path, Path) and path == run.resolve() / "report.html"
+    html = path._repr_html_()
+    srcdoc = html_lib.unescape(re.search(r'<iframe srcdoc="([^"]*)"', html).group(1))
+    assert srcdoc == pages.inline_plotly(path.read_text()) and str(pages.plotly_js())[:60] in srcdoc
+    assert 'sandbox="allow-scripts"' in html
+    assert path.parent._repr_html_() is None  # derived paths show as plain paths

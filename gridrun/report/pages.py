@@ -143,7 +143,9 @@ class ReportPath(type(Path())):  # type: ignore[misc]
 
     height = 640
 
-    def _repr_html_(self) -> str:
+    def _repr_html_(self) -> str | None:
+        if self.suffix.lower() not in (".html", ".htm"):
+            return None  # a path derived from it (.parent, ...): shown as a plain path
         try:
             page = inline_plotly(self.read_text(encoding="utf-8"))
         except OSError as exc:
