@@ -16,11 +16,13 @@ import os
 import re
 import sys
 import webbrowser
+from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from markupsafe import Markup
@@ -159,14 +161,14 @@ class ReportPath(type(Path())):  # type: ignore[misc]
 
 
 def _write_report(
-    make: Any, path: Path, runs_dir: str | os.PathLike, self_contained: bool
+    make: Callable[[str | None], str], path: Path, runs_dir: str | os.PathLike, self_contained: bool
 ) -> Path:
     """Render a page with `make(plotly_src)` and write it to `path`, with the shared plotly.js unless
     `self_contained` (a page with no charts needs neither)."""
     if self_contained:
         return write_page(make(None), path)
     home = plotly_home(path, Path(runs_dir))
-    src = Path(os.path.relpath(home / plotly_file_name(), path.parent.resolve())).as_posix()
+    src = quote(Path(os.path.relpath(home / plotly_file_name(), path.parent.resolve())).as_posix())
     html = make(src)
     if 'data-gridrun-plotly="' in html:
         ensure_plotly_file(home)
