@@ -39,6 +39,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -142,12 +143,22 @@ def _set_option(args: list[str], option: str, value: str) -> list[str]:
     return [*args, option, value]
 
 
+_SAY = threading.Lock()
+
+
+def say(line: str) -> None:
+    """One whole line on stdout, also when commands run in parallel (--jobs)."""
+    with _SAY:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
 def run(command: Command, work: Path, dataset: str | None, epochs: int | None, quiet: bool) -> Result:
     runs_dir = work / command.name
     argv = argv_for(command.text, runs_dir, dataset, epochs)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
     env.pop("GRIDRUN_RUN_DIR", None)
-    print(f"[{command.name}] {command.text}", flush=True)
+    say(f"[{command.name}] {command.text}")
     t0 = time.perf_counter()
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
@@ -155,7 +166,7 @@ def run(command: Command, work: Path, dataset: str | None, epochs: int | None, q
         raise BuildError(f"[{command.name}] `{command.text}` failed with status {proc.returncode}:\n"
                          f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")  # fmt: skip
     if not quiet:
-        print(f"[{command.name}] ok in {seconds:.1f} s", flush=True)
+        say(f"[{command.name}] ok in {seconds:.1f} s")
     result = Result(command.name, seconds, proc.stdout)
     run_dirs = sorted(p for p in runs_dir.glob("*") if (p / "properties.json").is_file()) if runs_dir.is_dir() else []
     if len(run_dirs) == 1:
