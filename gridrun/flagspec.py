@@ -246,7 +246,9 @@ def flags(
 ) -> Flags:
     """Declare the script's flags and resolve their values (see the module docstring for precedence).
 
-    `arguments` defaults to sys.argv[1:]; `file` to flags.yml beside the running script. With explicit
+    `arguments` defaults to sys.argv[1:] (none in a Jupyter/IPython kernel, whose sys.argv is the
+    kernel's own `-f kernel.json`); `file` to flags.yml beside the running script (in a kernel: in the
+    working directory, the notebook's folder). With explicit
     `arguments` or under a gridrun runner, mistakes raise FlagError; a plain `python script.py` prints
     the message and exits with status 2 instead of a traceback.
     """
@@ -279,9 +281,23 @@ def _collect(specs: tuple[FlagSpec, ...], keyword_defaults: dict[str, Any]) -> d
     return out
 
 
+def in_kernel() -> bool:
+    """True inside a Jupyter/IPython kernel while sys.argv is still the kernel's own command line
+    (`ipykernel_launcher -f kernel.json`). `%run script.py --lr 0.1` sets sys.argv to the script's:
+    those are parsed as usual."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return False
+    argv = sys.argv[1:]
+    return not argv or list(getattr(sys, "orig_argv", [])[-len(argv):]) == argv
+
+
 def _script_dir(ctx: rundir.RunContext | None) -> Path:
     if ctx is not None and ctx.properties.get("script_path"):
         return Path(ctx.properties["script_path"]).parent
+    if in_kernel():
+        return Path.cwd()
     return Path(sys.argv[0]).resolve().parent if sys.argv and sys.argv[0] else Path.cwd()
 
 
@@ -291,8 +307,10 @@ def _resolve(specs, keyword_defaults, config, file, arguments, ctx) -> Flags | s
     sources = dict.fromkeys(declared, "default")
     if arguments is None and ctx is not None and isinstance(ctx.properties.get("script_args"), list):
         argv: list[str] = []  # started by gridrun: its flags come from the runner, sys.argv is the script's
+    elif arguments is None:
+        argv = [] if in_kernel() else list(sys.argv[1:])  # in a Jupyter kernel, sys.argv is the kernel's
     else:
-        argv = list(sys.argv[1:] if arguments is None else arguments)
+        argv = list(arguments)
     cli, cli_config, want_help = parse_command_line(argv)
     if want_help:
         return help_text(declared)

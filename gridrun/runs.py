@@ -267,6 +267,50 @@ class RunInfo:
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
 
+    def _summary(self) -> list[tuple[str, list[tuple[str, Any]]]]:
+        """(section, [(label, value)]) for the readable forms: the run, its flags, final metrics, evaluation."""
+        p = self.properties
+        finals = {c: self.metrics[c].dropna() for c in self.metrics.columns}
+        epochs = f"{len(self.metrics)}" + (f" / {p['epochs']}" if p.get("epochs") is not None else "")
+        run = [("status", p.get("status")), ("script", p.get("script")), ("started", p.get("start")),
+               ("epochs", epochs), ("sweep", p.get("sweep")), ("trial", p.get("trial")),
+               ("error", p.get("error_message"))]  # fmt: skip
+        return [
+            ("run", [(k, v) for k, v in run if v not in (None, "")]),
+            ("flags", list(self.flags.items())),
+            ("final metrics", [(k, float(v.iloc[-1])) for k, v in finals.items() if len(v)]),
+            ("evaluation", list(self.evaluation.items())),
+        ]
+
+    def __repr__(self) -> str:
+        def fmt(v: Any) -> str:
+            return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+        lines = [f"RunInfo {self.run_dir.name} ({self.run_dir})"]
+        for section, rows in self._summary():
+            if rows:
+                lines.append(f"  {section}: " + ", ".join(f"{k}={fmt(v)}" for k, v in rows))
+        lines.append("  (fields: run_dir, flags, metrics [DataFrame, one row per epoch], properties, evaluation, paths)")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        def fmt(v: Any) -> str:
+            return escape(f"{v:.6g}" if isinstance(v, float) else str(v))
+
+        parts = [f"<div class=\"gridrun-run-info\"><strong>Run {escape(self.run_dir.name)}</strong> "
+                 f"<code>{escape(str(self.run_dir))}</code>"]
+        for section, rows in self._summary():
+            if rows:
+                body = "".join(f"<tr><th style=\"text-align:left\">{escape(str(k))}</th><td style=\"text-align:left\">"
+                               f"{fmt(v)}</td></tr>" for k, v in rows)  # fmt: skip
+                parts.append(f"<p style=\"margin:6px 0 2px\"><em>{escape(section)}</em></p><table>{body}</table>")
+        if len(self.metrics):
+            parts.append("<p style=\"margin:6px 0 2px\"><em>metrics by epoch</em></p>" + self.metrics.tail(10).to_html(
+                float_format=lambda v: f"{v:.6g}", na_rep=""))  # fmt: skip
+        return "".join(parts) + "</div>"
+
 
 def run_info(run: Any = None, runs_dir: str | os.PathLike = "runs") -> RunInfo:
     """Everything about one run: flags, metrics (a DataFrame, one row per epoch), properties, paths."""

@@ -72,7 +72,10 @@ def test_view_run_writes_report_with_every_section(runs: Path) -> None:
     path = gridrun.view_run(run.name, runs_dir=runs, output=out, open_browser=False)
     assert path == out
     page = (run / "report.html").read_text()
-    assert out.read_text() == page
+    # the same page; the copy outside the runs dir loads plotly.js from its own copy beside it
+    plotly_file = pages.plotly_file_name()
+    assert out.read_text() == page.replace(f'src="../reports/{plotly_file}"', f'src="{plotly_file}"')
+    assert (runs / "reports" / plotly_file).is_file() and (out.parent / plotly_file).is_file()
     text = text_of(page)
     for label, value in [("dropout1", "0.4"), ("units", "128"), ("activation", "relu"), ("batchnorm", "False")]:
         assert re.search(rf"{label}\s*{re.escape(value)}", text), label
@@ -281,7 +284,10 @@ def test_sweep_report_page(runs: Path) -> None:
     assert path == runs / "reports" / f"{SWEEP}.html"
     page = path.read_text()
     rows = re.findall(r'<tr class="([^"]*) status-row-(\w+)">', page)
-    assert len(rows) == 6 and [r[0] for r in rows].count("best") == 1 and rows[4][0] == "best"
+    assert len(rows) == 6 and [r[0] for r in rows].count("best") == 1 and rows[0][0] == "best"
+    # sorted by the sweep's metric (val_loss, lower first), the failed trial without a value last
+    assert re.findall(r'<td class="num" data-sort="(\d+)">', page) == ["4", "3", "2", "1", "0", "5"]
+    assert re.search(r'<th [^>]*class="metric judged" aria-sort="ascending">val_loss</th>', page)
     # the best trial links to its run report, which exists
     link = re.search(r'<p id="best-trial">.*?<a href="([^"]+)">', page, re.S).group(1)
     assert link == "../2026-11-27T08-00-04.000Z/report.html" and (path.parent / link).is_file()
@@ -420,3 +426,128 @@ def test_cli_live_serves_until_the_run_ends(runs: Path, monkeypatch, capsys) -> 
     out = capsys.readouterr().out
     assert "Live report of run" in out and "http://127.0.0.1:" in out and "Live server stopped" in out
     assert "snapshot" not in text_of((run / "report.html").read_text())
+
+
+# --------------------------------------------------------------------------------------------------
+# Page size: one shared plotly.js per runs dir, or a self-contained page
+
+
+def test_pages_share_one_versioned_plotly_file(runs: Path, two_runs) -> None:
+    a, b = two_runs
+    sweep_runs(runs)
+    view = gridrun.view_run(a.name, runs_dir=runs, open_browser=False)
+    shared = runs / "reports" / pages.plotly_file_name()
+    assert re.fullmatch(r"plotly-\d+\.\d+\.\d+\.min\.js", shared.name)
+    assert shared.read_text() == str(pages.plotly_js())
+    page = view.read_text()
+    assert len(page.encode()) <= 300_000  # was ~4.9 MB with plotly.js inlined
+    assert f'<script src="../reports/{shared.name}" data-gridrun-plotly="{shared.name}"></script>' in page
+    assert str(pages.plotly_js())[:60] not in page
+    # compare and sweep pages live in reports/, beside the shared file; it is written once
+    before = shared.stat().st_mtime_ns
+    for page_path in (gridrun.compare_runs(runs_dir=runs, open_browser=False),
+                      gridrun.sweep_report(SWEEP, runs_dir=runs, open_browser=False)):
+        html = page_path.read_text()
+        assert f'<script src="{shared.name}" data-gridrun-plotly=' in html and len(html.encode()) <= 300_000
+    assert shared.stat().st_mtime_ns == before
+    assert sorted(p.name for p in (runs / "reports").glob("plotly-*")) == [shared.name]
+    # a truncated shared file (an interrupted copy) is written again
+    shared.write_text("// cut")
+    gridrun.view_run(a.name, runs_dir=runs, open_browser=False)
+    assert shared.read_text() == str(pages.plotly_js())
+
+
+def test_self_contained_pages_inline_plotly(runs: Path, two_runs, tmp_path: Path) -> None:
+    a, _ = two_runs
+    out = tmp_path / "mail" / "a.html"
+    path = gridrun.view_run(a.name, runs_dir=runs, output=out, open_browser=False, self_contained=True)
+    assert path == out
+    for page in (out.read_text(), (a / "report.html").read_text()):
+        assert page.count(str(pages.plotly_js())[:60]) == 1 and 'data-gridrun-plotly="' not in page
+    assert list(out.parent.iterdir()) == [out]  # nothing else to send
+    assert not (runs / "reports").exists()
+    cmp = gridrun.compare_runs(runs_dir=runs, open_browser=False, self_contained=True)
+    assert str(pages.plotly_js())[:60] in cmp.read_text()
+
+
+def test_inline_plotly_turns_a_shared_page_into_a_self_contained_one(runs: Path) -> None:
+    run = training_run(runs)
+    shared = gridrun.view_run(run.name, runs_dir=runs, open_browser=False).read_text()
+    assert pages.inline_plotly(shared) == pages.run_page(load_run(run))
+
+
+def test_cli_self_contained(runs: Path, two_runs, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    sweep_runs(runs)
+    monkeypatch.chdir(runs.parent)
+    head = str(pages.plotly_js())[:60]
+    assert main(["view", "--no-open", "--self-contained", two_runs[0].name, "-o", "a.html"]) == 0
+    assert head in Path("a.html").read_text() and not Path(pages.plotly_file_name()).exists()
+    assert main(["compare", "--no-open", "--self-contained"]) == 0
+    assert main(["sweep-report", SWEEP, "--no-open", "--self-contained", "-o", "s.html"]) == 0
+    assert head in Path("s.html").read_text()
+    assert main(["sweep-report", SWEEP, "--no-open", "-o", "s2.html"]) == 0
+    assert head not in Path("s2.html").read_text() and Path(pages.plotly_file_name()).is_file()
+
+
+# --------------------------------------------------------------------------------------------------
+# Charts and tables that read well
+
+
+def test_epoch_axes_have_integer_ticks(runs: Path) -> None:
+    from gridrun.report.charts import epoch_step
+
+    assert [epoch_step(n) for n in (1, 2, 10, 11, 25, 35, 60, 200, 1000)] == [1, 1, 1, 2, 5, 5, 10, 20, 100]
+    short = training_run(runs, metrics={"loss": [0.9, 0.5], "val_loss": [0.8, 0.6]})
+    for fig in figures(pages.run_page(load_run(short))).values():
+        x = fig["layout"]["xaxis"]
+        assert (x["tickmode"], x["dtick"], x["tick0"], x["tickformat"]) == ("linear", 1, 1, "d")
+    long = training_run(runs, "2026-11-27T09-00-00.000Z", metrics={"loss": curve(1.0, 0.9, 35)})
+    (fig,) = figures(pages.run_page(load_run(long))).values()
+    assert fig["layout"]["xaxis"]["dtick"] == 5
+    cmp = figures(pages.compare_page(load_run(short), load_run(long)))
+    assert cmp["cmp-0"]["layout"]["xaxis"]["dtick"] == 5  # the longer run sets the ticks
+
+
+def test_train_and_test_curves_share_a_chart(runs: Path) -> None:
+    from gridrun.report.charts import metric_groups
+
+    assert metric_groups(["train_loss", "train_acc", "test_loss", "test_acc", "lr"]) == [
+        ["train_loss", "test_loss"], ["train_acc", "test_acc"], ["lr"]]
+    assert metric_groups(["loss", "val_loss", "test_loss", "val_", "test"]) == [
+        ["loss", "val_loss", "test_loss"], ["val_"], ["test"]]
+    run = training_run(runs, metrics={"train_acc": [0.5, 0.7, 0.8], "test_acc": [0.45, 0.6, 0.7]})
+    (fig,) = figures(pages.run_page(load_run(run))).values()
+    assert [t["name"] for t in fig["data"]] == ["train_acc", "test_acc"]
+    assert fig["layout"]["title"]["text"] == "acc"
+    assert fig["data"][0]["line"]["color"] != fig["data"][1]["line"]["color"]
+    other = training_run(runs, "2026-11-27T09-00-00.000Z", metrics={"train_acc": [0.6, 0.9], "test_acc": [0.5, 0.8]})
+    (fig,) = figures(pages.compare_page(load_run(run), load_run(other))).values()
+    assert [(t["name"], t["line"]["dash"]) for t in fig["data"]] == [
+        ("A: train_acc", "solid"), ("A: test_acc", "dot"), ("B: train_acc", "solid"), ("B: test_acc", "dot")]
+
+
+def test_sweep_table_sorts_by_the_metric_of_the_sweep_manifest(runs: Path) -> None:
+    sweep_runs(runs)
+    (runs / "sweeps").mkdir()
+    (runs / "sweeps" / f"{SWEEP}.json").write_text(json.dumps({"id": SWEEP, "metric": "val_loss", "mode": "max"}))
+    page = gridrun.sweep_report(SWEEP, runs_dir=runs, open_browser=False).read_text()
+    assert re.findall(r'<td class="num" data-sort="(\d+)">', page) == ["0", "1", "2", "3", "4", "5"]
+    assert re.search(r'class="metric judged" aria-sort="descending">val_loss<', page)
+    assert "higher</strong>" in page or "(higher is better)" in text_of(page)
+    # an explicit metric wins over the manifest; loss is equal in every trial: trial order
+    page = gridrun.sweep_report(SWEEP, runs_dir=runs, open_browser=False, metric="loss").read_text()
+    assert re.search(r'class="metric judged" aria-sort="ascending">loss<', page)
+    assert re.findall(r'<td class="num" data-sort="(\d+)">', page) == ["0", "1", "2", "3", "4", "5"]
+
+
+def test_report_path_shows_the_page_inline_in_jupyter(runs: Path) -> None:
+    run = training_run(runs)
+    path = gridrun.view_run(run.name, runs_dir=runs, open_browser=False)
+    assert isinstance(path, Path) and path == run.resolve() / "report.html"
+    html = path._repr_html_()
+    srcdoc = html_lib.unescape(re.search(r'<iframe srcdoc="([^"]*)"', html).group(1))
+    assert srcdoc == pages.inline_plotly(path.read_text()) and str(pages.plotly_js())[:60] in srcdoc
+    assert 'sandbox="allow-scripts"' in html
+    assert path.parent._repr_html_() is None  # derived paths show as plain paths

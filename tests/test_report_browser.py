@@ -188,10 +188,15 @@ def test_sweep_page_parcoords_sorting_and_best_link(driver, tmp_path: Path) -> N
         return [r.find_element(By.CSS_SELECTOR, "td").text for r in
                 driver.find_elements(By.CSS_SELECTOR, "table.trials tbody tr")]
 
+    # sorted by the sweep's metric from the start, best first, the failed trial (no value) last
+    assert first_column() == ["4", "3", "2", "1", "0", "5"]
     header = next(h for h in driver.find_elements(By.CSS_SELECTOR, "table.trials th") if h.text == "val_loss")
+    assert header.get_attribute("aria-sort") == "ascending"
     header.click()
-    assert first_column() == ["4", "3", "2", "1", "0", "5"]  # the failed trial (no value) last
+    assert first_column() == ["0", "1", "2", "3", "4", "5"] and header.get_attribute("aria-sort") == "descending"
     header.click()
+    assert first_column() == ["4", "3", "2", "1", "0", "5"]
+    next(h for h in driver.find_elements(By.CSS_SELECTOR, "table.trials th") if h.text == "trial").click()
     assert first_column() == ["0", "1", "2", "3", "4", "5"]
     best = driver.find_element(By.CSS_SELECTOR, "tr.best")
     assert best.find_element(By.CSS_SELECTOR, "td").text == "4"
@@ -244,3 +249,93 @@ def test_live_page_follows_a_running_run(driver, tmp_path: Path) -> None:
         assert driver.execute_script("return document.getElementById('live-run-status').textContent") == "completed"
         assert js_errors(driver) == []
 
+
+
+def xticks(driver, chart: str) -> list[str]:
+    return driver.execute_script(
+        f"return Array.from(document.querySelectorAll({json.dumps(chart + ' .xtick text')})).map(function (t) {{"
+        " return t.textContent; })")
+
+
+def test_self_contained_and_shared_pages_render_offline(driver, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    run = training_run(runs, metrics={"loss": [0.9, 0.5], "val_loss": [0.8, 0.6]})
+    shared = gridrun.view_run(run.name, runs_dir=runs, open_browser=False)
+    assert shared.stat().st_size <= 300_000
+    shared_html = shared.read_text()
+    mailed = gridrun.view_run(run.name, runs_dir=runs, output=tmp_path / "mail" / "run.html", open_browser=False,
+                              self_contained=True)
+    assert sorted(p.name for p in mailed.parent.iterdir()) == ["run.html"]
+    shared.write_text(shared_html)  # view_run wrote the run's own report.html self-contained too
+    for page in (shared, mailed):
+        open_page(driver, page.resolve().as_uri())
+        assert [[t["name"] for t in c] for c in traces(driver)] == [["loss", "val_loss"]]
+        assert count(driver, "#curve-0 .scatterlayer .trace:first-child .points path") == 2
+        assert xticks(driver, "#curve-0") == ["1", "2"]  # whole epochs, not 1, 1.2, 1.4 ...
+        assert js_errors(driver) == []
+    # the shared page alone, away from its runs dir: the charts say what is missing and how to fix it
+    lonely = tmp_path / "lonely" / "report.html"
+    lonely.parent.mkdir()
+    lonely.write_text(shared_html)
+    driver.get(lonely.as_uri())
+    notice = driver.execute_script("return document.querySelector('#curve-0 .missing-plotly').textContent")
+    assert "plotly" in notice and "--self-contained" in notice
+
+
+def _split_words(driver) -> list[str]:
+    """Words of table labels (th) that the layout broke over two lines."""
+    return driver.execute_script("""
+        var bad = [];
+        document.querySelectorAll("th").forEach(function (th) {
+          var node = th.firstChild;
+          if (!node || node.nodeType !== 3) return;
+          var re = /\\S+/g, m;
+          while ((m = re.exec(node.data))) {
+            var r = document.createRange();
+            r.setStart(node, m.index); r.setEnd(node, m.index + m[0].length);
+            if (r.getClientRects().length > 1) bad.push(m[0]);
+          }
+        });
+        return bad;""")
+
+
+def test_labels_never_break_inside_a_word(driver, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    long = {"sweep": "2026-11-27T06-44-38Z-ab12", "trial": 3, "context": "local",
+            "versions": {"python": "3.11.9", "gridrun": "0.1.0", "jax": "0.10.2", "flax": "0.12.8",
+                         "optax": "0.2.6", "numpy": "2.3.5", "pandas": "3.0.0", "plotly": "7.1.0"},
+            "git": {"commit": "0123456789abcdef0123456789abcdef01234567", "dirty": True}}
+    training_run(runs, "2026-11-27T06-44-38.123Z", **long)
+    training_run(runs, "2026-11-27T07-00-00.000Z", **{**long, "context": "dask-worker-tcp://10.0.0.7:40000"})
+    pages = [gridrun.view_run(runs_dir=runs, open_browser=False), gridrun.compare_runs(runs_dir=runs, open_browser=False)]
+    try:
+        for width in (1200, 700):
+            driver.set_window_size(width, 900)
+            for page in pages:
+                open_page(driver, page.resolve().as_uri())
+                labels = driver.execute_script(
+                    "return Array.from(document.querySelectorAll('#summary th')).map(function (t) { return t.textContent; })")
+                assert "context" in labels and "sweep" in labels
+                assert _split_words(driver) == [], (page.name, width)
+    finally:
+        driver.set_window_size(1200, 900)
+
+
+def test_notebook_display_renders_the_page_in_an_iframe(driver, tmp_path: Path) -> None:
+    """What Jupyter shows for view_run's result (its _repr_html_), opened as a page: the charts render
+    inside the iframe, offline, with plotly.js inlined into it."""
+    runs = tmp_path / "runs"
+    run = training_run(runs)
+    report = gridrun.view_run(run.name, runs_dir=runs, open_browser=False)
+    cell = tmp_path / "cell.html"
+    cell.write_text(f"<!doctype html><html><body>{report._repr_html_()}</body></html>")
+    driver.get(cell.as_uri())
+    driver.switch_to.frame(driver.find_element("css selector", "iframe"))
+    try:
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(driver, 30).until(lambda d: count(d, ".js-plotly-plot") == 3)
+        assert [[t["name"] for t in c] for c in traces(driver)] == [["loss", "val_loss"], ["acc", "val_acc"], ["lr"]]
+        assert driver.execute_script("return window.gridrunErrors") == []
+    finally:
+        driver.switch_to.default_content()

@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="FILE",
                         help="write the page to FILE (default: RUNS_DIR/reports/compare-A-vs-B.html)")
     parser.add_argument("--no-open", action="store_true", help="do not open the page in a browser")
+    parser.add_argument("--self-contained", action="store_true",
+                        help="inline plotly.js: one ~5 MB file to send (default: a small page that loads "
+                             "the runs dir's shared plotly.js)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     if len(args.runs) not in (0, 2):
         raise GridrunError(f"compare takes two runs (or none for the latest two), got {len(args.runs)}")
-    page = compare_runs(args.runs or None, args.runs_dir, output=args.output, open_browser=not args.no_open)
+    page = compare_runs(args.runs or None, args.runs_dir, output=args.output, open_browser=not args.no_open,
+                        self_contained=args.self_contained)
     print(f"Comparison: {page}")
     return 0

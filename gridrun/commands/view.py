@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_runs_dir(parser)
     parser.add_argument("-o", "--output", metavar="FILE", help="also write the report to FILE")
     parser.add_argument("--no-open", action="store_true", help="do not open the report in a browser")
+    parser.add_argument("--self-contained", action="store_true",
+                        help="inline plotly.js: one ~5 MB file to send (default: a small page that loads "
+                             "the runs dir's shared plotly.js)")
     parser.add_argument("--live", action="store_true",
                         help="for a running run: serve a report that updates as epochs complete "
                              "(local server on 127.0.0.1; Ctrl-C to stop)")
@@ -33,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
             return _serve(serve_run(path, args.runs_dir, port=args.port, open_browser=not args.no_open),
                           path, args)
         print(f"Run {path.name} is not running: writing its static report instead of serving a live one.")
-    report = view_run(args.run, args.runs_dir, output=args.output, open_browser=not args.no_open)
+    report = view_run(args.run, args.runs_dir, output=args.output, open_browser=not args.no_open,
+                      self_contained=args.self_contained)
     print(f"Report: {report}")
     path = resolve_run(args.run, args.runs_dir)
     if not args.live and load_run(path, with_files=False).is_running:
@@ -61,6 +65,7 @@ def _serve(server, path, args: argparse.Namespace) -> int:
         pass
     finally:
         server.stop()
-    report = view_run(path, args.runs_dir, output=args.output, open_browser=False)
+    report = view_run(path, args.runs_dir, output=args.output, open_browser=False,
+                      self_contained=args.self_contained)
     print(f"Live server stopped. Report: {report}")
     return 0

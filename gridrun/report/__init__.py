@@ -2,7 +2,8 @@
 trials (`sweep_report`), and the live report of a running run (`serve_run`, `gridrun view --live`).
 
 Modules: rundata (read a run dir), sweepdata (read a sweep's runs), charts (plotly figures),
-pages (jinja2 templates to self-contained HTML), live (the local HTTP server for live runs).
+pages (jinja2 templates to HTML; plotly.js shared per runs dir or inlined; inline display in Jupyter),
+live (the local HTTP server for live runs).
 """
 
 from __future__ import annotations

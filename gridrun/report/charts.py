@@ -1,8 +1,8 @@
 """Plotly figures for the reports: learning curves, overlaid curves of several runs, sweep charts.
 
 Each function returns `Chart`s whose `figure` is a plain plotly JSON dict (`{"data", "layout"}`)
-built with plotly.graph_objects. The page template draws them with the plotly.js inlined once per
-page. The figures carry no template: the page adds one shared template (TEMPLATE) to every chart, which
+built with plotly.graph_objects. The page template draws them with plotly.js (inlined once per page,
+or the runs dir's shared file). The figures carry no template: the page adds one shared template (TEMPLATE) to every chart, which
 keeps pages small.
 """
 
@@ -17,9 +17,10 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 
-# Colours: the run's training metric, its val_ twin; in comparisons one colour per run.
+# Colours: the run's training metric, its val_ twin, its test_ twin; in comparisons one colour per run.
 TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#ff7f0e"
+TEST_COLOR = "#2ca02c"
 RUN_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 BEST_COLOR = "#d62728"
 PRUNED_COLOR = "#d97706"  # pruned trials: stopped early by the sweep's pruner, not failed
@@ -63,15 +64,58 @@ def _layout(title: str, xaxis: str, yaxis: str, **extra: Any) -> dict[str, Any]:
     return layout
 
 
+TWIN_PREFIXES = ("train_", "val_", "test_")  # in drawing order, after the plain name
+
+
+def metric_base(name: str) -> str:
+    """The name a metric's twins share: loss for loss, val_loss, train_loss and test_loss."""
+    for prefix in TWIN_PREFIXES:
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def metric_role(name: str) -> str:
+    """"val", "test" or "train" (the plain name and train_ both count as training)."""
+    base = metric_base(name)
+    return "train" if name == base else name[: len(name) - len(base) - 1]
+
+
 def metric_groups(names: Sequence[str]) -> list[list[str]]:
-    """Group metric names so each metric shares a chart with its `val_` twin: [[loss, val_loss], [lr]]."""
+    """Group metric names so each metric shares a chart with its twins: [[loss, val_loss], [lr]],
+    [[train_acc, test_acc]], [[loss, train_loss, val_loss, test_loss]]."""
     groups: dict[str, list[str]] = {}
     for name in names:
-        base = name[4:] if name.startswith("val_") and len(name) > 4 else name
-        groups.setdefault(base, [])
+        groups.setdefault(metric_base(name), [])
     for base, members in groups.items():
-        members.extend(n for n in (base, f"val_{base}") if n in names)
+        members.extend(n for n in (base, *(p + base for p in TWIN_PREFIXES)) if n in names)
     return [members for members in groups.values() if members]
+
+
+def _group_title(group: list[str]) -> str:
+    return group[0] if len(group) == 1 else metric_base(group[0])
+
+
+def epoch_step(epochs: int) -> int:
+    """Tick spacing of an epoch axis: whole epochs (1, 2, 5, 10, 20, 50...), about 10 ticks at most."""
+    step, factors = 1, (2, 2.5, 2)  # 1 -> 2 -> 5 -> 10 -> 20 -> 50 -> 100 ...
+    i = 0
+    while epochs / step > 10:
+        step = int(step * factors[i % 3])
+        i += 1
+    return step
+
+
+def epoch_axis(epochs: int) -> dict[str, Any]:
+    """An x axis of epochs with integer ticks only (plotly would put ticks at 1.2, 1.4... on short runs)."""
+    step = epoch_step(epochs)
+    return dict(title=dict(text="epoch"), tickmode="linear", tick0=1 if step == 1 else 0, dtick=step,
+                tickformat="d")  # fmt: skip
+
+
+_COLORS = {"train": TRAIN_COLOR, "val": VAL_COLOR, "test": TEST_COLOR}
+_DASH = {"train": "solid", "val": "dash", "test": "dot"}
+_SYMBOL = {"train": "circle", "val": "circle-open", "test": "diamond-open"}
 
 
 def _series(values: Sequence[Any]) -> tuple[list[int], list[float | None]]:
@@ -90,13 +134,15 @@ def learning_curves(metrics: dict[str, list[Any]], prefix: str = "curve") -> lis
             fig.add_trace(
                 go.Scatter(
                     x=x, y=y, name=label(name), mode="lines+markers", connectgaps=True,
-                    line=dict(color=VAL_COLOR if name.startswith("val_") else TRAIN_COLOR),
+                    line=dict(color=_COLORS[metric_role(name)]),
                     meta={"metric": name},
                 )
             )  # fmt: skip
-        fig.update_layout(**_layout(group[0], "epoch", group[0]))
+        title = _group_title(group)
+        fig.update_layout(**_layout(title, "epoch", title))
+        fig.update_xaxes(**epoch_axis(max(len(metrics[n]) for n in group)))
         _constant_range(fig, [v for name in group for v in _series(metrics[name])[1]])
-        charts.append(Chart(f"{prefix}-{i}", group[0], _figure(fig)))
+        charts.append(Chart(f"{prefix}-{i}", title, _figure(fig)))
     return charts
 
 
@@ -123,18 +169,20 @@ def overlaid_curves(runs: Sequence[tuple[str, dict[str, list[Any]]]], prefix: st
                 if name not in metrics:
                     continue
                 x, y = _series(metrics[name])
-                val = name.startswith("val_")
+                role = metric_role(name)
                 fig.add_trace(
                     go.Scatter(
                         x=x, y=y, name=label(f"{run}: {name}"), mode="lines+markers", connectgaps=True,
-                        line=dict(color=color, dash="dash" if val else "solid"),
-                        marker=dict(symbol="circle-open" if val else "circle"),
+                        line=dict(color=color, dash=_DASH[role]),
+                        marker=dict(symbol=_SYMBOL[role]),
                         meta={"metric": name, "run": run},
                     )
                 )  # fmt: skip
-        fig.update_layout(**_layout(group[0], "epoch", group[0]))
+        title = _group_title(group)
+        fig.update_layout(**_layout(title, "epoch", title))
+        fig.update_xaxes(**epoch_axis(max((len(m[n]) for _, m in runs for n in group if n in m), default=1)))
         _constant_range(fig, [v for _, m in runs for n in group if n in m for v in _series(m[n])[1]])
-        charts.append(Chart(f"{prefix}-{i}", group[0], _figure(fig)))
+        charts.append(Chart(f"{prefix}-{i}", title, _figure(fig)))
     return charts
 
 

@@ -2,8 +2,10 @@
 
 Pages are rendered with jinja2 templates (templates/, autoescape on: every value from a run is shown as
 text). Data for the page's scripts travels in `<script type="application/json">` tags with `<`, `>` and
-`&` escaped, so nothing a run wrote can close the tag. Each page is self-contained: plotly.js, the
-styles and the scripts are inlined once, images are data: URIs; pages open with no network.
+`&` escaped, so nothing a run wrote can close the tag. Styles and scripts are inlined, images are data:
+URIs, and plotly.js (4.8 MB) is either one shared, versioned file per runs dir (`reports/plotly-<version>.min.js`,
+referenced by a relative path: the default) or inlined (`self_contained=True`: a single file to send).
+Either way a page opens with no network.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import os
 import re
 import sys
 import webbrowser
+from collections.abc import Callable
 from dataclasses import dataclass
+from html import escape
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from markupsafe import Markup
@@ -26,11 +31,11 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer, TextLexer, get_lexer_for_filename
 from pygments.util import ClassNotFound
 
-from .._io import clean_json, dumps, read_json, write_text_atomic
+from .._io import clean_json, dumps, write_text_atomic
 from ..errors import GridrunError
 from . import charts
 from .rundata import RunData, format_value, latest_runs, load_run, resolve_run
-from .sweepdata import SweepData, find_sweep_runs, latest_sweep, load_sweep, safe_file_part
+from .sweepdata import SweepData, find_sweep_runs, latest_sweep, load_sweep, safe_file_part, sweep_metric
 
 REPORT_FILE = "report.html"
 REPORTS_DIR = "reports"  # compare and sweep pages, inside the runs dir
@@ -76,21 +81,98 @@ def plotly_js() -> Markup:
 
 
 @functools.cache
+def plotly_file_name() -> str:
+    """The shared plotly.js file's name, versioned so pages written by another plotly keep theirs."""
+    from plotly.offline import get_plotlyjs_version
+
+    return f"plotly-{safe_file_part(get_plotlyjs_version())}.min.js"
+
+
+def ensure_plotly_file(folder: Path) -> Path:
+    """Write the shared plotly.js into `folder` unless it is there already, whole; returns its path."""
+    path = folder / plotly_file_name()
+    text = str(plotly_js())
+    try:
+        if path.stat().st_size == len(text.encode("utf-8")):
+            return path
+    except FileNotFoundError:
+        pass
+    return write_page(text, path)
+
+
+def plotly_home(page: Path, runs_dir: Path) -> Path:
+    """Where the shared plotly.js of a page lives: the runs dir's reports/ for pages inside the runs dir,
+    else the page's own folder (a page written with output= elsewhere gets its copy beside it)."""
+    page_dir, root = page.parent.resolve(), runs_dir.resolve()
+    return root / REPORTS_DIR if page_dir == root or root in page_dir.parents else page_dir
+
+
+_PLOTLY_TAG = re.compile(r'<script src="[^"]*" data-gridrun-plotly="[^"]*"></script>')
+
+
+def inline_plotly(html: str) -> str:
+    """A page written with the shared plotly.js, made self-contained (plotly.js inlined)."""
+    inline = "<script>" + str(plotly_js()) + "</script>"
+    return _PLOTLY_TAG.sub(lambda _m: inline, html, count=1)
+
+
+@functools.cache
 def _pygments_css() -> str:
     return HtmlFormatter(style="default").get_style_defs(".hl")
 
 
-def render(template: str, **context: Any) -> str:
-    """Render a page; `charts` (list of charts.Chart) get plotly.js and the shared chart template."""
+def render(template: str, plotly_src: str | None = None, **context: Any) -> str:
+    """Render a page; `charts` (list of charts.Chart) get plotly.js and the shared chart template.
+
+    plotly.js is inlined, or with `plotly_src` (a relative URL) loaded from the shared file there.
+    """
     chart_list = context.setdefault("charts", [])
     page = _env().get_template(template)
     return page.render(
         css=Markup(_static("report.css") + "\n" + _pygments_css()),
         js=Markup(_static("report.js")),
-        plotly_js=plotly_js() if chart_list else None,
+        plotly_js=plotly_js() if chart_list and plotly_src is None else None,
+        plotly_src=plotly_src if chart_list else None,
+        plotly_file=plotly_file_name(),
         chart_template=charts.template() if chart_list else None,
         **context,
     )
+
+
+class ReportPath(type(Path())):  # type: ignore[misc]
+    """The path of a written page, as view_run / compare_runs / sweep_report return it. In Jupyter it
+    displays the page inline: an iframe holding the page with plotly.js inlined (works offline)."""
+
+    height = 640
+
+    def _repr_html_(self) -> str | None:
+        if self.suffix.lower() not in (".html", ".htm"):
+            return None  # a path derived from it (.parent, ...): shown as a plain path
+        try:
+            page = inline_plotly(self.read_text(encoding="utf-8"))
+        except OSError as exc:
+            return f"<p>Report {escape(str(self))}: cannot be read ({escape(str(exc))})</p>"
+        return (
+            f'<p style="margin:0 0 4px">Report: <code>{escape(str(self))}</code></p>'
+            f'<iframe srcdoc="{escape(page, quote=True)}" sandbox="allow-scripts" '
+            f'style="width:100%;height:{self.height}px;border:1px solid #d0d4da;border-radius:4px" '
+            f'title="{escape(self.name)}"></iframe>'
+        )
+
+
+def _write_report(
+    make: Callable[[str | None], str], path: Path, runs_dir: str | os.PathLike, self_contained: bool
+) -> Path:
+    """Render a page with `make(plotly_src)` and write it to `path`, with the shared plotly.js unless
+    `self_contained` (a page with no charts needs neither)."""
+    if self_contained:
+        return write_page(make(None), path)
+    home = plotly_home(path, Path(runs_dir))
+    src = quote(Path(os.path.relpath(home / plotly_file_name(), path.parent.resolve())).as_posix())
+    html = make(src)
+    if 'data-gridrun-plotly="' in html:
+        ensure_plotly_file(home)
+    return write_page(html, path)
 
 
 def code_html(name: str, text: str) -> Markup:
@@ -150,8 +232,9 @@ def open_in_browser(target: str | Path) -> bool:
 # One run
 
 
-def run_page(run: RunData, live: bool = False) -> str:
-    """The HTML report of one run. `live=True` makes the page poll metrics.json (see live.py)."""
+def run_page(run: RunData, live: bool = False, plotly_src: str | None = None) -> str:
+    """The HTML report of one run. `live=True` makes the page poll metrics.json (see live.py);
+    `plotly_src`: load plotly.js from that relative URL instead of inlining it."""
     curves = charts.learning_curves(run.metrics)
     sources = [(f.name, code_html(f.name, f.text)) for f in run.sources]
     page_data = {
@@ -162,6 +245,7 @@ def run_page(run: RunData, live: bool = False) -> str:
     }
     return render(
         "view.html",
+        plotly_src=plotly_src,
         title=f"Run {run.name}",
         run=run,
         live=live,
@@ -176,21 +260,29 @@ def view_run(
     runs_dir: str | os.PathLike = "runs",
     output: str | os.PathLike | None = None,
     open_browser: bool = True,
-) -> Path:
+    self_contained: bool = False,
+) -> ReportPath:
     """Write the HTML report of a run (default: the latest) and open it in the browser when there is one.
 
     The report is written to `<run_dir>/report.html`, and also to `output` when given; the path of the
-    page opened (`output`, else the run's report.html) is returned. A running run's report is a
-    snapshot: `gridrun view --live` serves one that follows the run.
+    page opened (`output`, else the run's report.html) is returned (in Jupyter it shows the page
+    inline). The page loads plotly.js from the runs dir's shared `reports/plotly-<version>.min.js`
+    (a page written elsewhere gets a copy beside it); `self_contained=True` inlines it: one file to send.
+    A running run's report is a snapshot: `gridrun view --live` serves one that follows the run.
     """
     path = resolve_run(run, runs_dir)
-    html = run_page(load_run(path))
-    target = write_page(html, path / REPORT_FILE)
+    data = load_run(path)
+    root = path.parent
+
+    def make(src: str | None) -> str:
+        return run_page(data, plotly_src=src)
+
+    target = _write_report(make, path / REPORT_FILE, root, self_contained)
     if output is not None:
-        target = write_page(html, _output_path(output, path / REPORT_FILE))
+        target = _write_report(make, _output_path(output, path / REPORT_FILE), root, self_contained)
     if open_browser:
         open_in_browser(target)
-    return target
+    return ReportPath(target)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -235,7 +327,7 @@ def _rows(a: list[tuple[str, Any]], b: list[tuple[str, Any]]) -> list[tuple[str,
     return [(k, da.get(k), db.get(k), da.get(k) != db.get(k)) for k in labels]
 
 
-def compare_page(a: RunData, b: RunData) -> str:
+def compare_page(a: RunData, b: RunData, plotly_src: str | None = None) -> str:
     skip = {"run", "started", "ended", "duration", "host"}  # always differ; shown in the header
     summary = _rows(
         [(k, v) for k, v in a.summary() if k not in skip] + a.training(),
@@ -252,6 +344,7 @@ def compare_page(a: RunData, b: RunData) -> str:
     out_diff, out_cut = unified_diff(a.output, b.output, "A/output.log", "B/output.log")
     return render(
         "compare.html",
+        plotly_src=plotly_src,
         title=f"Compare {a.name} and {b.name}",
         a=a,
         b=b,
@@ -272,12 +365,14 @@ def compare_runs(
     runs_dir: str | os.PathLike = "runs",
     output: str | os.PathLike | None = None,
     open_browser: bool = True,
-) -> Path:
+    self_contained: bool = False,
+) -> ReportPath:
     """Compare two runs side by side (default: the latest two); the older run is shown on the left (A).
 
     `runs` holds two run names, paths or ls_runs() rows, or is a two-row DataFrame of ls_runs().
 
-    Written to `<runs_dir>/reports/compare-<A>-vs-<B>.html` unless `output` is given; returns the path.
+    Written to `<runs_dir>/reports/compare-<A>-vs-<B>.html` unless `output` is given; returns the path
+    (in Jupyter it shows the page inline). `self_contained=True` inlines plotly.js (see view_run).
     """
     if runs is None:
         paths = latest_runs(2, runs_dir)
@@ -295,17 +390,18 @@ def compare_runs(
         raise GridrunError(f"both runs are '{paths[0].name}': name two different runs")
     a, b = sorted((load_run(p) for p in paths), key=lambda r: (str(r.properties.get("start") or ""), r.name))
     default = Path(runs_dir) / REPORTS_DIR / f"compare-{a.name}-vs-{b.name}.html"
-    target = write_page(compare_page(a, b), _output_path(output, default))
+    target = _write_report(lambda src: compare_page(a, b, src), _output_path(output, default),
+                           runs_dir, self_contained)  # fmt: skip
     if open_browser:
         open_in_browser(target)
-    return target
+    return ReportPath(target)
 
 
 # --------------------------------------------------------------------------------------------------
 # A sweep
 
 
-def sweep_page(data: SweepData) -> str:
+def sweep_page(data: SweepData, plotly_src: str | None = None) -> str:
     labels = [t.label for t in data.trials]
     trials = [{"flags": t.run.flags, "value": t.value} for t in data.trials]
     chart_list = []
@@ -321,6 +417,7 @@ def sweep_page(data: SweepData) -> str:
         chart_list.append(budget)
     return render(
         "sweep.html",
+        plotly_src=plotly_src,
         title=f"Sweep {data.sweep}",
         sweep=data,
         charts=chart_list,
@@ -336,12 +433,17 @@ def sweep_report(
     open_browser: bool = True,
     metric: str | None = None,
     maximize: bool | None = None,
-) -> Path:
-    """The report of a tuning run: its trials in a sortable table, flags against `metric` (parallel
-    coordinates and one chart per flag), the best trial with a link to its run report, the failures.
+    self_contained: bool = False,
+) -> ReportPath:
+    """The report of a tuning run: its trials in a table sorted by `metric` (best first; click a header
+    to sort by another column), flags against `metric` (parallel coordinates and one chart per flag),
+    the best trial with a link to its run report, the failures.
 
     `sweep_id_or_df` is a sweep id (default: the latest sweep) or a DataFrame of runs (ls_runs rows).
-    Written to `<runs_dir>/reports/sweep-<id>.html` (or `<id>.html` when the id starts with sweep) unless `output` is given; returns the path.
+    `metric` / `maximize` default to the sweep's own (its manifest's "metric" and "mode"), else
+    val_loss, lower is better. Written to `<runs_dir>/reports/sweep-<id>.html` (`<id>.html` when the id
+    already starts with "sweep") unless `output` is given; returns the path (in Jupyter it shows the
+    page inline). `self_contained=True` inlines plotly.js (see view_run).
     """
     if sweep_id_or_df is None or isinstance(sweep_id_or_df, str):
         sweep = sweep_id_or_df or latest_sweep(runs_dir)
@@ -360,11 +462,10 @@ def sweep_report(
             f"cannot make a sweep report of {type(sweep_id_or_df).__name__}: give a sweep id or a "
             "DataFrame from gridrun.ls_runs()"
         )
-    if metric is None:  # the metric the sweep was run with (its manifest), else val_loss
-        manifest = read_json(Path(runs_dir) / "sweeps" / f"{safe_file_part(sweep)}.json", {}) or {}
-        metric = manifest.get("metric") or "val_loss"
-        if maximize is None and manifest.get("mode") in ("min", "max"):
-            maximize = manifest["mode"] == "max"
+    if metric is None:
+        metric, mode = sweep_metric(sweep, runs_dir)
+        if maximize is None and mode is not None:
+            maximize = mode == "max"
     data = load_sweep(sweep, paths, metric=metric, maximize=maximize)
     stem = safe_file_part(data.sweep)
     default = Path(runs_dir) / REPORTS_DIR / (f"{stem}.html" if stem.startswith("sweep") else f"sweep-{stem}.html")
@@ -376,7 +477,7 @@ def sweep_report(
         report = trial.run.path / REPORT_FILE
         if report.exists():
             trial.report = Path(os.path.relpath(report.resolve(), target.parent.resolve())).as_posix()
-    write_page(sweep_page(data), target)
+    _write_report(lambda src: sweep_page(data, src), target, runs_dir, self_contained)
     if open_browser:
         open_in_browser(target)
-    return target
+    return ReportPath(target)

@@ -13,8 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import scoring
+from .._io import read_json
 from ..errors import GridrunError
 from .rundata import RunData, load_run
+
+DEFAULT_METRIC = scoring.DEFAULT_METRIC
+SWEEPS_DIR = "sweeps"  # the sweep manifests: <runs_dir>/sweeps/<id>.json (docs/tuning.md)
 
 
 @dataclass
@@ -67,6 +71,18 @@ class SweepData:
     def failures(self) -> list[Trial]:
         return [t for t in self.trials if t.failed]
 
+    def ranked(self) -> list[tuple[int, Trial]]:
+        """(index into trials, trial), best first by the metric; trials that failed or have no value
+        last, in trial order."""
+
+        def key(item: tuple[int, Trial]) -> tuple:
+            i, t = item
+            if t.value is None or t.failed:
+                return (1, 0.0, t.index if t.index is not None else i, i)
+            return (0, -t.value if self.maximize else t.value, t.index if t.index is not None else i, i)
+
+        return sorted(enumerate(self.trials), key=key)
+
     def status_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for t in self.trials:
@@ -113,6 +129,17 @@ def latest_sweep(runs_dir: str | os.PathLike = "runs") -> str:
             "or pass the sweep id (the `sweep` column of `gridrun ls`)"
         )
     return known[0]
+
+
+def sweep_metric(sweep: str, runs_dir: str | os.PathLike = "runs") -> tuple[str, str | None]:
+    """The metric a sweep is judged by and its mode ("min" / "max", None when not said), from the
+    sweep's manifest (keys "metric" and "mode"); val_loss when the manifest names none."""
+    data = read_json(Path(runs_dir) / SWEEPS_DIR / f"{safe_file_part(sweep)}.json", {})
+    data = data if isinstance(data, dict) else {}
+    metric = data.get("metric")
+    mode = data.get("mode")
+    return (metric if isinstance(metric, str) and metric else DEFAULT_METRIC,
+            mode if mode in ("min", "max") else None)  # fmt: skip
 
 
 def _final(run: RunData, metric: str) -> float | None:

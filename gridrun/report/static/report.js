@@ -10,8 +10,32 @@
   var template = readJSON("gridrun-chart-template");
   var config = { responsive: true, displaylogo: false };
 
+  /* Charts without plotly.js: the shared file the page points to is missing (the page was moved or
+     mailed on its own). Say so in place of each chart, with the fix. */
+  function noPlotly() {
+    var tag = document.querySelector("script[data-gridrun-plotly]");
+    var where = tag ? tag.getAttribute("src") : "plotly.js";
+    document.querySelectorAll(".chart[data-figure]").forEach(function (div) {
+      var p = document.createElement("p");
+      p.className = "notice missing-plotly";
+      p.textContent = "Chart not drawn: the chart library " + where + " was not found next to this page. " +
+        "Write the page again inside its runs dir, or write a single file with --self-contained " +
+        "(self_contained=True in Python).";
+      div.style.height = "auto";
+      div.style.minHeight = "0";
+      div.appendChild(p);
+    });
+  }
+
+  /* Tick spacing of an epoch axis, as charts.epoch_step(): whole epochs, about 10 ticks at most. */
+  function epochStep(epochs) {
+    var step = 1, factors = [2, 2.5, 2], i = 0;
+    while (epochs / step > 10) { step = Math.round(step * factors[i % 3]); i++; }
+    return step;
+  }
+
   function drawCharts() {
-    if (typeof Plotly === "undefined") return;
+    if (typeof Plotly === "undefined") { noPlotly(); return; }
     document.querySelectorAll(".chart[data-figure]").forEach(function (div) {
       var fig = readJSON(div.getAttribute("data-figure"));
       if (!fig) return;
@@ -103,7 +127,15 @@
           var xy = seriesXY(metrics[name]);
           return Object.assign({}, trace, { x: xy.x, y: xy.y });
         });
-        Plotly.react(div, data, div.layout, config);
+        var layout = div.layout;
+        if (layout.xaxis && layout.xaxis.tickmode === "linear") {
+          var n = 1;
+          data.forEach(function (t) { if (t.x) n = Math.max(n, t.x.length); });
+          var step = epochStep(n);
+          layout = Object.assign({}, layout, { xaxis: Object.assign({}, layout.xaxis,
+            { dtick: step, tick0: step === 1 ? 1 : 0 }) });
+        }
+        Plotly.react(div, data, layout, config);
       });
     }
 
