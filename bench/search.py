@@ -57,12 +57,15 @@ gridrun.evaluate(history, xt, yt)
 '''
 
 
+PRUNE_OPTIONS = {"grace": 1, "reduction": 3.0}
+
+
 def run(script: Path, runs: Path, *, seed: int, trials: int, epochs: int, n_train: int, dataset: str,
         sampler: str = "random", prune: str | None = None, population: bool = False) -> dict:
     t0 = time.perf_counter()
     df = gridrun.tuning_run(script, {"epochs": [epochs], "n_train": [n_train], "dataset": [dataset]},
                             sample=trials, seed=seed, sampler=sampler, prune=prune,
-                            prune_options={"grace": 1, "reduction": 3} if prune else None,
+                            prune_options=PRUNE_OPTIONS if prune else None,
                             population=population, runs_dir=runs, quiet=True)
     wall = time.perf_counter() - t0
     spent = int(df["epochs_completed"].fillna(0).sum())
@@ -81,7 +84,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--skip-tpe", action="store_true")
     p.add_argument("--skip-population", action="store_true")
+    p.add_argument("--only-asha", action="store_true", help="random search and random + asha only")
+    p.add_argument("--grace", type=int, default=1, help="ASHA's grace period (epochs)")
+    p.add_argument("--reduction", type=float, default=3.0, help="ASHA's reduction factor")
     args = p.parse_args()
+    PRUNE_OPTIONS.update(grace=args.grace, reduction=args.reduction)
+    if args.only_asha:
+        args.skip_tpe = args.skip_population = True
     tmp = Path(tempfile.mkdtemp(prefix="gridrun-search-bench-"))
     script = tmp / "search_space.py"
     script.write_text(SCRIPT)
@@ -110,7 +119,8 @@ def main() -> None:
         pop_asha = go("population + asha", seed=first, population=True, prune="asha")
 
     base = random_runs[0]
-    print("\nRatios against random search of the same seed, run to the end:")
+    print(f"\nASHA: grace {args.grace}, reduction {args.reduction:g}. Ratios against random search of the same "
+          f"seed, run to the end:")
     print(f"  asha: best val_loss {asha['best_val_loss'] / base['best_val_loss']:.3f}x (target <= 1.02), "
           f"trial-epochs {asha['trial_epochs'] / base['trial_epochs']:.2f}x (target <= 0.40), "
           f"wall {asha['wall'] / base['wall']:.2f}x (target <= 0.50)")
