@@ -45,6 +45,7 @@ _API: dict[str, str] = {
     "sample_grid": "grid",
     # training
     "fit": "train",
+    "fit_loop": "train",
     "evaluate": "train",
     "predict": "train",
     "Sequential": "train",
@@ -57,6 +58,7 @@ _API: dict[str, str] = {
     "EarlyStopping": "train",
     "ReduceLROnPlateau": "train",
     "LambdaCallback": "train",
+    "Stopper": "train",
     "History": "train",
     "optimizer": "train",
     # reports

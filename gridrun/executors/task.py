@@ -112,6 +112,7 @@ def _one_by_one(plans: list[Plan]) -> list[dict[str, Any]]:
 
 def _together(plans: list[Plan], max_size: int | None) -> list[dict[str, Any]]:
     """Each trial in its own thread; their gridrun.fit calls are trained together (train/population.py)."""
+    from ..runner import install_output_routers; install_output_routers()  # noqa: E702, I001 - before JAX/absl
     from ..train.population import Population
 
     folder = str(plans[0][0].parent)
