@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import collections
 import functools
+import hashlib
 import inspect
 import math
+import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -69,12 +71,15 @@ class ByIdentity:
 class NnxModel:
     """A flax.nnx module as the static part of a configuration: its graph definitions in training and in
     inference mode (`model.train()` / `model.eval()` flip static attributes such as Dropout's
-    `deterministic`). Graph definitions compare by structure, so trials that each build their own module
-    of the same structure share one engine; the weights are per-trial initial state (`nnx_initial`)."""
+    `deterministic`). Two modules share an engine when their forward passes compute the same (`program`:
+    a digest of their jaxprs in both modes, constants included), so trials whose scripts each define
+    their own module class and build their own module still train together and compile once; the
+    weights are each trial's own initial state."""
 
-    train: Any  # nnx GraphDef
-    eval: Any
-    name: str
+    train: Any = field(compare=False)  # nnx GraphDef (of the first module seen with this program)
+    eval: Any = field(compare=False)
+    name: str = ""
+    program: str = ""
 
 
 def is_nnx(model: Any) -> bool:
@@ -85,8 +90,9 @@ def is_nnx(model: Any) -> bool:
     return nnx is not None and isinstance(model, nnx.Module)
 
 
-def nnx_parts(model: Any) -> tuple[NnxModel, Any, Any]:
-    """(static NnxModel, params, other state) of an nnx module; the user's module is left as it is."""
+def nnx_parts(model: Any, input_shape: tuple[int, ...] | None = None) -> tuple[NnxModel, Any, Any]:
+    """(static NnxModel, params, other state) of an nnx module; the user's module is left as it is.
+    With `input_shape` the NnxModel carries the digest of its forward passes (see NnxModel)."""
     from flax import nnx
 
     graphdef, state = nnx.split(model)
@@ -95,7 +101,39 @@ def nnx_parts(model: Any) -> tuple[NnxModel, Any, Any]:
     gd_train, params, extra = nnx.split(twin, nnx.Param, ...)
     twin.eval()
     gd_eval = nnx.split(twin, nnx.Param, ...)[0]
-    return NnxModel(gd_train, gd_eval, type(model).__name__), params, extra
+    program = ""
+    if input_shape is not None:
+        x = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
+
+        def forward(gd: Any, p: Any, e: Any, x: Any) -> Any:
+            m = nnx.merge(gd, p, e, copy=True)
+            return m(x), nnx.split(m, nnx.Param, ...)[2]
+
+        try:
+            parts = [program_digest(jax.make_jaxpr(functools.partial(forward, gd))(params, extra, x))
+                     for gd in (gd_train, gd_eval)]
+        except Exception as exc:  # noqa: BLE001 - reported with the module named
+            raise GridrunError(f"calling the nnx module {type(model).__name__} on a batch of shape {(2, *input_shape)} "
+                               f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        program = hashlib.sha1(repr(parts).encode()).hexdigest()
+    return NnxModel(gd_train, gd_eval, type(model).__name__, program), params, extra
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+")
+
+
+def program_digest(closed: Any) -> tuple[str, tuple[Any, ...]]:
+    """What a traced function computes: its jaxpr text (literals included, object addresses removed) and
+    digests of its constants. Equal digests: the same computation, whichever Python objects traced it."""
+    text = _ADDRESS.sub("", str(closed.jaxpr))
+    consts = []
+    for c in closed.consts:
+        dtype = getattr(c, "dtype", None)
+        if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+            c = jax.random.key_data(c)
+        arr = np.ascontiguousarray(np.asarray(jax.device_get(c)))
+        consts.append((arr.shape, str(arr.dtype), hashlib.sha1(arr.tobytes()).hexdigest()))
+    return text, tuple(consts)
 
 
 @dataclass(frozen=True)
@@ -152,7 +190,7 @@ def prepare(
     elif isinstance(model, nn.Module):
         model_key, model_hp, out_act = ByIdentity(model), {"dropout": [], "l1": [], "l2": []}, "linear"
     elif is_nnx(model):
-        model_key, model_hp, out_act = nnx_parts(model)[0], {"dropout": [], "l1": [], "l2": []}, "linear"
+        model_key, model_hp, out_act = nnx_parts(model, tuple(int(d) for d in x_shape[1:]))[0], {"dropout": [], "l1": [], "l2": []}, "linear"
     else:
         raise GridrunError(
             f"model must be a gridrun.Sequential, a flax.linen.Module or a flax.nnx.Module, got {type(model).__name__}"
@@ -260,7 +298,7 @@ class Engine:
         if self.nnx is not None:
             from flax import nnx
 
-            model = nnx.merge(self.nnx.train if train else self.nnx.eval, params, extra)
+            model = nnx.merge(self.nnx.train if train else self.nnx.eval, params, extra, copy=True)
             z = model(x)
             return z, (nnx.split(model, nnx.Param, ...)[2] if train else extra)
         variables = {"params": params, **extra}

@@ -38,7 +38,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import math
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,7 +53,7 @@ from ..errors import GridrunError
 from . import callbacks as cbs
 from . import population, shuffle
 from ._jaxcache import enable_persistent_cache
-from .engine import jit, seed_keys
+from .engine import jit, program_digest, seed_keys
 from .history import History
 from .progressbar import EpochProgress
 
@@ -141,20 +140,6 @@ def _shape_deciding_hparam(fn: Callable[..., Any], args: tuple[Any, ...], hp_ind
     return None
 
 
-_ADDRESS = re.compile(r" at 0x[0-9a-f]+")
-
-
-def _fingerprint(closed: Any) -> tuple[str, tuple[Any, ...]]:
-    """What a traced function computes: its jaxpr text (literals included) and digests of its constants."""
-    text = _ADDRESS.sub("", str(closed.jaxpr))
-    consts = []
-    for c in closed.consts:
-        arr = np.asarray(jax.device_get(c)) if not jax.dtypes.issubdtype(getattr(c, "dtype", np.float32), jax.dtypes.prng_key) \
-            else np.asarray(jax.random.key_data(c))
-        consts.append((arr.shape, str(arr.dtype), hashlib.sha1(np.ascontiguousarray(arr).tobytes()).hexdigest()))
-    return text, tuple(consts)
-
-
 def _is_nnx_tree(tree: Any) -> bool:
     import sys
 
@@ -186,7 +171,7 @@ class _Functions:
             return state
         from flax import nnx
 
-        return nnx.merge(self.graphdef, state)
+        return nnx.merge(self.graphdef, state, copy=True)
 
     def step(self, state: Any, batch: Any, hp: Any, key: Any) -> Any:
         out = self.user_step(self._merge(state), batch, hp, key)
@@ -509,14 +494,14 @@ def fit_loop(
     batch_aval = jax.tree_util.tree_unflatten(treedef, [jax.ShapeDtypeStruct((bs, *a.shape[1:]), a.dtype) for a in train_arrays])
     step_jaxpr, step_out = _trace("train_step(state, batch, hp, key)", fns.step, (state_shape, batch_aval, hp_aval, key_aval), 2)
     metrics = _check_step_output(step_out, state_shape)
-    parts = [_fingerprint(init_jaxpr), _fingerprint(step_jaxpr)]
+    parts = [program_digest(init_jaxpr), program_digest(step_jaxpr)]
     val_names: tuple[str, ...] = ()
     if n_val:
         for rows in sorted({chunk, n_val % chunk} - {0}):
             vb = jax.tree_util.tree_unflatten(treedef, [jax.ShapeDtypeStruct((rows, *a.shape[1:]), a.dtype) for a in val_arrays])
             eval_jaxpr, eval_out = _trace("eval_step(state, batch, hp)", fns.eval, (state_shape, vb, hp_aval), 2)
             val_names = tuple(_as_metrics("eval_step", eval_out, "a dict of scalar metrics"))
-            parts.append(_fingerprint(eval_jaxpr))
+            parts.append(program_digest(eval_jaxpr))
     metric_names = tuple(metrics)
     logs = [*metric_names, *(f"val_{k}" for k in val_names)]
     for cb in (es, rlr):
