@@ -91,37 +91,37 @@ def _user_frame(exc: BaseException) -> str:
     return where
 
 
-def _trace(what: str, fn: Callable[..., Any], args: tuple[Any, ...], hp_index: int | None) -> Any:
+def _trace(what: str, fn: Callable[..., Any], args: tuple[Any, ...], hp_index: int | None, hp_values: Any = None) -> Any:
     """`jax.make_jaxpr(fn, return_shape=True)(*args)` with one-line errors naming `what` went wrong."""
     try:
         return jax.make_jaxpr(fn, return_shape=True)(*args)
     except GridrunError:
         raise
-    except _TRACER_ERRORS as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure while tracing, with the function named
         where = _user_frame(exc)
-        if hp_index is not None:
-            culprit = _shape_deciding_hparam(fn, args, hp_index)
+        if hp_index is not None and hp_values:
+            culprit = _shape_deciding_hparam(fn, args, hp_index, hp_values)
             if culprit is not None:
                 raise GridrunError(
                     f"{what}: hyperparameter {culprit!r} decides a shape or Python control flow{where}, but "
                     f"hparams are traced; make it static instead: read it outside the function "
                     f"({culprit} = FLAGS.{culprit}) and close over it, and leave it out of hparams") from None
-        raise GridrunError(
-            f"{what} turns a traced value into a Python value{where} ({type(exc).__name__}): inside the compiled "
-            "epoch every array is traced, so no float()/int()/.item()/np.asarray() and no Python if/while on "
-            "arrays (use jnp.where or jax.lax.cond); return values as metrics instead of printing them") from None
-    except Exception as exc:  # noqa: BLE001 - any other failure while tracing, with the function named
+        if isinstance(exc, _TRACER_ERRORS):
+            raise GridrunError(
+                f"{what} turns a traced value into a Python value{where} ({type(exc).__name__}): inside the "
+                "compiled epoch every array is traced, so no float()/int()/.item()/np.asarray() and no Python "
+                "if/while on arrays (use jnp.where or jax.lax.cond); return values as metrics instead of "
+                "printing them") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise GridrunError(f"{what} failed while gridrun traced it{_user_frame(exc)}: {type(exc).__name__}: "
+        raise GridrunError(f"{what} failed while gridrun traced it{where}: {type(exc).__name__}: "
                            f"{first[:300]}") from exc
 
 
-def _shape_deciding_hparam(fn: Callable[..., Any], args: tuple[Any, ...], hp_index: int) -> str | None:
+def _shape_deciding_hparam(fn: Callable[..., Any], args: tuple[Any, ...], hp_index: int, hp_values: Any) -> str | None:
     """The hyperparameter that, given as a concrete Python number instead of traced, lets `fn` trace."""
-    hp = args[hp_index]
-    for name in list(hp):
-        concrete = dict(hp)
-        concrete[name] = np.asarray(hp[name]).item() if np.ndim(hp[name]) == 0 else np.asarray(hp[name])
+    for name in list(hp_values):
+        value = np.asarray(hp_values[name])
+        concrete = {name: value.item() if value.ndim == 0 else value}
 
         def partial(*rest: Any, concrete: dict[str, Any] = concrete, name: str = name) -> Any:
             traced = dict(concrete)
@@ -210,13 +210,17 @@ def _check_step_output(out: Any, state_shape: Any) -> dict[str, Any]:
         raise GridrunError(f"train_step returned {_describe(out)} where gridrun expects (state, metrics): the "
                            "new state and a dict of scalar metrics")
     new, mets = out
+    if not isinstance(mets, dict):
+        raise GridrunError(f"train_step returned ({_describe(new)}, {_describe(mets)}) where gridrun expects "
+                           "(state, metrics) with metrics a dict of scalars, e.g. {'loss': loss}")
     t_in, t_out = jax.tree_util.tree_structure(state_shape), jax.tree_util.tree_structure(new)
     if t_in != t_out:
         raise GridrunError(f"train_step returned a state whose tree differs from its input's: got "
                            f"{_describe(new)}, expected {_describe(state_shape)}; return the same structure every step")
-    for a, b in zip(jax.tree_util.tree_leaves(state_shape), jax.tree_util.tree_leaves(new), strict=True):
+    flat_in = jax.tree_util.tree_flatten_with_path(state_shape)[0]
+    for (path, a), b in zip(flat_in, jax.tree_util.tree_leaves(new), strict=True):
         if tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype:
-            raise GridrunError(f"train_step changes a state leaf from {a.dtype}{list(a.shape)} to "
+            raise GridrunError(f"train_step changes the state leaf state{jax.tree_util.keystr(path)} from {a.dtype}{list(a.shape)} to "
                                f"{b.dtype}{list(b.shape)}: every step must keep shapes and dtypes "
                                "(cast with .astype, keep the state's dtype)")
     return _as_metrics("train_step", mets, "(state, metrics) with metrics a dict of scalars")
@@ -490,16 +494,16 @@ def fit_loop(
     fns = _Functions(init, train_step, eval_step)
     key_aval = jax.ShapeDtypeStruct(k_init.shape, k_init.dtype)
     hp_aval = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in hp_user.items()}
-    init_jaxpr, state_shape = _trace("init(key, hp)", fns.init, (key_aval, hp_aval), 1)
+    init_jaxpr, state_shape = _trace("init(key, hp)", fns.init, (key_aval, hp_aval), 1, hp_user)
     batch_aval = jax.tree_util.tree_unflatten(treedef, [jax.ShapeDtypeStruct((bs, *a.shape[1:]), a.dtype) for a in train_arrays])
-    step_jaxpr, step_out = _trace("train_step(state, batch, hp, key)", fns.step, (state_shape, batch_aval, hp_aval, key_aval), 2)
+    step_jaxpr, step_out = _trace("train_step(state, batch, hp, key)", fns.step, (state_shape, batch_aval, hp_aval, key_aval), 2, hp_user)
     metrics = _check_step_output(step_out, state_shape)
     parts = [program_digest(init_jaxpr), program_digest(step_jaxpr)]
     val_names: tuple[str, ...] = ()
     if n_val:
         for rows in sorted({chunk, n_val % chunk} - {0}):
             vb = jax.tree_util.tree_unflatten(treedef, [jax.ShapeDtypeStruct((rows, *a.shape[1:]), a.dtype) for a in val_arrays])
-            eval_jaxpr, eval_out = _trace("eval_step(state, batch, hp)", fns.eval, (state_shape, vb, hp_aval), 2)
+            eval_jaxpr, eval_out = _trace("eval_step(state, batch, hp)", fns.eval, (state_shape, vb, hp_aval), 2, hp_user)
             val_names = tuple(_as_metrics("eval_step", eval_out, "a dict of scalar metrics"))
             parts.append(program_digest(eval_jaxpr))
     metric_names = tuple(metrics)
