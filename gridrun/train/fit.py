@@ -231,8 +231,9 @@ def _summary(eng: Any, state: Any, config: Any, model: Any) -> str:
 
 
 def _pure(state: Any) -> Any:
-    to_pure = getattr(state, "to_pure_dict", None)
-    return to_pure() if to_pure is not None else state
+    from flax import nnx
+
+    return nnx.to_pure_dict(state)
 
 
 def run_python_callbacks(callbacks: Any, epoch: int, record: dict[str, float]) -> bool:
