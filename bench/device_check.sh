@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The prepared GPU check of issues #3 (one model's s/epoch), #5 (population throughput and the
-# 145-trial sweep) and #14 (your own loop: bench/own_loop.py), as ONE device call of at most ~6.5 minutes, so that a 15-minute device budget
+# 145-trial sweep) and #14 (your own loop: bench/own_loop.py), as ONE device call of at most ~8 minutes, so that a 15-minute device budget
 # leaves room for a machine start and one rerun. Prepare here first:
 #     bash bench/device_prepare.sh
-# then call the device tool with: command "bash bench/device_check.sh", carry [".data"], timeout_s 420.
+# then call the device tool with: command "bash bench/device_check.sh", carry [".data"], timeout_s 520.
 # Most important first; each step has its own time limit, so a slow step costs only its own figures.
 # Logs land in $OUT (the tool brings them back) or ./device-out.
 set -uo pipefail
@@ -34,7 +34,7 @@ timeout 45 $py bench/fit_vs_keras.py --no-keras $fit_args --rounds 1 --reference
   | tee "$out/fit.log"
 # 4. issue #14: your own loop (the NNX MLP example's nnx.jit loop vs gridrun.fit_loop vs gridrun.fit, and
 # populations of 16 through each): s/epoch, ratios, compilations after the first trial, GFLOP/s
-timeout 150 $py bench/own_loop.py $own_args 2>&1 | tee "$out/own_loop.log"
+timeout 100 $py bench/own_loop.py $own_args 2>&1 | tee "$out/own_loop.log"
 # 5. the reference's own figures on this device (plain scan, vmapped populations): the baseline.
 # It reads ./.data/fmnist.npz: written to a scratch folder, so .data/ here stays small enough to carry.
 if [ -f .data/jax_reference_bench.py ]; then

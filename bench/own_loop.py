@@ -13,8 +13,9 @@ Cases, each on the same model (784-256-256-10 MLP, ReLU, Adam, batch 64, the NNX
 - `pop_fit_loop`, `pop_fit`: populations of P (16) trials with different learning rates through each,
   trained by the real population coordinator (one thread per trial, one vmapped program).
 
-Printed (JSON lines): s/epoch of each sequential case (median over the timed epochs of two rounds, run
-in turns so that load from other processes hits all alike), ratios to the example, s per trial-epoch of
+Printed (JSON lines): s/epoch of each case (median over the timed epochs of all rounds; in each round the
+cases run in turns, populations right after the sequential run of the same API, so that load from other
+processes hits all alike), ratios to the example, s per trial-epoch of
 the populations and their ratio to the sequential run of the same API, backend compilations of trials
 2 and 3 of a float-only sweep (fresh functions and classes per trial, as a re-run script defines them),
 and achieved GFLOP/s against numpy's matmul on this machine. Targets on the 2-core CPU: fit_loop <= 0.75x
@@ -237,20 +238,20 @@ def main() -> None:
 
     counter = CompileCounter()
     example_run(*data, 1, 1e-3)  # compile the example's steps once
-    cases = {"example": [], "fit_loop": [], "fit": []}
+    P = args.population
+    cases = {"example": [], "fit_loop": [], "fit": [], "pop_fit_loop": [], "pop_fit": []}
     for _ in range(args.rounds):  # in turns, so that other load hits every case alike
         cases["example"] += example_run(*data, args.epochs + 1, 1e-3)[1:]
-        cases["fit_loop"] += timed(fit_loop_run, data, args.epochs)
-        cases["fit"] += timed(fit_run, data, args.epochs)
+        for name, run in (("fit_loop", fit_loop_run), ("fit", fit_run)):
+            cases[name] += timed(run, data, args.epochs)
+            cases[f"pop_{name}"] += [t / P for t in population_times(run, data, P, args.epochs)]
     sec = {k: statistics.median(v) for k, v in cases.items()}
-    for k, v in sec.items():
-        out(case=k, s_per_epoch=round(v, 4), ratio_to_example=round(v / sec["example"], 3),
-            gflops=round(flops / v / 1e9, 2))
+    for k in ("example", "fit_loop", "fit"):
+        out(case=k, s_per_epoch=round(sec[k], 4), ratio_to_example=round(sec[k] / sec["example"], 3),
+            gflops=round(flops / sec[k] / 1e9, 2))
     out(case="target_fit_loop_vs_example", ratio=round(sec["fit_loop"] / sec["example"], 3), target="<= 0.75")
-
-    P = args.population
-    for name, run in (("fit_loop", fit_loop_run), ("fit", fit_run)):
-        per_trial = statistics.median(population_times(run, data, P, args.epochs)) / P
+    for name in ("fit_loop", "fit"):
+        per_trial = sec[f"pop_{name}"]
         out(case=f"pop_{name}", P=P, s_per_trial_epoch=round(per_trial, 4),
             ratio_to_sequential=round(per_trial / sec[name], 3), target="<= 1.05",
             gflops=round(flops / per_trial / 1e9, 2))
