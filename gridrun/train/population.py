@@ -1,8 +1,8 @@
 """Population mode: many trials of one script trained together as one vmapped JAX program.
 
 Each trial runs the user's script, unchanged, in its own thread (its own run context, flags and
-output.log). When a script calls `gridrun.fit`, the call is handed to the coordinator and the thread
-waits. Once every live trial is either waiting in `fit` or finished, the coordinator groups the waiting
+output.log). When a script calls `gridrun.fit` or `gridrun.fit_loop` (train/loop.py, the user's own
+init/step functions), the call is handed to the coordinator and the thread waits. Once every live trial is either waiting in `fit` or finished, the coordinator groups the waiting
 calls by their static configuration (model structure, loss, optimizer, callbacks' monitors, batch size,
 data) and trains each group as ONE compiled program: `jax.vmap` of the engine's epoch over the stacked
 train states and float hyperparameters of the group. Every trial keeps its own seed, dropout masks,
@@ -16,7 +16,9 @@ masks; each trial gets its state back at its own shapes. The results equal unpad
 rounding. `merge_widths=False` (or the environment variable GRIDRUN_WIDTH_MERGE=0) turns it off.
 
 Groups larger than the device's memory allows are split into chunks (estimated from parameter and
-activation sizes and the free memory), or capped with `max_size`.
+activation sizes and the free memory), or capped with `max_size`. With several local devices a group's
+arrays are sharded along the trial axis (`_trial_sharding`). A trial that finishes without reaching
+`fit`/`fit_loop` gets a notice in its output.log and its properties (`trial_ending`).
 """
 
 from __future__ import annotations
