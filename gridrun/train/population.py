@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextvars
 import math
 import os
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -134,19 +135,27 @@ class Population:
 
         threads = [threading.Thread(target=target, args=(i, job), name=f"gridrun-trial-{i}", daemon=True)
                    for i, job in enumerate(jobs)]
-        with self._cond:
-            self._live = len(threads)
-        for t in threads:
-            t.start()
-        while True:
+        # sys.argv is process-wide: each trial sets it to [script] and puts back what it found, so a trial
+        # that ends could hand the caller's arguments (`gridrun tuning-run train.py --population`) to a
+        # trial still parsing its flags ("unexpected argument"). Trials only ever see [program] here.
+        saved_argv = sys.argv
+        sys.argv = sys.argv[:1]
+        try:
             with self._cond:
-                self._cond.wait_for(lambda: len(self._pending) >= self._live)
-                if not self._pending and self._live == 0:
-                    break
-                batch, self._pending = self._pending, []
-            self._train_all(batch)
-        for t in threads:
-            t.join()
+                self._live = len(threads)
+            for t in threads:
+                t.start()
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: len(self._pending) >= self._live)
+                    if not self._pending and self._live == 0:
+                        break
+                    batch, self._pending = self._pending, []
+                self._train_all(batch)
+            for t in threads:
+                t.join()
+        finally:
+            sys.argv = saved_argv
         return results
 
     def _train_all(self, requests: list[FitRequest]) -> None:
