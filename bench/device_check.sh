@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The prepared GPU check of issues #3 (one model's s/epoch) and #5 (population throughput and the
-# 145-trial sweep), as ONE device call of at most ~6.5 minutes, so that a 15-minute device budget
+# The prepared GPU check of issues #3 (one model's s/epoch), #5 (population throughput and the
+# 145-trial sweep) and #14 (your own loop: bench/own_loop.py), as ONE device call of at most ~8 minutes, so that a 15-minute device budget
 # leaves room for a machine start and one rerun. Prepare here first:
 #     bash bench/device_prepare.sh
-# then call the device tool with: command "bash bench/device_check.sh", carry [".data"], timeout_s 420.
+# then call the device tool with: command "bash bench/device_check.sh", carry [".data"], timeout_s 520.
 # Most important first; each step has its own time limit, so a slow step costs only its own figures.
 # Logs land in $OUT (the tool brings them back) or ./device-out.
 set -uo pipefail
@@ -16,9 +16,10 @@ py=python3
 # QUICK=1: the same steps at CPU size, to try the script on the dev box before spending device time
 if [ "${QUICK:-0}" = 1 ]; then
   sweep_args="--sweep 4 --sweep-epochs 2 --sweep-dataset digits"; pop_args="--quick --epochs 1"
-  fit_args="--quick"; ref_args="--quick"
+  fit_args="--quick"; ref_args="--quick"; own_args="--samples 2000 --val 500 --epochs 1 --rounds 1 --population 4"
 else
   sweep_args="--sweep 145 --sweep-epochs 35"; pop_args="--big"; fit_args="--epochs 6"; ref_args="--pops 1,145"
+  own_args="--samples 60000 --val 10000 --epochs 2 --rounds 1 --population 16"
 fi
 {
   date -u; timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
@@ -31,7 +32,10 @@ timeout 120 $py bench/population.py $pop_args 2>&1 | tee "$out/population.log"
 # 3. issue #3: gridrun.fit, one model (goal <= 0.05 s/epoch), beside the reference's plain scan
 timeout 45 $py bench/fit_vs_keras.py --no-keras $fit_args --rounds 1 --reference .data/jax_reference_bench.py 2>&1 \
   | tee "$out/fit.log"
-# 4. the reference's own figures on this device (plain scan, vmapped populations): the baseline.
+# 4. issue #14: your own loop (the NNX MLP example's nnx.jit loop vs gridrun.fit_loop vs gridrun.fit, and
+# populations of 16 through each): s/epoch, ratios, compilations after the first trial, GFLOP/s
+timeout 100 $py bench/own_loop.py $own_args 2>&1 | tee "$out/own_loop.log"
+# 5. the reference's own figures on this device (plain scan, vmapped populations): the baseline.
 # It reads ./.data/fmnist.npz: written to a scratch folder, so .data/ here stays small enough to carry.
 if [ -f .data/jax_reference_bench.py ]; then
   scratch=$(mktemp -d); mkdir -p "$scratch/.data"

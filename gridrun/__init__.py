@@ -48,6 +48,7 @@ _API: dict[str, str] = {
     "sample_grid": "grid",
     # training
     "fit": "train",
+    "fit_loop": "train",
     "evaluate": "train",
     "predict": "train",
     "Sequential": "train",
@@ -60,6 +61,7 @@ _API: dict[str, str] = {
     "EarlyStopping": "train",
     "ReduceLROnPlateau": "train",
     "LambdaCallback": "train",
+    "Stopper": "train",
     "History": "train",
     "optimizer": "train",
     # reports

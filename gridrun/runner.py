@@ -70,14 +70,45 @@ class _ThreadRouter(io.TextIOBase):
 _router_lock = threading.Lock()
 
 
+def install_output_routers() -> tuple[_ThreadRouter, _ThreadRouter]:
+    """Put the per-thread routers in place of sys.stdout / sys.stderr (once), and point logging
+    handlers that were bound to the original streams at import time (absl's, a `logging.basicConfig`
+    handler) at the routers, so what trial threads log lands in their own output.log.
+
+    Population mode calls this before the coordinator imports JAX, Flax or absl; handlers created
+    later bind to the routers by themselves."""
+    with _router_lock:
+        originals = {}
+        for name in ("stdout", "stderr"):
+            current = getattr(sys, name)
+            if not isinstance(current, _ThreadRouter):
+                originals[id(current)] = router = _ThreadRouter(current)
+                setattr(sys, name, router)
+        if originals:
+            _rebind_logging_streams(originals)
+    out, err = sys.stdout, sys.stderr
+    assert isinstance(out, _ThreadRouter) and isinstance(err, _ThreadRouter)
+    return out, err
+
+
+def _rebind_logging_streams(routers: dict[int, _ThreadRouter]) -> None:
+    """Logging handlers whose stream is a replaced original stream now write through its router."""
+    import logging
+
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            # absl's ABSLHandler wraps a StreamHandler (python_handler) bound to sys.stderr at import
+            for h in (handler, getattr(handler, "python_handler", None), getattr(handler, "_current_handler", None)):
+                if isinstance(h, logging.StreamHandler) and id(h.stream) in routers:
+                    h.stream = routers[id(h.stream)]
+
+
 @contextmanager
 def capture_output(path: Path, echo: bool = False) -> Iterator[None]:
     """Send this thread's stdout and stderr (in order) to `path`, and to the console too when `echo`."""
-    with _router_lock:
-        for name in ("stdout", "stderr"):
-            if not isinstance(getattr(sys, name), _ThreadRouter):
-                setattr(sys, name, _ThreadRouter(getattr(sys, name)))
-    out, err = sys.stdout, sys.stderr
+    out, err = install_output_routers()
     assert isinstance(out, _ThreadRouter) and isinstance(err, _ThreadRouter)
     with open(path, "a", encoding="utf-8", buffering=1) as fh:
         out.local.sinks = [fh] + ([out.original] if echo else [])
@@ -85,8 +116,13 @@ def capture_output(path: Path, echo: bool = False) -> Iterator[None]:
         try:
             yield
         finally:
-            out.local.sinks = None
-            err.local.sinks = None
+            try:
+                population = sys.modules.get("gridrun.train.population")
+                if population is not None:  # a population trial that trained nothing together says so
+                    population.trial_ending()
+            finally:
+                out.local.sinks = None
+                err.local.sinks = None
 
 
 _capture = capture_output  # execute() has a parameter of that name

@@ -139,6 +139,9 @@ def _one_by_one(plans: list[Plan]) -> list[dict[str, Any]]:
 
 def _together(plans: list[Plan], max_size: int | None) -> list[dict[str, Any]]:
     """Each trial in its own thread; their gridrun.fit calls are trained together (train/population.py)."""
+    from ..runner import install_output_routers
+
+    install_output_routers()  # per-trial output capture before JAX/Flax/absl bind their log handlers
     from ..train.population import Population
 
     folder = str(plans[0][0].parent)

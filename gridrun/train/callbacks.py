@@ -80,6 +80,15 @@ class LambdaCallback:
     on_train_end: Callable[[dict[str, float]], Any] | None = None
 
 
+@dataclass(frozen=True)
+class Stopper:
+    """Per-trial stop decision in Python: `should_stop(epoch, logs) -> bool` after each epoch (epoch
+    0-based); True stops this trial after that epoch. It sets the same per-trial stop mask EarlyStopping
+    uses, so in a population only that trial is frozen; a sweep's pruner plugs in here."""
+
+    should_stop: Callable[[int, dict[str, float]], Any]
+
+
 # --------------------------------------------------------------------------------------------------
 # Pure updates (work on Python floats, numpy or traced jnp values alike)
 
@@ -143,10 +152,11 @@ def reduce_lr_update(state: dict[str, Any], value: Any, lr: Any, hp: dict[str, A
     return new, jnp.asarray(new_lr, jnp.float32)
 
 
-def split_callbacks(callbacks: Any) -> tuple[EarlyStopping | None, ReduceLROnPlateau | None, list[LambdaCallback]]:
+def split_callbacks(callbacks: Any) -> tuple[EarlyStopping | None, ReduceLROnPlateau | None, list[LambdaCallback | Stopper]]:
+    """(EarlyStopping, ReduceLROnPlateau, Python callbacks: LambdaCallbacks and Stoppers in order)."""
     es: EarlyStopping | None = None
     rlr: ReduceLROnPlateau | None = None
-    lambdas: list[LambdaCallback] = []
+    lambdas: list[LambdaCallback | Stopper] = []
     for cb in callbacks or ():
         if isinstance(cb, EarlyStopping):
             if es is not None:
@@ -156,12 +166,12 @@ def split_callbacks(callbacks: Any) -> tuple[EarlyStopping | None, ReduceLROnPla
             if rlr is not None:
                 raise GridrunError("give at most one ReduceLROnPlateau callback")
             rlr = cb
-        elif isinstance(cb, LambdaCallback):
+        elif isinstance(cb, (LambdaCallback, Stopper)):
             lambdas.append(cb)
         elif callable(cb):
             lambdas.append(LambdaCallback(on_epoch_end=cb))
         else:
             raise GridrunError(
-                f"unsupported callback {cb!r}: use EarlyStopping, ReduceLROnPlateau, LambdaCallback or a function(epoch, logs)"
+                f"unsupported callback {cb!r}: use EarlyStopping, ReduceLROnPlateau, LambdaCallback, Stopper or a function(epoch, logs)"
             )
     return es, rlr, lambdas

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import collections
 import functools
+import hashlib
 import inspect
 import math
+import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -66,8 +68,77 @@ class ByIdentity:
 
 
 @dataclass(frozen=True)
+class NnxModel:
+    """A flax.nnx module as the static part of a configuration: its graph definitions in training and in
+    inference mode (`model.train()` / `model.eval()` flip static attributes such as Dropout's
+    `deterministic`). Two modules share an engine when their forward passes compute the same (`program`:
+    a digest of their jaxprs in both modes, constants included), so trials whose scripts each define
+    their own module class and build their own module still train together and compile once; the
+    weights are each trial's own initial state."""
+
+    train: Any = field(compare=False)  # nnx GraphDef (of the first module seen with this program)
+    eval: Any = field(compare=False)
+    name: str = ""
+    program: str = ""
+
+
+def is_nnx(model: Any) -> bool:
+    """Whether `model` is a flax.nnx module (without importing nnx for scripts that never use it)."""
+    import sys
+
+    nnx = sys.modules.get("flax.nnx")
+    return nnx is not None and isinstance(model, nnx.Module)
+
+
+def nnx_parts(model: Any, input_shape: tuple[int, ...] | None = None) -> tuple[NnxModel, Any, Any]:
+    """(static NnxModel, params, other state) of an nnx module; the user's module is left as it is.
+    With `input_shape` the NnxModel carries the digest of its forward passes (see NnxModel)."""
+    from flax import nnx
+
+    graphdef, state = nnx.split(model)
+    twin = nnx.merge(graphdef, state)  # a copy to flip train/eval on
+    twin.train()
+    gd_train, params, extra = nnx.split(twin, nnx.Param, ...)
+    twin.eval()
+    gd_eval = nnx.split(twin, nnx.Param, ...)[0]
+    program = ""
+    if input_shape is not None:
+        x = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
+
+        def forward(gd: Any, p: Any, e: Any, x: Any) -> Any:
+            m = nnx.merge(gd, p, e, copy=True)
+            return m(x), nnx.split(m, nnx.Param, ...)[2]
+
+        try:
+            parts = [program_digest(jax.make_jaxpr(functools.partial(forward, gd))(params, extra, x))
+                     for gd in (gd_train, gd_eval)]
+        except Exception as exc:  # noqa: BLE001 - reported with the module named
+            raise GridrunError(f"calling the nnx module {type(model).__name__} on a batch of shape {(2, *input_shape)} "
+                               f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        program = hashlib.sha1(repr(parts).encode()).hexdigest()
+    return NnxModel(gd_train, gd_eval, type(model).__name__, program), params, extra
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+")
+
+
+def program_digest(closed: Any) -> tuple[str, tuple[Any, ...]]:
+    """What a traced function computes: its jaxpr text (literals included, object addresses removed) and
+    digests of its constants. Equal digests: the same computation, whichever Python objects traced it."""
+    text = _ADDRESS.sub("", str(closed.jaxpr))
+    consts = []
+    for c in closed.consts:
+        dtype = getattr(c, "dtype", None)
+        if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+            c = jax.random.key_data(c)
+        arr = np.ascontiguousarray(np.asarray(jax.device_get(c)))
+        consts.append((arr.shape, str(arr.dtype), hashlib.sha1(arr.tobytes()).hexdigest()))
+    return text, tuple(consts)
+
+
+@dataclass(frozen=True)
 class EngineConfig:
-    model: tuple[tuple[Any, ...], ...] | ByIdentity  # Sequential structure or a user linen module
+    model: tuple[tuple[Any, ...], ...] | ByIdentity | NnxModel  # Sequential structure, linen module or nnx graph
     loss: Any  # loss name or callable
     optimizer: tuple[str, tuple[tuple[str, Any], ...]] | ByIdentity  # (name, static options) or optax
     metrics: tuple[str, ...]
@@ -118,9 +189,11 @@ def prepare(
         out_act = output_activation(structure)
     elif isinstance(model, nn.Module):
         model_key, model_hp, out_act = ByIdentity(model), {"dropout": [], "l1": [], "l2": []}, "linear"
+    elif is_nnx(model):
+        model_key, model_hp, out_act = nnx_parts(model, tuple(int(d) for d in x_shape[1:]))[0], {"dropout": [], "l1": [], "l2": []}, "linear"
     else:
         raise GridrunError(
-            f"model must be a gridrun.Sequential or a flax.linen.Module, got {type(model).__name__}"
+            f"model must be a gridrun.Sequential, a flax.linen.Module or a flax.nnx.Module, got {type(model).__name__}"
         )
     hp["model"] = {k: np.asarray(v, np.float32).reshape(-1) for k, v in model_hp.items()}
     opt = resolve_optimizer(optimizer)
@@ -202,7 +275,11 @@ class Engine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         c = config
-        if isinstance(c.model, ByIdentity):
+        self.nnx: NnxModel | None = c.model if isinstance(c.model, NnxModel) else None
+        if self.nnx is not None:
+            self.module = None
+            self.structure = None
+        elif isinstance(c.model, ByIdentity):
             self.module: nn.Module = c.model.obj
             self.structure = None
         else:
@@ -218,6 +295,12 @@ class Engine:
 
     # -- model --------------------------------------------------------------------------------------
     def _apply(self, params: Any, extra: Any, x: jax.Array, hp: Any, train: bool, key: jax.Array | None) -> tuple[jax.Array, Any]:
+        if self.nnx is not None:
+            from flax import nnx
+
+            model = nnx.merge(self.nnx.train if train else self.nnx.eval, params, extra, copy=True)
+            z = model(x)
+            return z, (nnx.split(model, nnx.Param, ...)[2] if train else extra)
         variables = {"params": params, **extra}
         mutable = list(extra) if (train and extra) else False
         if self.structure is not None:
@@ -262,6 +345,8 @@ class Engine:
     def init(self, hparams: Any, rng: jax.Array) -> dict[str, Any]:
         """A fresh train state (parameters from `rng`, Glorot-uniform kernels as Keras)."""
         c = self.config
+        if self.nnx is not None:
+            raise GridrunError("an nnx module brings its own initial weights: use Engine.state_from(params, extra, hparams)")
         x0 = jnp.zeros((1, *c.input_shape), jnp.float32)
         if self.structure is not None:
             variables = self.module.init(rng, x0, hparams["model"]["dropout"], False)
@@ -269,7 +354,11 @@ class Engine:
             variables = self.module.init({"params": rng, "dropout": rng}, x0, **_call_kwargs(self.module, False))
         variables = dict(variables)
         params = variables.pop("params")
-        extra = dict(variables)
+        return self.state_from(params, dict(variables), hparams)
+
+    def state_from(self, params: Any, extra: Any, hparams: Any) -> dict[str, Any]:
+        """A fresh train state around given initial weights (`extra`: batch statistics, nnx rng state, ...)."""
+        c = self.config
         lr = jnp.asarray(hparams["opt"]["learning_rate"], jnp.float32)
         opt_state = self._with_hparams(self._tx.init(params), hparams["opt"], lr)
         state: dict[str, Any] = {
@@ -406,6 +495,10 @@ class Engine:
     @cached_property
     def jit_init(self) -> Callable[..., Any]:
         return jit(self.init)
+
+    @cached_property
+    def jit_state_from(self) -> Callable[..., Any]:
+        return jit(self.state_from)
 
     @cached_property
     def jit_epoch(self) -> Callable[..., Any]:

@@ -19,7 +19,7 @@ from ..errors import GridrunError, TrialPruned
 from . import engine as E
 from . import population
 from ._jaxcache import enable_persistent_cache
-from .callbacks import split_callbacks
+from .callbacks import Stopper, split_callbacks
 from .history import History
 from .layers import Sequential
 from .losses import resolve_loss
@@ -99,7 +99,7 @@ def fit(
     verbose: int | str = "auto",
     seed: int = 0,
 ) -> History:
-    """Train `model` (a gridrun.Sequential or a flax.linen.Module) Keras-style; see docs/fit.md.
+    """Train `model` (a gridrun.Sequential, a flax.linen.Module or a flax.nnx.Module) Keras-style; see docs/fit.md.
 
     `verbose="auto"` (the default, as in Keras) is 1: a progress bar over the epochs on a terminal, one
     plain line per epoch elsewhere (a run's output.log, pipes); 0 is silent."""
@@ -134,13 +134,17 @@ def fit(
     _, _, lambdas = split_callbacks(callbacks)
     k_init, k_train = E.seed_keys(seed)
     pop = population.active()
+    initial = None
+    if eng.nnx is not None:  # the module's own weights are the initial state (its nnx.Rngs decided them)
+        _, nnx_params, nnx_extra = E.nnx_parts(model)
+        initial = eng.jit_state_from(nnx_params, nnx_extra, hparams)
     if pop is None:
         data = {"x": jnp.asarray(x), "y": jnp.asarray(y)}
         if n_val:
             data["x_val"], data["y_val"] = jnp.asarray(xv), jnp.asarray(yv)
-        state = eng.jit_init(hparams, k_init)
+        state = initial if initial is not None else eng.jit_init(hparams, k_init)
     else:  # population mode: shapes only here; the coordinator trains this trial with its group
-        state = jax.eval_shape(eng.init, hparams, k_init)
+        state = initial if initial is not None else jax.eval_shape(eng.init, hparams, k_init)
 
     opt = resolve_optimizer(optimizer)
     params = {
@@ -149,8 +153,7 @@ def fit(
         "batch_size": int(batch_size),
         "epochs": int(epochs),
         "epochs_completed": 0,
-        "model": summary_text(eng.structure, state["params"], state["extra"], config.input_shape,
-                              model.name if isinstance(model, Sequential) else type(model).__name__),
+        "model": _summary(eng, state, config, model),
         "loss_function": _describe_loss(loss),
         "optimizer": opt.describe() if isinstance(opt, OptimizerSpec) else "optax",
         "learning_rate": opt.learning_rate if isinstance(opt, OptimizerSpec) else None,
@@ -162,17 +165,13 @@ def fit(
     names = config.log_names
     progress = EpochProgress(int(epochs)) if verbose and pop is None else None
 
-    def on_epoch(e: int, logs: Any) -> None:
-        """Record one finished epoch: history, the run's metrics (live), progress, LambdaCallbacks."""
+    def on_epoch(e: int, logs: Any) -> bool:
+        """Record one finished epoch (history, the run's metrics live, progress) and run the Python
+        callbacks; True when a Stopper asks to stop this trial here."""
         record = {k: _short(logs[k]) for k in names}
         history.append(record)
-        if ctx is not None:
-            ctx.log_metrics(epoch=e + 1, **record)
-        if progress is not None:
-            progress.update(e, record)
-        for cb in lambdas:
-            if cb.on_epoch_end is not None:
-                cb.on_epoch_end(e, dict(record))
+        pruned = record_epoch(ctx, e, record, progress)
+        return run_python_callbacks(lambdas, e, record) or pruned
 
     if pop is not None:
         lone = [what for what, key in (("optimizer", config.optimizer), ("model", config.model))
@@ -183,7 +182,7 @@ def fit(
                   "(optimizer='adam' or gridrun.optimizer('adam', learning_rate=...)) and build the model "
                   "with gridrun.Sequential to train it with the other trials", flush=True)
         arrays = {"x": x, "y": y} if not n_val else {"x": x, "y": y, "x_val": xv, "y_val": yv}
-        request = population.FitRequest(eng, hparams, arrays, k_init, k_train, int(epochs), on_epoch)
+        request = population.FitRequest(eng, hparams, arrays, k_init, k_train, int(epochs), on_epoch, initial=initial)
         history.state = pop.submit(request)  # trained and finalized with its group
         history.padded = request.padded
         params["epochs_completed"] = history.epochs_completed
@@ -197,13 +196,8 @@ def fit(
                 state, logs = eng.jit_epoch(state, hparams, data, E.epoch_key(k_train, e))
                 logs = jax.device_get(logs)
                 history.state = state
-                try:
-                    on_epoch(e, logs)
-                except TrialPruned:  # the sweep's pruner stopped this trial: return what was trained
-                    if progress is not None:
-                        progress.note(f"Epoch {e + 1}: pruned")
-                    break
-                if bool(logs["stopped"]):
+                asked = on_epoch(e, logs)
+                if bool(logs["stopped"]) or asked:
                     if progress is not None:
                         progress.note(f"Epoch {e + 1}: early stopping")
                     break
@@ -214,6 +208,10 @@ def fit(
             params["epochs_completed"] = history.epochs_completed
             if ctx is not None:
                 ctx.write_properties(epochs_completed=history.epochs_completed)
+    if eng.nnx is not None:  # Keras-like: the user's module now holds the trained weights
+        from flax import nnx
+
+        nnx.update(model, history.state["params"], history.state["extra"])
     best = _best_epoch(history, config)
     if best:
         params.update(best)
@@ -221,9 +219,50 @@ def fit(
             ctx.write_properties(**best)
     final = {k: v[-1] for k, v in history.history.items()}
     for cb in lambdas:
-        if cb.on_train_end is not None:
+        if getattr(cb, "on_train_end", None) is not None:
             cb.on_train_end(final)
     return history
+
+
+def _summary(eng: Any, state: Any, config: Any, model: Any) -> str:
+    name = model.name if isinstance(model, Sequential) else type(model).__name__
+    params, extra = state["params"], state["extra"]
+    if eng.nnx is not None:  # per top-level attribute, as for linen submodules
+        params, extra = _pure(params), {"state": _pure(extra)}
+    return summary_text(eng.structure, params, extra, config.input_shape, name)
+
+
+def _pure(state: Any) -> Any:
+    from flax import nnx
+
+    return nnx.to_pure_dict(state)
+
+
+def record_epoch(ctx: Any, e: int, record: dict[str, float], progress: Any) -> bool:
+    """Log epoch `e` (0-based) into the active run and the progress bar; True when the sweep's pruner
+    stopped the trial there (TrialPruned from the run's epoch hook): it then stops like a Stopper's."""
+    pruned = False
+    if ctx is not None:
+        try:
+            ctx.log_metrics(epoch=e + 1, **record)
+        except TrialPruned:
+            pruned = True
+            if progress is not None:
+                progress.note(f"Epoch {e + 1}: pruned")
+    if progress is not None:
+        progress.update(e, record)
+    return pruned
+
+
+def run_python_callbacks(callbacks: Any, epoch: int, record: dict[str, float]) -> bool:
+    """LambdaCallbacks and Stoppers after an epoch; True when a Stopper says this trial stops here."""
+    stop = False
+    for cb in callbacks:
+        if isinstance(cb, Stopper):
+            stop = bool(cb.should_stop(epoch, dict(record))) or stop
+        elif cb.on_epoch_end is not None:
+            cb.on_epoch_end(epoch, dict(record))
+    return stop
 
 
 def _best_epoch(history: History, config: Any) -> dict[str, Any]:
@@ -243,6 +282,9 @@ def _best_epoch(history: History, config: Any) -> dict[str, Any]:
 def _trained(history: Any) -> History:
     if not isinstance(history, History) or history.state is None:
         raise GridrunError("evaluate/predict take the History returned by gridrun.fit (history = gridrun.fit(...))")
+    if not isinstance(history.engine, E.Engine):
+        raise GridrunError("evaluate/predict work on what gridrun.fit returns; after gridrun.fit_loop, call your own "
+                           "eval function on history.state")
     return history
 
 

@@ -1,8 +1,8 @@
 """Population mode: many trials of one script trained together as one vmapped JAX program.
 
 Each trial runs the user's script, unchanged, in its own thread (its own run context, flags and
-output.log). When a script calls `gridrun.fit`, the call is handed to the coordinator and the thread
-waits. Once every live trial is either waiting in `fit` or finished, the coordinator groups the waiting
+output.log). When a script calls `gridrun.fit` or `gridrun.fit_loop` (train/loop.py, the user's own
+init/step functions), the call is handed to the coordinator and the thread waits. Once every live trial is either waiting in `fit` or finished, the coordinator groups the waiting
 calls by their static configuration (model structure, loss, optimizer, callbacks' monitors, batch size,
 data) and trains each group as ONE compiled program: `jax.vmap` of the engine's epoch over the stacked
 train states and float hyperparameters of the group. Every trial keeps its own seed, dropout masks,
@@ -16,7 +16,9 @@ masks; each trial gets its state back at its own shapes. The results equal unpad
 rounding. `merge_widths=False` (or the environment variable GRIDRUN_WIDTH_MERGE=0) turns it off.
 
 Groups larger than the device's memory allows are split into chunks (estimated from parameter and
-activation sizes and the free memory), or capped with `max_size`.
+activation sizes and the free memory), or capped with `max_size`. With several local devices a group's
+arrays are sharded along the trial axis (`_trial_sharding`). A trial that finishes without reaching
+`fit`/`fit_loop` gets a notice in its output.log and its properties (`trial_ending`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextvars
 import math
 import os
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GridrunError, TrialPruned
+from ..errors import GridrunError
 
 _member: contextvars.ContextVar[Population | None] = contextvars.ContextVar("gridrun_population", default=None)
 
@@ -51,11 +54,13 @@ class FitRequest:
     k_init: Any
     k_train: Any
     epochs: int
-    on_epoch: Callable[[int, dict[str, float]], None]  # records one epoch into the trial's run/history
+    on_epoch: Callable[[int, dict[str, float]], Any]  # records one epoch; True: a Stopper stops this trial
+    initial: Any = None  # the trial's own initial train state (nnx modules), instead of engine.init
     state: Any = None  # the trained (unbatched) state, filled by the coordinator
     group_size: int = 0  # how many trials were trained together with this one
     padded: tuple[Any, Any, Any] | None = None  # width-merged: (padded engine, padded state, masked hparams)
     padded_units: tuple[int, ...] | None = None  # the group's hidden widths when this trial was padded to them
+    devices: int = 1  # how many devices the group's arrays were sharded over (along the trial axis)
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -64,6 +69,8 @@ class FitRequest:
         info: dict[str, Any] = {"size": self.group_size}
         if self.padded_units is not None:
             info["padded_units"] = list(self.padded_units)
+        if self.devices > 1:
+            info["devices"] = self.devices
         return info
 
     def same_data(self, other: FitRequest) -> bool:
@@ -93,11 +100,14 @@ class Population:
         self._cond = threading.Condition()
         self._pending: list[FitRequest] = []
         self._live = 0
+        self._local = threading.local()  # per trial thread: whether it reached a vectorizable call
         self.groups_trained: list[int] = []  # sizes of the vmapped programs run (for tests and reports)
+        self.notices: list[tuple[str | None, str]] = []  # (run dir, notice) of trials that trained nothing together
 
     # -- trial side -----------------------------------------------------------------------------------
     def submit(self, request: FitRequest) -> Any:
         """Called from a trial thread inside fit: wait for the group's training, return the state."""
+        self._local.submitted = True
         with self._cond:
             self._pending.append(request)
             self._cond.notify_all()
@@ -125,25 +135,34 @@ class Population:
 
         threads = [threading.Thread(target=target, args=(i, job), name=f"gridrun-trial-{i}", daemon=True)
                    for i, job in enumerate(jobs)]
-        with self._cond:
-            self._live = len(threads)
-        for t in threads:
-            t.start()
-        while True:
+        # sys.argv is process-wide: each trial sets it to [script] and puts back what it found, so a trial
+        # that ends could hand the caller's arguments (`gridrun tuning-run train.py --population`) to a
+        # trial still parsing its flags ("unexpected argument"). Trials only ever see [program] here.
+        saved_argv = sys.argv
+        sys.argv = sys.argv[:1]
+        try:
             with self._cond:
-                self._cond.wait_for(lambda: len(self._pending) >= self._live)
-                if not self._pending and self._live == 0:
-                    break
-                batch, self._pending = self._pending, []
-            self._train_all(batch)
-        for t in threads:
-            t.join()
+                self._live = len(threads)
+            for t in threads:
+                t.start()
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: len(self._pending) >= self._live)
+                    if not self._pending and self._live == 0:
+                        break
+                    batch, self._pending = self._pending, []
+                self._train_all(batch)
+            for t in threads:
+                t.join()
+        finally:
+            sys.argv = saved_argv
         return results
 
     def _train_all(self, requests: list[FitRequest]) -> None:
         from . import widths
 
         key = widths.merge_key if self.merge_widths else (lambda config: config)
+        n_dev = population_devices()
         groups: list[tuple[Any, list[FitRequest]]] = []  # (merge key, trials)
         for r in requests:
             k = key(r.engine.config)
@@ -154,7 +173,7 @@ class Population:
                 home.append(r)
         for _, members in groups:
             members.sort(key=lambda r: widths.hidden_units(r.engine.config))  # chunks of similar widths
-            size = max(1, self.max_size or auto_size(_padded_request(members)))
+            size = max(1, self.max_size or auto_size(_padded_request(members)) * n_dev)
             for start in range(0, len(members), size):
                 chunk = members[start:start + size]
                 try:
@@ -168,8 +187,61 @@ class Population:
                         r.done.set()
 
 
+NOTICE = ("gridrun population mode: this trial finished without calling gridrun.fit or gridrun.fit_loop, so "
+          "there was nothing to train together with the other trials and it ran on its own, as in a sequential "
+          "sweep (--population did not speed it up). Fix: train with gridrun.fit(model, x, y, ...) or hand your "
+          "init and step functions to gridrun.fit_loop(...) (docs/own-loop.md).")
+
+
+def trial_ending() -> str | None:
+    """Called in a trial thread just before its output capture closes (gridrun/runner.py): when the
+    trial is in a population but never reached a vectorizable call, print the notice into its output.log
+    and record it as the run property `population_notice`; return the notice (None otherwise)."""
+    pop = active()
+    if pop is None or getattr(pop._local, "submitted", False):
+        return None
+    from .. import rundir
+
+    print(NOTICE, flush=True)
+    rundir.write_properties(population_notice=NOTICE)
+    folder = rundir.run_dir()
+    with pop._cond:
+        pop.notices.append((folder, NOTICE))
+    return NOTICE
+
+
 # --------------------------------------------------------------------------------------------------
 # Training one group
+
+
+def population_devices() -> int:
+    """How many local devices a population group may be sharded over along its trial axis: all of the
+    default backend's, or GRIDRUN_POPULATION_DEVICES (1: no sharding)."""
+    import jax
+
+    n = len(jax.local_devices())
+    cap = os.environ.get("GRIDRUN_POPULATION_DEVICES")
+    if cap:
+        try:
+            n = min(n, max(1, int(cap)))
+        except ValueError:
+            raise GridrunError(f"GRIDRUN_POPULATION_DEVICES={cap!r}: use a positive integer") from None
+    return n
+
+
+def _trial_sharding(n_trials: int) -> tuple[Any, Any, int]:
+    """(sharding along the trial axis, replicated sharding, device count) for a group of `n_trials`: the
+    largest device count <= population_devices() that divides the group, so every device holds as many
+    trials; (None, None, 1) on one device."""
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    avail = min(population_devices(), n_trials)
+    d = max(k for k in range(1, avail + 1) if n_trials % k == 0)
+    if d <= 1:
+        return None, None, 1
+    mesh = Mesh(np.array(jax.local_devices()[:d]), ("trials",))
+    return NamedSharding(mesh, PartitionSpec("trials")), NamedSharding(mesh, PartitionSpec()), d
 
 
 def _vmapped(engine: Any) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
@@ -223,7 +295,7 @@ def _padded_request(requests: list[FitRequest]) -> FitRequest:
         return requests[0]
     first = requests[0]
     return FitRequest(get_engine(widths.padded_config(configs)), first.hparams, first.arrays, first.k_init,
-                      first.k_train, first.epochs, first.on_epoch)
+                      first.k_train, first.epochs, first.on_epoch, first.initial)
 
 
 def train_group(requests: list[FitRequest]) -> None:
@@ -243,12 +315,17 @@ def train_group(requests: list[FitRequest]) -> None:
     engine = get_engine(widths.padded_config(configs)) if merged else requests[0].engine
     names = engine.config.log_names
     vinit, vepoch, vfinal = _single(engine) if len(requests) == 1 else _vmapped(engine)
-    data = {k: jnp.asarray(v) for k, v in requests[0].arrays.items()}  # one device copy for the group
+    shard, replicated, n_dev = _trial_sharding(len(requests))
+
+    def put(tree: Any, sharding: Any) -> Any:  # trial axis split over devices; data replicated
+        return tree if sharding is None else jax.device_put(tree, sharding)
+
+    data = put({k: jnp.asarray(v) for k, v in requests[0].arrays.items()}, replicated)  # one copy per device
     trial_hparams = [widths.with_masks(r.hparams, r.engine.config, engine.config) if merged else r.hparams
                      for r in requests]
-    hparams = stack(trial_hparams)
-    k_init = jnp.stack([r.k_init for r in requests])
-    k_train = jnp.stack([r.k_train for r in requests])
+    hparams = put(stack(trial_hparams), shard)
+    k_init = put(jnp.stack([r.k_init for r in requests]), shard)
+    k_train = put(jnp.stack([r.k_train for r in requests]), shard)
     limits = np.array([r.epochs for r in requests])
     if merged:  # each trial's own initial weights, zero-padded into the wide shapes
         wide = jax.eval_shape(engine.init, trial_hparams[0], requests[0].k_init)
@@ -256,10 +333,14 @@ def train_group(requests: list[FitRequest]) -> None:
         own = [r.engine.init(r.hparams, r.k_init) for r in requests]
         true_shapes = [jax.eval_shape(lambda s=s: s) for s in own]
         state = stack([widths.pad(s, wide) for s in own])
+    elif requests[0].initial is not None:  # nnx modules: each trial's own initial weights
+        state = stack([r.initial for r in requests])
     else:
         state = vinit(hparams, k_init)
-    state["stopped"] = jnp.asarray(limits <= 0)
+    state = put(state, shard)
+    state["stopped"] = put(jnp.asarray(limits <= 0), shard)
     failed = np.zeros(len(requests), bool)
+    asked = np.zeros(len(requests), bool)  # Stoppers (a pruner) that stopped their trial
     fold = jax.jit(jax.vmap(epoch_key, in_axes=(0, None)))
     for e in range(int(limits.max(initial=0))):
         state, logs = vepoch(state, hparams, data, fold(k_train, e))
@@ -268,17 +349,15 @@ def train_group(requests: list[FitRequest]) -> None:
             if not logs["active"][i]:
                 continue
             row = {k: logs[k][i] for k in names}
-            try:
-                r.on_epoch(e, row)
-            except TrialPruned:  # the sweep's pruner stopped this trial: freeze it like a stopped one
-                failed[i] = True
-                continue
+            if r.on_epoch(e, row):
+                asked[i] = True
             if not all(math.isfinite(float(v)) for k, v in row.items() if k.endswith("loss")):
                 failed[i] = True
-        stop = np.asarray(logs["stopped"]) | failed | (e + 1 >= limits)
+        stop = np.asarray(logs["stopped"]) | failed | asked | (e + 1 >= limits)
         if stop.all():
             break
-        state["stopped"] = jnp.asarray(stop)
+        state["stopped"] = put(jnp.asarray(stop), shard)
+    n_dev = len(jax.tree_util.tree_leaves(state)[0].sharding.device_set)  # measured, not intended
     state = vfinal(state)
     padded_units = widths.hidden_units(engine.config) if merged else None
     for i, r in enumerate(requests):
@@ -288,6 +367,7 @@ def train_group(requests: list[FitRequest]) -> None:
             r.state = widths.crop(r.state, true_shapes[i])
         r.group_size = len(requests)
         r.padded_units = padded_units
+        r.devices = n_dev
 
 
 # --------------------------------------------------------------------------------------------------
@@ -319,8 +399,14 @@ def trial_bytes(request: FitRequest) -> int:
     """Rough device memory one trial needs: weights with optimizer/gradient/best copies, plus activations."""
     import jax
 
-    shapes = jax.eval_shape(request.engine.init, request.hparams, request.k_init)
-    state_bytes = sum(int(np.prod(s.shape)) * s.dtype.itemsize for s in jax.tree_util.tree_leaves(shapes))
+    own = getattr(request.engine, "trial_bytes", None)
+    if own is not None:  # gridrun.fit_loop's engine knows its own state and batch sizes
+        return int(own(request))
+    if request.initial is not None:
+        shapes = request.initial
+    else:
+        shapes = jax.eval_shape(request.engine.init, request.hparams, request.k_init)
+    state_bytes = sum(int(np.prod(s.shape)) * getattr(s.dtype, "itemsize", 8) for s in jax.tree_util.tree_leaves(shapes))
     cfg = request.engine.config
     width = int(np.prod(cfg.input_shape)) + state_bytes // 4 // max(1, int(np.prod(cfg.input_shape)))
     batch_rows = max(cfg.batch_size, min(4096, max(cfg.n_val, 1)))

@@ -43,7 +43,8 @@ def hidden_dense(structure: Structure) -> list[int]:
 
 def mergeable(config: EngineConfig) -> bool:
     """Whether the configuration is a gridrun.Sequential with at least one hidden Dense layer."""
-    return not isinstance(config.model, ByIdentity) and bool(hidden_dense(config.model))
+    return (isinstance(config, EngineConfig) and isinstance(config.model, tuple)
+            and not isinstance(config.model, ByIdentity) and bool(hidden_dense(config.model)))
 
 
 def hidden_units(config: EngineConfig) -> tuple[int, ...]:
