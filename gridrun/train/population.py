@@ -102,6 +102,7 @@ class Population:
         self._live = 0
         self._local = threading.local()  # per trial thread: whether it reached a vectorizable call
         self.groups_trained: list[int] = []  # sizes of the vmapped programs run (for tests and reports)
+        self.slot_activity: list[list[tuple[int, int]]] = []  # per refilled group: (active slots, waiting) per epoch
         self.notices: list[tuple[str | None, str]] = []  # (run dir, notice) of trials that trained nothing together
 
     # -- trial side -----------------------------------------------------------------------------------
@@ -174,6 +175,17 @@ class Population:
         for _, members in groups:
             members.sort(key=lambda r: widths.hidden_units(r.engine.config))  # chunks of similar widths
             size = max(1, self.max_size or auto_size(_padded_request(members)) * n_dev)
+            if len(members) > size and can_refill(members):  # one program of `size` slots, refilled
+                try:
+                    self.slot_activity.append(train_slots(members, size))
+                    self.groups_trained.append(size)
+                except BaseException as exc:  # noqa: BLE001 - every trial of the group gets the error
+                    for r in members:
+                        r.error = r.error or exc
+                finally:
+                    for r in members:
+                        r.done.set()
+                continue
             for start in range(0, len(members), size):
                 chunk = members[start:start + size]
                 try:
@@ -368,6 +380,89 @@ def train_group(requests: list[FitRequest]) -> None:
         r.group_size = len(requests)
         r.padded_units = padded_units
         r.devices = n_dev
+
+
+def can_refill(requests: list[FitRequest]) -> bool:
+    """Slot refilling needs one program for all: equal engines (no width merging), weights initialized
+    by the engine, and GRIDRUN_SLOT_REFILL not turned off."""
+    if os.environ.get("GRIDRUN_SLOT_REFILL", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    first = requests[0].engine.config
+    return all(r.engine.config == first and r.initial is None for r in requests)
+
+
+def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int]]:
+    """Train more trials than the program has slots: `size` slots, each refilled with the next waiting
+    trial as soon as its trial ends (EarlyStopping, a Stopper such as the sweep's pruner, a non-finite
+    loss, or its last epoch), so the compiled program keeps training a full population instead of
+    carrying dead members. A refilled slot is initialized in place from the new trial's own keys and
+    hyperparameters and counts its own epochs, so each trial sees exactly the initialization, data order
+    and dropout masks it gets when trained alone. Each trial is finalized and released (its script goes
+    on) the moment it ends. Returns (active slots, trials waiting) after each epoch."""
+    from collections import deque
+
+    import jax
+    import jax.numpy as jnp
+
+    from .engine import epoch_key, stack
+
+    engine = requests[0].engine
+    names = engine.config.log_names
+    _, vepoch, vfinal = _vmapped(engine)
+    data = {k: jnp.asarray(v) for k, v in requests[0].arrays.items()}
+    waiting = deque(requests)
+    slots: list[FitRequest | None] = [waiting.popleft() for _ in range(min(size, len(waiting)))]
+    n = len(slots)
+    first = [r for r in slots if r is not None]
+    state = stack([engine.jit_init(r.hparams, r.k_init) for r in first])
+    hparams = stack([r.hparams for r in first])
+    k_train = jnp.stack([r.k_train for r in first])
+    ep = np.zeros(n, np.int32)  # epochs trained by each slot's current trial
+    stop = np.array([r.epochs <= 0 for r in first])
+    put_slot = jax.jit(lambda tree, i, one: jax.tree_util.tree_map(lambda a, b: a.at[i].set(b), tree, one))
+    fold = jax.jit(jax.vmap(epoch_key))
+    activity: list[tuple[int, int]] = []
+    while any(r is not None for r in slots):
+        ended = [i for i, r in enumerate(slots) if r is not None and stop[i]]
+        if ended:  # release the trials that ended, refill their slots
+            final = vfinal(state)
+            for i in ended:
+                r = slots[i]
+                assert r is not None
+                r.state = jax.tree_util.tree_map(lambda a, i=i: a[i], final)
+                r.group_size = n
+                r.done.set()
+                slots[i] = waiting.popleft() if waiting else None
+                new = slots[i]
+                if new is not None:
+                    one = engine.jit_init(new.hparams, new.k_init)
+                    state = put_slot(state, i, one)
+                    hparams = put_slot(hparams, i, new.hparams)
+                    k_train = k_train.at[i].set(new.k_train)
+                    ep[i], stop[i] = 0, new.epochs <= 0
+            if not any(r is not None for r in slots):
+                break
+            if any(stop[i] for i, r in enumerate(slots) if r is not None):
+                continue  # a refilled trial with no epochs to train ends at once
+        state["stopped"] = jnp.asarray(stop | np.array([r is None for r in slots]))
+        state, logs = vepoch(state, hparams, data, fold(k_train, jnp.asarray(ep)))
+        logs = jax.device_get(logs)
+        stop = np.asarray(logs["stopped"]).copy()
+        active = 0
+        for i, r in enumerate(slots):
+            if r is None or not logs["active"][i]:
+                continue
+            active += 1
+            ep[i] += 1
+            row = {k: logs[k][i] for k in names}
+            if r.on_epoch(int(ep[i]) - 1, row):
+                stop[i] = True
+            if not all(math.isfinite(float(v)) for k, v in row.items() if k.endswith("loss")):
+                stop[i] = True
+            if ep[i] >= r.epochs:
+                stop[i] = True
+        activity.append((active, len(waiting)))
+    return activity
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,75 @@
+"""Slot refilling: a population of 4 slots over 12 trials, trials ending at different epochs (their
+own EarlyStopping, a Stopper standing for the sweep's pruner, their epoch budget): each trial gets the
+per-epoch metrics it gets when trained alone, and the slots stay full while trials wait."""
+
+import numpy as np
+import pytest
+
+import gridrun
+from gridrun import Dense, Dropout, EarlyStopping, Sequential
+from gridrun.train.population import Population
+
+EPOCHS = 6
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from gridrun.datasets import load_prepared
+
+    (x, y), _ = load_prepared("digits")
+    return x[:600], y[:600]
+
+
+def settings():
+    # (lr, dropout, epochs, stop_at): stop_at is the epoch after which a Stopper ends the trial (the pruner's
+    # role), None for none; EarlyStopping with a large min_delta ends some trials on its own
+    out = []
+    for k in range(12):
+        lr = [3e-4, 1e-3, 3e-3, 1e-2][k % 4]
+        stop_at = {1: 1, 5: 2, 9: 0}.get(k)
+        out.append((lr, 0.1 + 0.05 * (k % 3), 3 + (k % 4), stop_at))
+    return out
+
+
+def train(data, lr, dropout, epochs, stop_at, seed):
+    x, y = data
+    callbacks = [EarlyStopping(patience=0, min_delta=0.05)]
+    if stop_at is not None:
+        callbacks.append(gridrun.Stopper(lambda e, logs, s=stop_at: e >= s))
+    model = Sequential([Dense(24, activation="relu"), Dropout(dropout), Dense(10, activation="softmax")])
+    return gridrun.fit(model, x, y, loss="categorical_crossentropy", metrics=("accuracy",),
+                       optimizer=gridrun.optimizer("adam", learning_rate=lr), epochs=epochs, batch_size=64,
+                       validation_split=0.25, seed=seed, callbacks=callbacks, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    runs = settings()
+    alone = [train(digits, *s, seed=i) for i, s in enumerate(runs)]
+    pop = Population(max_size=4)
+    together = pop.run([lambda s=s, i=i: train(digits, *s, seed=i) for i, s in enumerate(runs)])
+    return alone, together, pop
+
+
+def test_each_trial_trains_as_alone_in_a_refilled_slot(trained):
+    alone, together, pop = trained
+    assert pop.groups_trained == [4] and len(pop.slot_activity) == 1
+    for a, b in zip(alone, together, strict=True):
+        assert not isinstance(b, BaseException), b
+        assert a.history.keys() == b.history.keys()
+        for name in a.history:
+            assert len(a.history[name]) == len(b.history[name]), name
+            tol = {"rtol": 1e-4, "atol": 1e-6} if "acc" not in name else {"rtol": 0, "atol": 1.01 / 150}
+            np.testing.assert_allclose(b.history[name], a.history[name], err_msg=name, **tol)
+    lengths = [a.epochs_completed for a in alone]
+    assert len(set(lengths)) > 2  # trials really ended at different epochs
+    assert lengths[9] == 1 and lengths[1] <= 2  # the Stoppers ended those trials where they said
+
+
+def test_slots_stay_full_while_trials_wait(trained):
+    _, _, pop = trained
+    activity = pop.slot_activity[0]
+    assert all(active == 4 for active, waiting in activity if waiting > 0)
+    total = sum(active for active, _ in activity)
+    alone, _, _ = trained
+    assert total == sum(a.epochs_completed for a in alone)  # no epoch trained twice, none lost
