@@ -73,3 +73,46 @@ def test_slots_stay_full_while_trials_wait(trained):
     total = sum(active for active, _ in activity)
     alone, _, _ = trained
     assert total == sum(a.epochs_completed for a in alone)  # no epoch trained twice, none lost
+
+
+SWEEP_SCRIPT = """
+import gridrun
+from gridrun import Dense, Dropout, Sequential
+from gridrun.datasets import load_prepared
+
+FLAGS = gridrun.flags(
+    gridrun.flag_numeric("lr", 1e-3, "learning rate", values=[1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]),
+    gridrun.flag_numeric("dropout", 0.1, "dropout", values=[0.1, 0.3]),
+)
+(x, y), _ = load_prepared("digits")
+model = Sequential([Dense(24, activation="relu"), Dropout(FLAGS.dropout), Dense(10, activation="softmax")])
+gridrun.fit(model, x[:600], y[:600], loss="categorical_crossentropy", metrics=("accuracy",),
+            optimizer=gridrun.optimizer("adam", learning_rate=FLAGS.lr), epochs=6, batch_size=64,
+            validation_split=0.25, seed=0, verbose=0)
+"""
+
+
+def test_asha_in_a_refilled_population_gives_each_trial_its_alone_metrics(tmp_path):
+    """A sweep of 12 trials in population mode with 4 slots and ASHA: pruned trials free their slots for
+    waiting ones, and every trial's per-epoch metrics are those of training it alone, for the epochs
+    it was granted."""
+    import json
+
+    script = tmp_path / "train.py"
+    script.write_text(SWEEP_SCRIPT)
+    pop = gridrun.tuning_run(script, ordered=True, sample=1.0, population=True, population_size=4,
+                             prune="asha", prune_options={"grace": 1, "reduction": 2}, runs_dir=tmp_path / "pop",
+                             quiet=True)
+    alone = gridrun.tuning_run(script, ordered=True, sample=1.0, runs_dir=tmp_path / "alone", quiet=True)
+    assert set(pop["status"]) == {"completed", "pruned"} and (pop["status"] == "pruned").sum() >= 3
+    full = {(r.flag_lr, r.flag_dropout): json.loads(open(f"{r.run_dir}/metrics.json").read())
+            for r in alone.itertuples()}
+    for r in pop.itertuples():
+        got = json.loads(open(f"{r.run_dir}/metrics.json").read())
+        want = full[(r.flag_lr, r.flag_dropout)]
+        n = len(got["val_loss"])
+        assert n == r.epochs_completed and (n < 6) == (r.status == "pruned")
+        for name in ("loss", "val_loss"):
+            np.testing.assert_allclose(got[name], want[name][:n], rtol=1e-4, atol=1e-6, err_msg=name)
+        props = json.loads(open(f"{r.run_dir}/properties.json").read())
+        assert props["population"] == {"size": 4, "slot_refill": True}  # trained in the refilled 4-slot program

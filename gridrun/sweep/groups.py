@@ -8,14 +8,18 @@ grouping only decides which trials share a worker task: inside it, the trainer g
 calls again by their actual configuration, so trials whose integers do change the program (e.g. a
 batch size) still train as separate programs.
 
-Each group (split into chunks of `size` trials when given) is one task, `run_population`, for any
-executor: in this process, on a local worker pool, or on a Dask/Ray cluster; there its trials train
+With `size` (--population-size) a group trains in programs of `size` slots, each slot refilled with
+the next waiting trial of the group as soon as its trial ends (pruned, stopped early, or done), so a
+group is cut into one task per worker, not per `size` trials (GRIDRUN_SLOT_REFILL=0: chunks of `size`
+trials, one program each). Each group task is one task, `run_population`, for any executor: in this process, on a local worker pool, or on a Dask/Ray cluster; there its trials train
 together (gridrun/train/population.py). `expand` turns a group's outcome back into one per trial, so
 the sweep loop handles trials exactly as it does without population mode.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -29,9 +33,10 @@ def _is_int(value: Any) -> bool:
 class Grouper:
     """Turns trial tasks into population group tasks."""
 
-    def __init__(self, static_flags: Iterable[str], size: int | None = None) -> None:
+    def __init__(self, static_flags: Iterable[str], size: int | None = None, workers: int = 1) -> None:
         self.static_flags = tuple(static_flags)
         self.size = size
+        self.workers = max(1, workers)
 
     def key(self, task: TrialTask) -> tuple[Any, ...]:
         values = [task.flags.get(name) for name in self.static_flags]
@@ -43,7 +48,11 @@ class Grouper:
             by_key.setdefault(self.key(t), []).append(t)
         out = []
         for members in by_key.values():
-            step = self.size or len(members)
+            if self.size and not slot_refill():  # one program per chunk of `size` trials
+                step = self.size
+            else:  # a program of `size` slots refilled with the group's waiting trials: one task per worker
+                chunks = min(self.workers, math.ceil(len(members) / (self.size or len(members))))
+                step = math.ceil(len(members) / chunks)
             out += [PopulationTask(members[i:i + step], self.size) for i in range(0, len(members), step)]
         return out
 
@@ -67,6 +76,12 @@ class _Batches:
         if not self.pending:
             raise StopIteration
         return self.pending.pop(0)
+
+
+def slot_refill() -> bool:
+    """Population programs refill their slots (gridrun/train/population.py train_slots) unless
+    GRIDRUN_SLOT_REFILL=0."""
+    return os.environ.get("GRIDRUN_SLOT_REFILL", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def worker_function(grouper: Grouper | None) -> Callable[[Any], Any]:

@@ -197,7 +197,8 @@ def tuning_run(
         from ..flagspec import declared_flags
 
         specs = declared_flags(manifest.data["script_path"])
-        grouper = Grouper([name for name, spec in specs.items() if spec.is_static], population_size)
+        grouper = Grouper([name for name, spec in specs.items() if spec.is_static], population_size,
+                          workers=jobs)
     executor = get_executor(backend, jobs, scheduler)
     t0 = time.monotonic()
     try:

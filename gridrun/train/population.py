@@ -61,6 +61,7 @@ class FitRequest:
     padded: tuple[Any, Any, Any] | None = None  # width-merged: (padded engine, padded state, masked hparams)
     padded_units: tuple[int, ...] | None = None  # the group's hidden widths when this trial was padded to them
     devices: int = 1  # how many devices the group's arrays were sharded over (along the trial axis)
+    refilled: bool = False  # trained in a slot of a refilled program (train_slots)
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -71,6 +72,8 @@ class FitRequest:
             info["padded_units"] = list(self.padded_units)
         if self.devices > 1:
             info["devices"] = self.devices
+        if self.refilled:
+            info["slot_refill"] = True
         return info
 
     def same_data(self, other: FitRequest) -> bool:
@@ -175,7 +178,7 @@ class Population:
         for _, members in groups:
             members.sort(key=lambda r: widths.hidden_units(r.engine.config))  # chunks of similar widths
             size = max(1, self.max_size or auto_size(_padded_request(members)) * n_dev)
-            if len(members) > size and can_refill(members):  # one program of `size` slots, refilled
+            if len(members) > size > 1 and can_refill(members):  # one program of `size` slots, refilled
                 try:
                     self.slot_activity.append(train_slots(members, size))
                     self.groups_trained.append(size)
@@ -430,7 +433,7 @@ def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int]]:
                 r = slots[i]
                 assert r is not None
                 r.state = jax.tree_util.tree_map(lambda a, i=i: a[i], final)
-                r.group_size = n
+                r.group_size, r.refilled = n, True
                 r.done.set()
                 slots[i] = waiting.popleft() if waiting else None
                 new = slots[i]
