@@ -123,10 +123,10 @@ class _Block:
     rows: list[int] | None  # which of the group's rows are taken (None: all, in order)
     first: int  # listing position of its first row taken (for the order columns appear in)
 
-    def column(self, key: str) -> list[Any]:
+    def column(self, key: str, fill: Any = None) -> list[Any]:
         col = self.cols.get(key)
         if col is None:
-            return [None] * len(self.names)
+            return [fill] * len(self.names)
         if _const(col):
             return [col["="]] * len(self.names)
         return col if self.rows is _ALL else [col[j] for j in self.rows]
@@ -150,11 +150,11 @@ class Scan:
             out.update(dict.fromkeys(block.keys))
         return list(out)
 
-    def column(self, key: str) -> list[Any]:
-        """One column's raw values over all rows (in `names()` order; None where a row lacks it)."""
+    def column(self, key: str, fill: Any = None) -> list[Any]:
+        """One column's raw values over all rows (in `names()` order; `fill` where a row lacks it)."""
         out: list[Any] = []
         for block in self.blocks:
-            out += block.column(key)
+            out += block.column(key, fill)
         return out
 
     def names(self) -> list[str]:

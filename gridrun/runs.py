@@ -7,6 +7,7 @@ reads only the summaries that changed; runs still active are summarised from the
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -48,18 +49,27 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         for key, value in row.items():
             col = cols.get(key)
             if col is None:
-                col = cols[key] = [None] * n
+                col = cols[key] = [_fill(key)] * n
             col[i] = value
     return _frame_columns(cols, n)
 
 
+def _fill(key: str) -> Any:
+    """What a row lacking column `key` holds: None for the typed columns, NaN for the others (as pandas'
+    from_records fills them, which decides their dtype: all-NaN is float64, all-None is object)."""
+    if key.startswith(("eval_", "metric_", "flag_")) or key in _TYPED:
+        return None
+    return math.nan
+
+
 def _scan_frame(scan: runindex.Scan) -> pd.DataFrame:
     """The runs table of a scan, built column by column."""
-    cols = {key: scan.column(key) for key in scan.keys()}
+    cols = {key: scan.column(key, _fill(key)) for key in scan.keys()}
     cols["run_dir"] = scan.run_dirs()
     return _frame_columns(cols, len(cols["run_dir"]))
 
 
+_TYPED = {"learning_rate", "start", "end", "completed", *INT_COLUMNS, *OPTIONAL_INT_COLUMNS}
 _NUMBER_TYPES = {int, float, type(None)}
 _INT_TYPES = {int, type(None)}
 _BOOL_TYPES = {bool, type(None)}
