@@ -55,9 +55,14 @@ def shard_key(name: str) -> str:
 
 
 def run_names(root: Path) -> list[str]:
-    """The names of the folders of a runs dir that may be runs, sorted."""
-    with os.scandir(root) as it:
-        return sorted(e.name for e in it if e.name not in SKIP and e.is_dir())
+    """The names in a runs dir that may be runs, sorted (files among them are found out when their
+    summary.json and properties.json are looked for)."""
+    names = os.listdir(root)
+    for skip in SKIP:
+        if skip in names:
+            names.remove(skip)
+    names.sort()
+    return names
 
 
 def _const(col: Any) -> bool:
@@ -184,6 +189,7 @@ class _Shard:
         self.path = path
         self.groups: list[dict[str, Any]] = []
         self.where: dict[str, tuple[int, int]] = {}  # run name -> (group, row)
+        self.stat: dict[str, tuple[int, int, int, int]] = {}  # run name -> its summary's stat when read
         self.fresh: dict[str, tuple[tuple[int, int, int, int], dict[str, Any]]] = {}  # read now: stat, row
         self.changed = False  # rows were read again or dropped: rewrite the shard
         self._fh: IO[bytes] | None = None
@@ -205,9 +211,10 @@ class _Shard:
                         group[stat] = [group[stat]["="]] * n
                 group["cols"] = {k: _unpack(c, n) for k, c in group["cols"].items()}
                 self.where.update(zip(group["names"], zip(itertools.repeat(g), range(n))))
+                self.stat.update(zip(group["names"], zip(group["ino"], group["size"], group["mtime"], group["ctime"])))
             self.groups = head["groups"]
         except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
-            self.groups, self.where = [], {}  # missing, unreadable or foreign: start anew
+            self.groups, self.where, self.stat = [], {}, {}  # missing, unreadable or foreign: start anew
             self.close()
 
     def heavy(self, g: int) -> dict[str, Any] | None:
@@ -223,8 +230,12 @@ class _Shard:
                 self._heavy = []
         return self._heavy[g] if g < len(self._heavy) else None
 
+    def forget(self, name: str) -> bool:
+        self.stat.pop(name, None)
+        return self.where.pop(name, None) is not None
+
     def drop(self, name: str) -> None:
-        if self.where.pop(name, None) is not None or self.fresh.pop(name, None) is not None:
+        if self.forget(name) or self.fresh.pop(name, None) is not None:
             self.changed = True
 
     def names(self) -> set[str]:
@@ -294,65 +305,70 @@ def scan(
     use_fd = os.stat in os.supports_dir_fd and os.open in os.supports_dir_fd
     fd = os.open(root, os.O_RDONLY) if use_fd else None
     summary = rundir.SUMMARY_FILE
+    suffix = "/" + summary
+    stat = os.stat
     complete = True
     count = 0
     sweep_cols: dict[tuple[str, int], Any] = {}
     try:
-        for name in reversed(names) if newest_first else names:
-            if limit is not None and count >= limit:
-                complete = False
-                break
-            day = name[:10]
+        ordered = reversed(names) if newest_first else names
+        for day, day_names in itertools.groupby(ordered, key=lambda n: n[:10]):
             key = days.get(day)
             if key is None:
-                key = days[day] = shard_key(name)
+                key = days[day] = shard_key(day)
             shard = shards.get(key)
             if shard is None:
                 shard = shards[key] = _Shard(index_dir / f"{key}.json")
-            rel = f"{name}/{summary}"
-            try:
-                st = os.stat(rel, dir_fd=fd) if fd is not None else os.stat(prefix + rel)
-            except (FileNotFoundError, NotADirectoryError):
-                st = None
-            at = shard.where.get(name) if st is not None else None
-            if at is not None:
-                g, j = at
-                grp = shard.groups[g]
-                if grp["ino"][j] == st.st_ino and grp["size"][j] == st.st_size and \
-                        grp["mtime"][j] == st.st_mtime_ns and grp["ctime"][j] == st.st_ctime_ns:
+            where, stats_of = shard.where.get, shard.stat.get
+            for name in day_names:
+                if limit is not None and count >= limit:
+                    complete = False
+                    break
+                rel = name + suffix
+                try:
+                    st = stat(rel, dir_fd=fd) if fd is not None else stat(prefix + rel)
+                except (FileNotFoundError, NotADirectoryError):
+                    st = None
+                if st is not None and stats_of(name) == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+                    g, j = where(name)
                     if sweep is not None:
                         col = sweep_cols.get((key, g), 0)
                         if col == 0:
-                            col = sweep_cols[key, g] = grp["cols"].get("sweep")
+                            col = sweep_cols[key, g] = shard.groups[g]["cols"].get("sweep")
                         value = None if col is None else col["="] if _const(col) else col[j]
                         if value != sweep:
                             continue
-                    taken.setdefault((key, g), []).append((j, name))
-                    firsts.setdefault((key, g), count)
+                    picked = taken.get((key, g))
+                    if picked is None:
+                        picked = taken[key, g] = []
+                        firsts[key, g] = count
+                    picked.append((j, name))
                     count += 1
-                    out.stats["cached"] += 1
                     continue
-            row, fst = _read_summary(fd, rel, prefix + rel) if st is not None else (None, None)
-            if row is not None:
-                out.stats["read"] += 1
-                if max(fst.st_mtime_ns, fst.st_ctime_ns) < fresh_before:
-                    shard.where.pop(name, None)
-                    shard.fresh[name] = (_stat_key(fst), row)
-                    shard.changed = True
+                row, fst = _read_summary(fd, rel, prefix + rel) if st is not None else (None, None)
+                if row is not None:
+                    out.stats["read"] += 1
+                    if max(fst.st_mtime_ns, fst.st_ctime_ns) < fresh_before:
+                        shard.forget(name)
+                        shard.fresh[name] = (_stat_key(fst), row)
+                        shard.changed = True
+                    else:
+                        shard.drop(name)  # changed too recently to be cached yet
                 else:
-                    shard.drop(name)  # changed too recently to be cached yet
-            else:
-                if not os.path.exists(prefix + f"{name}/{rundir.PROPERTIES_FILE}"):
-                    continue  # not a run (reports/, stray folders)
-                row = summarize(prefix + name)
-                out.stats["live"] += 1
-                shard.drop(name)  # no summary.json (any more)
-            if sweep is not None and row.get("sweep") != sweep:
-                continue
-            if not heavy:
-                row = {k: v for k, v in row.items() if k not in HEAVY}
-            singles.append((count, name, row))
-            count += 1
+                    if not os.path.exists(prefix + f"{name}/{rundir.PROPERTIES_FILE}"):
+                        continue  # not a run (reports/, stray folders)
+                    row = summarize(prefix + name)
+                    out.stats["live"] += 1
+                    shard.drop(name)  # no summary.json (any more)
+                if sweep is not None and row.get("sweep") != sweep:
+                    continue
+                if not heavy:
+                    row = {k: v for k, v in row.items() if k not in HEAVY}
+                singles.append((count, name, row))
+                count += 1
+            if not complete:
+                break
+        out.stats["cached"] = sum(map(len, taken.values()))
         for (key, g), picked in taken.items():
             shard = shards[key]
             grp = shard.groups[g]
