@@ -170,8 +170,9 @@ def default_columns(rows: _Rows, shown: list[int], order: str | None, sweep_metr
     """The fitted view's columns: (always shown, flags to add while they fit).
 
     Always: run_dir, status, the sort column (when --order), and the metric that ranks runs (the sweep's
-    metric when recorded, else val_loss, else loss) unless the sort column is a metric. Flags: those whose
-    values differ among the rows shown (all of a single row's flags with a value).
+    metric when recorded, else val_loss, else loss) unless the sort column is a metric. Flags: those with
+    two or more distinct values among the rows shown (a run without the flag, e.g. of another script,
+    does not count as a value); a single row shows all its flags.
     """
     from .. import scoring
 
@@ -190,11 +191,8 @@ def default_columns(rows: _Rows, shown: list[int], order: str | None, sweep_metr
     for col in rows.columns:
         if not col.startswith("flag_") or col in keep:
             continue
-        values = [rows.col(col)[i] for i in shown]
-        distinct = {repr(v) for v in values}
-        if all(_missing(v) for v in values):
-            continue
-        if len(distinct) > 1 or len(shown) == 1:
+        distinct = {repr(v) for v in (rows.col(col)[i] for i in shown) if not _missing(v)}
+        if len(distinct) > 1 or (distinct and len(shown) == 1):
             flags.append(col)
     return keep, flags
 
@@ -281,6 +279,6 @@ def _render(rows: _Rows, shown: list[int], keep: list[str], extra: list[str], wi
     out += [line({c: cells[c][k] for c in cols}) for k in range(len(shown))]
     if dropped:
         names = ", ".join(_header(c, all_cols) for c in dropped)
-        note = f"({len(dropped)} more differing flag{'s' if len(dropped) > 1 else ''}: {names}; see --wide or --columns)"
+        note = f"({len(dropped)} more flag{'s' if len(dropped) > 1 else ''} with --wide or --columns: {names})"
         out.append(_cut(note, width) if width else note)
     return out
