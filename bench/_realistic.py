@@ -40,7 +40,7 @@ def make_template(folder: Path) -> Path:
 
 
 def _numbers(text: str, rng: random.Random) -> str:
-    return re.sub(r"\d\.\d{2,}", lambda m: f"{rng.random():.4g}", text)
+    return re.sub(r"(?<=[:=] )\d+\.\d+", lambda m: f"{rng.random():.4g}", text)
 
 
 def build(root: Path, n: int, template: Path, full: bool = False, seed: int = 0,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import array
 import base64
+import bisect
 import itertools
 import json
 import os
@@ -188,8 +189,7 @@ class _Shard:
     def __init__(self, path: Path):
         self.path = path
         self.groups: list[dict[str, Any]] = []
-        self.where: dict[str, tuple[int, int]] = {}  # run name -> (group, row)
-        self.stat: dict[str, tuple[int, int, int, int]] = {}  # run name -> its summary's stat when read
+        self.gone: set[str] = set()  # runs whose cached rows are dropped (read again, or removed)
         self.fresh: dict[str, tuple[tuple[int, int, int, int], dict[str, Any]]] = {}  # read now: stat, row
         self.changed = False  # rows were read again or dropped: rewrite the shard
         self._fh: IO[bytes] | None = None
@@ -202,19 +202,19 @@ class _Shard:
                 raise ValueError("index format")
             self._heavy_size = int(sizes["heavy"])
             head = json.loads(self._fh.read(int(sizes["light"])))
-            for g, group in enumerate(head["groups"]):
+            for group in head["groups"]:
                 n = len(group["names"])
+                if group["names"] != sorted(group["names"]):  # (TypeError for names that are not text)
+                    raise ValueError("index names not sorted")
                 group["keys"] = tuple(group["keys"])
                 for stat in ("ino", "size", "mtime", "ctime"):
                     group[stat] = _unpack(group[stat], n)
                     if _const(group[stat]):
                         group[stat] = [group[stat]["="]] * n
                 group["cols"] = {k: _unpack(c, n) for k, c in group["cols"].items()}
-                self.where.update(zip(group["names"], zip(itertools.repeat(g), range(n))))
-                self.stat.update(zip(group["names"], zip(group["ino"], group["size"], group["mtime"], group["ctime"])))
             self.groups = head["groups"]
         except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
-            self.groups, self.where, self.stat = [], {}, {}  # missing, unreadable or foreign: start anew
+            self.groups = []  # missing, unreadable or foreign: start anew
             self.close()
 
     def heavy(self, g: int) -> dict[str, Any] | None:
@@ -231,15 +231,28 @@ class _Shard:
         return self._heavy[g] if g < len(self._heavy) else None
 
     def forget(self, name: str) -> bool:
-        self.stat.pop(name, None)
-        return self.where.pop(name, None) is not None
+        if name not in self.gone and self.find(name) is not None:
+            self.gone.add(name)
+            return True
+        return False
 
     def drop(self, name: str) -> None:
         if self.forget(name) or self.fresh.pop(name, None) is not None:
             self.changed = True
 
     def names(self) -> set[str]:
-        return set(self.where) | set(self.fresh)
+        cached = {n for grp in self.groups for n in grp["names"]}
+        return (cached - self.gone) | set(self.fresh)
+
+    def find(self, name: str) -> tuple[int, int] | None:
+        """(group, row) of a run's cached row; names are sorted in each group (a file that is not so only
+        has its rows read again)."""
+        for g, grp in enumerate(self.groups):
+            names = grp["names"]
+            j = bisect.bisect_left(names, name)
+            if j < len(names) and names[j] == name:
+                return None if name in self.gone else (g, j)
+        return None
 
     def close(self) -> None:
         if self._fh is not None:
@@ -265,6 +278,11 @@ def _read_summary(fd: int | None, rel: str, path: str) -> tuple[dict[str, Any] |
         if fh >= 0:
             os.close(fh)
     return (data, st) if isinstance(data, dict) else (None, None)
+
+
+def _same_stat(grp: dict[str, Any], j: int, st: os.stat_result) -> bool:
+    return (grp["ino"][j] == st.st_ino and grp["size"][j] == st.st_size and grp["mtime"][j] == st.st_mtime_ns
+            and grp["ctime"][j] == st.st_ctime_ns)
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -319,7 +337,7 @@ def scan(
             shard = shards.get(key)
             if shard is None:
                 shard = shards[key] = _Shard(index_dir / f"{key}.json")
-            where, stats_of = shard.where.get, shard.stat.get
+            find = shard.find
             for name in day_names:
                 if limit is not None and count >= limit:
                     complete = False
@@ -329,8 +347,9 @@ def scan(
                     st = stat(rel, dir_fd=fd) if fd is not None else stat(prefix + rel)
                 except (FileNotFoundError, NotADirectoryError):
                     st = None
-                if st is not None and stats_of(name) == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
-                    g, j = where(name)
+                at = find(name) if st is not None else None
+                if at is not None and _same_stat(shard.groups[at[0]], at[1], st):
+                    g, j = at
                     if sweep is not None:
                         col = sweep_cols.get((key, g), 0)
                         if col == 0:
@@ -433,7 +452,7 @@ def _write_shard(shard: _Shard, keep: set[str] | None) -> bool:
             keys = tuple(row)
             values = row
         else:
-            g, j = shard.where[name]
+            g, j = shard.find(name)  # type: ignore[misc]
             grp = shard.groups[g]
             hv = shard.heavy(g)
             if hv is None:

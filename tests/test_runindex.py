@@ -155,7 +155,7 @@ LISTER = textwrap.dedent("""
     root, until = Path(sys.argv[1]), time.time() + float(sys.argv[2])
     mut = root / "2026-01-01T00-00-00.000Z"
     n = 0
-    while time.time() < until:
+    while time.time() < until or n < 3:
         before = json.loads((mut / "summary.json").read_text()).get("counter", 0)
         df = gridrun.ls_runs(root).set_index("run_dir")
         shown = df.loc[str(mut), "counter"] if "counter" in df.columns else 0
