@@ -241,6 +241,8 @@ def table_lines(args: argparse.Namespace, decreasing: bool, width: int) -> list[
     shown = _order(rows, by, decreasing)
     if args.head is not None:
         shown = shown[: max(args.head, 0)]
+    if not shown:
+        return ["No runs."]
     if wanted:
         cols = select_columns(rows.columns, wanted)
         if not args.columns:  # --wide: leave out columns empty in every row shown
