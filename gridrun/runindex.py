@@ -207,6 +207,9 @@ class _Shard:
                 if group["names"] != sorted(group["names"]):  # (TypeError for names that are not text)
                     raise ValueError("index names not sorted")
                 group["keys"] = tuple(group["keys"])
+                if set(group["cols"]) != {k for k in group["keys"] if k not in HEAVY} or not all(
+                        isinstance(k, str) for k in group["keys"]):
+                    raise ValueError("index columns")
                 for stat in ("ino", "size", "mtime", "ctime"):
                     group[stat] = _unpack(group[stat], n)
                     if _const(group[stat]):
@@ -224,6 +227,8 @@ class _Shard:
                 heavy = json.loads(self._fh.read(self._heavy_size + 1)) if self._fh else None
                 if not isinstance(heavy, list) or len(heavy) != len(self.groups):
                     raise ValueError("index heavy line")
+                if not all(set(h) == {k for k in grp["keys"] if k in HEAVY} for h, grp in zip(heavy, self.groups)):
+                    raise ValueError("index heavy columns")
                 self._heavy = [{k: _unpack(c, len(grp["names"])) for k, c in h.items()}
                                for h, grp in zip(heavy, self.groups)]
             except (OSError, ValueError, AttributeError, TypeError):

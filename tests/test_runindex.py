@@ -111,6 +111,17 @@ def test_a_damaged_or_unwritable_index_only_costs_time(tmp_path, monkeypatch):
     for shard in (root / runindex.INDEX_DIR).iterdir():  # a foreign file of the right size
         shard.write_bytes(b'{"format": 2, "light": 5, "heavy": 2}\n{"a":1}\n[]\n')
     _same(gridrun.ls_runs(root), old_ls_runs(root))
+    gridrun.ls_runs(root)  # a whole index again; then one whose columns do not match its keys
+    for shard in (root / runindex.INDEX_DIR).iterdir():
+        with open(shard, "rb") as fh:
+            fh.readline()
+            light = json.loads(fh.readline())
+            heavy = fh.read()
+        del light["groups"][0]["cols"]["status"]
+        body = json.dumps(light).encode()
+        shard.write_bytes(json.dumps({"format": 2, "light": len(body), "heavy": len(heavy) - 1}).encode()
+                          + b"\n" + body + b"\n" + heavy)
+    _same(gridrun.ls_runs(root), old_ls_runs(root))
     import shutil
 
     shutil.rmtree(root / runindex.INDEX_DIR)
