@@ -1,71 +1,209 @@
-"""How long does `ls_runs` take over 10,000 run dirs? (issue target: under 1 s on the 2-core machine)
+"""How long does listing take over many realistic runs? (issue 13 item 9 targets, on the 2-core machine:
+`ls_runs` over 10,000 runs <= 0.3 s cold, `gridrun ls --head 5` <= 0.5 s as a whole process, 100,000
+runs listed in <= 3 s)
 
-    python bench/ls_runs.py [--runs 10000] [--keep DIR]
+    python bench/ls_runs.py [--runs 10000] [--template RUN_DIR] [--keep DIR] [--repeat 5]
 
-Builds synthetic ended runs (flags, 35 epochs of 5 metrics, properties, evaluation, summary.json)
-in a temporary folder, then times `ls_runs` (median of 3) next to the baseline of summarising every
-run from its full files (what a table without per-run summaries has to do), measured in the same run.
+Builds run dirs as copies of a real run (by default one `mnist_mlp.py` run on digits, made first: about
+20 s; see bench/_realistic.py), then measures, each time in fresh processes ("cold": a new interpreter,
+its first listing; the files are in the OS cache, as on a machine that has listed or written them):
+
+- `ls_runs` with the runs dir's index current, next to the baseline of the previous `ls_runs` (reading
+  every summary.json, pandas from_records), fresh processes alternating, median of --repeat;
+- the first listing ever (no index: reads every summary and writes the index);
+- `gridrun ls --head 5` as a whole process (interpreter start included), next to `python -c pass`, and
+  the same order of the previous code (import pandas + the previous listing + head 5).
+
+Times are wall-clock seconds with the CPU seconds of the process in brackets; on a shared machine the
+CPU seconds are the steadier figure. The machine's load average is printed with them.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import random
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
 
-import gridrun
-from gridrun._io import write_json
-from gridrun.record import finish, summarize
-from gridrun.rundir import RunContext, create_run_dir
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import _realistic  # noqa: E402
+
+# The previous ls_runs (before the index), as the baseline: one summary.json per run, from_records.
+BASELINE = r'''
+import os, json
+from pathlib import Path
+import pandas as pd
+from gridrun._io import read_json
+from gridrun.record import INT_COLUMNS, OPTIONAL_INT_COLUMNS, RUN_COLUMNS, TRAINING_COLUMNS, summarize
+
+def _typed(col, raw):
+    values = [v for v in raw if v is not None]
+    if values and all(isinstance(v, bool) for v in values):
+        return col.astype("boolean")
+    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return col.astype("Int64")
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return col.astype("float64")
+    return col.astype(object)
+
+def previous_ls_runs(root):
+    root = Path(root)
+    rows = []
+    with os.scandir(root) as it:
+        names = sorted(e.name for e in it if e.is_dir() and e.name not in ("archive", "sweeps", ".index"))
+    for name in names:
+        row = read_json(root / name / "summary.json")
+        if row is None:
+            if not (root / name / "properties.json").exists():
+                continue
+            row = summarize(root / name)
+        row["run_dir"] = str(root / name)
+        rows.append(row)
+    df = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=["run_dir"])
+    for col in ("run_dir", *TRAINING_COLUMNS, *RUN_COLUMNS):
+        if col not in df.columns:
+            df[col] = None
+    evals = sorted(c for c in df.columns if c.startswith("eval_"))
+    mets = [c for c in df.columns if c.startswith("metric_")]
+    flag_cols = [c for c in df.columns if c.startswith("flag_")]
+    fixed = ["run_dir", *evals, *mets, *flag_cols, *TRAINING_COLUMNS, *RUN_COLUMNS]
+    df = df[fixed + [c for c in df.columns if c not in fixed]].copy()
+    for col in evals + mets + ["learning_rate"]:
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    for col in INT_COLUMNS + [c for c in OPTIONAL_INT_COLUMNS if c in df.columns]:
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+    for col in flag_cols:
+        df[col] = _typed(df[col], [r.get(col) for r in rows])
+    for col in ("start", "end"):
+        df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
+    df["completed"] = df["completed"].fillna(False).astype(bool)
+    return df.sort_values(["start", "run_dir"], ascending=False, kind="stable").reset_index(drop=True)
+'''
+
+TIMED = r'''
+import json, resource, sys, time
+def cpu():
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+import pandas  # both ls_runs return a DataFrame: its import is not the listing
+which, root = sys.argv[1], sys.argv[2]
+if which == "new":
+    import gridrun.runs
+    listing = gridrun.runs.ls_runs
+else:
+    exec(compile(BASELINE, "baseline", "exec"))
+    listing = previous_ls_runs
+c, t = cpu(), time.perf_counter()
+df = listing(root)
+print(json.dumps({"wall": time.perf_counter() - t, "cpu": cpu() - c, "rows": len(df), "cols": len(df.columns)}))
+'''.replace("BASELINE", repr(BASELINE))
+
+OLD_CLI = BASELINE + r'''
+import sys
+df = previous_ls_runs(sys.argv[1]).head(5)
+print(df[["run_dir", "status"] + [c for c in df.columns if c.startswith(("metric_", "flag_"))]].to_string())
+'''
 
 
-def build(root: Path, n: int) -> None:
-    rng = random.Random(0)
-    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    for i in range(n):
-        d = create_run_dir(root, t0 + dt.timedelta(seconds=i))
-        ctx = RunContext(run_dir=d)
-        ctx.properties = {"script": "mnist_grid_search.py", "start": (t0 + dt.timedelta(seconds=i)).isoformat(),
-                          "status": "running", "type": "training", "context": "local", "samples": 48000,
-                          "validation_samples": 12000, "batch_size": 128, "epochs": 35, "sweep": "bench"}
-        ctx.write_flags({"nodes1": rng.choice([64, 128, 256]), "nodes2": rng.choice([64, 128, 256]),
-                         "dropout1": rng.choice([0.2, 0.3, 0.4]), "optimizer": rng.choice(["adam", "rmsprop"]),
-                         "lr_annealing": rng.choice([0.1, 0.05])})
-        ctx.metrics = {k: [rng.random() for _ in range(35)] for k in ("loss", "acc", "val_loss", "val_acc", "lr")}
-        write_json(d / "metrics.json", ctx.metrics, indent=None)
-        finish(ctx, "completed", 0, None, None)
+def env() -> dict[str, str]:
+    e = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    e.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed package has its bytecode cached
+    return e
 
 
-def timed(fn, repeat=3):
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
+def timed_listing(which: str, root: Path) -> dict:
+    out = subprocess.run([sys.executable, "-c", TIMED, which, str(root)], env=env(), capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def whole_process(argv: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of a whole process (interpreter start included)."""
+    before = os.times()
+    t = __import__("time").perf_counter()
+    subprocess.run(argv, env=env(), stdout=subprocess.DEVNULL, check=True)
+    wall = __import__("time").perf_counter() - t
+    after = os.times()
+    return wall, (after.children_user - before.children_user) + (after.children_system - before.children_system)
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def fmt(wall: list[float], cpu: list[float]) -> str:
+    return f"{med(wall):.3f} s [cpu {med(cpu):.3f} s] (median of {len(wall)}; min {min(wall):.3f})"
+
+
+def load() -> str:
+    try:
+        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} CPUs"
+    except OSError:
+        return "load average unknown"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=10000)
-    ap.add_argument("--keep", help="build into this folder and keep it")
+    ap.add_argument("--template", help="a real ended run dir to copy (default: make one mnist_mlp.py run)")
+    ap.add_argument("--keep", help="build into this folder and keep it (reused when it holds runs)")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--full", action="store_true", help="copy source/ and artifacts/ into each run too")
     args = ap.parse_args()
     root = Path(args.keep or tempfile.mkdtemp(prefix="gridrun-bench-"))
-    if not any(root.iterdir()) if root.exists() else True:
-        t = time.perf_counter()
-        build(root, args.runs)
-        print(f"built {args.runs} runs in {time.perf_counter() - t:.1f} s under {root}")
-    fast, df = timed(lambda: gridrun.ls_runs(root))
-    slow, _ = timed(lambda: [summarize(p) for p in root.iterdir() if p.is_dir()], repeat=1)
-    print(f"ls_runs over {len(df)} runs: {fast:.3f} s (median of 3)  [target < 1 s]")
-    print(f"baseline, summarising every run from its full files: {slow:.3f} s")
-    print(f"ratio baseline / ls_runs: {slow / fast:.1f}x")
-    best = df.query("metric_val_loss == metric_val_loss.min()")
-    print(f"best run query returns {len(best)} row(s); columns: {len(df.columns)}")
+    if not (root.is_dir() and any(root.iterdir())):
+        template = Path(args.template) if args.template else _realistic.make_template(
+            Path(tempfile.mkdtemp(prefix="gridrun-template-")))
+        t = __import__("time").perf_counter()
+        _realistic.build(root, args.runs, template, full=args.full)
+        size = (template / "summary.json").stat().st_size
+        print(f"built {args.runs} copies of {template} (summary.json {size} bytes) in "
+              f"{__import__('time').perf_counter() - t:.0f} s under {root}")
+    index = root / ".index"
+    print(load())
+
+    # the first listing ever: no index yet (it reads every summary.json and writes the index)
+    subprocess.run(["rm", "-rf", str(index)], check=True)
+    first = timed_listing("new", root)
+    print(f"first listing (no index, writes it): {first['wall']:.3f} s [cpu {first['cpu']:.3f} s], "
+          f"{first['rows']} rows x {first['cols']} columns")
+    timed_listing("new", root)  # rows of summaries too recent to cache (RACY_NS) are cached now
+
+    new_w, new_c, old_w, old_c = [], [], [], []
+    for _ in range(args.repeat):  # alternating, each a fresh process
+        r = timed_listing("new", root)
+        new_w.append(r["wall"])
+        new_c.append(r["cpu"])
+        r = timed_listing("old", root)
+        old_w.append(r["wall"])
+        old_c.append(r["cpu"])
+    print(f"ls_runs, cold, index current:        {fmt(new_w, new_c)}  [target <= 0.3 s at 10,000 runs]")
+    print(f"previous ls_runs (every summary):    {fmt(old_w, old_c)}")
+    print(f"ratio previous / ls_runs: {med(old_w) / med(new_w):.1f}x wall, {med(old_c) / med(new_c):.1f}x cpu")
+
+    cli = [sys.executable, "-m", "gridrun.cli", "ls", "--runs-dir", str(root), "--head", "5"]
+    old_cli = [sys.executable, "-c", OLD_CLI, str(root)]
+    floor = [sys.executable, "-c", "pass"]
+    for argv in (cli, old_cli, floor):  # warm-up: bytecode caches
+        whole_process(argv)
+    res: dict[str, tuple[list[float], list[float]]] = {"cli": ([], []), "old": ([], []), "floor": ([], [])}
+    for _ in range(args.repeat):
+        for key, argv in (("cli", cli), ("old", old_cli), ("floor", floor)):
+            w, c = whole_process(argv)
+            res[key][0].append(w)
+            res[key][1].append(c)
+    print(f"gridrun ls --head 5, whole process:  {fmt(*res['cli'])}  [target <= 0.5 s]")
+    print(f"previous code, same table:           {fmt(*res['old'])}")
+    print(f"python -c pass (interpreter start):  {fmt(*res['floor'])}")
+    print(f"ratio previous / gridrun ls: {med(res['old'][0]) / med(res['cli'][0]):.1f}x wall")
+    print(load())
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """The runs table and run management: ls_runs, latest_run, run_info, clean, purge, copy.
 
-Each ended run carries a `summary.json`: its row, precomputed once. `ls_runs` reads one small file per
-run, so 10,000 runs list in well under a second; runs still active are summarised from their files.
+Each ended run carries a `summary.json`: its row, precomputed once. `ls_runs` takes the rows from the
+runs dir's index (gridrun/runindex.py: a cache of summaries, checked against each summary's stat) and
+reads only the summaries that changed; runs still active are summarised from their files.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -13,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from . import rundir
+from . import rundir, runindex
 from ._io import decode_float, read_json
 from .errors import GridrunError
 from .record import (
@@ -40,38 +43,89 @@ def _row(entry: Path) -> dict[str, Any] | None:
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    df = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=["run_dir"])
+    """The runs table of row dicts (each with its run_dir)."""
+    n = len(rows)
+    cols: dict[str, list[Any]] = {}
+    for i, row in enumerate(rows):
+        for key, value in row.items():
+            col = cols.get(key)
+            if col is None:
+                col = cols[key] = [_fill(key)] * n
+            col[i] = value
+    return _frame_columns(cols, n)
+
+
+def _fill(key: str) -> Any:
+    """What a row lacking column `key` holds: None for the typed columns, NaN for the others (as pandas'
+    from_records fills them, which decides their dtype: all-NaN is float64, all-None is object)."""
+    if key.startswith(("eval_", "metric_", "flag_")) or key in _TYPED:
+        return None
+    return math.nan
+
+
+def _scan_frame(scan: runindex.Scan) -> pd.DataFrame:
+    """The runs table of a scan, built column by column."""
+    cols = {key: scan.column(key, _fill(key)) for key in scan.keys()}
+    cols["run_dir"] = scan.run_dirs()
+    return _frame_columns(cols, len(cols["run_dir"]))
+
+
+_TYPED = {"learning_rate", "start", "end", "completed", *INT_COLUMNS, *OPTIONAL_INT_COLUMNS}
+_NUMBER_TYPES = {int, float, type(None)}
+_INT_TYPES = {int, type(None)}
+_BOOL_TYPES = {bool, type(None)}
+
+
+def _floats(values: list[Any]) -> Any:
+    if set(map(type, values)) <= _NUMBER_TYPES:
+        return np.array(values, dtype="float64")  # None -> NaN
+    return pd.to_numeric(pd.Series(values), errors="coerce").astype("float64")
+
+
+def _ints(values: list[Any]) -> Any:
+    if set(map(type, values)) <= _INT_TYPES:
+        return pd.array(values, dtype="Int64")
+    return pd.to_numeric(pd.Series(values), errors="coerce").astype("Int64")
+
+
+def _frame_columns(cols: dict[str, list[Any]], n: int) -> pd.DataFrame:
+    """Typed runs table from columns of raw values (in first-appearance order), in tfruns' column order."""
     for col in ("run_dir", *TRAINING_COLUMNS, *RUN_COLUMNS):
-        if col not in df.columns:
-            df[col] = None
-    evals = sorted(c for c in df.columns if c.startswith("eval_"))
-    mets = [c for c in df.columns if c.startswith("metric_")]
-    flag_cols = [c for c in df.columns if c.startswith("flag_")]
+        if col not in cols:
+            cols[col] = [None] * n
+    evals = sorted(c for c in cols if c.startswith("eval_"))
+    mets = [c for c in cols if c.startswith("metric_")]
+    flag_cols = [c for c in cols if c.startswith("flag_")]
     fixed = ["run_dir", *evals, *mets, *flag_cols, *TRAINING_COLUMNS, *RUN_COLUMNS]
-    custom = [c for c in df.columns if c not in fixed]
-    df = df[fixed + custom].copy()
+    custom = [c for c in cols if c not in fixed]
+    data: dict[str, Any] = dict(cols) if n else {c: np.array([], dtype=object) for c in cols}
     for col in evals + mets + ["learning_rate"]:
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    for col in INT_COLUMNS + [c for c in OPTIONAL_INT_COLUMNS if c in df.columns]:
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+        data[col] = _floats(cols[col])
+    for col in INT_COLUMNS + [c for c in OPTIONAL_INT_COLUMNS if c in cols]:
+        data[col] = _ints(cols[col])
     for col in flag_cols:
-        df[col] = _typed(df[col], [r.get(col) for r in rows])
+        data[col] = _typed(cols[col])
     for col in ("start", "end"):
-        df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
-    df["completed"] = df["completed"].fillna(False).astype(bool)
+        data[col] = pd.to_datetime(pd.Series(cols[col], dtype=object) if n else pd.Series([], dtype=object),
+                                   utc=True, errors="coerce", format="ISO8601")
+    done = cols["completed"]
+    data["completed"] = (np.array([v is True for v in done], dtype=bool) if set(map(type, done)) <= _BOOL_TYPES
+                         else pd.Series(done).fillna(False).astype(bool))
+    df = pd.DataFrame({c: data[c] for c in fixed + custom}, index=pd.RangeIndex(n))
     return df
 
 
-def _typed(col: pd.Series, raw: list[Any]) -> pd.Series:
+def _typed(raw: list[Any]) -> Any:
     """Give a flag column the dtype of its values as written (ints stay Int64 even with gaps)."""
-    values = [decode_float(v) for v in raw if v is not None]  # a NaN flag value is recorded as "NaN"
-    if values and all(isinstance(v, bool) for v in values):
-        return col.astype("boolean")
-    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return col.astype("Int64")
-    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return col.astype("float64")
-    return col.astype(object)
+    raw = [decode_float(v) for v in raw]  # a NaN flag value is recorded as "NaN"
+    types = set(map(type, raw)) - {type(None)}
+    if types and types <= {bool}:
+        return pd.array(raw, dtype="boolean")
+    if types and types <= {int}:
+        return pd.array(raw, dtype="Int64")
+    if types and types <= {int, float}:
+        return np.array(raw, dtype="float64")
+    return pd.Series(raw).astype(object)
 
 
 def ls_runs(
@@ -88,20 +142,12 @@ def ls_runs(
     `sweep` keeps the runs of one tuning run. `subset` keeps the rows it selects, before `latest_n`
     (tfruns' `subset`): a `DataFrame.query` expression such as `"metric_val_acc > 0.98"`, or a function
     of the table returning a boolean mask. Best run: `df.query("metric_val_loss == metric_val_loss.min()")`.
+    Rows come from the runs dir's index where it is current (gridrun/runindex.py), else from the run dirs.
     """
-    root = Path(runs_dir)
-    rows: list[dict[str, Any]] = []
-    if root.is_dir():
-        with os.scandir(root) as it:
-            names = sorted(e.name for e in it if e.is_dir() and e.name not in (ARCHIVE_DIR, "sweeps"))
-        quick = latest_n is not None and order is None and subset is None  # newest first: stop after latest_n
-        for name in (reversed(names) if quick and decreasing else names):
-            row = _row(root / name)
-            if row is not None and (sweep is None or row.get("sweep") == sweep):
-                rows.append(row)
-                if quick and len(rows) >= latest_n:
-                    break
-    df = _frame(rows)
+    quick = latest_n is not None and order is None and subset is None  # newest first: stop after latest_n
+    scan = runindex.scan(runs_dir, sweep=sweep, newest_first=quick and decreasing,
+                         limit=latest_n if quick else None)
+    df = _scan_frame(scan)
     by = order or "start"
     keys = [by] if isinstance(by, str) else list(by)
     missing = [k for k in keys if k not in df.columns]

@@ -133,7 +133,17 @@ def test_unreadable_run_is_a_clear_error(script, tmp_path, monkeypatch, capsys):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *a, **k)
 
+    import os
+
+    real_os_open = os.open
+
+    def deny_fd(path, *a, **k):  # the runs table's index reads summaries with os.open (relative to the dir)
+        if run.name in str(path):
+            raise PermissionError(13, "Permission denied", str(run / path) if "dir_fd" in k else str(path))
+        return real_os_open(path, *a, **k)
+
     monkeypatch.setattr("builtins.open", deny)
+    monkeypatch.setattr(os, "open", deny_fd)
     code = cli.main(["ls", "--runs-dir", str(runs)])
     err = capsys.readouterr().err
     assert code == 2 and "Permission denied" in err and str(run) in err and "Traceback" not in err
@@ -398,7 +408,7 @@ def test_resume_removes_the_empty_run_dir_a_kill_left(script, tmp_path):
             empty = d
     gridrun.tuning_run(script, runs_dir=runs, resume=data["id"], quiet=True)
     assert not empty.exists()
-    assert len([d for d in runs.iterdir() if d.name != "sweeps"]) == 2
+    assert len([d for d in runs.iterdir() if d.name not in ("sweeps", ".index")]) == 2
 
 
 def test_resume_waits_for_a_live_earlier_attempt_and_adopts_its_result(script, tmp_path):
@@ -427,7 +437,7 @@ def test_resume_waits_for_a_live_earlier_attempt_and_adopts_its_result(script, t
     m = json.loads(path.read_text())
     assert m["trials"][1]["status"] == "completed" and m["trials"][1]["run_dir"] == run.name
     assert len(m["trials"][1]["attempts"]) == 1  # its earlier attempt's result, not a second run
-    assert len([d for d in runs.iterdir() if d.name != "sweeps"]) == 2
+    assert len([d for d in runs.iterdir() if d.name not in ("sweeps", ".index")]) == 2
 
 
 def test_resume_leaves_the_empty_run_dirs_of_another_running_sweep(script, tmp_path):

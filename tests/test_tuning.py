@@ -211,7 +211,7 @@ def _wait_for_running_pids_to_die(runs: Path, timeout: float = 10) -> None:
     """SIGKILL is delivered asynchronously: let the killed workers go (as they would before a resume)."""
     from gridrun.sweep.manifest import pid_alive
 
-    pids = [p.get("pid") for d in runs.iterdir() if d.name != "sweeps"
+    pids = [p.get("pid") for d in runs.iterdir() if d.name not in ("sweeps", ".index")
             for p in [json.loads((d / "properties.json").read_text()) if (d / "properties.json").exists() else {}]
             if p.get("status") == "running" and p.get("pid")]
     deadline = time.monotonic() + timeout
@@ -252,7 +252,7 @@ def test_resume_after_kill_9_reruns_nothing_completed(script, tmp_path, jobs):
     # every trial has exactly one completed run dir, and no run dir is left "running"
     completed = {}
     for d in runs.iterdir():
-        if d.name == "sweeps":
+        if d.name in ("sweeps", ".index"):
             continue
         p = props(runs, d.name)
         assert p["status"] != "running", d
@@ -273,12 +273,12 @@ def test_resume_counts_a_completed_run_dir_the_manifest_missed(script, tmp_path,
     data["trials"][2].update(status="failed")  # its run dir says completed: that wins
     data["client"] = {"pid": 999999, "hostname": "gone", "heartbeat": "2020-01-01T00:00:00Z"}  # dead client
     path.write_text(json.dumps(data))
-    before = {d.name for d in runs.iterdir()}
+    before = {d.name for d in runs.iterdir()} - {".index"}  # .index: the runs table's index
     df = gridrun.tuning_run(script, runs_dir=runs, resume=data["id"], quiet=True)
     m = manifest_of(runs)
     assert m["trials"][0]["status"] == "completed" and m["trials"][0]["run_dir"] == missed
     assert m["trials"][2]["status"] == "completed" and len(m["trials"][2]["attempts"]) == 1
-    new = {d.name for d in runs.iterdir()} - before
+    new = {d.name for d in runs.iterdir()} - before - {".index"}
     assert new == {m["trials"][1]["run_dir"], m["trials"][3]["run_dir"]}  # only the failed trials ran again
     assert len(df) == 6 and df.attrs["trials"] == 4 and df.attrs["trials_completed"] == 2
 
@@ -354,7 +354,7 @@ def test_ctrl_c_records_the_sweep_as_interrupted_and_resume_finishes_it(script, 
     assert m["status"] == "interrupted" and f"--resume {m['id']}" in err
     assert m["counts"]["completed"] >= 1 and m["counts"]["running"] == 0
     for d in runs.iterdir():
-        if d.name != "sweeps":
+        if d.name not in ("sweeps", ".index"):
             assert props(runs, d.name)["status"] in ("completed", "interrupted")
     code = cli.main(["tuning-run", str(script), "--flag", "lr=0.1,0.2,0.3,0.4,0.5,0.6", "--flag", "sleep=0.3",
                      "--runs-dir", str(runs), "--resume", "--quiet"])  # the latest matching sweep

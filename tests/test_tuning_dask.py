@@ -79,7 +79,7 @@ def test_remote_trial_drops_big_artifacts_with_a_note(script, tmp_path, cluster)
     runs = tmp_path / "runs"
     gridrun.tuning_run(script, {"size": [50_000]}, runs_dir=runs, backend="dask",
                        scheduler=cluster.scheduler_address, quiet=True, max_artifact_bytes=30_000)
-    (run,) = [d for d in runs.iterdir() if d.name != "sweeps"]
+    (run,) = [d for d in runs.iterdir() if d.name not in ("sweeps", ".index")]
     props = json.loads((run / "properties.json").read_text())
     assert props["status"] == "completed"
     assert not (run / "artifacts" / "weights.bin").exists() and (run / "artifacts" / "note.txt").exists()
