@@ -20,6 +20,7 @@ is frozen but still carried by the vmapped program (see docs/population.md).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -61,12 +62,14 @@ PRUNE_OPTIONS = {"grace": 1, "reduction": 3.0}
 
 
 def run(script: Path, runs: Path, *, seed: int, trials: int, epochs: int, n_train: int, dataset: str,
-        sampler: str = "random", prune: str | None = None, population: bool = False) -> dict:
+        sampler: str = "random", prune: str | None = None, population: bool = False,
+        slots: int | None = None, refill: bool = True) -> dict:
+    os.environ["GRIDRUN_SLOT_REFILL"] = "1" if refill else "0"
     t0 = time.perf_counter()
     df = gridrun.tuning_run(script, {"epochs": [epochs], "n_train": [n_train], "dataset": [dataset]},
                             sample=trials, seed=seed, sampler=sampler, prune=prune,
                             prune_options=PRUNE_OPTIONS if prune else None,
-                            population=population, runs_dir=runs, quiet=True)
+                            population=population, population_size=slots, runs_dir=runs, quiet=True)
     wall = time.perf_counter() - t0
     spent = int(df["epochs_completed"].fillna(0).sum())
     best = df.loc[df["metric_val_loss"].idxmin()]
@@ -85,6 +88,8 @@ def main() -> None:
     p.add_argument("--skip-tpe", action="store_true")
     p.add_argument("--skip-population", action="store_true")
     p.add_argument("--only-asha", action="store_true", help="random search and random + asha only")
+    p.add_argument("--only-population", action="store_true", help="the population strategies only")
+    p.add_argument("--slots", type=int, default=8, help="slots of a population program (--population-size)")
     p.add_argument("--grace", type=int, default=1, help="ASHA's grace period (epochs)")
     p.add_argument("--reduction", type=float, default=3.0, help="ASHA's reduction factor")
     args = p.parse_args()
@@ -95,9 +100,10 @@ def main() -> None:
     script = tmp / "search_space.py"
     script.write_text(SCRIPT)
     kw = {"trials": args.trials, "epochs": args.epochs, "n_train": args.n_train, "dataset": args.dataset}
-    for population in (False, True):  # compile once (same shapes), so no strategy pays for it
+    for population, slots in ((False, None), (True, None), (True, args.slots)):  # compile once: same shapes
         gridrun.tuning_run(script, {"epochs": [1], "n_train": [args.n_train], "dataset": [args.dataset]},
-                           sample=2, seed=99, runs_dir=tmp / "warm", quiet=True, population=population)
+                           sample=max(2, slots or 2) + 1, seed=99, runs_dir=tmp / "warm", quiet=True,
+                           population=population, population_size=slots)
     rows: list[tuple[str, dict]] = []
 
     def go(name: str, **extra) -> dict:
@@ -109,6 +115,19 @@ def main() -> None:
         return r
 
     first = args.seeds[0]
+    if args.only_population:
+        pop = go(f"population {args.slots} slots", seed=first, population=True, slots=args.slots)
+        refill = go(f"population {args.slots} + asha, refilled", seed=first, population=True, slots=args.slots,
+                    prune="asha")
+        chunks = go(f"population {args.slots} + asha, chunks", seed=first, population=True, slots=args.slots,
+                    prune="asha", refill=False)
+        per = pop["wall"] / max(1, pop["trial_epochs"])
+        for name, r in (("refilled", refill), ("chunks", chunks)):
+            mine = r["wall"] / max(1, r["trial_epochs"])
+            print(f"  population + asha, {name}: {mine * 1e3:.1f} ms per trial-epoch vs {per * 1e3:.1f} unpruned "
+                  f"({mine / per:.2f}x; target with slot refilling <= 1.10x)")
+        print(f"\n(runs in {tmp})")
+        return
     random_runs = [go(f"random seed {s}", seed=s) for s in args.seeds]
     asha = go("random + asha", seed=first, prune="asha")
     tpe_runs = [] if args.skip_tpe else [go(f"tpe seed {s}", seed=s, sampler="tpe") for s in args.seeds]
