@@ -35,57 +35,13 @@ sys.path.insert(0, str(HERE))
 
 import _realistic  # noqa: E402
 
-# The previous ls_runs (before the index), as the baseline: one summary.json per run, from_records.
-BASELINE = r'''
-import os, json
-from pathlib import Path
-import pandas as pd
-from gridrun._io import read_json
-from gridrun.record import INT_COLUMNS, OPTIONAL_INT_COLUMNS, RUN_COLUMNS, TRAINING_COLUMNS, summarize
-
-def _typed(col, raw):
-    values = [v for v in raw if v is not None]
-    if values and all(isinstance(v, bool) for v in values):
-        return col.astype("boolean")
-    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return col.astype("Int64")
-    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return col.astype("float64")
-    return col.astype(object)
-
-def previous_ls_runs(root):
-    root = Path(root)
-    rows = []
-    with os.scandir(root) as it:
-        names = sorted(e.name for e in it if e.is_dir() and e.name not in ("archive", "sweeps", ".index"))
-    for name in names:
-        row = read_json(root / name / "summary.json")
-        if row is None:
-            if not (root / name / "properties.json").exists():
-                continue
-            row = summarize(root / name)
-        row["run_dir"] = str(root / name)
-        rows.append(row)
-    df = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=["run_dir"])
-    for col in ("run_dir", *TRAINING_COLUMNS, *RUN_COLUMNS):
-        if col not in df.columns:
-            df[col] = None
-    evals = sorted(c for c in df.columns if c.startswith("eval_"))
-    mets = [c for c in df.columns if c.startswith("metric_")]
-    flag_cols = [c for c in df.columns if c.startswith("flag_")]
-    fixed = ["run_dir", *evals, *mets, *flag_cols, *TRAINING_COLUMNS, *RUN_COLUMNS]
-    df = df[fixed + [c for c in df.columns if c not in fixed]].copy()
-    for col in evals + mets + ["learning_rate"]:
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    for col in INT_COLUMNS + [c for c in OPTIONAL_INT_COLUMNS if c in df.columns]:
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-    for col in flag_cols:
-        df[col] = _typed(df[col], [r.get(col) for r in rows])
-    for col in ("start", "end"):
-        df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
-    df["completed"] = df["completed"].fillna(False).astype(bool)
-    return df.sort_values(["start", "run_dir"], ascending=False, kind="stable").reset_index(drop=True)
-'''
+# The previous ls_runs (before the index), as the baseline: one summary.json per run, from_records. It is
+# the same code the tests use as their oracle (tests/_oldframe.py), imported from there.
+BASELINE = f"""
+import sys
+sys.path.insert(0, {str(REPO / "tests")!r})
+from _oldframe import old_ls_runs as previous_ls_runs
+"""
 
 TIMED = r'''
 import json, resource, sys, time
