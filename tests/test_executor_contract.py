@@ -175,3 +175,32 @@ def test_a_task_can_ask_the_client_through_the_executor_channel(executor, tmp_pa
     finally:
         channel.close()
     assert replies == [2, 4, 6] and sorted(m["n"] for m in seen) == [1, 2, 3]
+
+
+def test_local_workers_can_be_pinned_to_devices():
+    """--worker-devices: each local worker sees its own device set (round robin), set before JAX loads."""
+    from gridrun.errors import GridrunError
+    from gridrun.executors.local import LocalExecutor, parse_devices
+
+    assert parse_devices("0,1,2,3") == ["0", "1", "2", "3"] and parse_devices("0+1,2+3") == ["0,1", "2,3"]
+    with pytest.raises(GridrunError, match="device numbers"):
+        parse_devices("gpu0")
+
+    def make():
+        def task(_):
+            import os
+            import time
+
+            time.sleep(0.3)
+            return os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES"), os.environ.get("ROCR_VISIBLE_DEVICES")
+        return task
+
+    ex = LocalExecutor(2, devices=parse_devices("4+5,7"))
+    try:
+        outs = [o for _, o in ex.submit_all(make(), range(6))]
+    finally:
+        ex.cancel([])
+        ex.close()
+    seen = {pid: (cuda, rocr) for pid, cuda, rocr in outs}
+    assert len(seen) == 2 and sorted(c for c, _ in seen.values()) == ["4,5", "7"]
+    assert all(c == r for c, r in seen.values())

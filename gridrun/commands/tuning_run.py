@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GridrunError
+from ..executors.local import parse_devices
 from ._common import add_runs_dir, parse_flag_options, parse_sample
 
 NAME = "tuning-run"
@@ -33,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "program per group (scripts that train with gridrun.fit; see docs/population.md)")
     parser.add_argument("--population-size", type=int, metavar="N",
                         help="at most N trials per compiled program (default: as many as device memory allows)")
+    parser.add_argument("--worker-devices", metavar="D,D,...",
+                        help="pin local workers to accelerators, round robin: 0,1,2,3 (one each) or 0+1,2+3 (a set "
+                             "each), through CUDA_VISIBLE_DEVICES/ROCR_VISIBLE_DEVICES")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler (tcp://HOST:8786) or Ray address")
     parser.add_argument("--retries", type=int, default=0, help="re-run a failed trial up to R times (default 0)")
     parser.add_argument("--max-failures", type=int, metavar="K", help="stop the sweep after K failed trials")
@@ -102,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         scheduler=args.scheduler, retries=args.retries, max_failures=args.max_failures, resume=args.resume,
         confirm=True, yes=args.yes, quiet=args.quiet, metric=args.metric, mode=args.mode, sampler=args.sampler,
         prune=args.prune, prune_options=prune_options(args), dry_run=args.dry_run,
+        worker_devices=parse_devices(args.worker_devices) if args.worker_devices else None,
     )
     if df is None:  # --dry-run
         return 0

@@ -16,8 +16,12 @@ from .base import Executor
 BACKENDS = ("inprocess", "local", "dask", "ray")
 
 
-def get_executor(backend: str | None = None, jobs: int = 1, scheduler: str | None = None) -> Executor:
-    """The executor for `backend` (default: inprocess for one job, local for more)."""
+def get_executor(backend: str | None = None, jobs: int = 1, scheduler: str | None = None,
+                 devices: list[str] | None = None) -> Executor:
+    """The executor for `backend` (default: inprocess for one job, local for more). `devices`: local
+    workers pinned to these device sets, one per worker, round robin (CUDA/ROCR_VISIBLE_DEVICES)."""
+    if devices and backend not in (None, "local"):
+        raise GridrunError(f"--worker-devices pins local workers: it does not apply to --backend {backend}")
     if backend is None:
         backend = "dask" if scheduler else ("local" if jobs > 1 else "inprocess")
     if backend == "inprocess":
@@ -27,7 +31,7 @@ def get_executor(backend: str | None = None, jobs: int = 1, scheduler: str | Non
     if backend == "local":
         from .local import LocalExecutor
 
-        return LocalExecutor(jobs)
+        return LocalExecutor(jobs, devices=devices)
     if backend == "dask":
         from .dask import DaskExecutor
 

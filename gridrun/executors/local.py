@@ -23,10 +23,47 @@ from typing import Any
 from .base import Executor
 
 PARENT_POLL_SECONDS = 0.25
+DEVICE_VARIABLES = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES")  # what a pinned worker's JAX sees
+
+
+def parse_devices(text: str) -> list[str]:
+    """`--worker-devices 0,1,2,3` -> one device per worker; `0+1,2+3` -> a set of devices per worker."""
+    sets = [part.strip().replace("+", ",") for part in text.split(",") if part.strip()]
+    if not sets or not all(all(d.strip().isdigit() for d in s.split(",")) for s in sets):
+        from ..errors import GridrunError
+
+        raise GridrunError(f"--worker-devices {text!r}: give device numbers per worker, e.g. 0,1,2,3 (one each) "
+                           f"or 0+1,2+3 (two each)")
+    return sets
+
+
+def _pin_device(counter: str, devices: list[str]) -> None:
+    """Pool initializer part: give this worker the next device set, round robin over the pool's workers
+    (a counter file under a lock: workers start in separate processes). Runs before the worker imports
+    JAX, so the worker's JAX sees only its own devices."""
+    import fcntl
+
+    with open(counter, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        k = int(fh.read().strip() or 0)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(k + 1))
+    chosen = devices[k % len(devices)]
+    for name in DEVICE_VARIABLES:
+        os.environ[name] = chosen
+
+
+def _init_worker(client_pid: int, counter: str | None = None, devices: list[str] | None = None) -> None:
+    """Pool initializer, run in each worker: pin its devices (when asked), watch its client."""
+    if counter is not None and devices:
+        _pin_device(counter, devices)
+    _watch_parent(client_pid)
 
 
 def _watch_parent(client_pid: int) -> None:
-    """Pool initializer, run in each worker: exit the worker as soon as its client process is gone."""
+    """Exit the worker as soon as its client process is gone."""
 
     def watch() -> None:
         while os.getppid() == client_pid:
@@ -41,17 +78,27 @@ def _watch_parent(client_pid: int) -> None:
 class LocalExecutor(Executor):
     name = "local"
 
-    def __init__(self, jobs: int = 2, idle_timeout: int = 300) -> None:
+    def __init__(self, jobs: int = 2, idle_timeout: int = 300, devices: list[str] | None = None) -> None:
         super().__init__(jobs)
         self.idle_timeout = idle_timeout
+        self.devices = devices  # device sets, one per worker, round robin (CUDA/ROCR_VISIBLE_DEVICES)
+        self._counter: str | None = None
         self._pool = None
 
     def _executor(self):
         from joblib.externals.loky import get_reusable_executor
 
         # get_reusable_executor returns the live pool, or a new one when the last one broke.
-        self._pool = get_reusable_executor(max_workers=self.jobs, timeout=self.idle_timeout, reuse=True,
-                                           initializer=_watch_parent, initargs=(os.getpid(),))
+        if self.devices and self._counter is None:
+            import tempfile
+
+            fd, self._counter = tempfile.mkstemp(prefix="gridrun-devices-")
+            os.close(fd)
+        # pinned workers are a pool of their own ("auto": a pool with other initializer args is replaced)
+        self._pool = get_reusable_executor(max_workers=self.jobs, timeout=self.idle_timeout,
+                                           reuse="auto" if self.devices else True,
+                                           initializer=_init_worker,
+                                           initargs=(os.getpid(), self._counter, self.devices))
         return self._pool
 
     def submit(self, fn: Callable[[Any], Any], task: Any) -> cf.Future:
@@ -76,6 +123,13 @@ class LocalExecutor(Executor):
         from joblib.externals.loky.process_executor import BrokenProcessPool, TerminatedWorkerError
 
         return isinstance(exc, (BrokenProcessPool, TerminatedWorkerError, StdBroken))
+
+    def close(self) -> None:
+        if self._counter is not None:
+            try:
+                os.unlink(self._counter)
+            except OSError:
+                pass
 
     def cancel(self, handles: list[Any]) -> None:
         for h in handles:

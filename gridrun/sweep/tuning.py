@@ -85,6 +85,7 @@ def tuning_run(
     prune: str | None = None,
     prune_options: Mapping[str, Any] | None = None,
     dry_run: bool = False,
+    worker_devices: list[str] | None = None,
 ):
     """Run `script` once per flag combination; return this sweep's runs (a DataFrame like `ls_runs`).
 
@@ -101,7 +102,8 @@ def tuning_run(
     True for the latest sweep of this script. `confirm` asks before a sweep of more than 100 trials
     (the CLI does, unless --yes). `population` trains trials that share their static flags together as
     one vmapped program (docs/population.md); `population_size` caps the trials per program.
-    `dry_run` prints the plan and returns None without running anything.
+    `dry_run` prints the plan and returns None without running anything. `worker_devices` pins local
+    workers to device sets, one per worker, round robin (e.g. ["0", "1"]; see docs/own-loop.md).
     """
     script_path: Path | None = None
     if script is not None:
@@ -199,7 +201,9 @@ def tuning_run(
         specs = declared_flags(manifest.data["script_path"])
         grouper = Grouper([name for name, spec in specs.items() if spec.is_static], population_size,
                           workers=jobs)
-    executor = get_executor(backend, jobs, scheduler)
+    if worker_devices and backend is None and jobs > 1:
+        backend = "local"
+    executor = get_executor(backend, jobs, scheduler, devices=worker_devices)
     t0 = time.monotonic()
     try:
         run_sweep(manifest, executor, runs_dir, retries=retries, max_failures=max_failures, quiet=quiet,
