@@ -163,6 +163,16 @@ class Population:
         return results
 
     def _train_all(self, requests: list[FitRequest]) -> None:
+        import time
+
+        t0 = time.perf_counter()
+        try:
+            self._train_groups(requests)
+        finally:
+            with _STATS_LOCK:
+                STATS["train_seconds"] += time.perf_counter() - t0
+
+    def _train_groups(self, requests: list[FitRequest]) -> None:
         from . import widths
 
         key = widths.merge_key if self.merge_widths else (lambda config: config)
@@ -200,6 +210,18 @@ class Population:
                 finally:
                     for r in chunk:
                         r.done.set()
+
+
+# What the coordinators of this process trained (for bench/search.py): seconds inside the programs'
+# training loops, trial-epochs trained, and slot-epochs run (a frozen member's slot counts, a trial's not)
+STATS: dict[str, float] = {"train_seconds": 0.0, "trial_epochs": 0, "slot_epochs": 0}
+_STATS_LOCK = threading.Lock()
+
+
+def _count(trial_epochs: int, slot_epochs: int) -> None:
+    with _STATS_LOCK:
+        STATS["trial_epochs"] += trial_epochs
+        STATS["slot_epochs"] += slot_epochs
 
 
 NOTICE = ("gridrun population mode: this trial finished without calling gridrun.fit or gridrun.fit_loop, so "
@@ -360,6 +382,7 @@ def train_group(requests: list[FitRequest]) -> None:
     for e in range(int(limits.max(initial=0))):
         state, logs = vepoch(state, hparams, data, fold(k_train, e))
         logs = jax.device_get(logs)
+        _count(int(np.sum(logs["active"])), len(requests))
         for i, r in enumerate(requests):
             if not logs["active"][i]:
                 continue
@@ -465,6 +488,7 @@ def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int]]:
             if ep[i] >= r.epochs:
                 stop[i] = True
         activity.append((active, len(waiting)))
+        _count(active, n)
     return activity
 
 
