@@ -456,7 +456,7 @@ def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int]]:
                 r = slots[i]
                 assert r is not None
                 r.state = jax.tree_util.tree_map(lambda a, i=i: a[i], final)
-                r.group_size, r.refilled = n, True
+                r.group_size, r.refilled = size, True
                 r.done.set()
                 slots[i] = waiting.popleft() if waiting else None
                 new = slots[i]
@@ -470,6 +470,15 @@ def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int]]:
                 break
             if any(stop[i] for i, r in enumerate(slots) if r is not None):
                 continue  # a refilled trial with no epochs to train ends at once
+        live = [i for i, r in enumerate(slots) if r is not None]
+        if not waiting and 1 < len(slots) and len(live) <= len(slots) // 2:
+            # nobody waits and half the slots are empty: go on in a program half the size (sizes are powers
+            # of two, so a sweep compiles at most log2(slots) smaller programs, once each)
+            keep = live + [i for i, r in enumerate(slots) if r is None][: (1 << (len(live) - 1).bit_length()) - len(live)]
+            take = jnp.asarray(keep)
+            state, hparams, k_train = jax.tree_util.tree_map(lambda a, t=take: a[t], (state, hparams, k_train))
+            ep, stop, slots = ep[keep], stop[keep], [slots[i] for i in keep]
+            n = len(slots)
         state["stopped"] = jnp.asarray(stop | np.array([r is None for r in slots]))
         state, logs = vepoch(state, hparams, data, fold(k_train, jnp.asarray(ep)))
         logs = jax.device_get(logs)
