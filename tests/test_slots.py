@@ -69,8 +69,8 @@ def test_each_trial_trains_as_alone_in_a_refilled_slot(trained):
 def test_slots_stay_full_while_trials_wait(trained):
     _, _, pop = trained
     activity = pop.slot_activity[0]
-    assert all(active == 4 for active, waiting in activity if waiting > 0)
-    total = sum(active for active, _ in activity)
+    assert all(active == 4 for active, waiting, _ in activity if waiting > 0)
+    total = sum(active for active, _, _ in activity)
     alone, _, _ = trained
     assert total == sum(a.epochs_completed for a in alone)  # no epoch trained twice, none lost
 
@@ -116,3 +116,22 @@ def test_asha_in_a_refilled_population_gives_each_trial_its_alone_metrics(tmp_pa
             np.testing.assert_allclose(got[name], want[name][:n], rtol=1e-4, atol=1e-6, err_msg=name)
         props = json.loads(open(f"{r.run_dir}/properties.json").read())
         assert props["population"] == {"size": 4, "slot_refill": True}  # trained in the refilled 4-slot program
+
+
+def test_a_compacted_program_trains_its_survivors_as_alone(digits, monkeypatch):
+    """Once nobody waits and half the slots are empty, the program shrinks (4 -> 2 -> 1 slots here): the
+    survivors' metrics stay those of training alone."""
+    from gridrun.train import population
+
+    monkeypatch.setattr(population, "COMPACT_MIN_EPOCHS", 1)
+    runs = [(1e-3, 0.1, 6, None), (3e-3, 0.2, 2, None), (1e-2, 0.1, 1, None), (3e-4, 0.2, 2, 0),
+            (1e-3, 0.15, 3, None), (3e-3, 0.1, 1, None)]
+    alone = [train(digits, *s, seed=10 + i) for i, s in enumerate(runs)]
+    pop = Population(max_size=4)
+    together = pop.run([lambda s=s, i=i: train(digits, *s, seed=10 + i) for i, s in enumerate(runs)])
+    programs = [slots for _, _, slots in pop.slot_activity[0]]
+    assert programs[0] == 4 and programs[-1] == 1 and 2 in programs  # 4 slots, then 2, then 1
+    for a, b in zip(alone, together, strict=True):
+        assert not isinstance(b, BaseException), b
+        for name in ("loss", "val_loss"):
+            np.testing.assert_allclose(b.history[name], a.history[name], rtol=1e-4, atol=1e-6, err_msg=name)

@@ -105,7 +105,8 @@ class Population:
         self._live = 0
         self._local = threading.local()  # per trial thread: whether it reached a vectorizable call
         self.groups_trained: list[int] = []  # sizes of the vmapped programs run (for tests and reports)
-        self.slot_activity: list[list[tuple[int, int]]] = []  # per refilled group: (active slots, waiting) per epoch
+        # per refilled group, after each epoch: (active slots, trials waiting, slots of the program)
+        self.slot_activity: list[list[tuple[int, int, int]]] = []
         self.notices: list[tuple[str | None, str]] = []  # (run dir, notice) of trials that trained nothing together
 
     # -- trial side -----------------------------------------------------------------------------------
@@ -408,6 +409,9 @@ def train_group(requests: list[FitRequest]) -> None:
         r.devices = n_dev
 
 
+COMPACT_MIN_EPOCHS = 8  # a refilled program shrinks for its last survivors only when they have this many epochs left
+
+
 def can_refill(requests: list[FitRequest]) -> bool:
     """Slot refilling needs one program for all: equal engines (no width merging), weights initialized
     by the engine, and GRIDRUN_SLOT_REFILL not turned off."""
@@ -417,14 +421,14 @@ def can_refill(requests: list[FitRequest]) -> bool:
     return all(r.engine.config == first and r.initial is None for r in requests)
 
 
-def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int]]:
+def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int, int]]:
     """Train more trials than the program has slots: `size` slots, each refilled with the next waiting
     trial as soon as its trial ends (EarlyStopping, a Stopper such as the sweep's pruner, a non-finite
     loss, or its last epoch), so the compiled program keeps training a full population instead of
     carrying dead members. A refilled slot is initialized in place from the new trial's own keys and
     hyperparameters and counts its own epochs, so each trial sees exactly the initialization, data order
     and dropout masks it gets when trained alone. Each trial is finalized and released (its script goes
-    on) the moment it ends. Returns (active slots, trials waiting) after each epoch."""
+    on) the moment it ends. Returns (active slots, trials waiting, program slots) after each epoch."""
     from collections import deque
 
     import jax
@@ -447,7 +451,7 @@ def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int]]:
     stop = np.array([r.epochs <= 0 for r in first])
     put_slot = jax.jit(lambda tree, i, one: jax.tree_util.tree_map(lambda a, b: a.at[i].set(b), tree, one))
     fold = jax.jit(jax.vmap(epoch_key))
-    activity: list[tuple[int, int]] = []
+    activity: list[tuple[int, int, int]] = []
     while any(r is not None for r in slots):
         ended = [i for i, r in enumerate(slots) if r is not None and stop[i]]
         if ended:  # release the trials that ended, refill their slots
@@ -471,9 +475,10 @@ def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int]]:
             if any(stop[i] for i, r in enumerate(slots) if r is not None):
                 continue  # a refilled trial with no epochs to train ends at once
         live = [i for i, r in enumerate(slots) if r is not None]
-        if not waiting and 1 < len(slots) and len(live) <= len(slots) // 2:
-            # nobody waits and half the slots are empty: go on in a program half the size (sizes are powers
-            # of two, so a sweep compiles at most log2(slots) smaller programs, once each)
+        left = max((slots[i].epochs - int(ep[i]) for i in live), default=0)  # type: ignore[union-attr]
+        if not waiting and 1 < len(slots) and len(live) <= len(slots) // 2 and left >= COMPACT_MIN_EPOCHS:
+            # nobody waits, half the slots are empty and enough epochs are left to repay a compilation: go
+            # on in a program half the size (powers of two: at most log2(slots) smaller programs, once each)
             keep = live + [i for i, r in enumerate(slots) if r is None][: (1 << (len(live) - 1).bit_length()) - len(live)]
             take = jnp.asarray(keep)
             state, hparams, k_train = jax.tree_util.tree_map(lambda a, t=take: a[t], (state, hparams, k_train))
@@ -496,7 +501,7 @@ def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int]]:
                 stop[i] = True
             if ep[i] >= r.epochs:
                 stop[i] = True
-        activity.append((active, len(waiting)))
+        activity.append((active, len(waiting), n))
         _count(active, n)
     return activity
 
