@@ -117,6 +117,46 @@ class SocketChannel(Channel):
                 pass
 
 
+class _ServedChannel(Channel):
+    """A client thread that takes requests from the engine (`_next`) and answers them (`_answer`)."""
+
+    handler: Handler
+
+    def _start(self, name: str) -> None:
+        self.closed = False
+        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self.thread.start()
+
+    def _next(self) -> tuple[Any, Any] | None:
+        """The next (reply key, message), or None when none came in a while; raises to stop serving."""
+        raise NotImplementedError
+
+    def _answer(self, key: Any, reply: Any) -> None:
+        raise NotImplementedError
+
+    def _serve(self) -> None:
+        while not self.closed:
+            try:
+                item = self._next()
+            except Exception:  # noqa: BLE001 - the engine is shutting down
+                return
+            if item is None:
+                continue
+            key, message = item
+            try:
+                reply = self.handler(message)
+            except Exception:  # noqa: BLE001 - the client's handler failed: the task goes on
+                reply = None
+            try:
+                self._answer(key, reply)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def close(self) -> None:
+        self.closed = True
+        self.thread.join(timeout=2)
+
+
 class DaskCaller:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -136,7 +176,7 @@ class DaskCaller:
             return None
 
 
-class DaskChannel(Channel):
+class DaskChannel(_ServedChannel):
     """Requests through a named distributed.Queue, replies through one distributed.Variable each."""
 
     def __init__(self, handler: Handler, client: Any) -> None:
@@ -146,30 +186,19 @@ class DaskChannel(Channel):
         self.name = f"gridrun-channel-{secrets.token_hex(8)}"
         self.queue = distributed.Queue(self.name, client=client)
         self.caller = DaskCaller(self.name)
-        self.closed = False
-        self.thread = threading.Thread(target=self._serve, name="gridrun-dask-channel", daemon=True)
-        self.thread.start()
+        self._start("gridrun-dask-channel")
 
-    def _serve(self) -> None:
+    def _next(self) -> tuple[Any, Any] | None:
+        try:
+            item = self.queue.get(timeout=0.5)
+        except Exception:  # noqa: BLE001 - a timeout (the cluster going away shows as closed later)
+            return None
+        return item["reply"], item["message"]
+
+    def _answer(self, key: Any, reply: Any) -> None:
         import distributed
 
-        while not self.closed:
-            try:
-                item = self.queue.get(timeout=0.5)
-            except Exception:  # noqa: BLE001 - a timeout, or the cluster going away
-                continue
-            try:
-                reply = self.handler(item["message"])
-            except Exception:  # noqa: BLE001
-                reply = None
-            try:
-                distributed.Variable(item["reply"], client=self.client).set(reply)
-            except Exception:  # noqa: BLE001
-                pass
-
-    def close(self) -> None:
-        self.closed = True
-        self.thread.join(timeout=2)
+        distributed.Variable(key, client=self.client).set(reply)
 
 
 class RayCaller:
@@ -219,7 +248,7 @@ def _broker_class():
     return Broker
 
 
-class RayChannel(Channel):
+class RayChannel(_ServedChannel):
     """A Ray actor in the middle: tasks `ask` it; the client takes requests with `next` and `answer`s."""
 
     def __init__(self, handler: Handler) -> None:
@@ -228,28 +257,16 @@ class RayChannel(Channel):
         self.ray, self.handler = ray, handler
         self.broker = _broker_class().remote()
         self.caller = RayCaller(self.broker)
-        self.closed = False
-        self.thread = threading.Thread(target=self._serve, name="gridrun-ray-channel", daemon=True)
-        self.thread.start()
+        self._start("gridrun-ray-channel")
 
-    def _serve(self) -> None:
-        while not self.closed:
-            try:
-                item = self.ray.get(self.broker.next.remote(0.5))
-            except Exception:  # noqa: BLE001 - Ray shutting down
-                return
-            if item is None:
-                continue
-            key, message = item
-            try:
-                reply = self.handler(message)
-            except Exception:  # noqa: BLE001
-                reply = None
-            self.broker.answer.remote(key, reply)
+    def _next(self) -> tuple[Any, Any] | None:
+        return self.ray.get(self.broker.next.remote(0.5))
+
+    def _answer(self, key: Any, reply: Any) -> None:
+        self.broker.answer.remote(key, reply)
 
     def close(self) -> None:
-        self.closed = True
-        self.thread.join(timeout=2)
+        super().close()
         try:
             self.ray.kill(self.broker)
         except Exception:  # noqa: BLE001
