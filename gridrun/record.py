@@ -32,12 +32,6 @@ class Status(enum.StrEnum):
     LOST = "lost"  # a trial's earlier attempt still running in a process this client does not own
     PRUNED = "pruned"  # stopped early by a pruner: not a failure
 
-    @property
-    def ended(self) -> bool:
-        return self not in (Status.PENDING, Status.RUNNING, Status.LOST)
-
-
-FAILED_STATUSES = (Status.FAILED, Status.INTERRUPTED)
 
 # Columns of tfruns' ls_runs(), in its order; eval_/metric_/flag_ columns go where tfruns puts them.
 TRAINING_COLUMNS = ["samples", "validation_samples", "batch_size", "epochs", "epochs_completed", "metrics",

@@ -16,8 +16,6 @@ from typing import Any
 
 from ..record import Status
 
-TrialStatus = Status  # a trial's status: pending, running, completed, failed, interrupted, lost, pruned
-
 # Attempt statuses after which a trial is not run again, in this session or on resume
 FINAL = (Status.COMPLETED, Status.PRUNED)
 
@@ -231,10 +229,3 @@ class SweepState:
         if self.stop_reason:
             return "stopped"
         return "completed" if all(t.status in FINAL for t in self.trials) else "finished_with_failures"
-
-    def counts(self) -> dict[str, int]:
-        counts = {str(s): 0 for s in (Status.PENDING, Status.RUNNING, Status.COMPLETED, Status.FAILED,
-                                      Status.INTERRUPTED)}
-        for t in self.trials:
-            counts[str(t.status)] = counts.get(str(t.status), 0) + 1
-        return counts
