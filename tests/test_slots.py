@@ -118,20 +118,33 @@ def test_asha_in_a_refilled_population_gives_each_trial_its_alone_metrics(tmp_pa
         assert props["population"] == {"size": 4, "slot_refill": True}  # trained in the refilled 4-slot program
 
 
-def test_a_compacted_program_trains_its_survivors_as_alone(digits, monkeypatch):
-    """Once nobody waits and half the slots are empty, the program shrinks (4 -> 2 -> 1 slots here): the
-    survivors' metrics stay those of training alone."""
+@pytest.mark.parametrize("host_rows", [True, False], ids=["rows-on-host", "rows-on-device"])
+def test_a_compacted_program_trains_its_survivors_as_alone(digits, monkeypatch, host_rows):
+    """Once nobody waits and half the slots are empty, the program shrinks (4 -> 2 slots here): the
+    survivors' metrics stay those of training alone, with rows cut by numpy (the CPU backend's way) or
+    by compiled programs (an accelerator's)."""
     from gridrun.train import population
 
-    monkeypatch.setattr(population, "COMPACT_MIN_EPOCHS", 1)
+    monkeypatch.setattr(population, "HOST_ROWS", host_rows)
+    monkeypatch.setattr(population._SlotPrograms, "compile_seconds", lambda self: 0.0)  # always worth it
     runs = [(1e-3, 0.1, 6, None), (3e-3, 0.2, 2, None), (1e-2, 0.1, 1, None), (3e-4, 0.2, 2, 0),
             (1e-3, 0.15, 3, None), (3e-3, 0.1, 1, None)]
     alone = [train(digits, *s, seed=10 + i) for i, s in enumerate(runs)]
     pop = Population(max_size=4)
     together = pop.run([lambda s=s, i=i: train(digits, *s, seed=10 + i) for i, s in enumerate(runs)])
     programs = [slots for _, _, slots in pop.slot_activity[0]]
-    assert programs[0] == 4 and programs[-1] == 1 and 2 in programs  # 4 slots, then 2, then 1
+    assert programs[0] == 4 and programs[-1] == 2  # 4 slots, then 2
     for a, b in zip(alone, together, strict=True):
         assert not isinstance(b, BaseException), b
         for name in ("loss", "val_loss"):
             np.testing.assert_allclose(b.history[name], a.history[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_a_program_shrinks_only_when_it_pays():
+    from gridrun.train.population import ladder, shrink_pays
+
+    assert ladder(8) == [8, 4, 2] and ladder(6) == [6, 3, 2] and ladder(2) == [2]
+    # 6 empty slots of 0.05 s for 9 epochs (2.7 s) repay a 2 s compilation, not a 5 s one
+    assert shrink_pays(0.05, 8, 2, 9, False, 2.0) and not shrink_pays(0.05, 8, 2, 9, False, 5.0)
+    assert shrink_pays(0.05, 8, 2, 1, True, 5.0)  # a program compiled before costs nothing to switch to
+    assert not shrink_pays(0.05, 4, 4, 9, True, 0.0)  # nothing smaller to go to

@@ -19,7 +19,6 @@ the sweep loop handles trials exactly as it does without population mode.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -80,8 +79,10 @@ class _Batches:
 
 def slot_refill() -> bool:
     """Population programs refill their slots (gridrun/train/population.py train_slots) unless
-    GRIDRUN_SLOT_REFILL=0."""
-    return os.environ.get("GRIDRUN_SLOT_REFILL", "1").strip().lower() not in ("0", "false", "no", "off")
+    GRIDRUN_SLOT_REFILL=0; the one reading of that variable is population.slot_refill_enabled."""
+    from ..train.population import slot_refill_enabled
+
+    return slot_refill_enabled()
 
 
 def worker_function(grouper: Grouper | None) -> Callable[[Any], Any]:

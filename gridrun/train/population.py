@@ -215,14 +215,17 @@ class Population:
 
 # What the coordinators of this process trained (for bench/search.py): seconds inside the programs'
 # training loops, trial-epochs trained, and slot-epochs run (a frozen member's slot counts, a trial's not)
-STATS: dict[str, float] = {"train_seconds": 0.0, "trial_epochs": 0, "slot_epochs": 0}
+STATS: dict[str, float] = {"train_seconds": 0.0, "trial_epochs": 0, "slot_epochs": 0, "epoch_seconds": 0.0,
+                           "release_seconds": 0.0}
 _STATS_LOCK = threading.Lock()
 
 
-def _count(trial_epochs: int, slot_epochs: int) -> None:
+def _count(trial_epochs: int, slot_epochs: int, epoch_seconds: float = 0.0, release_seconds: float = 0.0) -> None:
     with _STATS_LOCK:
         STATS["trial_epochs"] += trial_epochs
         STATS["slot_epochs"] += slot_epochs
+        STATS["epoch_seconds"] += epoch_seconds
+        STATS["release_seconds"] += release_seconds
 
 
 NOTICE = ("gridrun population mode: this trial finished without calling gridrun.fit or gridrun.fit_loop, so "
@@ -409,16 +412,146 @@ def train_group(requests: list[FitRequest]) -> None:
         r.devices = n_dev
 
 
-COMPACT_MIN_EPOCHS = 8  # a refilled program shrinks for its last survivors only when they have this many epochs left
+def slot_refill_enabled() -> bool:
+    """Population programs refill their slots unless GRIDRUN_SLOT_REFILL=0 (then a group trains in
+    chunks of its program's size and an ended trial's slot stays frozen until the chunk ends)."""
+    return os.environ.get("GRIDRUN_SLOT_REFILL", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def can_refill(requests: list[FitRequest]) -> bool:
     """Slot refilling needs one program for all: equal engines (no width merging), weights initialized
-    by the engine, and GRIDRUN_SLOT_REFILL not turned off."""
-    if os.environ.get("GRIDRUN_SLOT_REFILL", "1").strip().lower() in ("0", "false", "no", "off"):
+    by the engine, and refilling not turned off (slot_refill_enabled)."""
+    if not slot_refill_enabled():
         return False
     first = requests[0].engine.config
     return all(r.engine.config == first and r.initial is None for r in requests)
+
+
+# A program shrinks for its last survivors (nobody waits, slots are empty) when the time the empty slots
+# would cost over the survivors' remaining epochs exceeds the cost of compiling the smaller program, or
+# at once when that program was compiled before in this process. Before any compilation was measured,
+# one is assumed to cost this many seconds (an epoch program's compilation on a 2-core CPU: 5-7 s cold,
+# about 1.5 s from the persistent compilation cache).
+COMPILE_SECONDS_GUESS = 3.0
+
+
+def ladder(size: int) -> list[int]:
+    """The program sizes a refilled group of `size` slots may shrink to: halvings down to two. (A lone
+    survivor stays in a program of two: on a 2-core CPU an epoch of one slot costs 84 ms against 102 ms
+    for two, less than a compilation of one more program is worth.)"""
+    out = [size]
+    while out[-1] > 2:
+        out.append((out[-1] + 1) // 2)
+    return out
+
+
+def shrink_pays(slot_seconds: float, slots: int, smaller: int, epochs_left: int, compiled: bool,
+                compile_seconds: float) -> bool:
+    """Whether a program of `slots` slots should go on as one of `smaller`: at once when that program is
+    compiled already, otherwise when the empty slots' time over the survivors' remaining epochs (at most)
+    exceeds a compilation."""
+    if smaller >= slots:
+        return False
+    return compiled or slot_seconds * (slots - smaller) * epochs_left > compile_seconds
+
+
+HOST_ROWS: bool | None = None  # cut slot rows with numpy (True), on the device (False), or by backend (None)
+
+
+class _SlotPrograms:
+    """The pieces of a refilled group: the vmapped epoch (with each slot's epoch key folded in, one
+    program per size), the finalized states of the trials that ended at an epoch, the refill of any set
+    of slots in place (one call: every new trial initialized from its own keys and hyperparameters), and
+    the rows kept when a program shrinks. On the CPU backend, where device memory is host memory, rows
+    are cut with numpy: no program to compile per size. Elsewhere they are cut by small compiled
+    programs, on the device. The sizes of epoch programs compiled in this process, and what a
+    compilation cost here, are kept on the engine, so the decision to shrink a program knows what it
+    would pay."""
+
+    def __init__(self, engine: Any) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        from .engine import compiler_options, epoch_key, jit
+
+        self.engine = engine
+        self.vinit = _vmapped(engine)[0]
+        self.on_host = jax.default_backend() == "cpu" if HOST_ROWS is None else HOST_ROWS
+        cache = engine.__dict__.setdefault("_slot_programs", {})
+        if not cache:
+            def epoch(state: Any, hparams: Any, data: Any, k_train: Any, ep: Any) -> Any:
+                keys = jax.vmap(epoch_key)(k_train, ep)
+                return jax.vmap(engine.epoch, in_axes=(0, 0, None, 0))(state, hparams, data, keys)
+
+            def rows(state: Any) -> tuple[Any, ...]:
+                final = jax.vmap(engine.finalize)(state)
+                n = jax.tree_util.tree_leaves(state)[0].shape[0]
+                return tuple(jax.tree_util.tree_map(lambda a, i=i: a[i], final) for i in range(n))
+
+            def refill(state: Any, take: Any, hparams: Any, k_init: Any) -> Any:
+                fresh = jax.vmap(engine.init)(hparams, k_init)
+                return jax.tree_util.tree_map(
+                    lambda new, old: jnp.where(take.reshape((-1,) + (1,) * (old.ndim - 1)), new, old), fresh, state)
+
+            cache["epoch"] = jit(epoch)
+            cache["rows"] = jit(rows)
+            cache["refill"] = jax.jit(refill, donate_argnums=0, compiler_options=compiler_options())
+            cache["take"] = jax.jit(lambda tree, idx: jax.tree_util.tree_map(lambda a: a[idx], tree))
+            cache["sizes"] = set()  # sizes of the epoch programs compiled in this process
+            cache["compile_s"] = None  # the last measured compilation of an epoch program, seconds
+        self.cache = cache
+
+    def compiled(self, n: int) -> bool:
+        return n in self.cache["sizes"]
+
+    def compile_seconds(self) -> float:
+        measured = self.cache["compile_s"]
+        return COMPILE_SECONDS_GUESS if measured is None else float(measured)
+
+    def epoch(self, state: Any, hparams: Any, data: Any, k_train: Any, ep: np.ndarray) -> tuple[Any, Any, float]:
+        """One epoch of every slot; returns (state, host logs, seconds). The first epoch of a size not
+        compiled before is timed as its compilation (minus what an epoch of that size costs)."""
+        import time
+
+        import jax
+
+        n = len(ep)
+        t0 = time.perf_counter()
+        state, logs = self.cache["epoch"](state, hparams, data, k_train, ep.copy())
+        logs = jax.device_get(logs)
+        seconds = time.perf_counter() - t0
+        if n not in self.cache["sizes"]:
+            self.cache["sizes"].add(n)
+            self.cache["first"] = (n, seconds)
+        return state, logs, seconds
+
+    def note_epoch_cost(self, n: int, seconds: float) -> None:
+        """After a second epoch at a new size: its first epoch minus this one was the compilation."""
+        first = self.cache.pop("first", None)
+        if first is not None and first[0] == n:
+            self.cache["compile_s"] = max(0.0, first[1] - seconds)
+
+    def released(self, state: Any, slots: list[int]) -> dict[int, Any]:
+        """The finalized (unbatched) train states of the given slots."""
+        import jax
+
+        if self.on_host:
+            host = jax.device_get(state)
+            return {i: self.engine.jit_finalize(jax.tree_util.tree_map(lambda a, i=i: a[i], host)) for i in slots}
+        rows = self.cache["rows"](state)
+        return {i: rows[i] for i in slots}
+
+    def take(self, tree: Any, rows: list[int]) -> Any:
+        """The given rows (slots) of a stacked tree."""
+        import jax
+
+        idx = np.asarray(rows, np.int32)
+        if self.on_host:
+            return jax.device_put(jax.tree_util.tree_map(lambda a: np.asarray(a)[idx], tree))
+        return self.cache["take"](tree, idx)
+
+    def refill(self, state: Any, take: np.ndarray, hparams: Any, k_init: Any) -> Any:
+        return self.cache["refill"](state, take, hparams, k_init)
 
 
 def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int, int]]:
@@ -427,66 +560,80 @@ def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int, i
     loss, or its last epoch), so the compiled program keeps training a full population instead of
     carrying dead members. A refilled slot is initialized in place from the new trial's own keys and
     hyperparameters and counts its own epochs, so each trial sees exactly the initialization, data order
-    and dropout masks it gets when trained alone. Each trial is finalized and released (its script goes
-    on) the moment it ends. Returns (active slots, trials waiting, program slots) after each epoch."""
+    and dropout masks it gets when trained alone. The trials that end at an epoch are finalized together
+    and released (their scripts go on) at once; their slots are refilled together in one call. Once
+    nobody waits, the program shrinks for its survivors along `ladder(size)` when that pays (see
+    COMPILE_SECONDS_GUESS). Returns (active slots, trials waiting, program slots) after each epoch."""
+    import time
     from collections import deque
 
-    import jax
     import jax.numpy as jnp
 
-    from .engine import epoch_key, stack
+    from .engine import stack
 
     engine = requests[0].engine
     names = engine.config.log_names
-    _, vepoch, vfinal = _vmapped(engine)
+    progs = _SlotPrograms(engine)
     data = {k: jnp.asarray(v) for k, v in requests[0].arrays.items()}
     waiting = deque(requests)
     slots: list[FitRequest | None] = [waiting.popleft() for _ in range(min(size, len(waiting)))]
-    n = len(slots)
     first = [r for r in slots if r is not None]
-    state = stack([engine.jit_init(r.hparams, r.k_init) for r in first])
-    hparams = stack([r.hparams for r in first])
-    k_train = jnp.stack([r.k_train for r in first])
-    ep = np.zeros(n, np.int32)  # epochs trained by each slot's current trial
+    hp_rows = [r.hparams for r in first]  # each slot's hyperparameters and keys (a freed slot keeps its last)
+    k_init_rows = [r.k_init for r in first]
+    k_train_rows = [r.k_train for r in first]
+    hparams, k_train = stack(hp_rows), jnp.stack(k_train_rows)
+    state = progs.vinit(hparams, jnp.stack(k_init_rows))
+    ep = np.zeros(len(slots), np.int32)  # epochs trained by each slot's current trial
     stop = np.array([r.epochs <= 0 for r in first])
-    put_slot = jax.jit(lambda tree, i, one: jax.tree_util.tree_map(lambda a, b: a.at[i].set(b), tree, one))
-    fold = jax.jit(jax.vmap(epoch_key))
+    slot_seconds = 0.0  # the last epoch's seconds per slot
     activity: list[tuple[int, int, int]] = []
     while any(r is not None for r in slots):
+        t_release = time.perf_counter()
         ended = [i for i, r in enumerate(slots) if r is not None and stop[i]]
-        if ended:  # release the trials that ended, refill their slots
-            final = vfinal(state)
+        if ended:  # release the trials that ended (one finalize for all), refill their slots (one call)
+            finals = progs.released(state, ended)
+            take = np.zeros(len(slots), bool)
             for i in ended:
                 r = slots[i]
                 assert r is not None
-                r.state = jax.tree_util.tree_map(lambda a, i=i: a[i], final)
+                r.state = finals[i]
                 r.group_size, r.refilled = size, True
                 r.done.set()
-                slots[i] = waiting.popleft() if waiting else None
-                new = slots[i]
+                new = slots[i] = waiting.popleft() if waiting else None
                 if new is not None:
-                    one = engine.jit_init(new.hparams, new.k_init)
-                    state = put_slot(state, i, one)
-                    hparams = put_slot(hparams, i, new.hparams)
-                    k_train = k_train.at[i].set(new.k_train)
+                    take[i] = True
+                    hp_rows[i], k_init_rows[i], k_train_rows[i] = new.hparams, new.k_init, new.k_train
                     ep[i], stop[i] = 0, new.epochs <= 0
+            del finals
+            if take.any():
+                hparams, k_train = stack(hp_rows), jnp.stack(k_train_rows)
+                state = progs.refill(state, take, hparams, jnp.stack(k_init_rows))
+            _count(0, 0, release_seconds=time.perf_counter() - t_release)
             if not any(r is not None for r in slots):
                 break
             if any(stop[i] for i, r in enumerate(slots) if r is not None):
                 continue  # a refilled trial with no epochs to train ends at once
         live = [i for i, r in enumerate(slots) if r is not None]
-        left = max((slots[i].epochs - int(ep[i]) for i in live), default=0)  # type: ignore[union-attr]
-        if not waiting and 1 < len(slots) and len(live) <= len(slots) // 2 and left >= COMPACT_MIN_EPOCHS:
-            # nobody waits, half the slots are empty and enough epochs are left to repay a compilation: go
-            # on in a program half the size (powers of two: at most log2(slots) smaller programs, once each)
-            keep = live + [i for i, r in enumerate(slots) if r is None][: (1 << (len(live) - 1).bit_length()) - len(live)]
-            take = jnp.asarray(keep)
-            state, hparams, k_train = jax.tree_util.tree_map(lambda a, t=take: a[t], (state, hparams, k_train))
-            ep, stop, slots = ep[keep], stop[keep], [slots[i] for i in keep]
-            n = len(slots)
+        if not waiting and len(live) < len(slots):
+            smaller = min(m for m in ladder(size) if m >= len(live))
+            if smaller < len(slots):
+                left = max(slots[i].epochs - int(ep[i]) for i in live)  # type: ignore[union-attr]
+                if shrink_pays(slot_seconds, len(slots), smaller, left, progs.compiled(smaller),
+                               progs.compile_seconds()):
+                    keep = live + [i for i, r in enumerate(slots) if r is None][: smaller - len(live)]
+                    t_shrink = time.perf_counter()
+                    state, hparams, k_train = progs.take((state, hparams, k_train), keep)
+                    _count(0, 0, release_seconds=time.perf_counter() - t_shrink)
+                    ep, stop, slots = ep[keep], stop[keep], [slots[i] for i in keep]
+                    hp_rows, k_init_rows, k_train_rows = ([col[i] for i in keep]
+                                                          for col in (hp_rows, k_init_rows, k_train_rows))
+        n = len(slots)
         state["stopped"] = jnp.asarray(stop | np.array([r is None for r in slots]))
-        state, logs = vepoch(state, hparams, data, fold(k_train, jnp.asarray(ep)))
-        logs = jax.device_get(logs)
+        fresh = not progs.compiled(n)
+        state, logs, seconds = progs.epoch(state, hparams, data, k_train, ep)
+        if not fresh:
+            progs.note_epoch_cost(n, seconds)
+            slot_seconds = seconds / n
         stop = np.asarray(logs["stopped"]).copy()
         active = 0
         for i, r in enumerate(slots):
@@ -502,7 +649,7 @@ def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int, i
             if ep[i] >= r.epochs:
                 stop[i] = True
         activity.append((active, len(waiting), n))
-        _count(active, n)
+        _count(active, n, epoch_seconds=seconds)
     return activity
 
 
