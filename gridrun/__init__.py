@@ -25,6 +25,7 @@ _API: dict[str, str] = {
     # the active run (script side)
     "run_dir": "rundir",
     "is_run_active": "rundir",
+    "is_pruned": "rundir",
     "log_metrics": "rundir",
     "write_properties": "rundir",
     "write_evaluation": "rundir",
@@ -96,6 +97,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .rundir import (  # noqa: F401
         artifacts_dir,
         create_run_dir,
+        is_pruned,
         is_run_active,
         log_metrics,
         run_dir,

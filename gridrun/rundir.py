@@ -95,6 +95,9 @@ class RunContext:
     # called as epoch_hook(ctx, values) after each log_metrics (a sweep's pruner listens here)
     epoch_hook: Any = field(default=None, repr=False)
     epochs: list[int] = field(default_factory=list)  # the script's label of each row of metrics.json
+    # set by fit/fit_loop while they log their last epoch: a pruner's "stop" there would save nothing,
+    # so the value is reported (it counts at the rung) but the trial ends completed, not pruned
+    last_epoch: bool = False
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike, flags: dict[str, Any] | None = None) -> RunContext:
@@ -298,6 +301,14 @@ def run_dir() -> str | None:
 
 def is_run_active() -> bool:
     return current() is not None
+
+
+def is_pruned() -> bool:
+    """Whether the sweep's pruner stopped this trial (`fit`/`fit_loop` then return early and the script
+    goes on): a script can skip work that is worthless for a stopped trial, e.g. evaluating it on the
+    test set: `if not gridrun.is_pruned(): gridrun.evaluate(history, x_test, y_test)`."""
+    ctx = current()
+    return bool(ctx is not None and ctx.properties.get("pruned"))
 
 
 def log_metrics(epoch: int | None = None, **values: Any) -> None:

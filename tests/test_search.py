@@ -293,7 +293,7 @@ def test_a_pruned_fit_trial_returns_early_and_ends_pruned(tmp_path):
         history = gridrun.fit(model, x[:300], y[:300], loss="categorical_crossentropy",
                               optimizer=gridrun.optimizer("adam", learning_rate=FLAGS.lr), epochs=6,
                               batch_size=64, validation_split=0.2, verbose=0)
-        print("fit returned after", history.epochs_completed, "epochs")
+        print("fit returned after", history.epochs_completed, "epochs; pruned:", gridrun.is_pruned())
     """))
     runs = tmp_path / "runs"
     gridrun.tuning_run(script, ordered=True, sample=1.0, prune="asha", prune_options={"grace": 2, "reduction": 2},
@@ -303,9 +303,33 @@ def test_a_pruned_fit_trial_returns_early_and_ends_pruned(tmp_path):
     fast = next(t for t in m["trials"] if t["flags"]["lr"] == 0.01)
     assert fast["status"] == "completed" and slow["status"] == "pruned"
     out = (runs / slow["run_dir"] / "output.log").read_text()
-    assert "fit returned after 2 epochs" in out  # the script went on after fit, and the trial stayed pruned
+    assert "fit returned after 2 epochs; pruned: True" in out  # the script went on after fit, and stayed pruned
+    assert "fit returned after 6 epochs; pruned: False" in (runs / fast["run_dir"] / "output.log").read_text()
     props = json.loads((runs / slow["run_dir"] / "properties.json").read_text())
     assert props["status"] == "pruned" and props["pruned_epoch"] == 2
+
+
+def test_a_rung_at_the_last_epoch_stops_nothing(tmp_path):
+    """With one epoch and grace 1 the only rung is the trials' last epoch: the worse trial's value is
+    judged there, but a stop would save nothing, so both trials complete (they were marked pruned)."""
+    script = tmp_path / "fit.py"
+    script.write_text(textwrap.dedent("""
+        import gridrun
+        from gridrun.datasets import load_prepared
+        FLAGS = gridrun.flags(gridrun.flag_numeric("lr", 0.01, values=[0.01, 1e-6]))
+        (x, y), _ = load_prepared("digits")
+        model = gridrun.Sequential([gridrun.Dense(16, activation="relu"), gridrun.Dense(10, activation="softmax")])
+        history = gridrun.fit(model, x[:300], y[:300], loss="categorical_crossentropy",
+                              optimizer=gridrun.optimizer("adam", learning_rate=FLAGS.lr), epochs=1,
+                              batch_size=64, validation_split=0.2, verbose=0)
+        print("pruned:", gridrun.is_pruned())
+    """))
+    runs = tmp_path / "runs"
+    df = gridrun.tuning_run(script, ordered=True, sample=1.0, prune="asha", prune_options={"grace": 1, "reduction": 2},
+                            runs_dir=runs, quiet=True)
+    assert sorted(df["status"]) == ["completed", "completed"]
+    assert all("pruned: False" in out for out in df["output"])
+    assert len(manifest(runs)["trials"]) == 2
 
 
 # --------------------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop bad trials early: asha (successive halving) or median")
     search.add_argument("--prune-grace", type=int, metavar="E", help="asha: epochs before the first rung (default 1)")
     search.add_argument("--prune-reduction", type=float, metavar="ETA",
-                        help="asha: keep the best 1/ETA at each rung (default 3)")
+                        help="asha: keep the best 1/ETA at each rung (default 4)")
     search.add_argument("--prune-max-epochs", type=int, metavar="E", help="asha: no rung at or after E epochs")
     search.add_argument("--prune-warmup", type=int, metavar="E", help="median: never prune at epochs <= E (default 1)")
     search.add_argument("--prune-startup", type=int, metavar="N",

@@ -54,7 +54,7 @@ class PruneHook:
         if value is None or ctx.properties.get("pruned"):
             return
         epoch = sum(v is not None for v in ctx.metrics.get(name, []))
-        if not self.caller({"trial": self.trial, "epoch": epoch, "metric": name, "value": value}):
+        if not self.caller({"trial": self.trial, "epoch": epoch, "metric": name, "value": value}) or ctx.last_epoch:
             return
         message = f"pruned at epoch {epoch} ({name}={value:.4g})"
         ctx.write_properties(pruned=message, pruned_epoch=epoch)

@@ -170,7 +170,7 @@ def fit(
         callbacks; True when a Stopper asks to stop this trial here."""
         record = {k: _short(logs[k]) for k in names}
         history.append(record)
-        pruned = record_epoch(ctx, e, record, progress)
+        pruned = record_epoch(ctx, e, record, progress, int(epochs))
         return run_python_callbacks(lambdas, e, record) or pruned
 
     if pop is not None:
@@ -238,17 +238,21 @@ def _pure(state: Any) -> Any:
     return nnx.to_pure_dict(state)
 
 
-def record_epoch(ctx: Any, e: int, record: dict[str, float], progress: Any) -> bool:
-    """Log epoch `e` (0-based) into the active run and the progress bar; True when the sweep's pruner
-    stopped the trial there (TrialPruned from the run's epoch hook): it then stops like a Stopper's."""
+def record_epoch(ctx: Any, e: int, record: dict[str, float], progress: Any, epochs: int | None = None) -> bool:
+    """Log epoch `e` (0-based) of `epochs` into the active run and the progress bar; True when the
+    sweep's pruner stopped the trial there (TrialPruned from the run's epoch hook): it then stops like a
+    Stopper's. At the last epoch the pruner is told the value but stops nothing (the trial completed)."""
     pruned = False
     if ctx is not None:
         try:
+            ctx.last_epoch = epochs is not None and e + 1 >= epochs
             ctx.log_metrics(epoch=e + 1, **record)
         except TrialPruned:
             pruned = True
             if progress is not None:
                 progress.note(f"Epoch {e + 1}: pruned")
+        finally:
+            ctx.last_epoch = False
     if progress is not None:
         progress.update(e, record)
     return pruned

@@ -560,7 +560,7 @@ def fit_loop(
         history.append(record)
         from .fit import record_epoch, run_python_callbacks
 
-        pruned = record_epoch(ctx, e, record, progress)
+        pruned = record_epoch(ctx, e, record, progress, int(epochs))
         return run_python_callbacks(lambdas, e, record) or pruned
 
     arrays = {f"t{i}": a for i, a in enumerate(train_arrays)} | {f"v{i}": a for i, a in enumerate(val_arrays)}
