@@ -8,7 +8,7 @@ Adam) with ranges for the learning rate (log-uniform) and the three dropout rate
 subsample of Fashion-MNIST (same subsample, same seeds for every strategy). Each strategy runs as a real
 `tuning_run` in this process, one after the other; for each it prints the trial-epochs spent, the wall
 time, the best validation loss reached, and the test accuracy of the configuration it picked (the trial
-with the lowest final val_loss among those trained to the end). Random search and random + ASHA run with ten seeds (per-seed ratios and
+with the lowest final val_loss among those trained to the end). Random search and random + ASHA run with twenty seeds (per-seed ratios and
 their median); TPE with the first three (its median against random's over the same seeds); TPE + ASHA
 and the population strategies with the first seed. A pruned trial skips the test-set evaluation
 (`gridrun.is_pruned()`), as a user's script would: its model is not a candidate.
@@ -94,7 +94,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=9)
     p.add_argument("--n-train", type=int, default=6000)
     p.add_argument("--dataset", default="fashion_mnist")
-    p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)),
+    p.add_argument("--seeds", type=int, nargs="+", default=list(range(20)),
                    help="seeds of random search and random + asha (TPE: the first three)")
     p.add_argument("--skip-tpe", action="store_true")
     p.add_argument("--skip-population", action="store_true")

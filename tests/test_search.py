@@ -282,19 +282,22 @@ def test_asha_prunes_on_workers(loop_script, tmp_path, backend):
     _check_pruned(runs)
 
 
+FIT = textwrap.dedent("""
+    import gridrun
+    from gridrun.datasets import load_prepared
+    FLAGS = gridrun.flags(gridrun.flag_numeric("lr", 0.01, values=[0.01, 1e-6]))  # 1e-6 learns nothing
+    (x, y), _ = load_prepared("digits")
+    model = gridrun.Sequential([gridrun.Dense(16, activation="relu"), gridrun.Dense(10, activation="softmax")])
+    history = gridrun.fit(model, x[:300], y[:300], loss="categorical_crossentropy",
+                          optimizer=gridrun.optimizer("adam", learning_rate=FLAGS.lr), epochs=EPOCHS,
+                          batch_size=64, validation_split=0.2, verbose=0)
+    print("fit returned after", history.epochs_completed, "epochs; pruned:", gridrun.is_pruned())
+""")
+
+
 def test_a_pruned_fit_trial_returns_early_and_ends_pruned(tmp_path):
     script = tmp_path / "fit.py"
-    script.write_text(textwrap.dedent("""
-        import gridrun
-        from gridrun.datasets import load_prepared
-        FLAGS = gridrun.flags(gridrun.flag_numeric("lr", 0.01, values=[0.01, 1e-6]))
-        (x, y), _ = load_prepared("digits")
-        model = gridrun.Sequential([gridrun.Dense(16, activation="relu"), gridrun.Dense(10, activation="softmax")])
-        history = gridrun.fit(model, x[:300], y[:300], loss="categorical_crossentropy",
-                              optimizer=gridrun.optimizer("adam", learning_rate=FLAGS.lr), epochs=6,
-                              batch_size=64, validation_split=0.2, verbose=0)
-        print("fit returned after", history.epochs_completed, "epochs; pruned:", gridrun.is_pruned())
-    """))
+    script.write_text(FIT.replace("EPOCHS", "6"))
     runs = tmp_path / "runs"
     gridrun.tuning_run(script, ordered=True, sample=1.0, prune="asha", prune_options={"grace": 2, "reduction": 2},
                        runs_dir=runs, quiet=True)
@@ -313,22 +316,12 @@ def test_a_rung_at_the_last_epoch_stops_nothing(tmp_path):
     """With one epoch and grace 1 the only rung is the trials' last epoch: the worse trial's value is
     judged there, but a stop would save nothing, so both trials complete (they were marked pruned)."""
     script = tmp_path / "fit.py"
-    script.write_text(textwrap.dedent("""
-        import gridrun
-        from gridrun.datasets import load_prepared
-        FLAGS = gridrun.flags(gridrun.flag_numeric("lr", 0.01, values=[0.01, 1e-6]))
-        (x, y), _ = load_prepared("digits")
-        model = gridrun.Sequential([gridrun.Dense(16, activation="relu"), gridrun.Dense(10, activation="softmax")])
-        history = gridrun.fit(model, x[:300], y[:300], loss="categorical_crossentropy",
-                              optimizer=gridrun.optimizer("adam", learning_rate=FLAGS.lr), epochs=1,
-                              batch_size=64, validation_split=0.2, verbose=0)
-        print("pruned:", gridrun.is_pruned())
-    """))
+    script.write_text(FIT.replace("EPOCHS", "1"))
     runs = tmp_path / "runs"
     df = gridrun.tuning_run(script, ordered=True, sample=1.0, prune="asha", prune_options={"grace": 1, "reduction": 2},
                             runs_dir=runs, quiet=True)
     assert sorted(df["status"]) == ["completed", "completed"]
-    assert all("pruned: False" in out for out in df["output"])
+    assert all("after 1 epochs; pruned: False" in out for out in df["output"])
     assert len(manifest(runs)["trials"]) == 2
 
 
