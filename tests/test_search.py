@@ -369,16 +369,31 @@ def test_tpe_sampler_runs_asks_and_resumes_after_kill(loop_script, tmp_path):
     assert len(set(qs)) == 8 and all(0.05 <= q <= 0.95 for q in qs)
 
 
-def test_tpe_takes_several_asks_in_flight_and_learns_from_tells():
+def test_cmaes_sweep_end_to_end(loop_script, tmp_path):
+    pytest.importorskip("optuna")
+    pytest.importorskip("cmaes")
+    runs = tmp_path / "runs"
+    df = gridrun.tuning_run(loop_script, {"q": gridrun.uniform(0.1, 0.9), "epochs": [2]}, sample=6, seed=3,
+                            sampler="cmaes", runs_dir=runs, quiet=True)
+    assert sorted(df["status"]) == ["completed"] * 6
+    assert all(0.1 <= q <= 0.9 for q in df["flag_q"]) and df["flag_q"].nunique() == 6
+    assert manifest(runs)["sampler"] == "cmaes"
+
+
+@pytest.mark.parametrize("name", ["tpe", "cmaes"])
+def test_optuna_samplers_take_several_asks_in_flight_and_learn_from_tells(name):
     pytest.importorskip("optuna")
     from gridrun.record import Status
-    from gridrun.sweep.samplers import TPESampler
+    from gridrun.sweep.samplers import make_sampler
     from gridrun.sweep.state import Trial
 
+    if name == "cmaes":
+        pytest.importorskip("cmaes")
     specs = {"x": gridrun.flag_numeric("x", 0.0), "k": gridrun.flag_string("k", "a"),
              "n": gridrun.flag_integer("n", 1)}
     grid = build_grid({"x": gridrun.uniform(-1, 1), "k": ["a", "b"], "n": gridrun.randint(1, 9)}, specs)
-    sampler = TPESampler(grid, seed=0, metric="val_loss")
+    sampler = make_sampler(name, grid, seed=0, metric="val_loss", mode=None)
+    assert sampler.name == name
     losses = []
     for start in range(0, 36, 4):  # four asks in flight before any tell, as with --jobs 4
         batch = [Trial(trial=i, flags={}) for i in range(start, start + 4)]

@@ -46,9 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--metric", help="the metric the sweep optimizes (default: val_loss, else loss)")
     search.add_argument("--mode", choices=("min", "max"),
                         help="minimize or maximize --metric (default: by name: losses min, accuracy-like max)")
-    search.add_argument("--sampler", choices=("grid", "random", "tpe"),
-                        help="how trial values are chosen (default: grid for lists, random with ranges; tpe: "
-                             "Optuna's TPE, pip install 'gridrun[optuna]')")
+    search.add_argument("--sampler", choices=("grid", "random", "tpe", "cmaes"),
+                        help="how trial values are chosen (default: grid for lists, random with ranges; tpe, "
+                             "cmaes: Optuna's TPE and CMA-ES, pip install 'gridrun[optuna]')")
     search.add_argument("--prune", choices=("none", "asha", "median"),
                         help="stop bad trials early: asha (successive halving) or median")
     search.add_argument("--prune-grace", type=int, metavar="E", help="asha: epochs before the first rung (default 1)")

@@ -5,6 +5,7 @@
 | grid | every combination of the lists, or a sample of them without repeats (tfruns) | when the sweep is planned |
 | random | as grid for lists alone; with ranges, each flag drawn independently | when the trial starts |
 | tpe | Optuna's Tree-structured Parzen Estimator (`pip install gridrun[optuna]`) | when the trial starts |
+| cmaes | Optuna's CMA-ES (numeric flags; a list of strings or booleans is drawn at random beside it) | when the trial starts |
 
 A sampler plans the sweep's trial list (`plan`), gives a trial its values when it is about to run
 (`ask`, lazily: adaptive samplers learn from the trials that ended before), and is told every ended
@@ -26,7 +27,7 @@ from ..grid import Grid, sample_grid
 from ..record import Status
 from .state import Trial
 
-SAMPLERS = ("grid", "random", "tpe")
+SAMPLERS = ("grid", "random", "tpe", "cmaes")
 
 
 class Sampler(ABC):
@@ -94,27 +95,30 @@ class RandomSampler(Sampler):
         return self.grid.draw(random.Random(f"gridrun:{self.seed}:{trial.trial}"))
 
 
-class TPESampler(Sampler):
-    """Optuna's TPE through its ask-and-tell interface. Lists become categorical distributions, ranges
-    Optuna's float/int distributions (log where the range is); several asks may be in flight (--jobs,
-    population groups). After a resume, every ended trial is added to the fresh study."""
+class OptunaSampler(Sampler):
+    """An Optuna sampler through Optuna's ask-and-tell interface. Lists become categorical
+    distributions, ranges Optuna's float/int distributions (log where the range is); several asks may
+    be in flight (--jobs, population groups). After a resume, every ended trial is added to the fresh
+    study. A subclass names the Optuna sampler (`optuna_sampler`)."""
 
-    name = "tpe"
+    name = "optuna"
 
     def __init__(self, grid: Grid, seed: int, metric: str | None = None, mode: str | None = None) -> None:
         super().__init__(grid, seed, metric, mode)
         try:
             import optuna
         except ImportError:
-            raise GridrunError("--sampler tpe needs Optuna: pip install 'gridrun[optuna]'") from None
+            raise GridrunError(f"--sampler {self.name} needs Optuna: pip install 'gridrun[optuna]'") from None
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.optuna = optuna
         self.distributions = self._distributions()
-        self.study = optuna.create_study(
-            direction="minimize" if self.mode == "min" else "maximize",
-            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, len(grid) or 10))),
-        )
+        self.study = optuna.create_study(direction="minimize" if self.mode == "min" else "maximize",
+                                         sampler=self.optuna_sampler(seed, min(10, max(2, len(grid) or 10))))
         self.live: dict[int, Any] = {}  # trial index -> the optuna trial asked for it
+
+    @abstractmethod
+    def optuna_sampler(self, seed: int, startup: int) -> Any:
+        """The Optuna sampler, seeded; `startup` trials are drawn at random before it models anything."""
 
     def _distributions(self) -> dict[str, Any]:
         d = self.optuna.distributions
@@ -167,11 +171,36 @@ class TPESampler(Sampler):
             pass
 
 
+class TPESampler(OptunaSampler):
+    """Optuna's Tree-structured Parzen Estimator."""
+
+    name = "tpe"
+
+    def optuna_sampler(self, seed: int, startup: int) -> Any:
+        return self.optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+
+
+class CmaEsSampler(OptunaSampler):
+    """Optuna's CMA-ES (needs the `cmaes` package, in the optuna extra). It models the numeric flags
+    (ranges and numeric lists); Optuna draws the others (strings, booleans) independently at random."""
+
+    name = "cmaes"
+
+    def optuna_sampler(self, seed: int, startup: int) -> Any:
+        try:
+            import cmaes  # noqa: F401 - Optuna imports it when the first generation starts
+        except ImportError:
+            raise GridrunError("--sampler cmaes needs the cmaes package: pip install 'gridrun[optuna]'") from None
+        return self.optuna.samplers.CmaEsSampler(
+            seed=seed, n_startup_trials=startup, warn_independent_sampling=False,
+            independent_sampler=self.optuna.samplers.RandomSampler(seed=seed))
+
+
 def make_sampler(name: str | None, grid: Grid, seed: int, metric: str | None, mode: str | None) -> Sampler:
     """The sampler named `name` (default: grid for lists, random with ranges)."""
     if name is None:
         name = "random" if grid.has_ranges else "grid"
-    classes = {"grid": GridSampler, "random": RandomSampler, "tpe": TPESampler}
+    classes = {"grid": GridSampler, "random": RandomSampler, "tpe": TPESampler, "cmaes": CmaEsSampler}
     if name not in classes:
         raise GridrunError(f"unknown sampler {name!r}: use one of {', '.join(SAMPLERS)}")
     return classes[name](grid, seed, metric, mode)

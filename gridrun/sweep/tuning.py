@@ -94,7 +94,7 @@ def tuning_run(
     a range); `combinations` is an explicit table (DataFrame, list of dicts or CSV path) used as given.
     `sample` draws a fraction (0 < F <= 1, at least one) or a count (> 1) of combinations (with ranges:
     a count); `seed` makes the draw and the order reproducible (a random seed is chosen and recorded
-    otherwise); the order is random unless `ordered`. `sampler` is grid, random or tpe
+    otherwise); the order is random unless `ordered`. `sampler` is grid, random, tpe or cmaes
     (gridrun/sweep/samplers.py). `metric`/`mode` say what the sweep optimizes (default val_loss; mode
     by gridrun's scoring rule); `prune` (asha, median) stops bad trials early, with `prune_options`
     (grace, reduction, max_epochs; warmup, startup). `jobs` > 1 runs trials in a pool of reused worker
