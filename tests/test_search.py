@@ -230,6 +230,23 @@ def test_asha_rungs_and_decisions():
     assert asha(7, 1, float("nan")) is False  # a diverged value is not the pruner's to judge
 
 
+def test_hyperband_brackets_judge_their_own_trials():
+    from gridrun.sweep.pruners import Hyperband, make_pruner
+
+    hb = Hyperband(grace=1, reduction=2, max_epochs=8)  # brackets of grace 1, 2 and 4 (8 is not below 8)
+    assert [b.grace for b in hb.brackets] == [1, 2, 4] and hb.describe()["brackets"] == [1, 2, 4]
+    assert [b.grace for b in Hyperband(grace=1, reduction=4).brackets] == [1, 4, 16]  # unbounded: 3 brackets
+    # trials 0 and 3 share bracket 0 (rungs 1, 2, 4): 3 is worse at epoch 1 and stops there
+    assert hb(0, 1, 0.5) is False and hb(3, 1, 0.9) is True
+    # trial 1 (bracket 1, rungs 2, 4) is not judged at epoch 1, however bad; trial 4 of that bracket
+    # is judged at epoch 2 against trial 1 only
+    assert hb(1, 1, 5.0) is False and hb(1, 2, 0.4) is False and hb(4, 2, 0.6) is True
+    assert hb(2, 2, 9.0) is False  # bracket 2: first rung at 4
+    assert isinstance(make_pruner("hyperband", grace=2, reduction=3), Hyperband)
+    with pytest.raises(GridrunError, match="reduction"):
+        make_pruner("hyperband", reduction=1)
+
+
 def test_median_pruner_decisions():
     med = MedianPruner(warmup=1, startup=2)
     assert med(0, 2, 1.0) is False and med(1, 2, 3.0) is False  # not enough others yet
@@ -269,6 +286,23 @@ def test_asha_prunes_custom_loop_trials_in_process(loop_script, tmp_path):
     # pruned trials are final: a resume runs nothing again
     gridrun.tuning_run(resume=m["id"], runs_dir=runs, quiet=True)
     assert sum(len(t["attempts"]) for t in manifest(runs)["trials"]) == 4
+
+
+def test_hyperband_from_the_command_line(loop_script, tmp_path, capsys):
+    from gridrun import cli
+
+    runs = tmp_path / "runs"
+    args = ["tuning-run", str(loop_script), "--flag", "q=0.1,0.5,0.9,0.3", "--flag", "epochs=4", "--ordered",
+            "--prune", "hyperband", "--prune-reduction", "2", "--runs-dir", str(runs), "-q"]
+    assert cli.main(args) == 0
+    m = manifest(runs)
+    assert m["pruner"]["name"] == "hyperband" and m["pruner"]["brackets"] == [1, 2, 4]
+    status = {t["flags"]["q"]: t["status"] for t in m["trials"]}
+    # trial 3 (q=0.3) shares bracket 0 with trial 0 (q=0.1) and is worse at its rung 1; trials 1 and 2
+    # are alone in brackets whose rungs start at 2 and 4: nothing to be worse than
+    assert status == {0.1: "completed", 0.5: "completed", 0.9: "completed", 0.3: "pruned"}
+    assert cli.main(args + ["--prune-warmup", "2"]) == 2
+    assert "--prune-warmup do not apply to --prune hyperband" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("backend", ["local", "dask", "ray"])

@@ -49,12 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--sampler", choices=("grid", "random", "tpe", "cmaes"),
                         help="how trial values are chosen (default: grid for lists, random with ranges; tpe, "
                              "cmaes: Optuna's TPE and CMA-ES, pip install 'gridrun[optuna]')")
-    search.add_argument("--prune", choices=("none", "asha", "median"),
-                        help="stop bad trials early: asha (successive halving) or median")
-    search.add_argument("--prune-grace", type=int, metavar="E", help="asha: epochs before the first rung (default 1)")
+    search.add_argument("--prune", choices=("none", "asha", "hyperband", "median"),
+                        help="stop bad trials early: asha (successive halving), hyperband (brackets of ASHA) or median")
+    search.add_argument("--prune-grace", type=int, metavar="E", help="asha, hyperband: epochs before the first rung (default 1)")
     search.add_argument("--prune-reduction", type=float, metavar="ETA",
-                        help="asha: keep the best 1/ETA at each rung (default 4)")
-    search.add_argument("--prune-max-epochs", type=int, metavar="E", help="asha: no rung at or after E epochs")
+                        help="asha, hyperband: keep the best 1/ETA at each rung (default 4)")
+    search.add_argument("--prune-max-epochs", type=int, metavar="E", help="asha, hyperband: no rung at or after E epochs (hyperband: brackets below E)")
     search.add_argument("--prune-warmup", type=int, metavar="E", help="median: never prune at epochs <= E (default 1)")
     search.add_argument("--prune-startup", type=int, metavar="N",
                         help="median: prune only once N other trials reported that epoch (default 4)")
@@ -115,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
 
 def prune_options(args: argparse.Namespace) -> dict[str, Any]:
     """The --prune-* options that were given, as the pruner's keyword arguments."""
-    names = {"asha": ("grace", "reduction", "max_epochs"), "median": ("warmup", "startup")}.get(args.prune or "", ())
+    asha = ("grace", "reduction", "max_epochs")
+    names = {"asha": asha, "hyperband": asha, "median": ("warmup", "startup")}.get(args.prune or "", ())
     given = {k: getattr(args, f"prune_{k}") for k in names if getattr(args, f"prune_{k}") is not None}
     other = [f"--prune-{k.replace('_', '-')}" for k in ("grace", "reduction", "max_epochs", "warmup", "startup")
              if k not in names and getattr(args, f"prune_{k}") is not None]
