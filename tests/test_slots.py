@@ -148,3 +148,28 @@ def test_a_program_shrinks_only_when_it_pays():
     assert shrink_pays(0.05, 8, 2, 9, False, 2.0) and not shrink_pays(0.05, 8, 2, 9, False, 5.0)
     assert shrink_pays(0.05, 8, 2, 1, True, 5.0)  # a program compiled before costs nothing to switch to
     assert not shrink_pays(0.05, 4, 4, 9, True, 0.0)  # nothing smaller to go to
+
+
+def test_trials_ending_together_are_released_and_refilled_in_one_call(digits, monkeypatch):
+    """Eight trials of two epochs in four slots: the first four end at the same epoch, and their
+    release and the refill of their four slots are one call each, not one per trial."""
+    from gridrun.train import population
+
+    calls: dict[str, list[int]] = {"released": [], "refill": []}
+    released, refill = population._SlotPrograms.released, population._SlotPrograms.refill
+
+    def count_released(self, state, slots):
+        calls["released"].append(len(slots))
+        return released(self, state, slots)
+
+    def count_refill(self, state, take, hparams, k_init):
+        calls["refill"].append(int(take.sum()))
+        return refill(self, state, take, hparams, k_init)
+
+    monkeypatch.setattr(population._SlotPrograms, "released", count_released)
+    monkeypatch.setattr(population._SlotPrograms, "refill", count_refill)
+    runs = [(1e-3, 0.1, 2, None)] * 8
+    pop = Population(max_size=4)
+    out = pop.run([lambda s=s, i=i: train(digits, *s, seed=20 + i) for i, s in enumerate(runs)])
+    assert all(h.epochs_completed == 2 for h in out)
+    assert calls == {"released": [4, 4], "refill": [4]}
