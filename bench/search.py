@@ -8,10 +8,11 @@ Adam) with ranges for the learning rate (log-uniform) and the three dropout rate
 subsample of Fashion-MNIST (same subsample, same seeds for every strategy). Each strategy runs as a real
 `tuning_run` in this process, one after the other; for each it prints the trial-epochs spent, the wall
 time, the best validation loss reached, and the test accuracy of the configuration it picked (the trial
-with the lowest final val_loss among those trained to the end). Random search and random + ASHA run with twenty seeds (per-seed ratios and
-their median); TPE with the first three (its median against random's over the same seeds); TPE + ASHA
-and the population strategies with the first seed. A pruned trial skips the test-set evaluation
-(`gridrun.is_pruned()`), as a user's script would: its model is not a candidate.
+with the lowest final val_loss among those trained to the end). Random search and random + ASHA run
+with twenty seeds (per-seed ratios and their median); TPE with the first three (its median against
+random's over the same seeds); TPE + ASHA with the first seed; the population strategies with the
+first three. A pruned trial skips the test-set evaluation (`gridrun.is_pruned()`), as a user's script
+would: its model is not a candidate.
 
 Targets (issue 11): ASHA's best val_loss within 2% of full random search's with <= 40% of its
 trial-epochs and <= 50% of its wall time; TPE's median best val_loss over 3 seeds no worse than random's;
@@ -132,23 +133,27 @@ def main() -> None:
 
     first = args.seeds[0]
 
-    def population_section() -> None:
-        pop = go(f"population {args.slots} slots", seed=first, population=True, slots=args.slots)
-        refill = go(f"population {args.slots} + asha, refilled", seed=first, population=True, slots=args.slots,
-                    prune="asha")
-        chunks = go(f"population {args.slots} + asha, chunks", seed=first, population=True, slots=args.slots,
-                    prune="asha", refill=False)
-        def program(r: dict) -> tuple[float, float]:
-            p = r["program"]
-            return p["train_seconds"] / max(1, p["trial_epochs"]), p["trial_epochs"] / max(1, p["slot_epochs"])
+    def program(r: dict) -> tuple[float, float]:
+        """(seconds per trial-epoch in the population programs' training loop, share of slot-epochs busy)"""
+        p = r["program"]
+        return p["train_seconds"] / max(1, p["trial_epochs"]), p["trial_epochs"] / max(1, p["slot_epochs"])
 
+    def population_seed(seed: int) -> tuple[float, float]:
+        n = args.slots
+        pop = go(f"population {n} slots, seed {seed}", seed=seed, population=True, slots=n)
+        refill = go(f"population {n} + asha, refilled, seed {seed}", seed=seed, population=True, slots=n,
+                    prune="asha")
+        chunks = go(f"population {n} + asha, chunks, seed {seed}", seed=seed, population=True, slots=n,
+                    prune="asha", refill=False)
         per, _ = program(pop)
         wall_per = pop["wall"] / max(1, pop["trial_epochs"])
-        print("Per trial-epoch: the population programs' training loop (slot refills, recording and pruning "
-              "decisions included), and the whole sweep's wall time (per-trial start-up and evaluation included):")
+        print(f"Seed {seed}, per trial-epoch: the population programs' training loop (slot refills, recording and "
+              "pruning decisions included), and the whole sweep's wall time (start-up and evaluation included):")
+        ratios = []
         for name, r in (("refilled", refill), ("chunks", chunks)):
             mine, busy = program(r)
             w = r["wall"] / max(1, r["trial_epochs"])
+            ratios.append((mine / per, w / wall_per))
             print(f"  population + asha, {name}: program {mine * 1e3:.1f} ms vs {per * 1e3:.1f} unpruned "
                   f"({mine / per:.2f}x; target with slot refilling <= 1.10x), slots busy {busy:.0%}; "
                   f"wall {w * 1e3:.0f} ms vs {wall_per * 1e3:.0f} ({w / wall_per:.2f}x)")
@@ -158,6 +163,14 @@ def main() -> None:
             print(f"    {name}: epoch programs {p['epoch_seconds']:.2f} s, releasing/refilling/shrinking "
                   f"{p['release_seconds']:.2f} s, recording and the rest {other:.2f} s; "
                   f"{p['trial_epochs']} trial-epochs in {p['slot_epochs']} slot-epochs")
+        return ratios[0]
+
+    def population_section() -> None:
+        """Population + ASHA against an unpruned population, over the first three seeds."""
+        ratios = [population_seed(s) for s in args.seeds[:3]]
+        print(f"Population + asha with slot refilling, median over {len(ratios)} seeds: program "
+              f"{statistics.median(r[0] for r in ratios):.2f}x an unpruned population's time per trial-epoch "
+              f"(target <= 1.10x), wall {statistics.median(r[1] for r in ratios):.2f}x")
 
     if args.only_population:
         population_section()
