@@ -208,6 +208,11 @@ def execute(
 
     status, exit_code, message, tb = "completed", 0, None, None
     argv = sys.argv
+    # runpy swaps sys.modules["__main__"] for the script's module and puts it back on the way out; a
+    # Ctrl-C landing inside runpy's own enter/exit skips that, and a session left with a script as its
+    # __main__ runs that script in every later multiprocessing "spawn" child (a Dask worker, a process
+    # pool), which then dies on the session's arguments. The main module is put back here, whatever happened.
+    main = sys.modules.get("__main__")
     sys.argv = [str(script), *ctx.properties.get("script_args", [])]
     folder = str(script.parent)
     added = folder not in sys.path  # population threads share sys.path: the coordinator adds it once
@@ -242,6 +247,8 @@ def execute(
                 print(tb, file=sys.stderr, end="")
     finally:
         sys.argv = argv
+        if main is not None and threading.current_thread() is threading.main_thread():
+            sys.modules["__main__"] = main  # population threads: their coordinator restores it once all end
         if added and folder in sys.path:
             sys.path.remove(folder)
     pruned = ctx.properties.get("pruned")

@@ -473,3 +473,26 @@ def test_run_info_metrics_keep_nan_and_epoch_labels(tmp_path):
     info = gridrun.run_info(run, runs_dir=runs)
     assert list(info.metrics.index) == [0, 1, 2] and info.metrics["loss"].iloc[0] == 1.0
     assert math.isinf(info.metrics["loss"].iloc[1]) and math.isnan(info.metrics["loss"].iloc[2])
+
+
+def test_a_ctrl_c_inside_runpy_leaves_the_main_module_in_place(tmp_path, monkeypatch):
+    """runpy swaps sys.modules["__main__"] for the script's module; a Ctrl-C that lands inside runpy's
+    own enter/exit skips its restore. A session left with the script as its __main__ ran that script in
+    every later multiprocessing "spawn" child (Dask workers, process pools), which died on the session's
+    own arguments ("unexpected argument '-q'"). The runner puts the main module back, whatever happened."""
+    import types
+
+    from gridrun import runner
+
+    script = tmp_path / "train.py"
+    script.write_text("print('hi')\n")
+    main = sys.modules["__main__"]
+
+    def interrupted(path, run_name):
+        sys.modules["__main__"] = types.ModuleType("__main__")  # runpy swapped in the script's module...
+        raise KeyboardInterrupt  # ...and Ctrl-C landed before runpy put the old one back
+
+    monkeypatch.setattr(runner.runpy, "run_path", interrupted)
+    props = runner.execute(script, rundir.create_run_dir(tmp_path / "runs"), {})
+    assert props["status"] == "interrupted"
+    assert sys.modules["__main__"] is main

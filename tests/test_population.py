@@ -148,3 +148,40 @@ def test_optax_object_per_trial_trains_alone_and_says_why(tmp_path):
         assert row.status == "completed"
         assert read_json(f"{row.run_dir}/properties.json")["population"]["size"] == 1
         assert "pass the optimizer by name" in open(f"{row.run_dir}/output.log").read()
+
+
+SPAWN_SCRIPT = """
+import gridrun
+from gridrun.datasets import load_prepared
+FLAGS = gridrun.flags(gridrun.flag_integer("epochs", 1, "epochs"))
+(x, y), _ = load_prepared("digits")
+model = gridrun.Sequential([gridrun.Dense(8, activation="relu"), gridrun.Dense(10, activation="softmax")])
+gridrun.fit(model, x[:200], y[:200], loss="categorical_crossentropy", epochs=FLAGS.epochs, batch_size=50,
+            validation_split=0.2, verbose=0)
+"""
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def test_a_population_sweep_leaves_the_main_module_as_it_found_it(tmp_path):
+    """Trial threads run their scripts as __main__ at the same time, and runpy's swaps of
+    sys.modules["__main__"] interleave; none may outlive the sweep. Left pointing at a trial's script,
+    the next multiprocessing "spawn" child of the session (a Dask worker, a process pool) would run that
+    script as its main module, and die on the session's own arguments (see test_faults.py)."""
+    import multiprocessing as mp
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(SPAWN_SCRIPT)
+    main = sys.modules["__main__"]
+    # the first trial to start is the first to end: the last to end restores the module of the one before
+    df = gridrun.tuning_run(script, {"epochs": [1, 2, 3, 4]}, ordered=True, population=True,
+                            runs_dir=tmp_path / "runs", quiet=True)
+    assert list(df["status"]) == ["completed"] * 4
+    assert sys.modules["__main__"] is main
+    with mp.get_context("spawn").Pool(1) as pool:
+        assert pool.apply_async(_pid).get(timeout=120) != _pid()
