@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The prepared GPU check of issues #3 (one model's s/epoch), #5 (population throughput and the
-# 145-trial sweep) and #14 (your own loop: bench/own_loop.py), as ONE device call of at most ~8 minutes, so that a 15-minute device budget
+# 145-trial sweep), #14 (your own loop: bench/own_loop.py) and #11 (population + ASHA), as ONE device call of at most ~8 minutes, so that a 15-minute device budget
 # leaves room for a machine start and one rerun. Prepare here first:
 #     bash bench/device_prepare.sh
 # then call the device tool with: command "bash bench/device_check.sh", carry [".data"], timeout_s 520.
@@ -49,4 +49,9 @@ PY
   (cd "$scratch" && timeout 60 $py "$OLDPWD/.data/jax_reference_bench.py" $ref_args) 2>&1 | tee "$out/reference.log"
   rm -rf "$scratch"
 fi
+# 6. issue #11: population + ASHA with slot refilling against an unpruned population (time per trial-epoch in
+# the programs' loop; target <= 1.10x), first seed only; rows cut on the device (an accelerator's path)
+if [ "${QUICK:-0}" = 1 ]; then search_args="--n-train 2000 --epochs 3 --trials 8 --slots 4 --dataset digits"
+else search_args="--n-train 20000 --slots 32 --trials 96"; fi
+timeout 120 $py bench/search.py --only-population --seeds 0 $search_args 2>&1 | grep -v '^Sweep' | tee "$out/search.log"
 echo "done $(date -u)" | tee -a "$out/env.txt"
