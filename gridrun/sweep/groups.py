@@ -42,12 +42,14 @@ class Grouper:
         return tuple(repr(v) for v in values if not _is_int(v))
 
     def groups(self, tasks: list[TrialTask]) -> list[PopulationTask]:
+        from ..train.population import slot_refill_enabled  # here: the sweep package imports no JAX
+
         by_key: dict[tuple[Any, ...], list[TrialTask]] = {}
         for t in tasks:
             by_key.setdefault(self.key(t), []).append(t)
         out = []
         for members in by_key.values():
-            if self.size and not slot_refill():  # one program per chunk of `size` trials
+            if self.size and not slot_refill_enabled():  # one program per chunk of `size` trials
                 step = self.size
             else:  # a program of `size` slots refilled with the group's waiting trials: one task per worker
                 chunks = min(self.workers, math.ceil(len(members) / (self.size or len(members))))
@@ -75,14 +77,6 @@ class _Batches:
         if not self.pending:
             raise StopIteration
         return self.pending.pop(0)
-
-
-def slot_refill() -> bool:
-    """Population programs refill their slots (gridrun/train/population.py train_slots) unless
-    GRIDRUN_SLOT_REFILL=0; the one reading of that variable is population.slot_refill_enabled."""
-    from ..train.population import slot_refill_enabled
-
-    return slot_refill_enabled()
 
 
 def worker_function(grouper: Grouper | None) -> Callable[[Any], Any]:

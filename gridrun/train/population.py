@@ -477,6 +477,7 @@ class _SlotPrograms:
         self.engine = engine
         self.vinit = _vmapped(engine)[0]
         self.on_host = jax.default_backend() == "cpu" if HOST_ROWS is None else HOST_ROWS
+        self.slot_seconds = 0.0  # the last epoch's seconds per slot that compiled nothing
         cache = engine.__dict__.setdefault("_slot_programs", {})
         if not cache:
             def epoch(state: Any, hparams: Any, data: Any, k_train: Any, ep: Any) -> Any:
@@ -509,8 +510,9 @@ class _SlotPrograms:
         return COMPILE_SECONDS_GUESS if measured is None else float(measured)
 
     def epoch(self, state: Any, hparams: Any, data: Any, k_train: Any, ep: np.ndarray) -> tuple[Any, Any, float]:
-        """One epoch of every slot; returns (state, host logs, seconds). The first epoch of a size not
-        compiled before is timed as its compilation (minus what an epoch of that size costs)."""
+        """One epoch of every slot; returns (state, host logs, seconds). An epoch that compiled nothing
+        sets `slot_seconds` (its seconds per slot); the first epoch of a size not compiled before, minus
+        the next one at that size, is taken as the compilation's cost (`compile_seconds`)."""
         import time
 
         import jax
@@ -523,19 +525,18 @@ class _SlotPrograms:
         if n not in self.cache["sizes"]:
             self.cache["sizes"].add(n)
             self.cache["first"] = (n, seconds)
-        return state, logs, seconds
-
-    def note_epoch_cost(self, n: int, seconds: float) -> None:
-        """After a second epoch at a new size: its first epoch minus this one was the compilation."""
+            return state, logs, seconds
         first = self.cache.pop("first", None)
         if first is not None and first[0] == n:
             self.cache["compile_s"] = max(0.0, first[1] - seconds)
+        self.slot_seconds = seconds / n
+        return state, logs, seconds
 
     def released(self, state: Any, slots: list[int]) -> dict[int, Any]:
         """The finalized (unbatched) train states of the given slots."""
         import jax
 
-        if self.on_host:
+        if self.on_host:  # a copy, not views: the refill that follows donates (reuses) the state's buffers
             host = jax.device_get(state)
             return {i: self.engine.jit_finalize(jax.tree_util.tree_map(lambda a, i=i: a[i], host)) for i in slots}
         rows = self.cache["rows"](state)
@@ -585,7 +586,6 @@ def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int, i
     state = progs.vinit(hparams, jnp.stack(k_init_rows))
     ep = np.zeros(len(slots), np.int32)  # epochs trained by each slot's current trial
     stop = np.array([r.epochs <= 0 for r in first])
-    slot_seconds = 0.0  # the last epoch's seconds per slot
     activity: list[tuple[int, int, int]] = []
     while any(r is not None for r in slots):
         t_release = time.perf_counter()
@@ -618,7 +618,7 @@ def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int, i
             smaller = min(m for m in ladder(size) if m >= len(live))
             if smaller < len(slots):
                 left = max(slots[i].epochs - int(ep[i]) for i in live)  # type: ignore[union-attr]
-                if shrink_pays(slot_seconds, len(slots), smaller, left, progs.compiled(smaller),
+                if shrink_pays(progs.slot_seconds, len(slots), smaller, left, progs.compiled(smaller),
                                progs.compile_seconds()):
                     keep = live + [i for i, r in enumerate(slots) if r is None][: smaller - len(live)]
                     t_shrink = time.perf_counter()
@@ -629,11 +629,7 @@ def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int, i
                                                           for col in (hp_rows, k_init_rows, k_train_rows))
         n = len(slots)
         state["stopped"] = jnp.asarray(stop | np.array([r is None for r in slots]))
-        fresh = not progs.compiled(n)
         state, logs, seconds = progs.epoch(state, hparams, data, k_train, ep)
-        if not fresh:
-            progs.note_epoch_cost(n, seconds)
-            slot_seconds = seconds / n
         stop = np.asarray(logs["stopped"]).copy()
         active = 0
         for i, r in enumerate(slots):
