@@ -90,10 +90,14 @@ def __dir__() -> list[str]:
     return __all__
 
 
-if TYPE_CHECKING:  # for type checkers and IDEs
+# The same names for type checkers and IDEs, module by module as in _API (tests/test_architecture.py
+# keeps the two lists equal).
+if TYPE_CHECKING:
     from . import datasets  # noqa: F401
     from .errors import FlagError, GridrunError  # noqa: F401
     from .flagspec import Flags, flag_boolean, flag_integer, flag_numeric, flag_string, flags  # noqa: F401
+    from .grid import build_grid, sample_grid  # noqa: F401
+    from .report import compare_runs, serve_run, sweep_report, view_run  # noqa: F401
     from .rundir import (  # noqa: F401
         artifacts_dir,
         create_run_dir,
@@ -107,3 +111,24 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     )
     from .runner import training_run  # noqa: F401
     from .runs import clean_runs, copy_run, latest_run, ls_runs, purge_runs, run_info  # noqa: F401
+    from .space import loguniform, randint, uniform  # noqa: F401
+    from .sweep import tuning_run  # noqa: F401
+    from .train import (  # noqa: F401
+        BatchNorm,
+        Dense,
+        Dropout,
+        EarlyStopping,
+        History,
+        LambdaCallback,
+        ReduceLROnPlateau,
+        Sequential,
+        Stopper,
+        evaluate,
+        fit,
+        fit_loop,
+        l1,
+        l1_l2,
+        l2,
+        optimizer,
+        predict,
+    )

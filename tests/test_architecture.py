@@ -4,6 +4,7 @@ pass by reading nothing."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
@@ -81,3 +82,49 @@ def test_a_violating_import_breaks_its_contract(copy_of_package: Path, module: s
     assert [name for name in broken if name.startswith(contract)], out.stdout
     dotted = "gridrun." + module.removesuffix(".py").replace("/", ".")
     assert f"{dotted} -> " in out.stdout.split("Broken contracts")[1], out.stdout
+
+
+# ---------------------------------------------------------------------------------------------------
+# The public names: every lazily loaded name is also imported for type checkers, and resolves
+
+
+def _init_names() -> tuple[dict[str, str], dict[str, str]]:
+    """(_API: name -> module, the TYPE_CHECKING block's imports: name -> module), read from the source."""
+    import ast
+
+    tree = ast.parse((ROOT / "gridrun" / "__init__.py").read_text())
+    api: dict[str, str] = {}
+    typed: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "_API":
+            api = ast.literal_eval(node.value)
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for stmt in node.body:
+                assert isinstance(stmt, ast.ImportFrom) and stmt.level == 1, ast.unparse(stmt)
+                for alias in stmt.names:
+                    typed[alias.asname or alias.name] = stmt.module or alias.name
+    return api, typed
+
+
+def test_every_lazy_name_is_visible_to_type_checkers():
+    api, typed = _init_names()
+    assert api, "gridrun/__init__.py has no _API dict"
+    expected = {**api, "datasets": "datasets"}
+    missing = sorted(set(expected) - set(typed))
+    extra = sorted(set(typed) - set(expected))
+    assert not missing and not extra, f"TYPE_CHECKING block: missing {missing}, not in _API {extra}"
+    wrong = {n: (typed[n], expected[n]) for n in expected if typed[n] != expected[n]}
+    assert not wrong, f"imported from another module than _API names (typed, _API): {wrong}"
+
+
+def test_every_lazy_name_resolves():
+    import gridrun
+
+    api, _ = _init_names()
+    assert sorted(gridrun.__all__) == sorted([*api, "datasets", "__version__"])
+    for name, module in api.items():
+        value = getattr(gridrun, name)
+        assert value is getattr(importlib.import_module(f"gridrun.{module}"), name), name
+    assert gridrun.datasets is importlib.import_module("gridrun.datasets")
+    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+        gridrun.not_a_name  # noqa: B018
