@@ -551,3 +551,48 @@ def test_report_path_shows_the_page_inline_in_jupyter(runs: Path) -> None:
     assert srcdoc == pages.inline_plotly(path.read_text()) and str(pages.plotly_js())[:60] in srcdoc
     assert 'sandbox="allow-scripts"' in html
     assert path.parent._repr_html_() is None  # derived paths show as plain paths
+
+
+def _flag_axes(page: str) -> dict[str, str | None]:
+    """flag name -> the x axis type of its chart ("log", or None for plotly's default linear)."""
+    return {f["layout"]["title"]["text"]: f["layout"].get("xaxis", {}).get("type")
+            for k, f in figures(page).items() if k.startswith("flag-")}  # fmt: skip
+
+
+def test_sweep_report_draws_log_scale_flags_on_log_axes(tmp_path: Path) -> None:
+    """A flag the sweep drew log-uniformly gets a log axis even when its values span less than two
+    decades; a uniform one stays linear; parallel coordinates show log10 with ticks in the flag's units."""
+    script = tmp_path / "train.py"
+    script.write_text("import gridrun\nFLAGS = gridrun.flags(lr=0.01, dropout=0.1, units=32)\n"
+                      "for e in range(2):\n    gridrun.log_metrics(val_loss=FLAGS.lr * 10 + FLAGS.dropout + e)\n")
+    runs = tmp_path / "runs"
+    gridrun.tuning_run(script, {"lr": gridrun.loguniform(1e-3, 5e-2), "dropout": gridrun.uniform(0.0, 0.5),
+                                "units": gridrun.randint(16, 512, log=True)},
+                       sample=6, runs_dir=runs, quiet=True)  # fmt: skip
+    page = gridrun.sweep_report(runs_dir=runs, open_browser=False).read_text()
+    assert _flag_axes(page) == {"lr": "log", "dropout": None, "units": "log"}
+    lr = [t["flags"]["lr"] for t in [{"flags": json.loads((p / "flags.json").read_text())}
+                                     for p in runs.iterdir() if (p / "flags.json").exists()]]
+    assert len(lr) == 6 and max(lr) / min(lr) < 100  # a span the rule of two decades alone leaves linear
+    (pc,) = figures(page)["parcoords"]["data"]
+    dims = {d["label"]: d for d in pc["dimensions"]}
+    assert set(dims) == {"lr (log)", "dropout", "units (log)", "val_loss"}
+    import math
+
+    assert sorted(dims["lr (log)"]["values"]) == pytest.approx(sorted(math.log10(v) for v in lr))
+    ticks = dims["lr (log)"]["tickvals"]
+    assert [10**t for t in ticks] == pytest.approx([float(x) for x in dims["lr (log)"]["ticktext"]])
+
+
+def test_flag_values_spanning_two_decades_get_a_log_axis() -> None:
+    """Learning rates given as a list (no range to say so) are log-scaled by their span."""
+    from gridrun.report import charts
+
+    trials = [{"flags": {"lr": lr, "units": u}, "value": 1.0 + i} for i, (lr, u) in
+              enumerate([(1e-4, 32), (1e-3, 64), (1e-2, 128), (1e-1, 32)])]  # fmt: skip
+    figs = {c.title: c.figure for c in charts.flag_charts(["lr", "units"], trials, "val_loss", list("abcd"))}
+    assert figs["lr"]["layout"]["xaxis"]["type"] == "log"
+    assert figs["units"]["layout"]["xaxis"].get("type") is None
+    assert charts.log_scale("lr", [0.01, 0.02], log_flags={"lr"})
+    assert not charts.log_scale("lr", [0.0, 0.02], log_flags={"lr"})  # zero: no log axis
+    assert not charts.log_scale("units", [32, 64])

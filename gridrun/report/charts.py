@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,13 +194,39 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def log_scale(name: str, values: Sequence[Any], log_flags: Collection[str] = ()) -> bool:
+    """Whether a flag's axis is logarithmic: its values are positive numbers, and the sweep drew the flag
+    on a log scale (`log_flags`: loguniform ranges, randint(..., log=True)) or its values span two
+    decades or more (learning rates given as a list, 1e-4,1e-3,1e-2)."""
+    nums = [v for v in values if _is_number(v)]
+    if not nums or len(nums) < len(values) or min(nums) <= 0:
+        return False
+    return name in log_flags or max(nums) / min(nums) >= 100
+
+
+def _log_ticks(values: Sequence[float]) -> tuple[list[float], list[str]]:
+    """Ticks for values shown as their log10: 1, 2 and 5 times each power of ten inside the range
+    (only the powers of ten when the range spans many decades)."""
+    lo, hi = math.log10(min(values)), math.log10(max(values))
+    steps = (1, 2, 5) if hi - lo <= 3 else (1,)
+    ticks = [(math.log10(m * 10.0**e), f"{m * 10.0**e:g}") for e in range(math.floor(lo), math.ceil(hi) + 1)
+             for m in steps]  # fmt: skip
+    inside = [(t, text) for t, text in ticks if lo - 1e-9 <= t <= hi + 1e-9]
+    if len(inside) < 2:  # a narrow range: its ends
+        inside = [(lo, f"{min(values):.3g}"), (hi, f"{max(values):.3g}")]
+    return [t for t, _ in inside], [text for _, text in inside]
+
+
 def parcoords(
-    flags: Sequence[str], trials: Sequence[dict[str, Any]], metric: str, labels: Sequence[str]
+    flags: Sequence[str], trials: Sequence[dict[str, Any]], metric: str, labels: Sequence[str],
+    log_flags: Collection[str] = (),
 ) -> Chart | None:
     """Parallel coordinates: one axis per flag, the last one the metric; lines coloured by the metric.
 
     `trials` are dicts with "flags" and "value" (the metric, None when missing). Trials without a
-    value are left out. Text and boolean flags get one tick per distinct value.
+    value are left out. Text and boolean flags get one tick per distinct value. A flag on a log scale
+    (see `log_scale`) is drawn as log10 of its values with ticks labelled in its own units (plotly's
+    parallel coordinates have no log axis).
     """
     keep = [i for i, t in enumerate(trials) if _is_number(t.get("value"))]
     rows = [trials[i] for i in keep]
@@ -209,7 +235,11 @@ def parcoords(
     dims = []
     for name in flags:
         values = [t["flags"].get(name) for t in rows]
-        if all(_is_number(v) for v in values):
+        if log_scale(name, values, log_flags):
+            tickvals, ticktext = _log_ticks(values)
+            dims.append(dict(label=label(f"{name} (log)"), values=[math.log10(v) for v in values],
+                             tickvals=tickvals, ticktext=ticktext))  # fmt: skip
+        elif all(_is_number(v) for v in values):
             dims.append(dict(label=label(name), values=values))
         else:
             cats = sorted({str(v) for v in values})
@@ -237,11 +267,12 @@ def flag_charts(
     metric: str,
     labels: Sequence[str],
     best: int | None = None,
+    log_flags: Collection[str] = (),
 ) -> list[Chart]:
     """One chart per flag against the metric: a scatter for numeric flags, a box per value otherwise.
 
     Flags with a single value across the sweep are skipped (nothing to compare). The best trial
-    (index into `trials`) is marked.
+    (index into `trials`) is marked. A flag on a log scale (see `log_scale`) gets a log x axis.
     """
     idx = [i for i, t in enumerate(trials) if _is_number(t.get("value"))]
     charts = []
@@ -265,7 +296,7 @@ def flag_charts(
             fig.add_trace(go.Scatter(x=[bx if numeric else label(bx)], y=[trials[best]["value"]],
                                      mode="markers", name="best trial", text=[label(labels[best])],
                                      marker=dict(size=15, color=BEST_COLOR, symbol="star")))  # fmt: skip
-        log = numeric and min(xs) > 0 and max(xs) / min(xs) >= 100
+        log = numeric and log_scale(name, xs, log_flags)
         fig.update_layout(**_layout(name, name, metric, hovermode="closest"))
         if log:
             fig.update_xaxes(type="log")

@@ -35,7 +35,15 @@ from .._io import clean_json, dumps, write_text_atomic
 from ..errors import GridrunError
 from . import charts
 from .rundata import RunData, format_value, latest_runs, load_run, resolve_run
-from .sweepdata import SweepData, find_sweep_runs, latest_sweep, load_sweep, safe_file_part, sweep_metric
+from .sweepdata import (
+    SweepData,
+    find_sweep_runs,
+    latest_sweep,
+    load_sweep,
+    safe_file_part,
+    sweep_log_flags,
+    sweep_metric,
+)
 
 REPORT_FILE = "report.html"
 REPORTS_DIR = "reports"  # compare and sweep pages, inside the runs dir
@@ -406,10 +414,10 @@ def sweep_page(data: SweepData, plotly_src: str | None = None) -> str:
     trials = [{"flags": t.run.flags, "value": t.value} for t in data.trials]
     chart_list = []
     varied = data.varied_flags
-    pc = charts.parcoords(varied, trials, data.metric, labels)
+    pc = charts.parcoords(varied, trials, data.metric, labels, log_flags=data.log_flags)
     if pc is not None:
         chart_list.append(pc)
-    chart_list += charts.flag_charts(varied, trials, data.metric, labels, best=data.best)
+    chart_list += charts.flag_charts(varied, trials, data.metric, labels, best=data.best, log_flags=data.log_flags)
     ended = sorted(data.trials, key=lambda t: str(t.run.properties.get("end") or "~"))  # in the order they ended
     budget = charts.best_so_far([t.run.epochs_completed for t in ended], [t.value for t in ended],
                                 [t.run.status for t in ended], data.metric, data.maximize, [t.label for t in ended])
@@ -467,6 +475,8 @@ def sweep_report(
         if maximize is None and mode is not None:
             maximize = mode == "max"
     data = load_sweep(sweep, paths, metric=metric, maximize=maximize)
+    for sweep_id in sorted({str(t.run.properties.get("sweep")) for t in data.trials if t.run.properties.get("sweep")}):
+        data.log_flags |= sweep_log_flags(sweep_id, runs_dir)
     stem = safe_file_part(data.sweep)
     default = Path(runs_dir) / REPORTS_DIR / (f"{stem}.html" if stem.startswith("sweep") else f"sweep-{stem}.html")
     target = _output_path(output, default)

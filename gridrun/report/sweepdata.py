@@ -51,6 +51,7 @@ class SweepData:
     metrics: list[str] = field(default_factory=list)  # union of final metric names
     evaluation: list[str] = field(default_factory=list)  # union of evaluation names
     best: int | None = None  # index into trials
+    log_flags: set[str] = field(default_factory=set)  # flags drawn on a log scale (sweep_log_flags)
 
     @property
     def varied_flags(self) -> list[str]:
@@ -140,6 +141,19 @@ def sweep_metric(sweep: str, runs_dir: str | os.PathLike = "runs") -> tuple[str,
     mode = data.get("mode")
     return (metric if isinstance(metric, str) and metric else DEFAULT_METRIC,
             mode if mode in ("min", "max") else None)  # fmt: skip
+
+
+def sweep_log_flags(sweep: str, runs_dir: str | os.PathLike = "runs") -> set[str]:
+    """The flags a sweep drew on a log scale, from its manifest's grid: loguniform ranges and
+    `randint(..., log=True)`, given on the command line, in a grid file or declared in the script
+    (`values=gridrun.loguniform(...)`). Empty when the manifest is missing."""
+    data = read_json(Path(runs_dir) / SWEEPS_DIR / f"{safe_file_part(sweep)}.json", {})
+    grid = data.get("grid") if isinstance(data, dict) else None
+    ranges = grid.get("ranges") if isinstance(grid, dict) else None
+    if not isinstance(ranges, dict):
+        return set()
+    return {str(name) for name, r in ranges.items()
+            if isinstance(r, dict) and ("loguniform" in r or r.get("log") is True)}  # fmt: skip
 
 
 def _final(run: RunData, metric: str) -> float | None:
