@@ -339,3 +339,27 @@ def test_notebook_display_renders_the_page_in_an_iframe(driver, tmp_path: Path) 
         assert driver.execute_script("return window.gridrunErrors") == []
     finally:
         driver.switch_to.default_content()
+
+
+def test_sweep_page_draws_a_log_uniform_flag_on_a_log_axis(driver, tmp_path: Path) -> None:
+    """A learning rate drawn log-uniformly: its chart's rendered x axis is logarithmic, and the parallel
+    coordinates axis `lr (log)` is labelled in learning rates."""
+    script = tmp_path / "train.py"
+    script.write_text("import gridrun\nFLAGS = gridrun.flags(lr=0.01, dropout=0.1)\n"
+                      "for e in range(3):\n    gridrun.log_metrics(val_loss=abs(FLAGS.lr - 0.01) * 30 + FLAGS.dropout + e)\n")
+    runs = tmp_path / "runs"
+    gridrun.tuning_run(script, {"lr": gridrun.loguniform(1e-4, 1e-1), "dropout": gridrun.uniform(0.0, 0.5)},
+                       sample=12, runs_dir=runs, quiet=True)  # fmt: skip
+    page = gridrun.sweep_report(runs_dir=runs, open_browser=False)
+    open_page(driver, page.resolve().as_uri())
+    axes = driver.execute_script(
+        "return Array.from(document.querySelectorAll('.js-plotly-plot')).filter(function (g) {"
+        "  return g.id.indexOf('flag-') === 0; }).map(function (g) {"
+        "  return [g.layout.title.text, g._fullLayout.xaxis.type]; });")
+    assert dict(axes) == {"lr": "log", "dropout": "linear"}
+    ticks = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#parcoords .y-axis')).map(function (a) {"
+        "  return Array.from(a.querySelectorAll('.tick text')).map(function (t) { return t.textContent; }); });")
+    assert any({"0.001", "0.01"} <= set(axis) for axis in ticks), ticks  # lr's axis, in its own units
+    assert js_errors(driver) == []
+    screenshot(driver, tmp_path, "sweep-log-axis")
