@@ -3,6 +3,7 @@
     python docs/build.py                          # run every marked command, rewrite docs/chapter13.md
     python docs/build.py --only mlp,tuned         # just these runs (the other numbers stay as they are)
     python docs/build.py --dataset digits --check # quick: do the commands still run? (CI); writes nothing
+    python docs/build.py README.md                # just the README's quick start
 
 Markers are HTML comments, invisible when the page is rendered:
 
@@ -21,10 +22,19 @@ Markers are HTML comments, invisible when the page is rendered:
 
     <!-- gridrun:machine -->...<!-- gridrun:end -->   where and when the numbers were made
 
+    <!-- gridrun:session quickstart -->  the next fenced block is a session (the README's quick start):
+    ```bash                             its commands run in order, as a user types them, in one fresh
+    python train.py                     folder holding the page's `# NAME.py` python blocks (and the
+    gridrun tuning-run train.py ...     repository's scripts/), sharing that folder's runs/; its values
+    ```                                 (SESSION_VALUES) count what the whole session did
+
 Every `gridrun training-run` / `tuning-run` command runs in its own fresh runs dir (`--runs-dir` added)
 from the repository root; `python ...` commands just have to exit with status 0. `--dataset NAME`
 passes `--flag dataset=NAME` (`--dataset NAME` to plain python commands) and `--epochs N` caps the
-epochs, for quick checks; numbers are only rewritten for full runs without --check.
+epochs, for quick checks; numbers are only rewritten for full runs without --check. A `python ...`
+command runs in a folder of its own (its script given by its path from the repository root), so whatever
+it writes to its working directory (e.g. `history.plot()`'s ./history.png) lands there, never in the
+repository. A session always runs as written (--dataset and --epochs do not apply to it).
 """
 
 from __future__ import annotations
@@ -47,11 +57,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "docs" / "chapter13.md"]
+DOCS = [ROOT / "docs" / "chapter13.md", ROOT / "README.md"]
 
 RUN_MARK = re.compile(r"<!-- gridrun:run ([^>]*?) -->\n(```[^\n]*\n)(.*?)(\n```)", re.S)
 OUTPUT_MARK = re.compile(r"(<!-- gridrun:output ([\w-]+) -->\n```[^\n]*\n)(.*?)(\n```)", re.S)
 VALUE_MARK = re.compile(r"(<!--=([\w-]+)\.(\w+)(?::([^>]*?))?-->)(.*?)(<!--/-->)", re.S)
+SESSION_MARK = re.compile(r"<!-- gridrun:session ([\w-]+) -->\n```[^\n]*\n(.*?)\n```", re.S)
+FILE_BLOCK = re.compile(r"```python\n# ([\w-]+\.py)\n(.*?)```", re.S)
 MACHINE_MARK = re.compile(r"(<!-- gridrun:machine -->)(.*?)(<!-- gridrun:end -->)", re.S)
 
 
@@ -153,14 +165,34 @@ def say(line: str) -> None:
         sys.stdout.flush()
 
 
+def child_env() -> dict[str, str]:
+    """The environment of every command: this checkout first on the path, no active run, no display (a
+    report command writes its page and opens no browser)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+    for name in ("GRIDRUN_RUN_DIR", "DISPLAY", "WAYLAND_DISPLAY"):
+        env.pop(name, None)
+    return env
+
+
+def working_dir(argv: list[str], runs_dir: Path) -> Path:
+    """Where a command runs: gridrun commands from the repository root (they write into --runs-dir), a
+    plain `python` command in `runs_dir` itself, its script path made absolute, so that files it writes
+    to its working directory stay out of the repository."""
+    if argv[1:3] == ["-m", "gridrun.cli"]:
+        return ROOT
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    if len(argv) > 1 and not argv[1].startswith("-") and (ROOT / argv[1]).exists():
+        argv[1] = str(ROOT / argv[1])
+    return runs_dir
+
+
 def run(command: Command, work: Path, dataset: str | None, epochs: int | None, quiet: bool) -> Result:
     runs_dir = work / command.name
     argv = argv_for(command.text, runs_dir, dataset, epochs)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
-    env.pop("GRIDRUN_RUN_DIR", None)
+    cwd = working_dir(argv, runs_dir)
     say(f"[{command.name}] {command.text}")
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(argv, cwd=cwd, env=child_env(), capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise BuildError(f"[{command.name}] `{command.text}` failed with status {proc.returncode}:\n"
@@ -215,6 +247,90 @@ def format_value(value: Any, key: str, spec: str | None) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
+# Sessions: a page's commands run in order in one folder, as a user types them
+
+
+@dataclass
+class Session:
+    name: str
+    commands: list[str]  # as the page shows them (comments dropped, continuation lines joined)
+    files: dict[str, str]  # file name -> text, from the page's "# NAME.py" python blocks
+
+
+SESSION_VALUES = ("seconds (all commands), models (trained: recorded runs and plain `python` runs), runs "
+                  "(recorded), sweeps (tuning runs that trained), trials_<k> (the k-th sweep's trials, from 1)")
+SESSION_COUNTS = ("models", "runs", "sweeps")  # exact numbers: --check fails when the page quotes others
+
+
+def sessions(text: str) -> list[Session]:
+    files = {m.group(1): m.group(2) for m in FILE_BLOCK.finditer(text)}
+    out = []
+    for m in SESSION_MARK.finditer(text):
+        lines = re.sub(r"\\\n\s*", "", m.group(2)).splitlines()
+        cmds = [shlex.join(shlex.split(line, comments=True)) for line in lines]
+        out.append(Session(m.group(1), [c for c in cmds if c], files))
+    return out
+
+
+def session_argv(cmd: str) -> list[str]:
+    args = shlex.split(cmd)
+    if args[0] == "gridrun":
+        return [sys.executable, "-m", "gridrun.cli", *args[1:]]
+    if args[0] in ("python", "python3"):
+        return [sys.executable, *args[1:]]
+    raise BuildError(f"cannot run {cmd!r}: session commands start with gridrun or python")
+
+
+def run_session(session: Session, work: Path) -> Result:
+    folder = work / session.name
+    folder.mkdir(parents=True)
+    for name, code in session.files.items():
+        (folder / name).write_text(code, encoding="utf-8")
+    (folder / "scripts").symlink_to(ROOT / "scripts", target_is_directory=True)
+    say(f"[{session.name}] {len(session.commands)} commands in {folder}")
+    plain = 0
+    t0 = time.perf_counter()
+    for cmd in session.commands:
+        argv = session_argv(cmd)
+        plain += argv[0] == sys.executable and argv[1].endswith(".py")
+        proc = subprocess.run(argv, cwd=folder, env=child_env(), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BuildError(f"[{session.name}] `{cmd}` failed with status {proc.returncode}:\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")  # fmt: skip
+    seconds = time.perf_counter() - t0
+    values = session_values(folder / "runs", plain, seconds)
+    shown = ", ".join(f"{k}={format_value(v, k, None)}" for k, v in values.items())
+    say(f"[{session.name}] ok in {seconds:.1f} s: {shown}")
+    return Result(session.name, seconds, "", values)
+
+
+def session_values(runs_dir: Path, plain: int, seconds: float) -> dict[str, Any]:
+    """What a session did, counted from its runs dir (see SESSION_VALUES)."""
+    runs = [json.loads((p / "properties.json").read_text()) for p in sorted(runs_dir.iterdir())
+            if (p / "properties.json").is_file()] if runs_dir.is_dir() else []  # fmt: skip
+    trials: dict[str, int] = {}  # sweep id -> its trials, in the order the sweeps started
+    for props in runs:
+        if props.get("sweep"):
+            trials[props["sweep"]] = trials.get(props["sweep"], 0) + 1
+    values: dict[str, Any] = {"seconds": seconds, "models": len(runs) + plain, "runs": len(runs),
+                              "sweeps": len(trials)}  # fmt: skip
+    values.update({f"trials_{k}": n for k, n in enumerate(trials.values(), 1)})
+    return values
+
+
+def stale_counts(text: str, results: dict[str, Result], names: set[str]) -> list[str]:
+    """The session counts the page quotes that differ from what its sessions did."""
+    stale = []
+    for m in VALUE_MARK.finditer(text):
+        r = results.get(m.group(2))
+        key = m.group(3)
+        if m.group(2) in names and r is not None and (key in SESSION_COUNTS or key.startswith("trials_")):
+            if key in r.values and format_value(r.values[key], key, m.group(4)) != m.group(5):
+                stale.append(f"{m.group(2)}.{key} is {m.group(5)} on the page, {r.values[key]} measured")
+    return stale
+
+
+# --------------------------------------------------------------------------------------------------
 # Rewriting
 
 
@@ -264,7 +380,7 @@ def machine_line(results: dict[str, Result]) -> str:
     day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (f"Numbers marked as generated were made by `python docs/build.py` on {day}: {cpu}, "
             f"{os.cpu_count()} cores{ram}, JAX {jax.__version__} on {devices}, gridrun at commit {commit}, "
-            f"data set {', '.join(datasets) or '?'}, load average {load} when it finished (the machine is "
+            f"{'data set ' + ', '.join(datasets) + ', ' if datasets else ''}load average {load} when it finished (the machine is "
             "shared: durations are pessimistic).")  # fmt: skip
 
 
@@ -277,37 +393,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", help="folder for the runs dirs (default: a temporary folder)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="commands at a time (default 1: durations are then comparable)")
-    parser.add_argument("docs", nargs="*", type=Path, default=DOCS, help="markdown files (default: chapter13)")
+    parser.add_argument("docs", nargs="*", type=Path, default=DOCS, help="markdown files (default: docs/chapter13.md and README.md)")
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else None
     try:
         with tempfile.TemporaryDirectory(prefix="gridrun-docs-") as tmp:
             work = Path(args.work) if args.work else Path(tmp)
-            for doc in args.docs:
+            for doc in (d.resolve() for d in args.docs):
                 text = doc.read_text(encoding="utf-8")
                 cmds = [c for c in commands(text) if only is None or c.name in only]
                 if not args.check:
                     cmds = [c for c in cmds if not c.check_only]
+                chosen = [s for s in sessions(text) if only is None or s.name in only]
                 refs = referenced(text)
-                known = {c.name for c in commands(text)}
+                known = {c.name for c in commands(text)} | {s.name for s in sessions(text)}
                 if unknown := sorted(set(refs) - known):
                     raise BuildError(f"{doc.name}: numbers refer to runs no marker runs: {', '.join(unknown)}")
                 with ThreadPoolExecutor(max(1, args.jobs)) as pool:
                     done = list(pool.map(lambda c: run(c, work, args.dataset, args.epochs, quiet=False), cmds))
+                done += [run_session(s, work) for s in chosen]  # alone: their durations are quoted
                 results = {r.name: r for r in done}
-                for c in cmds:
+                for c in [*cmds, *chosen]:
                     missing = sorted(refs.get(c.name, set()) - set(results[c.name].values) - {"output"})
                     if missing:
+                        what = SESSION_VALUES if isinstance(c, Session) else VALUES
                         raise BuildError(f"[{c.name}] the doc quotes {', '.join(missing)}, which the run does "
-                                         f"not give; values: {VALUES}")  # fmt: skip
+                                         f"not give; values: {what}")  # fmt: skip
                 new = rewrite(text, results, None if args.check else machine_line(results))
+                if args.check and (stale := stale_counts(text, results, {s.name for s in chosen})):
+                    raise BuildError(f"{doc.relative_to(ROOT)}: " + "; ".join(stale)
+                                     + f" (run python docs/build.py {doc.relative_to(ROOT)})")
                 if args.check:
-                    print(f"{doc.relative_to(ROOT)}: {len(cmds)} commands ran; nothing written (--check)")
+                    ran = f"{len(cmds)} commands" + (f" and {len(chosen)} sessions" if chosen else "")
+                    print(f"{doc.relative_to(ROOT)}: {ran} ran; nothing written (--check)")
                 elif args.epochs:
                     print(f"{doc.relative_to(ROOT)}: not written (--epochs makes numbers of another setup)")
                 else:
                     doc.write_text(new, encoding="utf-8")
-                    print(f"{doc.relative_to(ROOT)}: rewritten from {len(cmds)} runs")
+                    print(f"{doc.relative_to(ROOT)}: rewritten from {len(cmds)} runs and {len(chosen)} sessions")
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
