@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "dask with --scheduler)")
     parser.add_argument("--population", action="store_true",
                         help="train trials that differ only in numeric flags together, as one vmapped JAX "
-                             "program per group (scripts that train with gridrun.fit; see docs/population.md)")
+                             "program per group (scripts that train with gridrun.fit or gridrun.fit_loop; see docs/population.md)")
     parser.add_argument("--population-size", type=int, metavar="N",
                         help="at most N trials per compiled program (default: as many as device memory allows)")
     parser.add_argument("--worker-devices", metavar="D,D,...",
