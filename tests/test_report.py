@@ -568,7 +568,7 @@ def test_sweep_report_draws_log_scale_flags_on_log_axes(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     gridrun.tuning_run(script, {"lr": gridrun.loguniform(1e-3, 5e-2), "dropout": gridrun.uniform(0.0, 0.5),
                                 "units": gridrun.randint(16, 512, log=True)},
-                       sample=6, runs_dir=runs, quiet=True)  # fmt: skip
+                       sample=6, seed=0, runs_dir=runs, quiet=True)  # fmt: skip
     page = gridrun.sweep_report(runs_dir=runs, open_browser=False).read_text()
     assert _flag_axes(page) == {"lr": "log", "dropout": None, "units": "log"}
     lr = [t["flags"]["lr"] for t in [{"flags": json.loads((p / "flags.json").read_text())}
@@ -593,6 +593,9 @@ def test_flag_values_spanning_two_decades_get_a_log_axis() -> None:
     figs = {c.title: c.figure for c in charts.flag_charts(["lr", "units"], trials, "val_loss", list("abcd"))}
     assert figs["lr"]["layout"]["xaxis"]["type"] == "log"
     assert figs["units"]["layout"]["xaxis"].get("type") is None
-    assert charts.log_scale("lr", [0.01, 0.02], log_flags={"lr"})
-    assert not charts.log_scale("lr", [0.0, 0.02], log_flags={"lr"})  # zero: no log axis
+    assert charts.log_scale("lr", [0.01, 0.02], scales={"lr": "log"})
+    assert not charts.log_scale("lr", [0.0, 0.02], scales={"lr": "log"})  # zero: no log axis
     assert not charts.log_scale("units", [32, 64])
+    # a flag the sweep drew uniformly stays linear whatever its span (0.001 to 0.45 is 2.6 decades)
+    assert not charts.log_scale("dropout", [0.001, 0.45], scales={"dropout": "linear"})
+    assert charts.log_scale("dropout", [0.001, 0.45])

@@ -349,8 +349,9 @@ def test_sweep_page_draws_a_log_uniform_flag_on_a_log_axis(driver, tmp_path: Pat
                       "for e in range(3):\n    gridrun.log_metrics(val_loss=abs(FLAGS.lr - 0.01) * 30 + FLAGS.dropout + e)\n")
     runs = tmp_path / "runs"
     gridrun.tuning_run(script, {"lr": gridrun.loguniform(1e-4, 1e-1), "dropout": gridrun.uniform(0.0, 0.5)},
-                       sample=12, runs_dir=runs, quiet=True)  # fmt: skip
+                       sample=12, seed=0, runs_dir=runs, quiet=True)  # fmt: skip
     page = gridrun.sweep_report(runs_dir=runs, open_browser=False)
+    driver.get_log("browser")  # what earlier tests' pages logged is theirs
     open_page(driver, page.resolve().as_uri())
     axes = driver.execute_script(
         "return Array.from(document.querySelectorAll('.js-plotly-plot')).filter(function (g) {"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,14 +194,18 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def log_scale(name: str, values: Sequence[Any], log_flags: Collection[str] = ()) -> bool:
-    """Whether a flag's axis is logarithmic: its values are positive numbers, and the sweep drew the flag
-    on a log scale (`log_flags`: loguniform ranges, randint(..., log=True)) or its values span two
-    decades or more (learning rates given as a list, 1e-4,1e-3,1e-2)."""
+def log_scale(name: str, values: Sequence[Any], scales: Mapping[str, str] | None = None) -> bool:
+    """Whether a flag's axis is logarithmic. `scales` says how the sweep drew its flags ("log":
+    loguniform ranges and randint(..., log=True); "linear": uniform ranges and plain randint). A flag
+    drawn on a log scale gets a log axis, one drawn linearly a linear one; a flag given as a list of
+    values gets a log axis when they are positive and span two decades or more (1e-4,1e-3,1e-2)."""
     nums = [v for v in values if _is_number(v)]
     if not nums or len(nums) < len(values) or min(nums) <= 0:
         return False
-    return name in log_flags or max(nums) / min(nums) >= 100
+    scale = (scales or {}).get(name)
+    if scale is not None:
+        return scale == "log"
+    return max(nums) / min(nums) >= 100
 
 
 def _log_ticks(values: Sequence[float]) -> tuple[list[float], list[str]]:
@@ -219,7 +223,7 @@ def _log_ticks(values: Sequence[float]) -> tuple[list[float], list[str]]:
 
 def parcoords(
     flags: Sequence[str], trials: Sequence[dict[str, Any]], metric: str, labels: Sequence[str],
-    log_flags: Collection[str] = (),
+    scales: Mapping[str, str] | None = None,
 ) -> Chart | None:
     """Parallel coordinates: one axis per flag, the last one the metric; lines coloured by the metric.
 
@@ -235,7 +239,7 @@ def parcoords(
     dims = []
     for name in flags:
         values = [t["flags"].get(name) for t in rows]
-        if log_scale(name, values, log_flags):
+        if log_scale(name, values, scales):
             tickvals, ticktext = _log_ticks(values)
             dims.append(dict(label=label(f"{name} (log)"), values=[math.log10(v) for v in values],
                              tickvals=tickvals, ticktext=ticktext))  # fmt: skip
@@ -267,7 +271,7 @@ def flag_charts(
     metric: str,
     labels: Sequence[str],
     best: int | None = None,
-    log_flags: Collection[str] = (),
+    scales: Mapping[str, str] | None = None,
 ) -> list[Chart]:
     """One chart per flag against the metric: a scatter for numeric flags, a box per value otherwise.
 
@@ -296,7 +300,7 @@ def flag_charts(
             fig.add_trace(go.Scatter(x=[bx if numeric else label(bx)], y=[trials[best]["value"]],
                                      mode="markers", name="best trial", text=[label(labels[best])],
                                      marker=dict(size=15, color=BEST_COLOR, symbol="star")))  # fmt: skip
-        log = numeric and log_scale(name, xs, log_flags)
+        log = numeric and log_scale(name, xs, scales)
         fig.update_layout(**_layout(name, name, metric, hovermode="closest"))
         if log:
             fig.update_xaxes(type="log")

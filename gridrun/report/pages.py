@@ -41,8 +41,8 @@ from .sweepdata import (
     latest_sweep,
     load_sweep,
     safe_file_part,
-    sweep_log_flags,
     sweep_metric,
+    sweep_scales,
 )
 
 REPORT_FILE = "report.html"
@@ -414,10 +414,10 @@ def sweep_page(data: SweepData, plotly_src: str | None = None) -> str:
     trials = [{"flags": t.run.flags, "value": t.value} for t in data.trials]
     chart_list = []
     varied = data.varied_flags
-    pc = charts.parcoords(varied, trials, data.metric, labels, log_flags=data.log_flags)
+    pc = charts.parcoords(varied, trials, data.metric, labels, scales=data.scales)
     if pc is not None:
         chart_list.append(pc)
-    chart_list += charts.flag_charts(varied, trials, data.metric, labels, best=data.best, log_flags=data.log_flags)
+    chart_list += charts.flag_charts(varied, trials, data.metric, labels, best=data.best, scales=data.scales)
     ended = sorted(data.trials, key=lambda t: str(t.run.properties.get("end") or "~"))  # in the order they ended
     budget = charts.best_so_far([t.run.epochs_completed for t in ended], [t.value for t in ended],
                                 [t.run.status for t in ended], data.metric, data.maximize, [t.label for t in ended])
@@ -476,7 +476,7 @@ def sweep_report(
             maximize = mode == "max"
     data = load_sweep(sweep, paths, metric=metric, maximize=maximize)
     for sweep_id in sorted({str(t.run.properties.get("sweep")) for t in data.trials if t.run.properties.get("sweep")}):
-        data.log_flags |= sweep_log_flags(sweep_id, runs_dir)
+        data.scales.update(sweep_scales(sweep_id, runs_dir))
     stem = safe_file_part(data.sweep)
     default = Path(runs_dir) / REPORTS_DIR / (f"{stem}.html" if stem.startswith("sweep") else f"sweep-{stem}.html")
     target = _output_path(output, default)

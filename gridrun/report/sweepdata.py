@@ -51,7 +51,7 @@ class SweepData:
     metrics: list[str] = field(default_factory=list)  # union of final metric names
     evaluation: list[str] = field(default_factory=list)  # union of evaluation names
     best: int | None = None  # index into trials
-    log_flags: set[str] = field(default_factory=set)  # flags drawn on a log scale (sweep_log_flags)
+    scales: dict[str, str] = field(default_factory=dict)  # range flags: "log" or "linear" (sweep_scales)
 
     @property
     def varied_flags(self) -> list[str]:
@@ -143,17 +143,18 @@ def sweep_metric(sweep: str, runs_dir: str | os.PathLike = "runs") -> tuple[str,
             mode if mode in ("min", "max") else None)  # fmt: skip
 
 
-def sweep_log_flags(sweep: str, runs_dir: str | os.PathLike = "runs") -> set[str]:
-    """The flags a sweep drew on a log scale, from its manifest's grid: loguniform ranges and
-    `randint(..., log=True)`, given on the command line, in a grid file or declared in the script
-    (`values=gridrun.loguniform(...)`). Empty when the manifest is missing."""
+def sweep_scales(sweep: str, runs_dir: str | os.PathLike = "runs") -> dict[str, str]:
+    """How a sweep drew its range flags, from its manifest's grid: flag -> "log" (loguniform,
+    `randint(..., log=True)`) or "linear" (uniform, randint), whether the range was given on the
+    command line, in a grid file or declared in the script (`values=gridrun.loguniform(...)`). Flags
+    given as lists of values are not in it; empty when the manifest is missing."""
     data = read_json(Path(runs_dir) / SWEEPS_DIR / f"{safe_file_part(sweep)}.json", {})
     grid = data.get("grid") if isinstance(data, dict) else None
     ranges = grid.get("ranges") if isinstance(grid, dict) else None
     if not isinstance(ranges, dict):
-        return set()
-    return {str(name) for name, r in ranges.items()
-            if isinstance(r, dict) and ("loguniform" in r or r.get("log") is True)}  # fmt: skip
+        return {}
+    return {str(name): "log" if "loguniform" in r or r.get("log") is True else "linear"
+            for name, r in ranges.items() if isinstance(r, dict)}  # fmt: skip
 
 
 def _final(run: RunData, metric: str) -> float | None:
