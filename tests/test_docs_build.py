@@ -1,4 +1,5 @@
-"""docs/build.py: the numbers in docs/chapter13.md come from running the commands it shows.
+"""docs/build.py: the numbers in docs/chapter13.md (and the README's quick start, a session) come from
+running the commands they show; docs/own-loop.md's example runs as written.
 
 The rewriting is checked on a small page; the real page's marked commands are run on the digits data
 set (2 epochs, quick) to check that they still run, and nothing is written by --check.
