@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from ..errors import GridrunError
 from . import callbacks as cbs
 from . import population, shuffle
 from ._jaxcache import enable_persistent_cache
+from .driver import Member, train_alone
 from .engine import jit, program_digest, seed_keys
 from .history import History
 from .progressbar import EpochProgress
@@ -551,21 +551,13 @@ def fit_loop(
     ctx = rundir.current()
     if ctx is not None:
         ctx.write_properties(**params)
-    names = config.log_names
     pop = population.active()
     progress = EpochProgress(int(epochs)) if verbose and pop is None else None
-
-    def on_epoch(e: int, row: Any) -> bool:
-        record = {k: float(str(np.float32(row[k]))) for k in names}
-        history.append(record)
-        from .fit import record_epoch, run_python_callbacks
-
-        pruned = record_epoch(ctx, e, record, progress, int(epochs))
-        return run_python_callbacks(lambdas, e, record) or pruned
+    member = Member(int(epochs), config.log_names, history, ctx, lambdas, progress)
 
     arrays = {f"t{i}": a for i, a in enumerate(train_arrays)} | {f"v{i}": a for i, a in enumerate(val_arrays)}
     if pop is not None:
-        request = population.FitRequest(eng, hp, arrays, k_init, k_train, int(epochs), on_epoch)
+        request = population.FitRequest(eng, hp, arrays, k_init, k_train, member)
         state = pop.submit(request)
         if ctx is not None:
             ctx.write_properties(population=request.population_info())
@@ -573,21 +565,7 @@ def fit_loop(
             print(f"Trained in a population of {request.group_size}: {history.epochs_completed} epochs", flush=True)
     else:
         device = {k: jnp.asarray(v) for k, v in arrays.items()}
-        state = eng.jit_init(hp, k_init)
-        try:
-            for e in range(int(epochs)):
-                state, logs = eng.jit_epoch(state, hp, device, jax.random.fold_in(k_train, e))
-                logs = jax.device_get(logs)
-                asked = on_epoch(e, logs)
-                loss = [v for k, v in logs.items() if k.endswith("loss")]
-                if bool(logs["stopped"]) or asked or not all(math.isfinite(float(v)) for v in loss):
-                    if progress is not None and not asked:
-                        progress.note(f"Epoch {e + 1}: early stopping")
-                    break
-        finally:
-            if progress is not None:
-                progress.close()
-        state = eng.jit_finalize(state)
+        state = train_alone(eng, eng.jit_init(hp, k_init), hp, device, k_train, member)
     params["epochs_completed"] = history.epochs_completed
     best = {}
     if es is not None:

@@ -24,7 +24,6 @@ arrays are sharded along the trial axis (`_trial_sharding`). A trial that finish
 from __future__ import annotations
 
 import contextvars
-import math
 import os
 import sys
 import threading
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GridrunError
+from .driver import Member
 
 _member: contextvars.ContextVar[Population | None] = contextvars.ContextVar("gridrun_population", default=None)
 
@@ -53,8 +53,7 @@ class FitRequest:
     arrays: dict[str, np.ndarray]  # x, y (and x_val, y_val): host arrays, shared between trials
     k_init: Any
     k_train: Any
-    epochs: int
-    on_epoch: Callable[[int, dict[str, float]], Any]  # records one epoch; True: a Stopper stops this trial
+    member: Member  # records each epoch and applies the stop rule (train/driver.py)
     initial: Any = None  # the trial's own initial train state (nnx modules), instead of engine.init
     state: Any = None  # the trained (unbatched) state, filled by the coordinator
     group_size: int = 0  # how many trials were trained together with this one
@@ -64,6 +63,10 @@ class FitRequest:
     refilled: bool = False  # trained in a slot of a refilled program (train_slots)
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def epochs(self) -> int:
+        return self.member.epochs
 
     def population_info(self) -> dict[str, Any]:
         """What the trial's properties record under "population": size, and padded_units when padded."""
@@ -336,7 +339,7 @@ def _padded_request(requests: list[FitRequest]) -> FitRequest:
         return requests[0]
     first = requests[0]
     return FitRequest(get_engine(widths.padded_config(configs)), first.hparams, first.arrays, first.k_init,
-                      first.k_train, first.epochs, first.on_epoch, first.initial)
+                      first.k_train, first.member, first.initial)
 
 
 def train_group(requests: list[FitRequest]) -> None:
@@ -349,7 +352,7 @@ def train_group(requests: list[FitRequest]) -> None:
     import jax.numpy as jnp
 
     from . import widths
-    from .engine import epoch_key, get_engine, stack
+    from .engine import epoch_key, get_engine, stack, unstack
 
     configs = [r.engine.config for r in requests]
     merged = any(c != configs[0] for c in configs)
@@ -380,22 +383,16 @@ def train_group(requests: list[FitRequest]) -> None:
         state = vinit(hparams, k_init)
     state = put(state, shard)
     state["stopped"] = put(jnp.asarray(limits <= 0), shard)
-    failed = np.zeros(len(requests), bool)
-    asked = np.zeros(len(requests), bool)  # Stoppers (a pruner) that stopped their trial
     fold = jax.jit(jax.vmap(epoch_key, in_axes=(0, None)))
     for e in range(int(limits.max(initial=0))):
         state, logs = vepoch(state, hparams, data, fold(k_train, e))
         logs = jax.device_get(logs)
         _count(int(np.sum(logs["active"])), len(requests))
         for i, r in enumerate(requests):
-            if not logs["active"][i]:
-                continue
-            row = {k: logs[k][i] for k in names}
-            if r.on_epoch(e, row):
-                asked[i] = True
-            if not all(math.isfinite(float(v)) for k, v in row.items() if k.endswith("loss")):
-                failed[i] = True
-        stop = np.asarray(logs["stopped"]) | failed | asked | (e + 1 >= limits)
+            if logs["active"][i]:
+                r.member.record({k: logs[k][i] for k in names}, bool(logs["stopped"][i]),
+                                lambda i=i, state=state: unstack(state, i))
+        stop = np.array([r.member.stop is not None for r in requests])
         if stop.all():
             break
         state["stopped"] = put(jnp.asarray(stop), shard)
@@ -570,7 +567,7 @@ def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int, i
 
     import jax.numpy as jnp
 
-    from .engine import stack
+    from .engine import stack, unstack
 
     engine = requests[0].engine
     names = engine.config.log_names
@@ -637,13 +634,9 @@ def train_slots(requests: list[FitRequest], size: int) -> list[tuple[int, int, i
                 continue
             active += 1
             ep[i] += 1
-            row = {k: logs[k][i] for k in names}
-            if r.on_epoch(int(ep[i]) - 1, row):
-                stop[i] = True
-            if not all(math.isfinite(float(v)) for k, v in row.items() if k.endswith("loss")):
-                stop[i] = True
-            if ep[i] >= r.epochs:
-                stop[i] = True
+            r.member.record({k: logs[k][i] for k in names}, bool(logs["stopped"][i]),
+                            lambda i=i, state=state: unstack(state, i))
+            stop[i] = r.member.stop is not None
         activity.append((active, len(waiting), n))
         _count(active, n, epoch_seconds=seconds)
     return activity
