@@ -135,6 +135,13 @@ class Member:
         if self.epochs <= 0:
             self.stop = Stop.BUDGET
 
+    @classmethod
+    def for_trial(cls, epochs: int, names: tuple[str, ...], history: Any, ctx: Any, callbacks: Sequence[Any],
+                  progress: Any) -> Member:
+        """The member of a `fit` / `fit_loop` call (the one place both build theirs): the observers
+        every trial gets belong here."""
+        return cls(int(epochs), tuple(names), history, ctx, callbacks, progress)
+
     def record(self, logs: Logs, stopped: bool, state: Callable[[], State] = lambda: None) -> Stop | None:
         """Record the trial's next epoch from its `logs` (one trial's values; `stopped`: EarlyStopping
         stopped it there) and return why it stops now, or None when it trains on."""

@@ -162,7 +162,7 @@ def fit(
     if ctx is not None:
         ctx.write_properties(**params)
     progress = EpochProgress(int(epochs)) if verbose and pop is None else None
-    member = Member(int(epochs), config.log_names, history, ctx, lambdas, progress)
+    member = Member.for_trial(int(epochs), config.log_names, history, ctx, lambdas, progress)
 
     if pop is not None:
         lone = [what for what, key in (("optimizer", config.optimizer), ("model", config.model))

@@ -650,7 +650,7 @@ def fit_loop(
     if ctx is not None:
         ctx.write_properties(**params)
     progress = EpochProgress(int(epochs)) if verbose and population.active() is None else None
-    member = Member(int(epochs), config.log_names, history, ctx, lambdas, progress)
+    member = Member.for_trial(int(epochs), config.log_names, history, ctx, lambdas, progress)
     state = _train(eng, hp, inputs, k_init, k_train, member, ctx, verbose)
     _finish(history, state, es, ctx, lambdas, fns)
     return history
