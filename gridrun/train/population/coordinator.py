@@ -4,6 +4,7 @@ the waiting calls and trains each group as one program (program.py, slots.py), t
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import sys
 import threading
 import time
@@ -36,7 +37,7 @@ class Population:
         if config is None or isinstance(config, int):
             config = PopulationConfig(max_size=config)
         changes = {k: v for k, v in (("max_size", max_size), ("merge_widths", merge_widths)) if v is not None}
-        self.config = PopulationConfig(**{**config.__dict__, **changes}) if changes else config
+        self.config = dataclasses.replace(config, **changes)
         self.stats = PopulationStats()  # what this population trained, summed over its groups
         self._cond = threading.Condition()
         self._pending: list[FitRequest] = []
