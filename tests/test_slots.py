@@ -215,3 +215,16 @@ def test_a_worker_refills_slots_as_its_config_says_whatever_its_environment(digi
     off = Population(PopulationConfig(max_size=2, slot_refill=False))
     off.run([lambda s=s, i=i: train(digits, *s, seed=30 + i) for i, s in enumerate(runs)])
     assert off.groups_trained == [2, 2] and not off.slot_activity  # chunks of two
+
+
+def test_population_stats_are_appended_to_the_configured_file_and_summed(tmp_path):
+    from gridrun.train.population import PopulationStats
+
+    path = str(tmp_path / "stats.jsonl")
+    assert PopulationStats.read_totals(path)["trial_epochs"] == 0  # nothing yet
+    for k in (1, 2):
+        stats = PopulationStats()
+        stats.count(trial_epochs=3 * k, slot_epochs=4 * k, epoch_seconds=0.5, train_seconds=1.0)
+        stats.append_to(path)
+    assert PopulationStats.read_totals(path) == {"train_seconds": 2.0, "trial_epochs": 9, "slot_epochs": 12,
+                                                 "epoch_seconds": 1.0, "release_seconds": 0.0}
