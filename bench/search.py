@@ -70,9 +70,11 @@ def run(script: Path, runs: Path, *, seed: int, trials: int, epochs: int, n_trai
         sampler: str = "random", prune: str | None = None, population: bool = False,
         slots: int | None = None, refill: bool = True) -> dict:
     os.environ["GRIDRUN_SLOT_REFILL"] = "1" if refill else "0"
-    from gridrun.train.population import STATS
+    from gridrun.train.population import PopulationStats
 
-    before = dict(STATS)
+    stats_file = runs.parent / f"{runs.name}-population-stats.jsonl"  # each population of the sweep appends
+    stats_file.unlink(missing_ok=True)  # its PopulationStats as one line
+    os.environ["GRIDRUN_POPULATION_STATS"] = str(stats_file)
     t0 = time.perf_counter()
     df = gridrun.tuning_run(script, {"epochs": [epochs], "n_train": [n_train], "dataset": [dataset]},
                             sample=trials, seed=seed, sampler=sampler, prune=prune,
@@ -83,7 +85,7 @@ def run(script: Path, runs: Path, *, seed: int, trials: int, epochs: int, n_trai
     best = df.loc[df["metric_val_loss"].idxmin()]
     done = df[df["status"] == "completed"]
     pick = done.loc[done["metric_val_loss"].idxmin()] if len(done) else best  # the best trained to the end
-    program = {k: STATS[k] - before[k] for k in STATS}  # the population programs' own loop (in-process)
+    program = PopulationStats.read_totals(str(stats_file))  # the population programs' own loop
     return {"trial_epochs": spent, "wall": wall, "program": program, "best_val_loss": float(best["metric_val_loss"]),
             "test_acc": float(pick.get("eval_acc", float("nan"))), "pruned": int((df["status"] == "pruned").sum()),
             "failed": int((df["status"] == "failed").sum())}

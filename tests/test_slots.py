@@ -7,7 +7,7 @@ import pytest
 
 import gridrun
 from gridrun import Dense, Dropout, EarlyStopping, Sequential
-from gridrun.train.population import Population
+from gridrun.train.population import Population, PopulationConfig
 
 EPOCHS = 6
 
@@ -125,12 +125,11 @@ def test_a_compacted_program_trains_its_survivors_as_alone(digits, monkeypatch, 
     by compiled programs (an accelerator's)."""
     from gridrun.train import population
 
-    monkeypatch.setattr(population, "HOST_ROWS", host_rows)
     monkeypatch.setattr(population._SlotPrograms, "compile_seconds", lambda self: 0.0)  # always worth it
     runs = [(1e-3, 0.1, 6, None), (3e-3, 0.2, 2, None), (1e-2, 0.1, 1, None), (3e-4, 0.2, 2, 0),
             (1e-3, 0.15, 3, None), (3e-3, 0.1, 1, None)]
     alone = [train(digits, *s, seed=10 + i) for i, s in enumerate(runs)]
-    pop = Population(max_size=4)
+    pop = Population(PopulationConfig(max_size=4, host_rows=host_rows))
     together = pop.run([lambda s=s, i=i: train(digits, *s, seed=10 + i) for i, s in enumerate(runs)])
     programs = [slots for _, _, slots in pop.slot_activity[0]]
     assert programs[0] == 4 and programs[-1] == 2  # 4 slots, then 2
@@ -173,3 +172,59 @@ def test_trials_ending_together_are_released_and_refilled_in_one_call(digits, mo
     out = pop.run([lambda s=s, i=i: train(digits, *s, seed=20 + i) for i, s in enumerate(runs)])
     assert all(h.epochs_completed == 2 for h in out)
     assert calls == {"released": [4, 4], "refill": [4]}
+
+
+def test_the_population_configuration_is_read_from_the_environment_once_and_travels(monkeypatch):
+    """The sweep builds one PopulationConfig (environment read there, once) and sends it with its
+    group tasks: a worker whose environment says otherwise trains as the client planned."""
+    import pickle
+
+    from gridrun.errors import GridrunError
+    from gridrun.sweep.groups import Grouper, run_group
+    from gridrun.sweep.trial import TrialTask
+
+    env = {"GRIDRUN_SLOT_REFILL": "0", "GRIDRUN_WIDTH_MERGE": "off", "GRIDRUN_POPULATION_SIZE": "7",
+           "GRIDRUN_POPULATION_DEVICES": "1"}
+    config = PopulationConfig.from_env(env, max_size=3)
+    assert config == PopulationConfig(max_size=3, slot_refill=False, merge_widths=False, size_cap=7, devices=1)
+    assert pickle.loads(pickle.dumps(config)) == config
+    with pytest.raises(GridrunError, match="GRIDRUN_POPULATION_SIZE='many': use a positive integer"):
+        PopulationConfig.from_env({"GRIDRUN_POPULATION_SIZE": "many"})
+    with pytest.raises(GridrunError, match="no setting 'size'"):
+        PopulationConfig.from_env({}, size=3)
+
+    tasks = [TrialTask("train.py", {"lr": 0.1 * k}, "s", k) for k in range(6)]
+    refilled = Grouper([], PopulationConfig(max_size=2), workers=1).groups(tasks)
+    chunked = Grouper([], PopulationConfig(max_size=2, slot_refill=False), workers=1).groups(tasks)
+    assert [len(g.tasks) for g in refilled] == [6] and [len(g.tasks) for g in chunked] == [2, 2, 2]
+    monkeypatch.setenv("GRIDRUN_SLOT_REFILL", "0")  # the worker's own environment: not read
+    assert [len(g.tasks) for g in Grouper([], PopulationConfig(max_size=2)).groups(tasks)] == [6]
+    task = pickle.loads(pickle.dumps(refilled[0]))
+    assert task.config == PopulationConfig(max_size=2) and Grouper([], None).config == PopulationConfig()
+    assert run_group.__module__ == "gridrun.sweep.groups"
+
+
+def test_a_worker_refills_slots_as_its_config_says_whatever_its_environment(digits, monkeypatch):
+    monkeypatch.setenv("GRIDRUN_SLOT_REFILL", "0")
+    runs = [(1e-3, 0.1, 2, None)] * 4
+    pop = Population(PopulationConfig(max_size=2))
+    out = pop.run([lambda s=s, i=i: train(digits, *s, seed=30 + i) for i, s in enumerate(runs)])
+    assert all(h.epochs_completed == 2 for h in out)
+    assert pop.groups_trained == [2] and len(pop.slot_activity) == 1  # refilled, as configured
+    assert pop.stats.trial_epochs == 8 and pop.stats.slot_epochs == 8 and pop.stats.train_seconds > 0
+    off = Population(PopulationConfig(max_size=2, slot_refill=False))
+    off.run([lambda s=s, i=i: train(digits, *s, seed=30 + i) for i, s in enumerate(runs)])
+    assert off.groups_trained == [2, 2] and not off.slot_activity  # chunks of two
+
+
+def test_population_stats_are_appended_to_the_configured_file_and_summed(tmp_path):
+    from gridrun.train.population import PopulationStats
+
+    path = str(tmp_path / "stats.jsonl")
+    assert PopulationStats.read_totals(path)["trial_epochs"] == 0  # nothing yet
+    for k in (1, 2):
+        stats = PopulationStats()
+        stats.count(trial_epochs=3 * k, slot_epochs=4 * k, epoch_seconds=0.5, train_seconds=1.0)
+        stats.append_to(path)
+    assert PopulationStats.read_totals(path) == {"train_seconds": 2.0, "trial_epochs": 9, "slot_epochs": 12,
+                                                 "epoch_seconds": 1.0, "release_seconds": 0.0}

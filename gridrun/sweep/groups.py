@@ -8,11 +8,14 @@ grouping only decides which trials share a worker task: inside it, the trainer g
 calls again by their actual configuration, so trials whose integers do change the program (e.g. a
 batch size) still train as separate programs.
 
-With `size` (--population-size) a group trains in programs of `size` slots, each slot refilled with
-the next waiting trial of the group as soon as its trial ends (pruned, stopped early, or done), so a
-group is cut into one task per worker, not per `size` trials (GRIDRUN_SLOT_REFILL=0: chunks of `size`
-trials, one program each). Each group task is one task, `run_population`, for any executor: in this process, on a local worker pool, or on a Dask/Ray cluster; there its trials train
-together (gridrun/train/population.py). `expand` turns a group's outcome back into one per trial, so
+How the groups train is one `PopulationConfig` (gridrun/train/population/config.py), built once where
+the sweep is set up and sent with every group task, so a worker trains as the client planned whatever
+its own environment says. With `max_size` (--population-size) a group trains in programs of that many
+slots, each slot refilled with the next waiting trial of the group as soon as its trial ends (pruned,
+stopped early, or done), so a group is cut into one task per worker, not per `max_size` trials
+(`slot_refill=False`: chunks of `max_size` trials, one program each). Each group task is one task,
+`run_group`, for any executor: in this process, on a local worker pool, or on a Dask/Ray cluster; there
+its trials train together (gridrun/train/population/). `expand` turns a group's outcome back into one per trial, so
 the sweep loop handles trials exactly as it does without population mode.
 """
 
@@ -20,21 +23,42 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from .trial import PopulationTask, TrialTask, run_population, run_trial
+from .trial import PopulationTask, TrialResult, TrialTask, _together, run_trial, run_trials
+
+if TYPE_CHECKING:  # the sweep's client imports no JAX until it runs a population
+    from ..train.population import PopulationConfig
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+@dataclass
+class GroupTask(PopulationTask):
+    """A population group task with the configuration its worker trains it by."""
+
+    config: PopulationConfig | None = None
+
+
+def run_group(task: GroupTask) -> list[TrialResult]:
+    """Run a group of trials (on a worker) in population mode, as `task.config` says; one result per
+    trial, in order."""
+    return run_trials(task.tasks, lambda plans: _together(plans, task.config))  # type: ignore[arg-type]
+
+
 class Grouper:
     """Turns trial tasks into population group tasks."""
 
-    def __init__(self, static_flags: Iterable[str], size: int | None = None, workers: int = 1) -> None:
+    def __init__(self, static_flags: Iterable[str], config: PopulationConfig | int | None = None,
+                 workers: int = 1) -> None:
+        from ..train.population import PopulationConfig
+
         self.static_flags = tuple(static_flags)
-        self.size = size
+        self.config = config if isinstance(config, PopulationConfig) else PopulationConfig(max_size=config)
+        self.size = self.config.max_size
         self.workers = max(1, workers)
 
     def key(self, task: TrialTask) -> tuple[Any, ...]:
@@ -42,19 +66,17 @@ class Grouper:
         return tuple(repr(v) for v in values if not _is_int(v))
 
     def groups(self, tasks: list[TrialTask]) -> list[PopulationTask]:
-        from ..train.population import slot_refill_enabled  # here: the sweep package imports no JAX
-
         by_key: dict[tuple[Any, ...], list[TrialTask]] = {}
         for t in tasks:
             by_key.setdefault(self.key(t), []).append(t)
         out = []
         for members in by_key.values():
-            if self.size and not slot_refill_enabled():  # one program per chunk of `size` trials
+            if self.size and not self.config.slot_refill:  # one program per chunk of `size` trials
                 step = self.size
             else:  # a program of `size` slots refilled with the group's waiting trials: one task per worker
                 chunks = min(self.workers, math.ceil(len(members) / (self.size or len(members))))
                 step = math.ceil(len(members) / chunks)
-            out += [PopulationTask(members[i:i + step], self.size) for i in range(0, len(members), step)]
+            out += [GroupTask(members[i:i + step], self.size, self.config) for i in range(0, len(members), step)]
         return out
 
     def batches(self, tasks: Iterable[TrialTask]) -> Iterator[PopulationTask]:
@@ -81,7 +103,7 @@ class _Batches:
 
 def worker_function(grouper: Grouper | None) -> Callable[[Any], Any]:
     """What a worker runs for one task: a trial, or a population group."""
-    return run_trial if grouper is None else run_population
+    return run_trial if grouper is None else run_group
 
 
 def expand(task: Any, outcome: Any) -> list[tuple[TrialTask, Any]]:

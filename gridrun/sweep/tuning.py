@@ -199,8 +199,10 @@ def tuning_run(
         from ..flagspec import declared_flags
 
         specs = declared_flags(manifest.data["script_path"])
-        grouper = Grouper([name for name, spec in specs.items() if spec.is_static], population_size,
-                          workers=jobs)
+        from ..train.population import PopulationConfig
+
+        grouper = Grouper([name for name, spec in specs.items() if spec.is_static],
+                          PopulationConfig.from_env(max_size=population_size), workers=jobs)
     if worker_devices and backend is None and jobs > 1:
         backend = "local"
     executor = get_executor(backend, jobs, scheduler, devices=worker_devices)

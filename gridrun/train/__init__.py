@@ -1,7 +1,10 @@
 """gridrun.fit: Keras-style, JIT-compiled training of Flax models (see docs/fit.md).
 
-Modules: loop (fit_loop: your own init/step functions), layers (Sequential spec and its linen module), losses, optimizers, callbacks, engine (pure
-init/epoch functions, compiled once per static structure), fit (the front end), history, summary.
+Modules: fit (the Keras-style front end), loop (fit_loop: your own init/step functions), driver (the
+one epoch loop and stop rule every path uses, and the TrainingProgram protocol), engine (fit's pure
+init/epoch functions, compiled once per static structure), population/ (many trials as one vmapped
+program), widths (width merging), layers (Sequential spec and its linen module), losses, optimizers,
+callbacks, history, summary.
 """
 
 from .callbacks import EarlyStopping, LambdaCallback, ReduceLROnPlateau, Stopper

@@ -31,10 +31,10 @@ import inspect
 import math
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import flax.linen as nn
 import jax
@@ -49,7 +49,7 @@ from .layers import ACTIVATIONS, Sequential, SequentialNet, kernel_penalty, outp
 from .losses import per_example_loss, per_example_metric, resolve_loss, resolve_metrics
 from .optimizers import DEFAULTS, OptimizerSpec, resolve_optimizer
 
-EVAL_CHUNK = 4096  # rows per step when evaluating / predicting
+EVAL_CHUNK = 4096  # rows per step when evaluating / predicting (fit_loop's default: a quarter, train/loop.py)
 SCAN_UNROLL = 1  # training steps per loop iteration of the compiled epoch
 TRACE_COUNTS: collections.Counter[str] = collections.Counter()  # incremented when a function is traced
 
@@ -235,17 +235,26 @@ def prepare(
     return config, _f32(hp)
 
 
-_ENGINES: dict[EngineConfig, Engine] = {}
+# every training program of this process by its static configuration (an EngineConfig for fit's
+# Engine, a LoopConfig for fit_loop's LoopEngine), so its compiled functions are reused
+_ENGINES: dict[Hashable, Any] = {}
 _ENGINES_LOCK = threading.Lock()
+P = TypeVar("P")
+
+
+def cached_program(config: Hashable, build: Callable[[], P]) -> P:
+    """The program of a static configuration, built by `build` the first time it is asked for in this
+    process (threads of a population ask at once: one builds it)."""
+    with _ENGINES_LOCK:
+        eng = _ENGINES.get(config)
+        if eng is None:
+            eng = _ENGINES[config] = build()
+        return eng
 
 
 def get_engine(config: EngineConfig) -> Engine:
     """The engine of a configuration, built once per process (its jitted functions are reused)."""
-    with _ENGINES_LOCK:
-        eng = _ENGINES.get(config)
-        if eng is None:
-            eng = _ENGINES[config] = Engine(config)
-        return eng
+    return cached_program(config, lambda: Engine(config))
 
 
 def stack(trees: list[Any]) -> Any:

@@ -1,7 +1,10 @@
 """`fit`, `evaluate`, `predict`: the Keras-style front end on top of the engine.
 
-The Python side per epoch: call the compiled epoch, pull the few logged scalars, record them in the
-active run, print a progress line, run LambdaCallbacks, stop when EarlyStopping says so.
+Training runs through the epoch driver (train/driver.py): each epoch is one call of the compiled
+epoch; the driver records its scalars (History, the active run's metrics, the progress line), runs the
+Python callbacks and applies the one stop rule (non-finite loss, EarlyStopping, the sweep's pruner, a
+Stopper, the epoch budget). In population mode the coordinator trains the trial with its group and
+hands each epoch's row to the same driver.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import rundir
-from ..errors import GridrunError, TrialPruned
+from ..errors import GridrunError
 from . import engine as E
 from . import population
 from ._jaxcache import enable_persistent_cache
-from .callbacks import Stopper, split_callbacks
+from .callbacks import split_callbacks
+from .driver import Member, short, train_alone
 from .history import History
 from .layers import Sequential
 from .losses import resolve_loss
@@ -72,11 +76,6 @@ def _check_output(model: Any, y: np.ndarray, loss: Any) -> None:
     want = None if y.ndim == 1 else y.shape[1]
     if want is not None and last.units != want:
         raise GridrunError(f"the last Dense layer has {last.units} units but y has {want} columns: make them equal")
-
-
-def _short(value: Any) -> float:
-    """A float32 result as the shortest Python float that round-trips in float32 (0.001, not 0.0010000000474974513)."""
-    return float(str(np.float32(value)))
 
 
 def _describe_loss(loss: Any) -> str:
@@ -162,16 +161,8 @@ def fit(
     ctx = rundir.current()
     if ctx is not None:
         ctx.write_properties(**params)
-    names = config.log_names
     progress = EpochProgress(int(epochs)) if verbose and pop is None else None
-
-    def on_epoch(e: int, logs: Any) -> bool:
-        """Record one finished epoch (history, the run's metrics live, progress) and run the Python
-        callbacks; True when a Stopper asks to stop this trial here."""
-        record = {k: _short(logs[k]) for k in names}
-        history.append(record)
-        pruned = record_epoch(ctx, e, record, progress, int(epochs))
-        return run_python_callbacks(lambdas, e, record) or pruned
+    member = Member.for_trial(int(epochs), config.log_names, history, ctx, lambdas, progress)
 
     if pop is not None:
         lone = [what for what, key in (("optimizer", config.optimizer), ("model", config.model))
@@ -182,7 +173,7 @@ def fit(
                   "(optimizer='adam' or gridrun.optimizer('adam', learning_rate=...)) and build the model "
                   "with gridrun.Sequential to train it with the other trials", flush=True)
         arrays = {"x": x, "y": y} if not n_val else {"x": x, "y": y, "x_val": xv, "y_val": yv}
-        request = population.FitRequest(eng, hparams, arrays, k_init, k_train, int(epochs), on_epoch, initial=initial)
+        request = population.FitRequest(eng, hparams, arrays, k_init, k_train, member, initial=initial)
         history.state = pop.submit(request)  # trained and finalized with its group
         history.padded = request.padded
         params["epochs_completed"] = history.epochs_completed
@@ -192,19 +183,8 @@ def fit(
             print(f"Trained in a population of {request.group_size}: {history.epochs_completed} epochs", flush=True)
     else:
         try:
-            for e in range(int(epochs)):
-                state, logs = eng.jit_epoch(state, hparams, data, E.epoch_key(k_train, e))
-                logs = jax.device_get(logs)
-                history.state = state
-                asked = on_epoch(e, logs)
-                if bool(logs["stopped"]) or asked:
-                    if progress is not None:
-                        progress.note(f"Epoch {e + 1}: early stopping")
-                    break
+            history.state = train_alone(eng, state, hparams, data, k_train, member)
         finally:
-            if progress is not None:
-                progress.close()
-            history.state = eng.jit_finalize(state)
             params["epochs_completed"] = history.epochs_completed
             if ctx is not None:
                 ctx.write_properties(epochs_completed=history.epochs_completed)
@@ -238,37 +218,6 @@ def _pure(state: Any) -> Any:
     return nnx.to_pure_dict(state)
 
 
-def record_epoch(ctx: Any, e: int, record: dict[str, float], progress: Any, epochs: int | None = None) -> bool:
-    """Log epoch `e` (0-based) of `epochs` into the active run and the progress bar; True when the
-    sweep's pruner stopped the trial there (TrialPruned from the run's epoch hook): it then stops like a
-    Stopper's. At the last epoch the pruner is told the value but stops nothing (the trial completed)."""
-    pruned = False
-    if ctx is not None:
-        try:
-            ctx.last_epoch = epochs is not None and e + 1 >= epochs
-            ctx.log_metrics(epoch=e + 1, **record)
-        except TrialPruned:
-            pruned = True
-            if progress is not None:
-                progress.note(f"Epoch {e + 1}: pruned")
-        finally:
-            ctx.last_epoch = False
-    if progress is not None:
-        progress.update(e, record)
-    return pruned
-
-
-def run_python_callbacks(callbacks: Any, epoch: int, record: dict[str, float]) -> bool:
-    """LambdaCallbacks and Stoppers after an epoch; True when a Stopper says this trial stops here."""
-    stop = False
-    for cb in callbacks:
-        if isinstance(cb, Stopper):
-            stop = bool(cb.should_stop(epoch, dict(record))) or stop
-        elif cb.on_epoch_end is not None:
-            cb.on_epoch_end(epoch, dict(record))
-    return stop
-
-
 def _best_epoch(history: History, config: Any) -> dict[str, Any]:
     """With EarlyStopping: the epoch it judged best (1-based) and the monitored value there, recorded
     as properties `best_epoch` and `best_<monitor>` (ls_runs columns). The metric_* columns are the
@@ -300,7 +249,7 @@ def evaluate(history: History, x: Any, y: Any, *, record: bool = True) -> dict[s
     ya = _as_y(y, cfg.loss, len(xa))
     eng, state, hp = h.evaluator()
     out = jax.device_get(eng.jit_evaluate(state, hp, jnp.asarray(xa), jnp.asarray(ya)))
-    scores = {k: _short(v) for k, v in out.items()}
+    scores = {k: short(v) for k, v in out.items()}
     if record:
         rundir.write_evaluation(**scores)
     return scores

@@ -24,7 +24,8 @@ What gridrun does with them, as `fit` does for its own engine:
   Python identity, so a sweep's next trial, whose script defined fresh function objects, reuses them;
 - in population mode (`tuning-run --population`) the trial hands its functions to the coordinator, which
   trains trials with equal programs together exactly as for `fit` (rendezvous, chunking, sharding, NaN
-  isolation, per-trial seeds and data order).
+  isolation, per-trial seeds and data order), and the epoch driver (train/driver.py) applies the same
+  stop rule to both.
 
 flax.nnx: `init` may return nnx objects (a module, `(model, nnx.Optimizer(...))`); gridrun splits them into
 graph + state, and `train_step` receives them merged, updates them in place as in an `nnx.jit` step, and
@@ -37,8 +38,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import math
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -53,12 +52,15 @@ from ..errors import GridrunError
 from . import callbacks as cbs
 from . import population, shuffle
 from ._jaxcache import enable_persistent_cache
-from .engine import jit, program_digest, seed_keys
+from .driver import Member, train_alone
+from .engine import EVAL_CHUNK, cached_program, jit, program_digest, seed_keys
 from .history import History
 from .progressbar import EpochProgress
 
 TRACE_COUNTS: collections.Counter[str] = collections.Counter()  # "epoch": compiled epoch programs traced
-EVAL_CHUNK = 1024  # default validation rows per eval_step call
+# default validation rows per eval_step call: a quarter of gridrun's own evaluation chunk, as the user's
+# eval_step may hold more per row than gridrun's Dense layers do (eval_batch_size= sets it)
+LOOP_EVAL_CHUNK = EVAL_CHUNK // 4
 
 
 # --------------------------------------------------------------------------------------------------
@@ -303,8 +305,8 @@ class LoopConfig:
 
 
 class LoopEngine:
-    """init / epoch / finalize around the user's functions, with the interface of engine.Engine that
-    the population coordinator uses (train/population.py)."""
+    """init / epoch / finalize around the user's functions: a `driver.TrainingProgram`, as engine.Engine
+    is, so the epoch driver and the population coordinator (train/population/) train it alike."""
 
     nnx = None  # not an nnx fit model (fit.py checks this on engines)
 
@@ -426,42 +428,59 @@ class LoopEngine:
         return jit(self.finalize)
 
 
-_ENGINES: dict[LoopConfig, LoopEngine] = {}
-_LOCK = threading.Lock()
-
-
 # --------------------------------------------------------------------------------------------------
-# The front end
+# The front end: fit_loop's steps
 
 
-def fit_loop(
-    init: Callable[..., Any],
-    train_step: Callable[..., Any],
-    data: Any,
-    *,
-    hparams: dict[str, Any] | None = None,
-    eval_step: Callable[..., Any] | None = None,
-    validation_data: Any = None,
-    epochs: int = 1,
-    batch_size: int = 32,
-    eval_batch_size: int | None = None,
-    callbacks: Any = (),
-    lr_key: str | None = None,
-    seed: int = 0,
-    verbose: int = 0,
-) -> History:
-    """Train with your own pure functions, compiled and recorded as `fit` does; see the module docstring
-    and docs/own-loop.md. Returns a History whose `.state` is the trained state (nnx objects merged)."""
+@dataclass(frozen=True)
+class _Inputs:
+    """The checked data of a fit_loop call: host arrays of the training (and validation) data, their
+    tree structure, and the batch and validation-chunk sizes."""
+
+    train: list[np.ndarray]
+    val: list[np.ndarray]
+    treedef: Any
+    batch_size: int
+    eval_chunk: int
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train[0])
+
+    @property
+    def n_val(self) -> int:
+        return len(self.val[0]) if self.val else 0
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays as the engine names them: t0, t1, ... (training) and v0, v1, ... (validation)."""
+        return {f"t{i}": a for i, a in enumerate(self.train)} | {f"v{i}": a for i, a in enumerate(self.val)}
+
+    def batch(self, rows: int, arrays: list[np.ndarray]) -> Any:
+        """Abstract values of a batch of `rows` rows of `arrays`, in the data's structure."""
+        return jax.tree_util.tree_unflatten(self.treedef, [jax.ShapeDtypeStruct((rows, *a.shape[1:]), a.dtype)
+                                                           for a in arrays])
+
+
+def _check_functions(init: Any, train_step: Any, eval_step: Any) -> None:
     for name, fn in (("init", init), ("train_step", train_step), ("eval_step", eval_step)):
         if fn is not None and not callable(fn):
             raise GridrunError(f"fit_loop's {name} must be a function, got {type(fn).__name__}")
-    hp_user = _hparams(hparams)
+
+
+def _learning_rate_key(hp_user: dict[str, Any], lr_key: str | None) -> str | None:
+    """The hparams entry that is the learning rate (ReduceLROnPlateau scales it, `lr` is logged)."""
     if lr_key is None:
         lr_key = next((k for k in ("learning_rate", "lr") if k in hp_user), None)
     elif lr_key not in hp_user:
         raise GridrunError(f"lr_key={lr_key!r} is not in hparams {sorted(hp_user)}: name the learning-rate entry")
     if lr_key is not None and (hp_user[lr_key].ndim or not jnp.issubdtype(hp_user[lr_key].dtype, jnp.floating)):
         raise GridrunError(f"hparams[{lr_key!r}] must be a float scalar (the learning rate)")
+    return lr_key
+
+
+def _inputs(data: Any, validation_data: Any, eval_step: Any, epochs: int, batch_size: int,
+            eval_batch_size: int | None) -> _Inputs:
+    """Check the data, validation data and sizes; one-line errors naming what is wrong."""
     train_arrays, treedef = _host_arrays(data, "data")
     n_train = len(train_arrays[0])
     if int(epochs) < 0:
@@ -483,63 +502,70 @@ def fit_loop(
                 raise GridrunError(f"validation_data entry {i} is {b.dtype}{list(b.shape[1:])} per row, but data's is "
                                    f"{a.dtype}{list(a.shape[1:])}: give the same row shape and dtype")
     n_val = len(val_arrays[0]) if val_arrays else 0
-    chunk = min(n_val, int(eval_batch_size or max(bs, EVAL_CHUNK))) if n_val else 0
+    chunk = min(n_val, int(eval_batch_size or max(bs, LOOP_EVAL_CHUNK))) if n_val else 0
+    return _Inputs(train_arrays, val_arrays, treedef, bs, chunk)
+
+
+def _callbacks(callbacks: Any, lr_key: str | None) -> tuple[Any, Any, list[Any]]:
     es, rlr, lambdas = cbs.split_callbacks(callbacks)
     if rlr is not None and lr_key is None:
         raise GridrunError("ReduceLROnPlateau scales a learning rate in hparams: add hparams={'learning_rate': ...} "
                            "(or name it with lr_key=...) and use hp['learning_rate'] in train_step")
+    return es, rlr, lambdas
 
-    enable_persistent_cache()
-    k_init, k_train = seed_keys(seed)
-    fns = _Functions(init, train_step, eval_step)
+
+def _configure(fns: _Functions, inputs: _Inputs, hp_user: dict[str, Any], lr_key: str | None, es: Any, rlr: Any,
+               k_init: jax.Array) -> tuple[LoopConfig, dict[str, Any]]:
+    """Trace the user's functions on abstract values (checking what they return) into the static
+    LoopConfig, whose `program` digest says what they compute; and the traced hparams of the engine."""
     key_aval = jax.ShapeDtypeStruct(k_init.shape, k_init.dtype)
     hp_aval = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in hp_user.items()}
     init_jaxpr, state_shape = _trace("init(key, hp)", fns.init, (key_aval, hp_aval), 1, hp_user)
-    batch_aval = jax.tree_util.tree_unflatten(treedef, [jax.ShapeDtypeStruct((bs, *a.shape[1:]), a.dtype) for a in train_arrays])
-    step_jaxpr, step_out = _trace("train_step(state, batch, hp, key)", fns.step, (state_shape, batch_aval, hp_aval, key_aval), 2, hp_user)
-    metrics = _check_step_output(step_out, state_shape)
+    step_jaxpr, step_out = _trace("train_step(state, batch, hp, key)", fns.step,
+                                  (state_shape, inputs.batch(inputs.batch_size, inputs.train), hp_aval, key_aval), 2, hp_user)
+    metric_names = tuple(_check_step_output(step_out, state_shape))
     parts = [program_digest(init_jaxpr), program_digest(step_jaxpr)]
     val_names: tuple[str, ...] = ()
-    if n_val:
-        for rows in sorted({chunk, n_val % chunk} - {0}):
-            vb = jax.tree_util.tree_unflatten(treedef, [jax.ShapeDtypeStruct((rows, *a.shape[1:]), a.dtype) for a in val_arrays])
-            eval_jaxpr, eval_out = _trace("eval_step(state, batch, hp)", fns.eval, (state_shape, vb, hp_aval), 2, hp_user)
+    if inputs.n_val:
+        for rows in sorted({inputs.eval_chunk, inputs.n_val % inputs.eval_chunk} - {0}):
+            eval_jaxpr, eval_out = _trace("eval_step(state, batch, hp)", fns.eval,
+                                          (state_shape, inputs.batch(rows, inputs.val), hp_aval), 2, hp_user)
             val_names = tuple(_as_metrics("eval_step", eval_out, "a dict of scalar metrics"))
             parts.append(program_digest(eval_jaxpr))
-    metric_names = tuple(metrics)
     logs = [*metric_names, *(f"val_{k}" for k in val_names)]
     for cb in (es, rlr):
         if cb is not None and cb.monitor not in logs:
-            hint = " (pass validation_data and an eval_step)" if cb.monitor.startswith("val_") and not n_val else ""
+            hint = " (pass validation_data and an eval_step)" if cb.monitor.startswith("val_") and not inputs.n_val else ""
             raise GridrunError(f"{type(cb).__name__}(monitor={cb.monitor!r}): no such metric{hint}; available: {logs}")
-    hp = {"user": hp_user}
+    hp: dict[str, Any] = {"user": hp_user}
     if es is not None:
         hp["es"] = {k: jnp.float32(v) for k, v in es.hparams().items()}
     if rlr is not None:
         hp["rlr"] = {k: jnp.float32(v) for k, v in rlr.hparams().items()}
     config = LoopConfig(
         program=hashlib.sha1(repr(parts).encode()).hexdigest(),
-        treedef=treedef,
-        n_train=n_train,
-        n_val=n_val,
-        batch_size=bs,
-        eval_chunk=chunk,
+        treedef=inputs.treedef,
+        n_train=inputs.n_train,
+        n_val=inputs.n_val,
+        batch_size=inputs.batch_size,
+        eval_chunk=inputs.eval_chunk,
         metric_names=metric_names,
         val_names=val_names,
         lr_key=lr_key,
         early_stopping=None if es is None else (es.monitor, es.sign, bool(es.restore_best_weights)),
         reduce_lr=None if rlr is None else (rlr.monitor, rlr.sign),
-        input_shape=tuple(int(d) for d in train_arrays[0].shape[1:]),
+        input_shape=tuple(int(d) for d in inputs.train[0].shape[1:]),
     )
-    with _LOCK:  # the first trial's functions stand for every trial whose functions compute the same
-        eng = _ENGINES.get(config)
-        if eng is None:
-            eng = _ENGINES[config] = LoopEngine(config, fns, len(train_arrays))
+    return config, hp
 
-    params: dict[str, Any] = {
-        "samples": n_train,
-        "validation_samples": n_val,
-        "batch_size": bs,
+
+def _describe_call(inputs: _Inputs, epochs: int, init: Any, train_step: Any, eval_step: Any,
+                   hp_user: dict[str, Any], lr_key: str | None) -> dict[str, Any]:
+    """The run properties of a fit_loop call (History.params)."""
+    return {
+        "samples": inputs.n_train,
+        "validation_samples": inputs.n_val,
+        "batch_size": inputs.batch_size,
         "epochs": int(epochs),
         "epochs_completed": 0,
         "loop": {"init": getattr(init, "__name__", "init"), "train_step": getattr(train_step, "__name__", "train_step"),
@@ -547,47 +573,29 @@ def fit_loop(
                  "hparams": sorted(hp_user)},
         "learning_rate": None if lr_key is None else float(hp_user[lr_key]),
     }
-    history = History(params, eng, None, hp)
-    ctx = rundir.current()
-    if ctx is not None:
-        ctx.write_properties(**params)
-    names = config.log_names
+
+
+def _train(eng: LoopEngine, hp: Any, inputs: _Inputs, k_init: jax.Array, k_train: jax.Array, member: Member,
+           ctx: Any, verbose: int) -> Any:
+    """The trained, finalized engine state: alone through the epoch driver, or with the trial's
+    population group (the coordinator drives its epochs through the same Member)."""
     pop = population.active()
-    progress = EpochProgress(int(epochs)) if verbose and pop is None else None
+    if pop is None:
+        device = {k: jnp.asarray(v) for k, v in inputs.arrays().items()}
+        return train_alone(eng, eng.jit_init(hp, k_init), hp, device, k_train, member)
+    request = population.FitRequest(eng, hp, inputs.arrays(), k_init, k_train, member)
+    state = pop.submit(request)
+    if ctx is not None:
+        ctx.write_properties(population=request.population_info())
+    if verbose:
+        print(f"Trained in a population of {request.group_size}: {member.completed} epochs", flush=True)
+    return state
 
-    def on_epoch(e: int, row: Any) -> bool:
-        record = {k: float(str(np.float32(row[k]))) for k in names}
-        history.append(record)
-        from .fit import record_epoch, run_python_callbacks
 
-        pruned = record_epoch(ctx, e, record, progress, int(epochs))
-        return run_python_callbacks(lambdas, e, record) or pruned
-
-    arrays = {f"t{i}": a for i, a in enumerate(train_arrays)} | {f"v{i}": a for i, a in enumerate(val_arrays)}
-    if pop is not None:
-        request = population.FitRequest(eng, hp, arrays, k_init, k_train, int(epochs), on_epoch)
-        state = pop.submit(request)
-        if ctx is not None:
-            ctx.write_properties(population=request.population_info())
-        if verbose:
-            print(f"Trained in a population of {request.group_size}: {history.epochs_completed} epochs", flush=True)
-    else:
-        device = {k: jnp.asarray(v) for k, v in arrays.items()}
-        state = eng.jit_init(hp, k_init)
-        try:
-            for e in range(int(epochs)):
-                state, logs = eng.jit_epoch(state, hp, device, jax.random.fold_in(k_train, e))
-                logs = jax.device_get(logs)
-                asked = on_epoch(e, logs)
-                loss = [v for k, v in logs.items() if k.endswith("loss")]
-                if bool(logs["stopped"]) or asked or not all(math.isfinite(float(v)) for v in loss):
-                    if progress is not None and not asked:
-                        progress.note(f"Epoch {e + 1}: early stopping")
-                    break
-        finally:
-            if progress is not None:
-                progress.close()
-        state = eng.jit_finalize(state)
+def _finish(history: History, state: Any, es: Any, ctx: Any, lambdas: list[Any], fns: _Functions) -> None:
+    """Record the end of training (epochs completed, EarlyStopping's best epoch), hand the trained state
+    to the History as the user's code knows it, and run the callbacks' on_train_end."""
+    params = history.params
     params["epochs_completed"] = history.epochs_completed
     best = {}
     if es is not None:
@@ -603,4 +611,46 @@ def fit_loop(
     for cb in lambdas:
         if getattr(cb, "on_train_end", None) is not None:
             cb.on_train_end(final)
+
+
+def fit_loop(
+    init: Callable[..., Any],
+    train_step: Callable[..., Any],
+    data: Any,
+    *,
+    hparams: dict[str, Any] | None = None,
+    eval_step: Callable[..., Any] | None = None,
+    validation_data: Any = None,
+    epochs: int = 1,
+    batch_size: int = 32,
+    eval_batch_size: int | None = None,
+    callbacks: Any = (),
+    lr_key: str | None = None,
+    seed: int = 0,
+    verbose: int = 0,
+) -> History:
+    """Train with your own pure functions, compiled and recorded as `fit` does; see the module docstring
+    and docs/own-loop.md. Returns a History whose `.state` is the trained state (nnx objects merged)."""
+    _check_functions(init, train_step, eval_step)
+    hp_user = _hparams(hparams)
+    lr_key = _learning_rate_key(hp_user, lr_key)
+    inputs = _inputs(data, validation_data, eval_step, epochs, batch_size, eval_batch_size)
+    es, rlr, lambdas = _callbacks(callbacks, lr_key)
+
+    enable_persistent_cache()
+    k_init, k_train = seed_keys(seed)
+    fns = _Functions(init, train_step, eval_step)
+    config, hp = _configure(fns, inputs, hp_user, lr_key, es, rlr, k_init)
+    # the first trial's functions stand for every trial whose functions compute the same
+    eng = cached_program(config, lambda: LoopEngine(config, fns, len(inputs.train)))
+
+    params = _describe_call(inputs, epochs, init, train_step, eval_step, hp_user, lr_key)
+    history = History(params, eng, None, hp)
+    ctx = rundir.current()
+    if ctx is not None:
+        ctx.write_properties(**params)
+    progress = EpochProgress(int(epochs)) if verbose and population.active() is None else None
+    member = Member.for_trial(int(epochs), config.log_names, history, ctx, lambdas, progress)
+    state = _train(eng, hp, inputs, k_init, k_train, member, ctx, verbose)
+    _finish(history, state, es, ctx, lambdas, fns)
     return history
