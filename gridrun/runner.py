@@ -21,15 +21,16 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import rundir
 from ._io import read_json
+from ._scriptenv import script_environment
 from .errors import FlagError, GridrunError, TrialPruned
-from .record import finish, last_value, write_summary
+from .record import Status, finish, last_value, write_summary
 from .rundir import RunContext, iso, utc_now
 from .snapshot import git_info, snapshot_source, versions
 
@@ -106,8 +107,11 @@ def _rebind_logging_streams(routers: dict[int, _ThreadRouter]) -> None:
 
 
 @contextmanager
-def capture_output(path: Path, echo: bool = False) -> Iterator[None]:
-    """Send this thread's stdout and stderr (in order) to `path`, and to the console too when `echo`."""
+def capture_output(path: Path, echo: bool = False, on_exit: Callable[[], Any] | None = None) -> Iterator[None]:
+    """Send this thread's stdout and stderr (in order) to `path`, and to the console too when `echo`.
+
+    `on_exit()` is called last, while the output is still captured (a population trial that trained
+    nothing together prints its notice there: gridrun.train.population.trial_ending)."""
     out, err = install_output_routers()
     assert isinstance(out, _ThreadRouter) and isinstance(err, _ThreadRouter)
     with open(path, "a", encoding="utf-8", buffering=1) as fh:
@@ -117,9 +121,8 @@ def capture_output(path: Path, echo: bool = False) -> Iterator[None]:
             yield
         finally:
             try:
-                population = sys.modules.get("gridrun.train.population")
-                if population is not None:  # a population trial that trained nothing together says so
-                    population.trial_ending()
+                if on_exit is not None:
+                    on_exit()
             finally:
                 out.local.sinks = None
                 err.local.sinks = None
@@ -152,7 +155,7 @@ def start_properties(script: Path, context: str, sweep: str | None, trial: int |
         "script_path": str(script),
         "start": iso(utc_now()),
         "end": None,
-        "status": "running",
+        "status": Status.RUNNING,
         "completed": False,
         "type": "training",
         "context": context,
@@ -179,13 +182,15 @@ def execute(
     epoch_hook: Any = None,
     script_args: list[str] | None = None,
     metric: str | None = None,
+    on_exit: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """Run `script` in this process, recorded into `run_dir`; return the final properties.
 
     `epoch_hook(ctx, values)` is called after each `log_metrics` of the run (a sweep's pruner); it may
     raise TrialPruned, which ends the run as `pruned`. `script_args` are the script's own command-line
     arguments (sys.argv after its name); they are recorded as the `script_args` property, and
-    `gridrun.flags()` does not parse them.
+    `gridrun.flags()` does not parse them. `on_exit()` is called at the end of the captured output
+    (with `capture_output`; a population trial passes gridrun.train.population.trial_ending).
 
     Never raises for the script's own errors: an exception, a non-zero exit, a non-finite loss (any
     metric named loss, val_loss or *_loss, and `metric`, a sweep's ranking metric) or Ctrl-C end up as
@@ -196,7 +201,7 @@ def execute(
     ctx.epoch_hook = epoch_hook
     args = {} if script_args is None and "script_args" in ctx.properties else {
         "script_args": [str(a) for a in script_args or []]}  # its presence tells gridrun.flags() to skip sys.argv
-    if ctx.properties.get("status") != "running":  # training_run's parent may have started it already
+    if ctx.properties.get("status") != Status.RUNNING:  # training_run's parent may have started it already
         ctx.write_properties(**start_properties(script, context, sweep, trial), **args)
     else:
         ctx.write_properties(pid=os.getpid(), hostname=rundir.hostname(), **args)
@@ -206,58 +211,43 @@ def execute(
         ctx.write_flags(ctx.flags)
     snapshot_source(script, ctx.run_dir)
 
-    status, exit_code, message, tb = "completed", 0, None, None
-    argv = sys.argv
-    # runpy swaps sys.modules["__main__"] for the script's module and puts it back on the way out; a
-    # Ctrl-C landing inside runpy's own enter/exit skips that, and a session left with a script as its
-    # __main__ runs that script in every later multiprocessing "spawn" child (a Dask worker, a process
-    # pool), which then dies on the session's arguments. The main module is put back here, whatever happened.
-    main = sys.modules.get("__main__")
-    sys.argv = [str(script), *ctx.properties.get("script_args", [])]
-    folder = str(script.parent)
-    added = folder not in sys.path  # population threads share sys.path: the coordinator adds it once
-    if added:
-        sys.path.insert(0, folder)
-    cap = _capture(ctx.run_dir / rundir.OUTPUT_FILE, echo=echo) if capture_output else nullcontext()
-    try:
-        with rundir.activate(ctx), cap:
-            try:
-                runpy.run_path(str(script), run_name="__main__")
-            except SystemExit as exc:
-                code = exc.code
-                if code not in (None, 0):
-                    exit_code = code if isinstance(code, int) else 1
-                    status, message = "failed", f"script exited with status {exit_code}"
-                    if not isinstance(code, int):
-                        message = str(code)
-                        print(code, file=sys.stderr)
-            except KeyboardInterrupt:
-                status, exit_code, message = "interrupted", 130, "interrupted by the user (Ctrl-C)"
-                print("Interrupted.", file=sys.stderr)
-            except TrialPruned as exc:
-                status, exit_code, message = "pruned", 0, str(exc)
-            except FlagError as exc:
-                status, exit_code, message = "failed", 2, str(exc)
-                tb = traceback.format_exc()
-                print(f"error: {exc}", file=sys.stderr)
-            except BaseException as exc:  # noqa: BLE001 - the run must be recorded whatever happened
-                status, exit_code = "failed", 1
-                message = f"{type(exc).__name__}: {exc}"
-                tb = traceback.format_exc()
-                print(tb, file=sys.stderr, end="")
-    finally:
-        sys.argv = argv
-        if main is not None and threading.current_thread() is threading.main_thread():
-            sys.modules["__main__"] = main  # population threads: their coordinator restores it once all end
-        if added and folder in sys.path:
-            sys.path.remove(folder)
+    status, exit_code, message, tb = Status.COMPLETED, 0, None, None
+    argv = [str(script), *ctx.properties.get("script_args", [])]
+    # population threads share sys.path and __main__: their coordinator adds the folder and restores
+    # the main module once all have ended (script_environment restores it on the main thread only)
+    cap = _capture(ctx.run_dir / rundir.OUTPUT_FILE, echo=echo, on_exit=on_exit) if capture_output else nullcontext()
+    with script_environment(script.parent, argv), rundir.activate(ctx), cap:
+        try:
+            runpy.run_path(str(script), run_name="__main__")
+        except SystemExit as exc:
+            code = exc.code
+            if code not in (None, 0):
+                exit_code = code if isinstance(code, int) else 1
+                status, message = Status.FAILED, f"script exited with status {exit_code}"
+                if not isinstance(code, int):
+                    message = str(code)
+                    print(code, file=sys.stderr)
+        except KeyboardInterrupt:
+            status, exit_code, message = Status.INTERRUPTED, 130, "interrupted by the user (Ctrl-C)"
+            print("Interrupted.", file=sys.stderr)
+        except TrialPruned as exc:
+            status, exit_code, message = Status.PRUNED, 0, str(exc)
+        except FlagError as exc:
+            status, exit_code, message = Status.FAILED, 2, str(exc)
+            tb = traceback.format_exc()
+            print(f"error: {exc}", file=sys.stderr)
+        except BaseException as exc:  # noqa: BLE001 - the run must be recorded whatever happened
+            status, exit_code = Status.FAILED, 1
+            message = f"{type(exc).__name__}: {exc}"
+            tb = traceback.format_exc()
+            print(tb, file=sys.stderr, end="")
     pruned = ctx.properties.get("pruned")
-    if pruned and status != "interrupted":  # a pruned trial stays pruned, whatever the script did after
-        status, exit_code, message = "pruned", 0, str(pruned)
-    if status == "completed":
+    if pruned and status != Status.INTERRUPTED:  # a pruned trial stays pruned, whatever the script did after
+        status, exit_code, message = Status.PRUNED, 0, str(pruned)
+    if status == Status.COMPLETED:
         nan = _nonfinite(ctx, metric)
         if nan:
-            status, exit_code, message = "failed", 1, nan
+            status, exit_code, message = Status.FAILED, 1, nan
     return finish(ctx, status, exit_code, message, tb)
 
 
@@ -427,7 +417,7 @@ def _record_disk_error(run_dir: Path, error: OSError) -> dict[str, Any]:
           f"free some space", file=sys.stderr)
     ctx = RunContext.open(run_dir)
     try:
-        return finish(ctx, "failed", 1, message, None)
+        return finish(ctx, Status.FAILED, 1, message, None)
     except OSError:  # no room for a temporary file: rewrite properties.json in its own blocks
         for indent in (1, None):
             try:
@@ -469,9 +459,9 @@ def _reconcile(run_dir: Path, code: int, interrupted: bool) -> dict[str, Any]:
     """Make sure the run ends with a final status even when the child could not write it."""
     ctx = RunContext.open(run_dir)
     props = ctx.properties
-    if props.get("status") == "running" or (interrupted and props.get("status") != "interrupted"):
+    if props.get("status") == Status.RUNNING or (interrupted and props.get("status") != Status.INTERRUPTED):
         if interrupted:
-            return finish(ctx, "interrupted", code, "interrupted by the user (Ctrl-C)", None)
+            return finish(ctx, Status.INTERRUPTED, code, "interrupted by the user (Ctrl-C)", None)
         if code < 0:
             try:
                 name = signal.Signals(-code).name
@@ -480,7 +470,7 @@ def _reconcile(run_dir: Path, code: int, interrupted: bool) -> dict[str, Any]:
             message = f"the script's process was killed by {name}"
         else:
             message = f"the script's process ended with status {code} before recording its end"
-        return finish(ctx, "failed", code, message, None)
+        return finish(ctx, Status.FAILED, code, message, None)
     write_summary(run_dir)  # output.log is complete only now
     return props
 
