@@ -38,7 +38,6 @@ SOURCE_DIR = "source"
 ARTIFACTS_DIR = "artifacts"
 METADATA_DIR = "metadata"
 
-STATUSES = ("running", "completed", "failed", "interrupted")
 NAME_FORMAT = "%Y-%m-%dT%H-%M-%S"
 
 
@@ -251,7 +250,8 @@ def current() -> RunContext | None:
 
 def _start_by_hand(ctx: RunContext) -> None:
     """`GRIDRUN_RUN_DIR=runs/my-run python train.py`: record the script as an ordinary run (listed by
-    ls_runs, viewable), ended when the process exits: completed, or failed with the uncaught exception."""
+    ls_runs, viewable), ended when the process exits, through `record.finish` as every run is (final
+    properties and summary.json): completed, or failed / interrupted with the uncaught exception."""
     import atexit
     import sys
     import traceback
@@ -268,12 +268,14 @@ def _start_by_hand(ctx: RunContext) -> None:
         previous(kind, exc, tb)
 
     def end() -> None:
+        # the record layer (record.py, which imports this module) finishes every run: imported only here,
+        # at the end of a run recorded by hand
+        from .record import Status, finish
+
         interrupted = bool(failure) and failure[0].startswith("KeyboardInterrupt")
-        status = "interrupted" if interrupted else "failed" if failure else "completed"
-        ctx.write_properties(end=iso(utc_now()), status=status, completed=status == "completed",
-                             exit_code=(130 if interrupted else 1) if failure else 0,
-                             error_message=failure[0] if failure else None,
-                             error_traceback=failure[1] if failure else None)
+        status = Status.INTERRUPTED if interrupted else Status.FAILED if failure else Status.COMPLETED
+        finish(ctx, status, (130 if interrupted else 1) if failure else 0,
+               failure[0] if failure else None, failure[1] if failure else None)
 
     sys.excepthook = hook
     atexit.register(end)

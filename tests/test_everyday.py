@@ -13,6 +13,7 @@ from _util import run_cli
 from test_runs import make_run
 
 import gridrun
+from gridrun import runindex
 from gridrun._io import read_json
 from gridrun.errors import FlagError, GridrunError
 
@@ -175,6 +176,11 @@ def test_run_recorded_with_gridrun_run_dir_is_an_ordinary_run(project):
     assert r["flag_nodes1"] == 7 and r["metric_val_acc"] == 0.07 and r["script"] == "train.py"
     assert pd.notna(r["start"]) and pd.notna(r["end"])
     assert gridrun.latest_run("runs").name == "my-run"
+    # finished as every run is (record.finish): its summary.json is its row, so listings read it once
+    summary = read_json(project / "runs" / "my-run" / "summary.json")
+    assert summary is not None and summary["status"] == "completed" and summary["metric_val_acc"] == 0.07
+    assert summary["epochs_completed"] == r["epochs_completed"] > 0
+    assert runindex.scan("runs").stats["live"] == 0
     assert run_cli("view", "my-run", "--no-open", cwd=project).returncode == 0
     ls = run_cli("ls", "--format", "json", "--columns", "run_dir", "status", cwd=project)
     assert json.loads(ls.stdout) == [{"run_dir": str(Path("runs") / "my-run"), "status": "completed"}]
@@ -185,6 +191,9 @@ def test_run_recorded_with_gridrun_run_dir_is_an_ordinary_run(project):
     bad = gridrun.run_info("bad-run", runs_dir="runs").properties
     assert bad["status"] == "failed" and bad["error_message"] == "ValueError: boom" and "Traceback" in bad["error_traceback"]
     assert gridrun.latest_run("runs").name == "bad-run"  # named by hand: newest by start time
+    assert read_json(project / "runs" / "bad-run" / "summary.json")["error_message"] == "ValueError: boom"
+    failed = gridrun.ls_runs("runs", subset="status == 'failed'")
+    assert list(failed["run_dir"].map(lambda p: Path(p).name)) == ["bad-run"]
 
 
 # -- item 8: ls --sweep and run names ------------------------------------------------------------
