@@ -26,7 +26,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import rundir
+from . import rundir, scoring
 from ._io import read_json
 from ._scriptenv import script_environment
 from .errors import FlagError, GridrunError, TrialPruned
@@ -136,9 +136,10 @@ _capture = capture_output  # execute() has a parameter of that name
 
 
 def _nonfinite(ctx: RunContext, metric: str | None = None) -> str | None:
-    """Why a run diverged: the first non-finite value of a loss (loss, val_loss, *_loss) or of `metric`
-    (a sweep's ranking metric), as "val_loss became nan at epoch 3" (the script's epoch label); or None."""
-    names = [n for n in ctx.metrics if n in ("loss", "val_loss") or n.endswith("_loss") or n == metric]
+    """Why a run diverged: the first non-finite value of a loss (scoring.is_loss: loss, val_loss, *_loss) or
+    of `metric` (a sweep's ranking metric), as "val_loss became nan at epoch 3" (the script's epoch label);
+    or None."""
+    names = [n for n in ctx.metrics if scoring.is_loss(n) or n == metric]
     first: tuple[int, str] | None = None
     for name in names:
         for row, value in enumerate(ctx.metrics[name]):

@@ -193,11 +193,17 @@ def run_row(run_dir: str | os.PathLike) -> pd.DataFrame:
 def resolve_run(run: Any = None, runs_dir: str | os.PathLike = "runs") -> Path:
     """Turn a run name, a path inside runs_dir, or a row of ls_runs into a run dir inside `runs_dir`.
 
-    Names resolve only inside the runs dir: '../../etc' is refused. None means the latest run.
+    Names resolve only inside the runs dir: '../../etc' is refused (so a report never reads files outside
+    the runs asked about). None means the latest run. The one resolver: the reports use it too.
     """
     root = Path(runs_dir).resolve()
     if run is None:
         return latest_run(runs_dir)
+    if not isinstance(run, (str, os.PathLike)) and not hasattr(run, "__getitem__"):
+        raise GridrunError(
+            f"cannot use {type(run).__name__} as a run: give a run name, a path inside the runs dir "
+            "or a row of gridrun.ls_runs()"
+        )
     if isinstance(run, pd.DataFrame):
         if len(run) != 1:
             raise GridrunError(f"expected one run, got a table of {len(run)} rows: select one row")
