@@ -150,6 +150,54 @@ def _nonfinite(ctx: RunContext, metric: str | None = None) -> str | None:
     return first[1] if first else None
 
 
+_GRIDRUN_DIR = str(Path(__file__).resolve().parent) + os.sep
+_HIDDEN = (_GRIDRUN_DIR, runpy.__file__.removesuffix("c"))  # gridrun's own files, and runpy's
+
+
+def _frames(exc: BaseException) -> list[traceback.FrameSummary]:
+    return list(traceback.extract_tb(exc.__traceback__))
+
+
+def _is_internal(filename: str) -> bool:
+    return filename.startswith(_HIDDEN) or filename.startswith("<frozen ")
+
+
+def user_traceback(exc: BaseException, script: Path) -> str:
+    """The traceback of an exception a script raised, trimmed as pytest trims a test's: it starts at the
+    script's own frame (the runner's and runpy's frames above it are left out); the frames below it (the
+    user's modules, libraries, gridrun where the error came from) stay. Chained exceptions are kept."""
+    tb = exc.__traceback__
+    while tb is not None and _is_internal(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    if tb is None:  # not raised under the script (cannot happen for run_path): the whole traceback
+        return "".join(traceback.format_exception(exc))
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _where(exc: BaseException) -> traceback.FrameSummary | None:
+    """The user's frame an exception came from: the deepest frame outside gridrun, runpy and the
+    installed packages (the line of the user's script or module that called gridrun)."""
+    import sysconfig
+
+    libs = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")})
+    user = [f for f in _frames(exc) if not _is_internal(f.filename) and not f.filename.startswith(libs)]
+    return user[-1] if user else None
+
+
+def error_line(exc: GridrunError, script: Path) -> str:
+    """A GridrunError raised in a script run, as one line: `train.py:12: error: MESSAGE` (the path as
+    short as it is clear: relative to the working directory when inside it)."""
+    frame = _where(exc)
+    if frame is None:
+        return f"error: {exc}"
+    path = Path(frame.filename)
+    try:
+        shown = str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        shown = str(path)
+    return f"{shown}:{frame.lineno}: error: {exc}"
+
+
 def start_properties(script: Path, context: str, sweep: str | None, trial: int | None) -> dict[str, Any]:
     return {
         "script": script.name,
@@ -233,14 +281,15 @@ def execute(
             print("Interrupted.", file=sys.stderr)
         except TrialPruned as exc:
             status, exit_code, message = Status.PRUNED, 0, str(exc)
-        except FlagError as exc:
-            status, exit_code, message = Status.FAILED, 2, str(exc)
-            tb = traceback.format_exc()
-            print(f"error: {exc}", file=sys.stderr)
+        except GridrunError as exc:  # gridrun's own one-line message for a user's mistake, at the user's line
+            status, exit_code = Status.FAILED, 2 if isinstance(exc, FlagError) else 1
+            message = str(exc) if isinstance(exc, FlagError) else f"{type(exc).__name__}: {exc}"
+            tb = user_traceback(exc, script)
+            print(error_line(exc, script), file=sys.stderr)
         except BaseException as exc:  # noqa: BLE001 - the run must be recorded whatever happened
             status, exit_code = Status.FAILED, 1
             message = f"{type(exc).__name__}: {exc}"
-            tb = traceback.format_exc()
+            tb = user_traceback(exc, script)
             print(tb, file=sys.stderr, end="")
     pruned = ctx.properties.get("pruned")
     if pruned and status != Status.INTERRUPTED:  # a pruned trial stays pruned, whatever the script did after
@@ -360,6 +409,8 @@ def training_run(
     row = run_row(run_dir)
     if summary and echo:
         _print_summary(run_dir, final, time.monotonic() - t0, runs_dir=runs_dir, copied=copied)
+    elif summary and final.get("status") == Status.FAILED:  # quiet: the script's output was not shown
+        print(failure_line(run_dir, final), file=sys.stderr)
     if interrupted:
         raise KeyboardInterrupt
     return row
@@ -540,6 +591,11 @@ def runs_dir_hint(runs_dir: str | os.PathLike) -> str:
     import shlex
 
     return f" --runs-dir {shlex.quote(str(runs_dir))}"
+
+
+def failure_line(run_dir: Path, props: dict[str, Any]) -> str:
+    """One line saying that a run failed and why, for output that shows nothing else (--quiet)."""
+    return f"gridrun: run {run_dir.name} failed: {props.get('error_message') or 'no reason recorded'}"
 
 
 def _print_summary(run_dir: Path, props: dict[str, Any], seconds: float, runs_dir: str | os.PathLike = "runs",
