@@ -381,7 +381,9 @@ def training_run(
     env["PYTHONUNBUFFERED"] = "1"
     if config:
         env["GRIDRUN_CONFIG"] = config
-    cmd = [sys.executable, "-m", "gridrun._child", str(script), str(run_dir)]  # script_args: in properties
+    # -P: gridrun is imported before the working directory goes on sys.path (gridrun._child puts it there),
+    # so a folder named gridrun in it (the checkout, run from the folder above) cannot hide the package
+    cmd = [sys.executable, "-P", "-m", "gridrun._child", str(script), str(run_dir)]  # script_args: in properties
     t0 = time.monotonic()
     interrupted = False
     disk_error: OSError | None = None

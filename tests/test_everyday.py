@@ -268,3 +268,40 @@ def test_latest_run_is_a_path_that_gives_the_record(tmp_path):
     assert list(run.metrics.columns) == ["loss", "val_loss", "val_acc"] and run.evaluation["acc"] == 0.9
     assert run.run_dir == b.resolve() and type(run.run_dir) is not type(run)
     assert gridrun.run_info(run, runs_dir=tmp_path).run_dir == b.resolve()
+
+
+# -- issue 22 item 11: the folder above a checkout named gridrun -----------------------------------
+
+
+def _checkout_named_gridrun(parent):
+    """A gridrun checkout in `parent`/gridrun, as `git clone` names it: its root __init__.py, its package."""
+    repo = Path(gridrun.__file__).resolve().parents[1]
+    (parent / "gridrun" / "gridrun").mkdir(parents=True)
+    (parent / "gridrun" / "__init__.py").write_text((repo / "__init__.py").read_text())
+    (parent / "gridrun" / "gridrun" / "__init__.py").write_text("")
+    return parent / "gridrun"
+
+
+def test_a_script_in_the_folder_above_the_checkout_says_the_checkout_hides_the_package(tmp_path):
+    checkout = _checkout_named_gridrun(tmp_path)
+    (tmp_path / "train.py").write_text("import gridrun\nprint(gridrun.ls_runs())\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "train.py"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 1 and "has no attribute" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"ImportError: `import gridrun` found {checkout}, the gridrun source checkout"), last
+    assert "Run the script from another folder" in last
+    inside = subprocess.run([sys.executable, "-c", "import gridrun; print(gridrun.__file__)"], cwd=checkout,
+                            env=env, capture_output=True, text=True)
+    assert inside.returncode == 0 and inside.stdout.strip() == str(checkout / "gridrun" / "__init__.py")
+
+
+def test_training_run_from_the_folder_above_the_checkout_imports_the_package(tmp_path):
+    _checkout_named_gridrun(tmp_path)
+    (tmp_path / "train.py").write_text("import gridrun\ngridrun.log_metrics(loss=float(len(gridrun.ls_runs())))\n")
+    (tmp_path / "helper.py").write_text("")
+    # the `gridrun` command: its sys.path starts with its own folder, not the working directory (-P)
+    out = subprocess.run([sys.executable, "-P", "-m", "gridrun.cli", "training-run", "train.py"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert gridrun.ls_runs(tmp_path / "runs")["status"].tolist() == ["completed"]
