@@ -9,7 +9,6 @@ adopting a remote worker's files). The runs table (runs.py), the reports and the
 
 from __future__ import annotations
 
-import enum
 import os
 import sys
 from collections.abc import Mapping
@@ -18,20 +17,7 @@ from typing import Any
 
 from . import rundir
 from ._io import decode_float, read_json, write_json
-from .rundir import RunContext, iso, read_metrics_file, utc_now
-
-
-class Status(enum.StrEnum):
-    """The status of a run, and of a sweep's trial (pending and lost only occur for trials)."""
-
-    PENDING = "pending"  # planned, not started (or to run again)
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"  # Ctrl-C, or its process stopped before the run ended
-    LOST = "lost"  # a trial's earlier attempt still running in a process this client does not own
-    PRUNED = "pruned"  # stopped early by a pruner: not a failure
-
+from .rundir import RunContext, Status, iso, read_metrics_file, utc_now  # Status: the runs' one vocabulary
 
 # Columns of tfruns' ls_runs(), in its order; eval_/metric_/flag_ columns go where tfruns puts them.
 TRAINING_COLUMNS = ["samples", "validation_samples", "batch_size", "epochs", "epochs_completed", "metrics",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import datetime as _dt
+import enum
 import operator
 import os
 import socket
@@ -39,6 +40,19 @@ ARTIFACTS_DIR = "artifacts"
 METADATA_DIR = "metadata"
 
 NAME_FORMAT = "%Y-%m-%dT%H-%M-%S"
+
+
+class Status(enum.StrEnum):
+    """The status of a run (properties.json `status`), and of a sweep's trial (pending and lost only occur
+    for trials). Defined here, with the run dir's files, so every layer uses it; known as `record.Status`."""
+
+    PENDING = "pending"  # planned, not started (or to run again)
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # Ctrl-C, or its process stopped before the run ended
+    LOST = "lost"  # a trial's earlier attempt still running in a process this client does not own
+    PRUNED = "pruned"  # stopped early by a pruner: not a failure
 
 
 def utc_now() -> _dt.datetime:
@@ -243,7 +257,7 @@ def current() -> RunContext | None:
             flags = json.loads(os.environ.get(ENV_FLAGS) or "{}")
             Path(path).mkdir(parents=True, exist_ok=True)
             _env_context = RunContext.open(path, flags)
-            if _env_context.properties.get("status") != "running":  # no runner started it: a run by hand
+            if _env_context.properties.get("status") != Status.RUNNING:  # no runner started it: a run by hand
                 _start_by_hand(_env_context)
         return _env_context
 
@@ -258,7 +272,7 @@ def _start_by_hand(ctx: RunContext) -> None:
 
     script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
     ctx.write_properties(script=script.name if script else None, script_path=str(script) if script else None,
-                         start=iso(utc_now()), end=None, status="running", completed=False, type="training",
+                         start=iso(utc_now()), end=None, status=Status.RUNNING, completed=False, type="training",
                          context="local", hostname=hostname(), pid=os.getpid())
     failure: list[str] = []
     previous = sys.excepthook
@@ -270,7 +284,7 @@ def _start_by_hand(ctx: RunContext) -> None:
     def end() -> None:
         # the record layer (record.py, which imports this module) finishes every run: imported only here,
         # at the end of a run recorded by hand
-        from .record import Status, finish
+        from .record import finish
 
         interrupted = bool(failure) and failure[0].startswith("KeyboardInterrupt")
         status = Status.INTERRUPTED if interrupted else Status.FAILED if failure else Status.COMPLETED

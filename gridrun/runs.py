@@ -26,6 +26,7 @@ from .record import (
     OPTIONAL_INT_COLUMNS,
     RUN_COLUMNS,
     TRAINING_COLUMNS,
+    Status,
     no_script_message,
     order_error_message,
     script_matches,
@@ -430,7 +431,7 @@ def select_runs(runs: Any, runs_dir: str | os.PathLike, failed: bool) -> list[Pa
         return [resolve_run(r, runs_dir) for r in listed]
     df = ls_runs(runs_dir)
     if failed:
-        df = df[df["status"].isin(["failed", "interrupted"])]
+        df = df[df["status"].isin([Status.FAILED, Status.INTERRUPTED])]
     return [Path(p).resolve() for p in df["run_dir"]]
 
 

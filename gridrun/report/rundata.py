@@ -27,6 +27,7 @@ from ..rundir import (
     OUTPUT_FILE,
     PROPERTIES_FILE,
     SOURCE_DIR,
+    Status,
     read_metrics_file,
 )
 
@@ -96,7 +97,7 @@ class RunData:
 
     @property
     def is_running(self) -> bool:
-        return self.status == "running"
+        return self.status == Status.RUNNING
 
     @property
     def epochs_completed(self) -> int:
