@@ -24,6 +24,10 @@ def main() -> int:
     signal.signal(signal.SIGINT, _on_sigint)
     from .runner import execute
 
+    # started with -P (gridrun/runner.py): the working directory goes first on sys.path only now, once
+    # gridrun is imported, as `python -m` would have put it (the script imports modules from it)
+    sys.path.insert(0, os.getcwd())
+
     script, run_dir = sys.argv[1], sys.argv[2]
     flags = json.loads(os.environ.get("GRIDRUN_FLAGS") or "{}")
     try:

@@ -87,8 +87,24 @@ class FlagSpec:
         example = {"numeric": "0.01", "integer": "64", "boolean": "true", "string": "adam"}[self.type]
         raise FlagError(
             f"flag '{self.name}' ({self.type}) cannot take {value!r} from {source}: "
-            f"give {_ARTICLE[self.type]} {self.type} value, e.g. --flag {self.name}={example}"
+            f"give {_ARTICLE[self.type]} {self.type} value, e.g. {_example(self.name, example, source)}"
         )
+
+
+def _example(name: str, value: str, source: str) -> str:
+    """A flag setting written the way that works where the bad value came from: `--lr 0.01` on the
+    script's own command line (`python train.py`), `lr: 0.01` in a flags file, `lr=0.01` in a
+    declaration, and `--flag lr=0.01` for gridrun's training-run / tuning-run."""
+    if source == COMMAND_LINE:
+        return f"--{name} {value}"
+    if source.startswith("flags file"):
+        return f"{name}: {value}"
+    if source in ("its default", "its values="):
+        return f"{name}={value}" if source == "its default" else f"values=[{value}]"
+    return f"--flag {name}={value} (from Python: flags={{{name!r}: {value}}})"
+
+
+COMMAND_LINE = "the command line"  # the source of flags from the script's own sys.argv
 
 
 def _to_float(v: Any) -> float:
@@ -318,7 +334,7 @@ def _resolve(specs, keyword_defaults, config, file, arguments, ctx) -> Flags | s
     path = Path(file) if file is not None else _script_dir(ctx) / "flags.yml"
     for layer, source in (
         (read_flags_file(path, config, required=file is not None), f"flags file {path}"),
-        (cli, "the command line"),
+        (cli, COMMAND_LINE),
         (ctx.flags if ctx is not None else {}, "the runner"),
     ):
         unknown = [k for k in layer if k not in declared]

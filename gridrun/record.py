@@ -9,7 +9,6 @@ adopting a remote worker's files). The runs table (runs.py), the reports and the
 
 from __future__ import annotations
 
-import enum
 import os
 import sys
 from collections.abc import Mapping
@@ -18,20 +17,7 @@ from typing import Any
 
 from . import rundir
 from ._io import decode_float, read_json, write_json
-from .rundir import RunContext, iso, read_metrics_file, utc_now
-
-
-class Status(enum.StrEnum):
-    """The status of a run, and of a sweep's trial (pending and lost only occur for trials)."""
-
-    PENDING = "pending"  # planned, not started (or to run again)
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"  # Ctrl-C, or its process stopped before the run ended
-    LOST = "lost"  # a trial's earlier attempt still running in a process this client does not own
-    PRUNED = "pruned"  # stopped early by a pruner: not a failure
-
+from .rundir import RunContext, Status, iso, read_metrics_file, utc_now  # Status: the runs' one vocabulary
 
 # Columns of tfruns' ls_runs(), in its order; eval_/metric_/flag_ columns go where tfruns puts them.
 TRAINING_COLUMNS = ["samples", "validation_samples", "batch_size", "epochs", "epochs_completed", "metrics",
@@ -44,6 +30,50 @@ KNOWN_PROPERTIES = set(TRAINING_COLUMNS) | set(RUN_COLUMNS) | {
     "script_path", "versions", "git", "hostname", "pid", "exit_code", "jax_devices", "heartbeat",
     rundir.EPOCH_LABELS}
 OUTPUT_TAIL = 2000  # characters of output kept in the table's `output` column
+
+
+def script_matches(script: Any, name: str) -> bool:
+    """Whether a run's `script` property (the file name, `train.py`) is the script `name`: its file name,
+    with or without `.py`, or a path ending in it (`examples/train.py`)."""
+    if not isinstance(script, str):
+        return False
+    wanted = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return script == wanted or script.removesuffix(".py") == wanted
+
+
+def no_script_message(name: str, scripts: list[Any]) -> str:
+    """The one-line error for `--script NAME` / `script=` matching no run, naming the scripts there are."""
+    there = sorted({s for s in scripts if isinstance(s, str)})
+    return (f"no runs of script {name!r}: scripts with runs there: {', '.join(there) or '(none)'}; "
+            f"give one of those names (e.g. --script {there[0] if there else 'train.py'})")
+
+
+def column_suggestion(name: str, columns: list[str]) -> str | None:
+    """The column of the runs table someone naming `name` most likely means: `metric_val_loss` for
+    `val_loss` (a metric, flag or evaluation named without its table prefix), else a close spelling."""
+    import difflib
+
+    for prefix in ("metric_", "flag_", "eval_"):
+        if prefix + name in columns:
+            return prefix + name
+    short = {}  # a close spelling of a column's name, with or without its prefix
+    for col in columns:
+        short.setdefault(col, col)
+        for prefix in ("metric_", "flag_", "eval_"):
+            if col.startswith(prefix):
+                short.setdefault(col[len(prefix):], col)
+    close = difflib.get_close_matches(name, list(short), n=1, cutoff=0.6)
+    return short[close[0]] if close else None
+
+
+def order_error_message(missing: list[str], columns: list[str]) -> str:
+    """The one-line error for sorting runs by columns the table lacks, with "did you mean" hints."""
+    named = []
+    for name in missing:
+        hint = column_suggestion(name, columns)
+        named.append(f"{name} (did you mean {hint}?)" if hint else name)
+    cols = ", ".join(c for c in columns if c.startswith(("metric_", "flag_", "eval_"))) or "(none yet)"
+    return f"cannot order runs by {', '.join(named)}: no such column. Columns to order by: {cols}"
 
 
 def last_value(series: list[Any] | None) -> Any:

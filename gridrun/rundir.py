@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import datetime as _dt
+import enum
 import operator
 import os
 import socket
@@ -38,8 +39,20 @@ SOURCE_DIR = "source"
 ARTIFACTS_DIR = "artifacts"
 METADATA_DIR = "metadata"
 
-STATUSES = ("running", "completed", "failed", "interrupted")
 NAME_FORMAT = "%Y-%m-%dT%H-%M-%S"
+
+
+class Status(enum.StrEnum):
+    """The status of a run (properties.json `status`), and of a sweep's trial (pending and lost only occur
+    for trials). Defined here, with the run dir's files, so every layer uses it; known as `record.Status`."""
+
+    PENDING = "pending"  # planned, not started (or to run again)
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # Ctrl-C, or its process stopped before the run ended
+    LOST = "lost"  # a trial's earlier attempt still running in a process this client does not own
+    PRUNED = "pruned"  # stopped early by a pruner: not a failure
 
 
 def utc_now() -> _dt.datetime:
@@ -244,21 +257,22 @@ def current() -> RunContext | None:
             flags = json.loads(os.environ.get(ENV_FLAGS) or "{}")
             Path(path).mkdir(parents=True, exist_ok=True)
             _env_context = RunContext.open(path, flags)
-            if _env_context.properties.get("status") != "running":  # no runner started it: a run by hand
+            if _env_context.properties.get("status") != Status.RUNNING:  # no runner started it: a run by hand
                 _start_by_hand(_env_context)
         return _env_context
 
 
 def _start_by_hand(ctx: RunContext) -> None:
     """`GRIDRUN_RUN_DIR=runs/my-run python train.py`: record the script as an ordinary run (listed by
-    ls_runs, viewable), ended when the process exits: completed, or failed with the uncaught exception."""
+    ls_runs, viewable), ended when the process exits, through `record.finish` as every run is (final
+    properties and summary.json): completed, or failed / interrupted with the uncaught exception."""
     import atexit
     import sys
     import traceback
 
     script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
     ctx.write_properties(script=script.name if script else None, script_path=str(script) if script else None,
-                         start=iso(utc_now()), end=None, status="running", completed=False, type="training",
+                         start=iso(utc_now()), end=None, status=Status.RUNNING, completed=False, type="training",
                          context="local", hostname=hostname(), pid=os.getpid())
     failure: list[str] = []
     previous = sys.excepthook
@@ -268,12 +282,14 @@ def _start_by_hand(ctx: RunContext) -> None:
         previous(kind, exc, tb)
 
     def end() -> None:
+        # the record layer (record.py, which imports this module) finishes every run: imported only here,
+        # at the end of a run recorded by hand
+        from .record import finish
+
         interrupted = bool(failure) and failure[0].startswith("KeyboardInterrupt")
-        status = "interrupted" if interrupted else "failed" if failure else "completed"
-        ctx.write_properties(end=iso(utc_now()), status=status, completed=status == "completed",
-                             exit_code=(130 if interrupted else 1) if failure else 0,
-                             error_message=failure[0] if failure else None,
-                             error_traceback=failure[1] if failure else None)
+        status = Status.INTERRUPTED if interrupted else Status.FAILED if failure else Status.COMPLETED
+        finish(ctx, status, (130 if interrupted else 1) if failure else 0,
+               failure[0] if failure else None, failure[1] if failure else None)
 
     sys.excepthook = hook
     atexit.register(end)

@@ -2,8 +2,8 @@
 
 Each run dir stays the source of truth: an ended run's row is its `summary.json`, and a run without one
 (still active) is summarised from its files on every listing. The index only caches `summary.json`
-contents, in `RUNS_DIR/.index/<day>.json` (one shard per day of run names, so a sweep adding runs today
-rewrites only today's shard). Each cached row carries the stat of the summary it was read from (inode,
+contents, in `RUNS_DIR/.index/<day>.jsonl` (one shard per day of run names, so a sweep adding runs today
+rewrites only today's shard; shards of before named `<day>.json` are read, and renamed when next written). Each cached row carries the stat of the summary it was read from (inode,
 size, mtime and ctime in ns); a listing stats every run's summary.json (one cheap system call per run) and
 uses a cached row only when all four match, else it reads the summary again. gridrun replaces summaries
 atomically (a new inode each time), and a row is cached only when its summary was older than `RACY_NS`
@@ -13,8 +13,8 @@ A shard is written by whichever listing finds it out of date, with an atomic rep
 listings (and sweeps writing runs meanwhile) can only make a shard miss rows, which the next listing
 re-reads, never hold a wrong one. A runs dir that cannot be written is listed from the summaries.
 
-Shard format (FORMAT 2): a first line `{"format": 2, "light": BYTES, "heavy": BYTES}`, then two JSON
-texts of those sizes, each ending in a newline. The light part: `{"groups": [{"keys": [...], "names":
+Shard format (FORMAT 2), three lines of one JSON text each: a first line `{"format": 2, "light": BYTES,
+"heavy": BYTES}`, then two JSON texts of those sizes, each ending in a newline. The light part: `{"groups": [{"keys": [...], "names":
 [...], "ino": [...], "size": [...], "mtime": [...], "ctime": [...], "cols": {key: [value per run] or
 {"=": value shared by all its runs} or {"d"/"q": base64 of float64s/int64s}}}]}`, one group per set of
 columns (a sweep's runs share one), with the columns other than HEAVY (see `_pack`). The heavy part: a
@@ -42,6 +42,8 @@ from . import rundir
 from ._io import write_bytes_atomic
 
 INDEX_DIR = ".index"
+SUFFIX = ".jsonl"  # a shard holds one JSON text a line
+LEGACY_SUFFIX = ".json"  # shards written before were named so: still read, renamed when next written
 FORMAT = 2
 HEAVY = frozenset(("output", "model", "error_traceback"))  # long text: on the shard's second line
 RACY_NS = 2_000_000_000  # a summary changed less than this before it was read is not cached yet
@@ -188,6 +190,7 @@ class _Shard:
 
     def __init__(self, path: Path):
         self.path = path
+        self.legacy: Path | None = None  # the shard of before this one was read from, to remove once rewritten
         self.groups: list[dict[str, Any]] = []
         self.gone: set[str] = set()  # runs whose cached rows are dropped (read again, or removed)
         self.fresh: dict[str, tuple[tuple[int, int, int, int], dict[str, Any]]] = {}  # read now: stat, row
@@ -196,7 +199,14 @@ class _Shard:
         self._heavy: list[dict[str, Any]] | None = None
         self._heavy_size = 0
         try:
-            self._fh = open(path, "rb")  # noqa: SIM115 - kept open to read the heavy part of the same file later
+            try:
+                self._fh = open(path, "rb")  # noqa: SIM115 - kept open to read the heavy part of the same file later
+            except FileNotFoundError:
+                legacy = path.with_suffix(LEGACY_SUFFIX)
+                if legacy == path:
+                    raise
+                self._fh = open(legacy, "rb")  # noqa: SIM115
+                self.legacy, self.changed = legacy, True  # rewrite it under its name of now
             sizes = json.loads(self._fh.readline(200))
             if sizes.get("format") != FORMAT:
                 raise ValueError("index format")
@@ -310,101 +320,141 @@ def scan(
     it is current and from the run dirs otherwise. `sweep` keeps one sweep's runs, `limit` stops after
     that many rows, `heavy=False` leaves out the long text columns (HEAVY). Shards found out of date are
     rewritten (unless `write=False`)."""
-    from .record import summarize  # the record layer summarises active runs
-
     root = Path(runs_dir)
     out = Scan(prefix=str(root) + os.sep)
     if not root.is_dir():
         return out
-    prefix = out.prefix
     names = run_names(root)
-    index_dir = root / INDEX_DIR
-    shards: dict[str, _Shard] = {}
-    days: dict[str, str] = {}
-    taken: dict[tuple[str, int], list[tuple[int, str]]] = {}  # (shard, group) -> [(row, name)]
-    firsts: dict[tuple[str, int], int] = {}
-    singles: list[tuple[int, str, dict[str, Any]]] = []  # rows read now: (position, name, row)
-    fresh_before = time.time_ns() - RACY_NS
-    use_fd = os.stat in os.supports_dir_fd and os.open in os.supports_dir_fd
-    fd = os.open(root, os.O_RDONLY) if use_fd else None
-    summary = rundir.SUMMARY_FILE
-    suffix = "/" + summary
-    stat = os.stat
-    complete = True
-    count = 0
-    sweep_cols: dict[tuple[str, int], Any] = {}
-    try:
-        ordered = reversed(names) if newest_first else names
-        for day, day_names in itertools.groupby(ordered, key=lambda n: n[:10]):
-            key = days.get(day)
-            if key is None:
-                key = days[day] = shard_key(day)
-            shard = shards.get(key)
-            if shard is None:
-                shard = shards[key] = _Shard(index_dir / f"{key}.json")
-            find = shard.find
-            for name in day_names:
-                if limit is not None and count >= limit:
-                    complete = False
-                    break
-                rel = name + suffix
-                try:
-                    st = stat(rel, dir_fd=fd) if fd is not None else stat(prefix + rel)
-                except (FileNotFoundError, NotADirectoryError):
-                    st = None
-                at = find(name) if st is not None else None
-                if at is not None and _same_stat(shard.groups[at[0]], at[1], st):
-                    g, j = at
-                    if sweep is not None:
-                        col = sweep_cols.get((key, g), 0)
-                        if col == 0:
-                            col = sweep_cols[key, g] = shard.groups[g]["cols"].get("sweep")
-                        value = None if col is None else col["="] if _const(col) else col[j]
-                        if value != sweep:
-                            continue
-                    picked = taken.get((key, g))
-                    if picked is None:
-                        picked = taken[key, g] = []
-                        firsts[key, g] = count
-                    picked.append((j, name))
-                    count += 1
-                    continue
-                row, fst = _read_summary(fd, rel, prefix + rel) if st is not None else (None, None)
-                if row is not None:
-                    out.stats["read"] += 1
-                    if max(fst.st_mtime_ns, fst.st_ctime_ns) < fresh_before:
-                        shard.forget(name)
-                        shard.fresh[name] = (_stat_key(fst), row)
-                        shard.changed = True
-                    else:
-                        shard.drop(name)  # changed too recently to be cached yet
-                else:
-                    if not os.path.exists(prefix + f"{name}/{rundir.PROPERTIES_FILE}"):
-                        continue  # not a run (reports/, stray folders)
-                    row = summarize(prefix + name)
-                    out.stats["live"] += 1
-                    shard.drop(name)  # no summary.json (any more)
-                if sweep is not None and row.get("sweep") != sweep:
-                    continue
-                if not heavy:
-                    row = {k: v for k, v in row.items() if k not in HEAVY}
-                singles.append((count, name, row))
-                count += 1
-            if not complete:
-                break
-        out.stats["cached"] = sum(map(len, taken.values()))
-        for (key, g), picked in taken.items():
-            shard = shards[key]
+    with _Scanner(root, out.prefix, sweep, heavy, limit) as scanner:
+        scanner.walk(reversed(names) if newest_first else names)  # 1. each run: a cached row or one read now
+        out.blocks += scanner.cached_blocks(newest_first)  # 2. the cached rows, block by block
+        out.blocks += _blocks_of(scanner.singles)  # 3. the rows read now
+        out.stats.update(scanner.stats, cached=sum(map(len, scanner.taken.values())))
+        if write:
+            out.stats["written"] = scanner.write_shards(set(names))  # 4. shards found out of date
+    if newest_first:
+        out.blocks.sort(key=lambda b: b.first)
+    return out
+
+
+class _Scanner:
+    """One scan of a runs dir: the shards it opened, the cached rows it takes and the rows it reads."""
+
+    def __init__(self, root: Path, prefix: str, sweep: str | None, heavy: bool, limit: int | None):
+        self.root, self.prefix, self.sweep, self.heavy, self.limit = root, prefix, sweep, heavy, limit
+        self.index_dir = root / INDEX_DIR
+        self.shards: dict[str, _Shard] = {}
+        self.taken: dict[tuple[str, int], list[tuple[int, str]]] = {}  # (shard, group) -> [(row, name)]
+        self.firsts: dict[tuple[str, int], int] = {}  # listing position of each group's first row taken
+        self.singles: list[tuple[int, str, dict[str, Any]]] = []  # rows read now: (position, name, row)
+        self.sweep_cols: dict[tuple[str, int], Any] = {}
+        self.stats = {"read": 0, "live": 0}
+        self.count = 0
+        self.complete = True  # every run was looked at (no `limit` cut the walk short)
+        self.fresh_before = time.time_ns() - RACY_NS
+        use_fd = os.stat in os.supports_dir_fd and os.open in os.supports_dir_fd
+        self.fd = os.open(root, os.O_RDONLY) if use_fd else None
+
+    def __enter__(self) -> _Scanner:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for shard in self.shards.values():
+            shard.close()
+        if self.fd is not None:
+            os.close(self.fd)
+
+    def shard(self, key: str) -> _Shard:
+        """The shard `key` (opened once per scan): `<key>.jsonl`, else a shard of before (`<key>.json`)."""
+        shard = self.shards.get(key)
+        if shard is None:
+            shard = self.shards[key] = _Shard(self.index_dir / f"{key}{SUFFIX}")
+        return shard
+
+    def walk(self, names: Any) -> None:
+        """Look at each run in turn, day by day (one shard per day), until `limit` rows are taken."""
+        for day, day_names in itertools.groupby(names, key=lambda n: n[:10]):
+            key = shard_key(day)
+            if not self._walk_day(key, self.shard(key), day_names):
+                self.complete = False
+                return
+
+    def _walk_day(self, key: str, shard: _Shard, names: Any) -> bool:
+        """Take each run of one shard: its cached row when its summary's stat matches, else its row read
+        now. False when `limit` stopped the walk."""
+        fd, prefix, stat, find, suffix = self.fd, self.prefix, os.stat, shard.find, "/" + rundir.SUMMARY_FILE
+        for name in names:
+            if self.limit is not None and self.count >= self.limit:
+                return False
+            rel = name + suffix
+            try:
+                st = stat(rel, dir_fd=fd) if fd is not None else stat(prefix + rel)
+            except (FileNotFoundError, NotADirectoryError):
+                st = None
+            at = find(name) if st is not None else None
+            if at is not None and _same_stat(shard.groups[at[0]], at[1], st):
+                self._take_cached(key, shard, at, name)
+            else:
+                self._read_now(shard, name, rel, st)
+        return True
+
+    def _take_cached(self, key: str, shard: _Shard, at: tuple[int, int], name: str) -> None:
+        g, j = at
+        if self.sweep is not None:
+            col = self.sweep_cols.get((key, g), 0)
+            if col == 0:
+                col = self.sweep_cols[key, g] = shard.groups[g]["cols"].get("sweep")
+            if (None if col is None else col["="] if _const(col) else col[j]) != self.sweep:
+                return
+        picked = self.taken.get((key, g))
+        if picked is None:
+            picked = self.taken[key, g] = []
+            self.firsts[key, g] = self.count
+        picked.append((j, name))
+        self.count += 1
+
+    def _read_now(self, shard: _Shard, name: str, rel: str, st: os.stat_result | None) -> None:
+        """A run whose cached row is missing or stale: its summary.json (cached for next time when old
+        enough), or, for a run still active (no summary), its row summarised from its files."""
+        from .record import summarize  # the record layer summarises active runs
+
+        row, fst = _read_summary(self.fd, rel, self.prefix + rel) if st is not None else (None, None)
+        if row is not None:
+            self.stats["read"] += 1
+            if max(fst.st_mtime_ns, fst.st_ctime_ns) < self.fresh_before:
+                shard.forget(name)
+                shard.fresh[name] = (_stat_key(fst), row)
+                shard.changed = True
+            else:
+                shard.drop(name)  # changed too recently to be cached yet
+        else:
+            if not os.path.exists(self.prefix + f"{name}/{rundir.PROPERTIES_FILE}"):
+                return  # not a run (reports/, stray folders)
+            row = summarize(self.prefix + name)
+            self.stats["live"] += 1
+            shard.drop(name)  # no summary.json (any more)
+        if self.sweep is not None and row.get("sweep") != self.sweep:
+            return
+        if not self.heavy:
+            row = {k: v for k, v in row.items() if k not in HEAVY}
+        self.singles.append((self.count, name, row))
+        self.count += 1
+
+    def cached_blocks(self, newest_first: bool) -> list[_Block]:
+        """One block per shard group of the cached rows taken (with the heavy columns when asked)."""
+        blocks = []
+        for (key, g), picked in self.taken.items():
+            shard = self.shards[key]
             grp = shard.groups[g]
             cols = dict(grp["cols"])
             keys = tuple(k for k in grp["keys"] if k not in HEAVY)
-            if heavy and len(keys) < len(grp["keys"]):
+            if self.heavy and len(keys) < len(grp["keys"]):
                 hv = shard.heavy(g)
                 if hv is None:  # the heavy line is unreadable: read those runs' summaries
                     for _, name in picked:
-                        row, _ = _read_summary(None, "", prefix + f"{name}/{summary}")
-                        if row is not None and (sweep is None or row.get("sweep") == sweep):
-                            singles.append((firsts[key, g], name, row))
+                        row, _ = _read_summary(None, "", self.prefix + f"{name}/{rundir.SUMMARY_FILE}")
+                        if row is not None and (self.sweep is None or row.get("sweep") == self.sweep):
+                            self.singles.append((self.firsts[key, g], name, row))
                     continue
                 cols.update(hv)
                 keys = grp["keys"]
@@ -412,23 +462,19 @@ def scan(
                 picked.reverse()
             rows = [j for j, _ in picked]
             whole = len(rows) == len(grp["names"]) and rows == list(range(len(rows)))
-            out.blocks.append(_Block(keys, cols, [n for _, n in picked], _ALL if whole else rows, firsts[key, g]))
-        out.blocks += _blocks_of(singles)
-        if write:
-            present = set(names)
-            for shard in shards.values():
-                if complete and not shard.names() <= present:
-                    shard.changed = True  # runs removed since: drop their rows
-                if shard.changed and _write_shard(shard, present if complete else None):
-                    out.stats["written"] += 1
-    finally:
-        for shard in shards.values():
-            shard.close()
-        if fd is not None:
-            os.close(fd)
-    if newest_first:
-        out.blocks.sort(key=lambda b: b.first)
-    return out
+            blocks.append(_Block(keys, cols, [n for _, n in picked], _ALL if whole else rows, self.firsts[key, g]))
+        return blocks
+
+    def write_shards(self, present: set[str]) -> int:
+        """Rewrite the shards found out of date (rows read again, runs gone, a shard of before to rename);
+        return how many were written."""
+        written = 0
+        for shard in self.shards.values():
+            if self.complete and not shard.names() <= present:
+                shard.changed = True  # runs removed since: drop their rows
+            if shard.changed and _write_shard(shard, present if self.complete else None):
+                written += 1
+        return written
 
 
 def _blocks_of(rows: list[tuple[int, str, dict[str, Any]]]) -> list[_Block]:
@@ -492,4 +538,9 @@ def _write_shard(shard: _Shard, keep: set[str] | None) -> bool:
         write_bytes_atomic(shard.path, data)
     except OSError:  # a read-only or foreign runs dir: list without an index
         return False
+    if shard.legacy is not None:
+        try:
+            shard.legacy.unlink()
+        except OSError:
+            pass
     return True

@@ -21,15 +21,16 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import rundir
+from . import rundir, scoring
 from ._io import read_json
+from ._scriptenv import script_environment
 from .errors import FlagError, GridrunError, TrialPruned
-from .record import finish, last_value, write_summary
+from .record import Status, finish, last_value, write_summary
 from .rundir import RunContext, iso, utc_now
 from .snapshot import git_info, snapshot_source, versions
 
@@ -106,8 +107,11 @@ def _rebind_logging_streams(routers: dict[int, _ThreadRouter]) -> None:
 
 
 @contextmanager
-def capture_output(path: Path, echo: bool = False) -> Iterator[None]:
-    """Send this thread's stdout and stderr (in order) to `path`, and to the console too when `echo`."""
+def capture_output(path: Path, echo: bool = False, on_exit: Callable[[], Any] | None = None) -> Iterator[None]:
+    """Send this thread's stdout and stderr (in order) to `path`, and to the console too when `echo`.
+
+    `on_exit()` is called last, while the output is still captured (a population trial that trained
+    nothing together prints its notice there: gridrun.train.population.trial_ending)."""
     out, err = install_output_routers()
     assert isinstance(out, _ThreadRouter) and isinstance(err, _ThreadRouter)
     with open(path, "a", encoding="utf-8", buffering=1) as fh:
@@ -117,9 +121,8 @@ def capture_output(path: Path, echo: bool = False) -> Iterator[None]:
             yield
         finally:
             try:
-                population = sys.modules.get("gridrun.train.population")
-                if population is not None:  # a population trial that trained nothing together says so
-                    population.trial_ending()
+                if on_exit is not None:
+                    on_exit()
             finally:
                 out.local.sinks = None
                 err.local.sinks = None
@@ -133,9 +136,10 @@ _capture = capture_output  # execute() has a parameter of that name
 
 
 def _nonfinite(ctx: RunContext, metric: str | None = None) -> str | None:
-    """Why a run diverged: the first non-finite value of a loss (loss, val_loss, *_loss) or of `metric`
-    (a sweep's ranking metric), as "val_loss became nan at epoch 3" (the script's epoch label); or None."""
-    names = [n for n in ctx.metrics if n in ("loss", "val_loss") or n.endswith("_loss") or n == metric]
+    """Why a run diverged: the first non-finite value of a loss (scoring.is_loss: loss, val_loss, *_loss) or
+    of `metric` (a sweep's ranking metric), as "val_loss became nan at epoch 3" (the script's epoch label);
+    or None."""
+    names = [n for n in ctx.metrics if scoring.is_loss(n) or n == metric]
     first: tuple[int, str] | None = None
     for name in names:
         for row, value in enumerate(ctx.metrics[name]):
@@ -146,13 +150,61 @@ def _nonfinite(ctx: RunContext, metric: str | None = None) -> str | None:
     return first[1] if first else None
 
 
+_GRIDRUN_DIR = str(Path(__file__).resolve().parent) + os.sep
+_HIDDEN = (_GRIDRUN_DIR, runpy.__file__.removesuffix("c"))  # gridrun's own files, and runpy's
+
+
+def _frames(exc: BaseException) -> list[traceback.FrameSummary]:
+    return list(traceback.extract_tb(exc.__traceback__))
+
+
+def _is_internal(filename: str) -> bool:
+    return filename.startswith(_HIDDEN) or filename.startswith("<frozen ")
+
+
+def user_traceback(exc: BaseException, script: Path) -> str:
+    """The traceback of an exception a script raised, trimmed as pytest trims a test's: it starts at the
+    script's own frame (the runner's and runpy's frames above it are left out); the frames below it (the
+    user's modules, libraries, gridrun where the error came from) stay. Chained exceptions are kept."""
+    tb = exc.__traceback__
+    while tb is not None and _is_internal(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    if tb is None:  # not raised under the script (cannot happen for run_path): the whole traceback
+        return "".join(traceback.format_exception(exc))
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _where(exc: BaseException) -> traceback.FrameSummary | None:
+    """The user's frame an exception came from: the deepest frame outside gridrun, runpy and the
+    installed packages (the line of the user's script or module that called gridrun)."""
+    import sysconfig
+
+    libs = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")})
+    user = [f for f in _frames(exc) if not _is_internal(f.filename) and not f.filename.startswith(libs)]
+    return user[-1] if user else None
+
+
+def error_line(exc: GridrunError, script: Path) -> str:
+    """A GridrunError raised in a script run, as one line: `train.py:12: error: MESSAGE` (the path as
+    short as it is clear: relative to the working directory when inside it)."""
+    frame = _where(exc)
+    if frame is None:
+        return f"error: {exc}"
+    path = Path(frame.filename)
+    try:
+        shown = str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        shown = str(path)
+    return f"{shown}:{frame.lineno}: error: {exc}"
+
+
 def start_properties(script: Path, context: str, sweep: str | None, trial: int | None) -> dict[str, Any]:
     return {
         "script": script.name,
         "script_path": str(script),
         "start": iso(utc_now()),
         "end": None,
-        "status": "running",
+        "status": Status.RUNNING,
         "completed": False,
         "type": "training",
         "context": context,
@@ -179,13 +231,15 @@ def execute(
     epoch_hook: Any = None,
     script_args: list[str] | None = None,
     metric: str | None = None,
+    on_exit: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """Run `script` in this process, recorded into `run_dir`; return the final properties.
 
     `epoch_hook(ctx, values)` is called after each `log_metrics` of the run (a sweep's pruner); it may
     raise TrialPruned, which ends the run as `pruned`. `script_args` are the script's own command-line
     arguments (sys.argv after its name); they are recorded as the `script_args` property, and
-    `gridrun.flags()` does not parse them.
+    `gridrun.flags()` does not parse them. `on_exit()` is called at the end of the captured output
+    (with `capture_output`; a population trial passes gridrun.train.population.trial_ending).
 
     Never raises for the script's own errors: an exception, a non-zero exit, a non-finite loss (any
     metric named loss, val_loss or *_loss, and `metric`, a sweep's ranking metric) or Ctrl-C end up as
@@ -196,7 +250,7 @@ def execute(
     ctx.epoch_hook = epoch_hook
     args = {} if script_args is None and "script_args" in ctx.properties else {
         "script_args": [str(a) for a in script_args or []]}  # its presence tells gridrun.flags() to skip sys.argv
-    if ctx.properties.get("status") != "running":  # training_run's parent may have started it already
+    if ctx.properties.get("status") != Status.RUNNING:  # training_run's parent may have started it already
         ctx.write_properties(**start_properties(script, context, sweep, trial), **args)
     else:
         ctx.write_properties(pid=os.getpid(), hostname=rundir.hostname(), **args)
@@ -206,58 +260,44 @@ def execute(
         ctx.write_flags(ctx.flags)
     snapshot_source(script, ctx.run_dir)
 
-    status, exit_code, message, tb = "completed", 0, None, None
-    argv = sys.argv
-    # runpy swaps sys.modules["__main__"] for the script's module and puts it back on the way out; a
-    # Ctrl-C landing inside runpy's own enter/exit skips that, and a session left with a script as its
-    # __main__ runs that script in every later multiprocessing "spawn" child (a Dask worker, a process
-    # pool), which then dies on the session's arguments. The main module is put back here, whatever happened.
-    main = sys.modules.get("__main__")
-    sys.argv = [str(script), *ctx.properties.get("script_args", [])]
-    folder = str(script.parent)
-    added = folder not in sys.path  # population threads share sys.path: the coordinator adds it once
-    if added:
-        sys.path.insert(0, folder)
-    cap = _capture(ctx.run_dir / rundir.OUTPUT_FILE, echo=echo) if capture_output else nullcontext()
-    try:
-        with rundir.activate(ctx), cap:
-            try:
-                runpy.run_path(str(script), run_name="__main__")
-            except SystemExit as exc:
-                code = exc.code
-                if code not in (None, 0):
-                    exit_code = code if isinstance(code, int) else 1
-                    status, message = "failed", f"script exited with status {exit_code}"
-                    if not isinstance(code, int):
-                        message = str(code)
-                        print(code, file=sys.stderr)
-            except KeyboardInterrupt:
-                status, exit_code, message = "interrupted", 130, "interrupted by the user (Ctrl-C)"
-                print("Interrupted.", file=sys.stderr)
-            except TrialPruned as exc:
-                status, exit_code, message = "pruned", 0, str(exc)
-            except FlagError as exc:
-                status, exit_code, message = "failed", 2, str(exc)
-                tb = traceback.format_exc()
-                print(f"error: {exc}", file=sys.stderr)
-            except BaseException as exc:  # noqa: BLE001 - the run must be recorded whatever happened
-                status, exit_code = "failed", 1
-                message = f"{type(exc).__name__}: {exc}"
-                tb = traceback.format_exc()
-                print(tb, file=sys.stderr, end="")
-    finally:
-        sys.argv = argv
-        if main is not None and threading.current_thread() is threading.main_thread():
-            sys.modules["__main__"] = main  # population threads: their coordinator restores it once all end
-        if added and folder in sys.path:
-            sys.path.remove(folder)
+    status, exit_code, message, tb = Status.COMPLETED, 0, None, None
+    argv = [str(script), *ctx.properties.get("script_args", [])]
+    # population threads share sys.path and __main__: their coordinator adds the folder and restores
+    # the main module once all have ended (script_environment restores it on the main thread only)
+    cap = _capture(ctx.run_dir / rundir.OUTPUT_FILE, echo=echo, on_exit=on_exit) if capture_output else nullcontext()
+    with script_environment(script.parent, argv), rundir.activate(ctx), cap:
+        try:
+            runpy.run_path(str(script), run_name="__main__")
+        except SystemExit as exc:
+            code = exc.code
+            if code not in (None, 0):
+                exit_code = code if isinstance(code, int) else 1
+                status, message = Status.FAILED, f"script exited with status {exit_code}"
+                if not isinstance(code, int):
+                    message = str(code)
+                    print(code, file=sys.stderr)
+        except KeyboardInterrupt:
+            status, exit_code, message = Status.INTERRUPTED, 130, "interrupted by the user (Ctrl-C)"
+            print("Interrupted.", file=sys.stderr)
+        except TrialPruned as exc:
+            status, exit_code, message = Status.PRUNED, 0, str(exc)
+        except GridrunError as exc:  # gridrun's own one-line message for a user's mistake, at the user's line
+            status, exit_code = Status.FAILED, 2 if isinstance(exc, FlagError) else 1
+            message = str(exc) if isinstance(exc, FlagError) else f"{type(exc).__name__}: {exc}"
+            tb = user_traceback(exc, script)
+            print(error_line(exc, script), file=sys.stderr)
+        except BaseException as exc:  # noqa: BLE001 - the run must be recorded whatever happened
+            status, exit_code = Status.FAILED, 1
+            message = f"{type(exc).__name__}: {exc}"
+            tb = user_traceback(exc, script)
+            print(tb, file=sys.stderr, end="")
     pruned = ctx.properties.get("pruned")
-    if pruned and status != "interrupted":  # a pruned trial stays pruned, whatever the script did after
-        status, exit_code, message = "pruned", 0, str(pruned)
-    if status == "completed":
+    if pruned and status != Status.INTERRUPTED:  # a pruned trial stays pruned, whatever the script did after
+        status, exit_code, message = Status.PRUNED, 0, str(pruned)
+    if status == Status.COMPLETED:
         nan = _nonfinite(ctx, metric)
         if nan:
-            status, exit_code, message = "failed", 1, nan
+            status, exit_code, message = Status.FAILED, 1, nan
     return finish(ctx, status, exit_code, message, tb)
 
 
@@ -341,7 +381,9 @@ def training_run(
     env["PYTHONUNBUFFERED"] = "1"
     if config:
         env["GRIDRUN_CONFIG"] = config
-    cmd = [sys.executable, "-m", "gridrun._child", str(script), str(run_dir)]  # script_args: in properties
+    # -P: gridrun is imported before the working directory goes on sys.path (gridrun._child puts it there),
+    # so a folder named gridrun in it (the checkout, run from the folder above) cannot hide the package
+    cmd = [sys.executable, "-P", "-m", "gridrun._child", str(script), str(run_dir)]  # script_args: in properties
     t0 = time.monotonic()
     interrupted = False
     disk_error: OSError | None = None
@@ -369,6 +411,8 @@ def training_run(
     row = run_row(run_dir)
     if summary and echo:
         _print_summary(run_dir, final, time.monotonic() - t0, runs_dir=runs_dir, copied=copied)
+    elif summary and final.get("status") == Status.FAILED:  # quiet: the script's output was not shown
+        print(failure_line(run_dir, final), file=sys.stderr)
     if interrupted:
         raise KeyboardInterrupt
     return row
@@ -427,7 +471,7 @@ def _record_disk_error(run_dir: Path, error: OSError) -> dict[str, Any]:
           f"free some space", file=sys.stderr)
     ctx = RunContext.open(run_dir)
     try:
-        return finish(ctx, "failed", 1, message, None)
+        return finish(ctx, Status.FAILED, 1, message, None)
     except OSError:  # no room for a temporary file: rewrite properties.json in its own blocks
         for indent in (1, None):
             try:
@@ -469,9 +513,9 @@ def _reconcile(run_dir: Path, code: int, interrupted: bool) -> dict[str, Any]:
     """Make sure the run ends with a final status even when the child could not write it."""
     ctx = RunContext.open(run_dir)
     props = ctx.properties
-    if props.get("status") == "running" or (interrupted and props.get("status") != "interrupted"):
+    if props.get("status") == Status.RUNNING or (interrupted and props.get("status") != Status.INTERRUPTED):
         if interrupted:
-            return finish(ctx, "interrupted", code, "interrupted by the user (Ctrl-C)", None)
+            return finish(ctx, Status.INTERRUPTED, code, "interrupted by the user (Ctrl-C)", None)
         if code < 0:
             try:
                 name = signal.Signals(-code).name
@@ -480,7 +524,7 @@ def _reconcile(run_dir: Path, code: int, interrupted: bool) -> dict[str, Any]:
             message = f"the script's process was killed by {name}"
         else:
             message = f"the script's process ended with status {code} before recording its end"
-        return finish(ctx, "failed", code, message, None)
+        return finish(ctx, Status.FAILED, code, message, None)
     write_summary(run_dir)  # output.log is complete only now
     return props
 
@@ -549,6 +593,11 @@ def runs_dir_hint(runs_dir: str | os.PathLike) -> str:
     import shlex
 
     return f" --runs-dir {shlex.quote(str(runs_dir))}"
+
+
+def failure_line(run_dir: Path, props: dict[str, Any]) -> str:
+    """One line saying that a run failed and why, for output that shows nothing else (--quiet)."""
+    return f"gridrun: run {run_dir.name} failed: {props.get('error_message') or 'no reason recorded'}"
 
 
 def _print_summary(run_dir: Path, props: dict[str, Any], seconds: float, runs_dir: str | os.PathLike = "runs",

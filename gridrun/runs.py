@@ -26,6 +26,10 @@ from .record import (
     OPTIONAL_INT_COLUMNS,
     RUN_COLUMNS,
     TRAINING_COLUMNS,
+    Status,
+    no_script_message,
+    order_error_message,
+    script_matches,
     summarize,
 )
 
@@ -135,25 +139,31 @@ def ls_runs(
     latest_n: int | None = None,
     sweep: str | None = None,
     subset: str | Any = None,
+    script: str | None = None,
 ) -> pd.DataFrame:
     """One row per run in `runs_dir`, with tfruns' columns (run_dir, metric_*, flag_*, eval_*, ...).
 
     Ordered by `order` (default: start time), newest / largest first unless `decreasing=False`.
-    `sweep` keeps the runs of one tuning run. `subset` keeps the rows it selects, before `latest_n`
+    `sweep` keeps the runs of one tuning run, `script` those of one script (`"train.py"` or `"train"`;
+    a name no run has is an error naming the scripts there are). `subset` keeps the rows it selects, before `latest_n`
     (tfruns' `subset`): a `DataFrame.query` expression such as `"metric_val_acc > 0.98"`, or a function
     of the table returning a boolean mask. Best run: `df.query("metric_val_loss == metric_val_loss.min()")`.
     Rows come from the runs dir's index where it is current (gridrun/runindex.py), else from the run dirs.
     """
-    quick = latest_n is not None and order is None and subset is None  # newest first: stop after latest_n
+    quick = latest_n is not None and order is None and subset is None and script is None  # stop after latest_n
     scan = runindex.scan(runs_dir, sweep=sweep, newest_first=quick and decreasing,
                          limit=latest_n if quick else None)
     df = _scan_frame(scan)
+    if script is not None:
+        mask = [script_matches(s, script) for s in df["script"]]
+        if len(df) and not any(mask):
+            raise GridrunError(no_script_message(script, list(df["script"])))
+        df = df[np.array(mask, dtype=bool)].reset_index(drop=True)
     by = order or "start"
     keys = [by] if isinstance(by, str) else list(by)
     missing = [k for k in keys if k not in df.columns]
     if missing:
-        cols = ", ".join(c for c in df.columns if c.startswith(("metric_", "flag_", "eval_"))) or "(none yet)"
-        raise GridrunError(f"cannot order runs by {', '.join(missing)}: no such column. Columns to order by: {cols}")
+        raise GridrunError(order_error_message(missing, list(df.columns)))
     df = df.sort_values(keys + (["run_dir"] if "run_dir" not in keys else []), ascending=not decreasing,
                         na_position="last", kind="stable")
     if subset is not None:
@@ -193,11 +203,17 @@ def run_row(run_dir: str | os.PathLike) -> pd.DataFrame:
 def resolve_run(run: Any = None, runs_dir: str | os.PathLike = "runs") -> Path:
     """Turn a run name, a path inside runs_dir, or a row of ls_runs into a run dir inside `runs_dir`.
 
-    Names resolve only inside the runs dir: '../../etc' is refused. None means the latest run.
+    Names resolve only inside the runs dir: '../../etc' is refused (so a report never reads files outside
+    the runs asked about). None means the latest run. The one resolver: the reports use it too.
     """
     root = Path(runs_dir).resolve()
     if run is None:
         return latest_run(runs_dir)
+    if not isinstance(run, (str, os.PathLike)) and not hasattr(run, "__getitem__"):
+        raise GridrunError(
+            f"cannot use {type(run).__name__} as a run: give a run name, a path inside the runs dir "
+            "or a row of gridrun.ls_runs()"
+        )
     if isinstance(run, pd.DataFrame):
         if len(run) != 1:
             raise GridrunError(f"expected one run, got a table of {len(run)} rows: select one row")
@@ -415,7 +431,7 @@ def select_runs(runs: Any, runs_dir: str | os.PathLike, failed: bool) -> list[Pa
         return [resolve_run(r, runs_dir) for r in listed]
     df = ls_runs(runs_dir)
     if failed:
-        df = df[df["status"].isin(["failed", "interrupted"])]
+        df = df[df["status"].isin([Status.FAILED, Status.INTERRUPTED])]
     return [Path(p).resolve() for p in df["run_dir"]]
 
 

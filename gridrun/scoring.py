@@ -1,15 +1,17 @@
-"""The one scoring rule: which metric ranks runs and trials, and in which direction.
+"""The one scoring rule: which metric ranks runs and trials, in which direction, and which are losses.
 
 Losses and errors are minimized; accuracy-like metrics are maximized. Used by the sweep's progress
 display and best-trials summary, the sweep report, `gridrun ls`, and the callbacks' `mode="auto"`, so
-all of them agree on what "better" means. This module imports nothing from gridrun.
+all of them agree on what "better" means. `is_loss` says which metrics are losses: a run whose loss
+becomes non-finite has diverged (the runner fails it; the training loops stop). This module imports
+nothing from gridrun.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 Mode = Literal["min", "max"]
@@ -24,6 +26,21 @@ _PREFIX = re.compile(r"^(metric_|eval_|best_)?(val_|valid_|validation_|train_|tr
 def base_name(metric: str) -> str:
     """`metric_val_acc` -> `acc`: the metric's name without table and split prefixes."""
     return _PREFIX.sub("", metric.lower(), count=1)
+
+
+def is_loss(metric: str) -> bool:
+    """Whether `metric` is a loss: `loss`, or a name ending in `_loss` (`val_loss`, `train_loss`, `kl_loss`,
+    `metric_val_loss`); `lossy_acc` or `closs` are not."""
+    name = base_name(metric)
+    return name == "loss" or name.endswith("_loss")
+
+
+def ranking_metric(metric: str | None, recorded: Callable[[str], bool]) -> str:
+    """The metric that ranks a set of runs: `metric` when named, else val_loss when `recorded("val_loss")`,
+    else loss when `recorded("loss")`, else val_loss (the fallback rule of `score`, for a whole set)."""
+    if metric:
+        return metric
+    return next((name for name in FALLBACK_METRICS if recorded(name)), DEFAULT_METRIC)
 
 
 def direction(metric: str, mode: str | None = "auto") -> Mode:

@@ -13,6 +13,7 @@ from _util import run_cli
 from test_runs import make_run
 
 import gridrun
+from gridrun import runindex
 from gridrun._io import read_json
 from gridrun.errors import FlagError, GridrunError
 
@@ -175,6 +176,11 @@ def test_run_recorded_with_gridrun_run_dir_is_an_ordinary_run(project):
     assert r["flag_nodes1"] == 7 and r["metric_val_acc"] == 0.07 and r["script"] == "train.py"
     assert pd.notna(r["start"]) and pd.notna(r["end"])
     assert gridrun.latest_run("runs").name == "my-run"
+    # finished as every run is (record.finish): its summary.json is its row, so listings read it once
+    summary = read_json(project / "runs" / "my-run" / "summary.json")
+    assert summary is not None and summary["status"] == "completed" and summary["metric_val_acc"] == 0.07
+    assert summary["epochs_completed"] == r["epochs_completed"] > 0
+    assert runindex.scan("runs").stats["live"] == 0
     assert run_cli("view", "my-run", "--no-open", cwd=project).returncode == 0
     ls = run_cli("ls", "--format", "json", "--columns", "run_dir", "status", cwd=project)
     assert json.loads(ls.stdout) == [{"run_dir": str(Path("runs") / "my-run"), "status": "completed"}]
@@ -185,6 +191,9 @@ def test_run_recorded_with_gridrun_run_dir_is_an_ordinary_run(project):
     bad = gridrun.run_info("bad-run", runs_dir="runs").properties
     assert bad["status"] == "failed" and bad["error_message"] == "ValueError: boom" and "Traceback" in bad["error_traceback"]
     assert gridrun.latest_run("runs").name == "bad-run"  # named by hand: newest by start time
+    assert read_json(project / "runs" / "bad-run" / "summary.json")["error_message"] == "ValueError: boom"
+    failed = gridrun.ls_runs("runs", subset="status == 'failed'")
+    assert list(failed["run_dir"].map(lambda p: Path(p).name)) == ["bad-run"]
 
 
 # -- item 8: ls --sweep and run names ------------------------------------------------------------
@@ -259,3 +268,40 @@ def test_latest_run_is_a_path_that_gives_the_record(tmp_path):
     assert list(run.metrics.columns) == ["loss", "val_loss", "val_acc"] and run.evaluation["acc"] == 0.9
     assert run.run_dir == b.resolve() and type(run.run_dir) is not type(run)
     assert gridrun.run_info(run, runs_dir=tmp_path).run_dir == b.resolve()
+
+
+# -- issue 22 item 11: the folder above a checkout named gridrun -----------------------------------
+
+
+def _checkout_named_gridrun(parent):
+    """A gridrun checkout in `parent`/gridrun, as `git clone` names it: its root __init__.py, its package."""
+    repo = Path(gridrun.__file__).resolve().parents[1]
+    (parent / "gridrun" / "gridrun").mkdir(parents=True)
+    (parent / "gridrun" / "__init__.py").write_text((repo / "__init__.py").read_text())
+    (parent / "gridrun" / "gridrun" / "__init__.py").write_text("")
+    return parent / "gridrun"
+
+
+def test_a_script_in_the_folder_above_the_checkout_says_the_checkout_hides_the_package(tmp_path):
+    checkout = _checkout_named_gridrun(tmp_path)
+    (tmp_path / "train.py").write_text("import gridrun\nprint(gridrun.ls_runs())\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "train.py"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 1 and "has no attribute" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"ImportError: `import gridrun` found {checkout}, the gridrun source checkout"), last
+    assert "Run the script from another folder" in last
+    inside = subprocess.run([sys.executable, "-c", "import gridrun; print(gridrun.__file__)"], cwd=checkout,
+                            env=env, capture_output=True, text=True)
+    assert inside.returncode == 0 and inside.stdout.strip() == str(checkout / "gridrun" / "__init__.py")
+
+
+def test_training_run_from_the_folder_above_the_checkout_imports_the_package(tmp_path):
+    _checkout_named_gridrun(tmp_path)
+    (tmp_path / "train.py").write_text("import gridrun\ngridrun.log_metrics(loss=float(len(gridrun.ls_runs())))\n")
+    (tmp_path / "helper.py").write_text("")
+    # the `gridrun` command: its sys.path starts with its own folder, not the working directory (-P)
+    out = subprocess.run([sys.executable, "-P", "-m", "gridrun.cli", "training-run", "train.py"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert gridrun.ls_runs(tmp_path / "runs")["status"].tolist() == ["completed"]

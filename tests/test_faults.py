@@ -203,6 +203,24 @@ def test_the_sweep_metric_becoming_nan_fails_the_trial(tmp_path):
     assert props["error_message"] == "score became inf at epoch 2"
 
 
+def test_one_rule_says_which_metrics_are_losses(tmp_path):
+    """scoring.is_loss decides which non-finite metrics fail a run; the report and ls share it."""
+    from gridrun import scoring
+    from gridrun.runner import execute
+
+    losses = ["loss", "val_loss", "train_loss", "kl_loss", "metric_val_loss", "Val_Loss"]
+    assert all(scoring.is_loss(n) for n in losses)
+    assert not any(scoring.is_loss(n) for n in ["closs", "lossy_acc", "val_acc", "loss_scale"])
+    script = tmp_path / "train.py"
+    for name, status in (("kl_loss", "failed"), ("closs", "completed")):
+        script.write_text(f"import gridrun\ngridrun.log_metrics({name}=float('nan'))\n")
+        props = execute(script, rundir.create_run_dir(tmp_path / "runs"))
+        assert props["status"] == status, name
+    assert scoring.ranking_metric(None, {"loss"}.__contains__) == "loss"
+    assert scoring.ranking_metric(None, {"loss", "val_loss"}.__contains__) == "val_loss"
+    assert scoring.ranking_metric("acc", {"loss"}.__contains__) == "acc"
+
+
 def test_non_numeric_metric_value_is_a_clear_error(tmp_path):
     ctx = RunContext(run_dir=tmp_path)
     with activate(ctx):

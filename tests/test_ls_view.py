@@ -25,14 +25,14 @@ def chapter_sweep(root, n=12):
     for i, combo in enumerate(combos):
         flags = dict(zip(CHAPTER_FLAGS, combo), epochs=30, batch_size=128)
         make_run(root, 10 + i, sweep="sw1", flags=flags)  # later runs: lower val_loss
-    make_run(root, 0, flags={"units": 32, "learning_rate_schedule": "cosine-with-warmup"})
-    make_run(root, 1, flags={"units": 64, "learning_rate_schedule": "cosine-with-warmup"})
+    make_run(root, 0, flags={"units": 32, "learning_rate_schedule": "cosine-with-warmup"}, script="setup.py")
+    make_run(root, 1, flags={"units": 64, "learning_rate_schedule": "cosine-with-warmup"}, script="setup.py")
     return root
 
 
 def args(root, **kw):
     base = dict(runs_dir=str(root), order=None, ascending=False, descending=False, head=None, sweep=None,
-                columns=None, wide=False, format="table")
+                script=None, columns=None, wide=False, format="table")
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -80,7 +80,7 @@ def test_flags_that_differ_among_the_rows_shown(tmp_path):
     keep, flags = ls.default_columns(rows, order[-1:], None, None)  # one row: its flags
     assert set(flags) == {"flag_units", "flag_learning_rate_schedule"}
     keep, _ = ls.default_columns(rows, order, "flag_nodes1", None)  # sorted by a flag: it and the metric
-    assert keep == ["run_dir", "status", "flag_nodes1", "metric_val_loss"]
+    assert keep == ["run_dir", "status", "script", "flag_nodes1", "metric_val_loss"]  # (two scripts: which)
 
 
 def test_sweep_metric_from_the_manifest(tmp_path):
@@ -156,3 +156,45 @@ def test_ls_in_a_real_terminal(tmp_path, width):
     assert "…" not in "\n".join(table[2:7])
     if width >= 120:
         assert {"dropout1", "nodes1"} <= set(table[0].split())
+
+
+def test_ls_script_keeps_one_scripts_runs_and_the_view_says_which_script_when_mixed(tmp_path):
+    """Issue 22 item 5: the quick start's table put the set-up run of another script first, unsaid."""
+    import gridrun
+
+    root = chapter_sweep(tmp_path)
+    for wanted in ("setup.py", "setup"):
+        df = gridrun.ls_runs(root, script=wanted, order="metric_val_loss", decreasing=False)
+        assert len(df) == 2 and set(df["script"]) == {"setup.py"}
+    best = gridrun.ls_runs(root, script="train.py").query("metric_val_loss == metric_val_loss.max()")
+    assert list(best["script"]) == ["train.py"] and len(best) == 1
+    with pytest.raises(GridrunError, match="no runs of script 'nosuch.py': scripts with runs there: setup.py, train.py"):
+        gridrun.ls_runs(root, script="nosuch.py")
+    # the fitted view: a script column when the rows shown come from two scripts, none for one
+    mixed = lines_of(root, 120, order="metric_val_loss", descending=True, head=4)  # the two setup.py runs first
+    assert header(mixed)[:3] == ["run", "status", "script"], mixed
+    assert [line.split()[2] for line in mixed[2:6]] == ["setup.py", "setup.py", "train.py", "train.py"]
+    one = lines_of(root, 120, order="metric_val_loss", descending=True, script="train.py")
+    assert "script" not in header(one) and len(one) == 2 + 12
+    out = subprocess.run([sys.executable, "-m", "gridrun.cli", "ls", "--runs-dir", str(root), "--script", "setup",
+                          "--format", "csv", "--columns", "script"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["script", "setup.py", "setup.py"]
+    bad = subprocess.run([sys.executable, "-m", "gridrun.cli", "ls", "--runs-dir", str(root), "--script", "x.py"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "no runs of script 'x.py'" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_ls_order_by_a_metric_named_without_its_prefix_says_which_column(tmp_path):
+    import gridrun
+
+    root = chapter_sweep(tmp_path)
+    with pytest.raises(GridrunError, match=r"cannot order runs by val_loss \(did you mean metric_val_loss\?\)"):
+        lines_of(root, 100, order="val_loss")
+    with pytest.raises(GridrunError, match=r"val_loss \(did you mean metric_val_loss\?\)"):
+        gridrun.ls_runs(root, order="val_loss")
+    with pytest.raises(GridrunError, match=r"optimiser \(did you mean flag_optimizer\?\)"):
+        gridrun.ls_runs(root, order="optimiser")
+    out = subprocess.run([sys.executable, "-m", "gridrun.cli", "ls", "--runs-dir", str(root), "--order", "val_loss"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "did you mean metric_val_loss?" in out.stderr

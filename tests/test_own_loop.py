@@ -338,7 +338,7 @@ def test_population_says_when_a_trial_never_reaches_a_vectorizable_call(tmp_path
 
 def test_population_notices_are_exposed_by_the_coordinator(tmp_path):
     from gridrun.runner import execute
-    from gridrun.train.population import NOTICE, Population
+    from gridrun.train.population import NOTICE, Population, trial_ending
 
     script = tmp_path / "by_hand.py"
     script.write_text(NO_FIT_SCRIPT)
@@ -346,12 +346,13 @@ def test_population_notices_are_exposed_by_the_coordinator(tmp_path):
     for r in [*runs, tmp_path / "alone"]:
         r.mkdir()
     pop = Population()
-    results = pop.run([lambda r=r: execute(script, r, {"lr": 0.3}, capture_output=True) for r in runs])
+    results = pop.run([lambda r=r: execute(script, r, {"lr": 0.3}, capture_output=True, on_exit=trial_ending)
+                       for r in runs])
     assert [p["status"] for p in results] == ["completed", "completed"]
     assert sorted(folder for folder, _ in pop.notices) == sorted(str(r) for r in runs)
     assert all(text == NOTICE for _, text in pop.notices)
     # outside a population nothing is said
-    execute(script, tmp_path / "alone", {"lr": 0.3}, capture_output=True)
+    execute(script, tmp_path / "alone", {"lr": 0.3}, capture_output=True, on_exit=trial_ending)
     assert "population_notice" not in read_json(tmp_path / "alone" / "properties.json")
 
 

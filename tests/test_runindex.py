@@ -52,6 +52,24 @@ def test_listing_equals_reading_every_summary_with_and_without_the_index(tmp_pat
     assert not {"output", "model", "error_traceback"} & set(light.keys()) and len(light) == 6
 
 
+def test_shards_are_jsonl_files_and_shards_named_json_before_are_still_read(tmp_path, monkeypatch):
+    root = _mixed_runs(tmp_path)
+    monkeypatch.setattr(runindex, "RACY_NS", 0)
+    gridrun.ls_runs(root)
+    index = root / runindex.INDEX_DIR
+    shards = sorted(index.iterdir())
+    assert shards and all(p.suffix == ".jsonl" for p in shards)
+    for shard in shards:  # one JSON text a line
+        lines = shard.read_bytes().splitlines()
+        assert len(lines) == 3 and all(isinstance(json.loads(line), (dict, list)) for line in lines)
+        shard.rename(shard.with_suffix(".json"))  # as an earlier gridrun named them
+    scan = runindex.scan(root, write=False)
+    assert scan.stats["cached"] == 5 and scan.stats["read"] == 0, scan.stats  # the old shards' rows are used
+    _same(gridrun.ls_runs(root), old_ls_runs(root))  # ... and the listing renames them
+    assert sorted(p.name for p in index.iterdir()) == [p.name for p in shards]
+    assert runindex.scan(root).stats == {"cached": 5, "read": 0, "live": 1, "written": 0}
+
+
 def test_frame_of_rows_matches_pandas_from_records(tmp_path):
     rows = [{"run_dir": "a", "metric_x": 1, "flag_a": 1, "flag_b": "s", "flag_c": True, "start": "2026-01-01T00:00:00Z",
              "completed": None, "samples": 3, "custom": "c"},
@@ -95,7 +113,7 @@ def test_a_changed_summary_is_never_shown_stale(tmp_path, monkeypatch):
 
     shutil.rmtree(a)
     assert str(a) not in gridrun.ls_runs(root)["run_dir"].tolist()
-    shard = runindex._Shard(root / runindex.INDEX_DIR / f"{runindex.shard_key(a.name)}.json")
+    shard = runindex._Shard(root / runindex.INDEX_DIR / f"{runindex.shard_key(a.name)}.jsonl")
     assert a.name not in shard.names() and shard.names()
     shard.close()
 
@@ -195,7 +213,9 @@ def test_concurrent_sweeps_and_listings_never_show_a_stale_row(tmp_path):
         assert p.returncode == 0, err
         assert int(out) > 1, "each lister should have listed several times"
     _same(gridrun.ls_runs(root), old_ls_runs(root))
-    for shard in (root / runindex.INDEX_DIR).glob("*.json"):  # every shard left is whole and valid
+    shards = list((root / runindex.INDEX_DIR).glob("*.jsonl"))
+    assert shards
+    for shard in shards:  # every shard left is whole and valid
         with open(shard, "rb") as fh:
             sizes = json.loads(fh.readline())
             light, heavy = json.loads(fh.read(sizes["light"] + 1)), json.loads(fh.read(sizes["heavy"] + 1))

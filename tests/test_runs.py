@@ -11,11 +11,11 @@ from gridrun.record import finish
 from gridrun.rundir import RunContext, create_run_dir
 
 
-def make_run(root, i, *, status="completed", sweep=None, flags=None, ended=True):
+def make_run(root, i, *, status="completed", sweep=None, flags=None, ended=True, script="train.py"):
     ts = dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=i)
     d = create_run_dir(root, ts)
     ctx = RunContext(run_dir=d)
-    ctx.write_properties(script="train.py", start=ts.isoformat().replace("+00:00", "Z"), status="running",
+    ctx.write_properties(script=script, start=ts.isoformat().replace("+00:00", "Z"), status="running",
                          type="training", context="local", sweep=sweep, samples=48000, batch_size=128,
                          epochs=35, learning_rate=0.001, optimizer="adam", loss_function="categorical_crossentropy",
                          custom_note=f"note{i}")

@@ -119,3 +119,36 @@ def test_view_hint_with_a_runs_dir_works_when_copied(term):
     assert hint.startswith("gridrun view ") and hint.endswith("--runs-dir 'my runs'")
     text = term.run(hint + " --no-open")  # pasted as printed
     assert re.search(r"^Report: .*my runs/.*report\.html", text, re.M) and re.search(r"__END_\w+__0", text)
+
+
+# -- issue 22 in a real terminal: errors read as the user's, hints in the syntax where they are shown --
+
+
+def test_a_gridrun_error_in_a_script_is_one_line_in_a_terminal(term, tmp_path):
+    (tmp_path / "bad.py").write_text("import gridrun\n\ngridrun.log_metrics(epoch='one', loss=1.0)\n")
+    text = term.run("gridrun training-run bad.py")
+    errors = [ln for ln in text.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and errors[0].startswith("bad.py:3: error: log_metrics(epoch='one')"), text
+    assert "Traceback" not in text and "runner.py" not in text and "runpy" not in text
+    text = term.run("gridrun training-run --quiet bad.py")
+    assert re.search(r"^gridrun: run \S+ failed: GridrunError: log_metrics\(epoch='one'\)", text, re.M), text
+    assert re.search(r"__END_\w+__1", text)
+
+
+def test_plain_python_flag_hint_uses_plain_python_syntax(term):
+    text = term.run(f"{shlex.quote(sys.executable)} train.py --nodes1 many")
+    assert "e.g. --nodes1 64" in text and "--flag" not in text, text
+
+
+def test_ls_script_in_a_terminal(term, tmp_path):
+    (tmp_path / "other.py").write_text(TRAIN)
+    term.run("gridrun training-run train.py && gridrun training-run other.py")
+    text = term.run("gridrun ls")
+    head = next(ln for ln in text.splitlines() if ln.startswith("run "))
+    assert head.split()[:3] == ["run", "status", "script"], text  # two scripts: the view says which
+    assert all(len(ln) <= term.width for ln in text.splitlines())
+    text = term.run("gridrun ls --script other")
+    head = next(ln for ln in text.splitlines() if ln.startswith("run "))
+    assert "script" not in head.split() and text.count("completed") == 1, text
+    text = term.run("gridrun ls --order loss")
+    assert "did you mean metric_loss?" in text and re.search(r"__END_\w+__2", text)

@@ -87,7 +87,7 @@ def test_nonzero_exit_and_nan_loss(project):
 def test_bad_flags_rejected_before_running(project):
     with pytest.raises(FlagError, match="did you mean 'lr'"):
         gridrun.training_run("train.py", flags={"lrr": 1}, echo=False)
-    with pytest.raises(FlagError, match="'epochs' \\(integer\\) cannot take 'many'"):
+    with pytest.raises(FlagError, match="'epochs' \\(integer\\) cannot take 'many'.*--flag epochs=64"):
         gridrun.training_run("train.py", flags={"epochs": "many"}, echo=False)
     with pytest.raises(GridrunError, match="does not exist"):
         gridrun.training_run("nope.py", echo=False)
@@ -141,3 +141,36 @@ def test_ctrl_c_marks_interrupted(project):
     p = props(run_dir)
     assert p["status"] == "interrupted" and not p["completed"] and p["end"]
     assert "sleeping" in (run_dir / "output.log").read_text()
+
+
+# -- issue 22 item 6: errors from inside a run read as the user's, not as gridrun's internals --------
+
+
+def test_a_gridrun_error_in_a_script_is_one_line_at_the_users_line(tmp_path):
+    (tmp_path / "bad.py").write_text("import gridrun\n\ngridrun.log_metrics(epoch='one', loss=1.0)\n")
+    out = run_cli("training-run", "bad.py", cwd=tmp_path)
+    assert out.returncode == 1
+    lines = out.stdout.splitlines()  # the script's output, as echoed (its stderr included)
+    error = [ln for ln in lines if "error:" in ln]
+    assert error == ["bad.py:3: error: log_metrics(epoch='one'): the epoch must be an integer (0, 1, 2, ... or 1, 2, "
+                     "3, ...), e.g. the loop's counter"], out.stdout
+    assert "Traceback" not in out.stdout and "gridrun/" not in out.stdout and "runpy" not in out.stdout
+    props = read_json(next((tmp_path / "runs").iterdir()) / "properties.json")
+    assert props["status"] == "failed" and props["error_message"].startswith("GridrunError: log_metrics(epoch=")
+    # --quiet shows no output of the script, but still why the run failed, in one line
+    quiet = run_cli("training-run", "--quiet", "bad.py", cwd=tmp_path)
+    assert quiet.returncode == 1 and "epoch must be an integer" not in quiet.stdout
+    reason = [ln for ln in quiet.stderr.splitlines() if ln.strip()]
+    assert len(reason) == 1 and reason[0].startswith("gridrun: run ") and "failed: GridrunError: log_metrics(" in reason[0]
+
+
+def test_other_exceptions_keep_a_traceback_trimmed_to_the_users_frames(tmp_path):
+    (tmp_path / "crash.py").write_text("import helper\n\nhelper.go()\n")
+    (tmp_path / "helper.py").write_text("def go():\n    return {}['missing']\n")
+    out = run_cli("training-run", "crash.py", cwd=tmp_path)
+    assert out.returncode == 1
+    tb = out.stdout[out.stdout.index("Traceback"):out.stdout.index("KeyError: 'missing'")]
+    files = [ln.split('"')[1] for ln in tb.splitlines() if ln.strip().startswith("File ")]
+    assert files == [str(tmp_path / "crash.py"), str(tmp_path / "helper.py")], tb  # no runner, runpy frames
+    props = read_json(next((tmp_path / "runs").iterdir()) / "properties.json")
+    assert props["error_traceback"].startswith("Traceback") and "runner.py" not in props["error_traceback"]

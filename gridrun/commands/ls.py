@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--descending", action="store_true", help="largest first")
     parser.add_argument("--head", type=int, metavar="N", help="show only the first N rows")
     parser.add_argument("--sweep", metavar="SWEEP_ID", help="only the runs of this tuning run")
+    parser.add_argument("--script", metavar="NAME",
+                        help="only the runs of this script (its file name, e.g. train.py; .py may be left out)")
     parser.add_argument("--columns", nargs="+", metavar="COL",
                         help="columns to show; '*' patterns allowed (default: run, status, the sort column or "
                              "the sweep's metric, and the flags that differ, fitted to the terminal)")
@@ -76,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from ..runs import ls_runs
 
-    df = ls_runs(args.runs_dir, order=args.order, decreasing=decreasing, sweep=args.sweep)
+    df = ls_runs(args.runs_dir, order=args.order, decreasing=decreasing, sweep=args.sweep,
+                 script=getattr(args, "script", None))
     if args.sweep and df.empty:  # a mistyped id is an error, as in sweep-report
         from ..report.sweepdata import find_sweep_runs
 
@@ -173,7 +176,8 @@ def default_columns(rows: _Rows, shown: list[int], order: str | None, sweep_metr
         list[str], list[str]]:
     """The fitted view's columns: (always shown, flags to add while they fit).
 
-    Always: run_dir, status, the sort column (when --order), and the metric that ranks runs (the sweep's
+    Always: run_dir, status, the script when the rows shown come from more than one, the sort column
+    (when --order), and the metric that ranks runs (the sweep's
     metric when recorded, else val_loss, else loss) unless the sort column is a metric. Flags: those with
     two or more distinct values among the rows shown (a run without the flag, e.g. of another script,
     does not count as a value); a single row shows all its flags.
@@ -181,6 +185,8 @@ def default_columns(rows: _Rows, shown: list[int], order: str | None, sweep_metr
     from .. import scoring
 
     keep = ["run_dir", "status"]
+    if len({str(rows.col("script")[i]) for i in shown}) > 1:  # rows of several scripts: say which is which
+        keep.append("script")
     if order and order not in keep:
         keep.append(order)
     if not order or not order.startswith(("metric_", "eval_", "best_")):
@@ -228,7 +234,7 @@ def _cut(text: str, width: int) -> str:
 def table_lines(args: argparse.Namespace, decreasing: bool, width: int) -> list[str]:
     """The lines `gridrun ls` prints on a terminal `width` characters wide."""
     from ..errors import GridrunError
-    from ..record import RUN_COLUMNS, TRAINING_COLUMNS
+    from ..record import RUN_COLUMNS, TRAINING_COLUMNS, no_script_message, order_error_message, script_matches
     from ..runindex import HEAVY, scan
 
     wanted = args.columns or (DEFAULT_COLUMNS if args.wide else [])
@@ -238,8 +244,7 @@ def table_lines(args: argparse.Namespace, decreasing: bool, width: int) -> list[
     rows = _Rows(scan(args.runs_dir, sweep=args.sweep, heavy=heavy), [*TRAINING_COLUMNS, *RUN_COLUMNS])
     by = args.order or "start"
     if by not in rows.columns:
-        cols = ", ".join(c for c in rows.columns if c.startswith(("metric_", "flag_", "eval_"))) or "(none yet)"
-        raise GridrunError(f"cannot order runs by {by}: no such column. Columns to order by: {cols}")
+        raise GridrunError(order_error_message([by], rows.columns))
     if not len(rows):
         if args.sweep:  # a mistyped sweep id is an error, as in sweep-report
             from ..report.sweepdata import find_sweep_runs
@@ -247,6 +252,12 @@ def table_lines(args: argparse.Namespace, decreasing: bool, width: int) -> list[
             find_sweep_runs(args.sweep, args.runs_dir)
         return ["No runs."]
     shown = _order(rows, by, decreasing)
+    script = getattr(args, "script", None)
+    if script is not None:
+        scripts = rows.col("script")
+        shown = [i for i in shown if script_matches(scripts[i], script)]
+        if not shown:
+            raise GridrunError(no_script_message(script, scripts))
     if args.head is not None:
         shown = shown[: max(args.head, 0)]
     if not shown:

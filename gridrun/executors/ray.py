@@ -6,10 +6,23 @@ trial's files come back with the result. Each task asks for one CPU.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .base import Executor
+
+
+@contextmanager
+def _fork_exec_of_rays_servers() -> Iterator[None]:
+    """Without the warning JAX gives for each of the servers `ray.init` starts (GCS, raylet, monitors):
+    Ray starts them with `subprocess.Popen(preexec_fn=...)`, a fork that execs at once (its preexec_fn
+    only masks SIGINT and sets the parent-death signal), so the deadlock JAX warns of for a forked child
+    that goes on running JAX cannot happen there. Only that warning, only around `ray.init`."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        yield
 
 
 class RayExecutor(Executor):
@@ -27,7 +40,8 @@ class RayExecutor(Executor):
         self._ray = ray
         self._started = not ray.is_initialized()
         if self._started:
-            ray.init(address=scheduler, num_cpus=None if scheduler else self.jobs, ignore_reinit_error=True)
+            with _fork_exec_of_rays_servers():
+                ray.init(address=scheduler, num_cpus=None if scheduler else self.jobs, ignore_reinit_error=True)
         self._remote_cache: dict[Any, Any] = {}
 
     def submit(self, fn: Callable[[Any], Any], task: Any) -> Any:

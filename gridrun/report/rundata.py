@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from .._io import read_json
-from ..errors import GridrunError
 from ..record import last_value
 from ..rundir import (
     ARTIFACTS_DIR,
@@ -28,6 +27,7 @@ from ..rundir import (
     OUTPUT_FILE,
     PROPERTIES_FILE,
     SOURCE_DIR,
+    Status,
     read_metrics_file,
 )
 
@@ -45,16 +45,12 @@ IMAGE_TYPES = {
 
 
 def resolve_run(run: Any, runs_dir: str | os.PathLike = "runs") -> Path:
-    """The run directory of `run`: a run name, a path inside `runs_dir`, a row of `ls_runs()`, or None
-    for the latest run. Anything outside `runs_dir` is refused with a GridrunError (gridrun.runs)."""
-    from ..runs import resolve_run as _resolve
+    """`gridrun.runs.resolve_run`, the one resolver (a run name, a path inside `runs_dir`, a row of
+    `ls_runs()`, or None for the latest run; anything outside `runs_dir` is refused), imported on first
+    use so that a page that needs no table does not load pandas."""
+    from ..runs import resolve_run as resolve
 
-    if run is not None and not isinstance(run, (str, os.PathLike)) and not hasattr(run, "__getitem__"):
-        raise GridrunError(
-            f"cannot use {type(run).__name__} as a run: give a run name, a path inside the runs dir "
-            "or a row of gridrun.ls_runs()"
-        )
-    return _resolve(run, runs_dir)
+    return resolve(run, runs_dir)
 
 
 def latest_runs(n: int, runs_dir: str | os.PathLike = "runs") -> list[Path]:
@@ -101,7 +97,7 @@ class RunData:
 
     @property
     def is_running(self) -> bool:
-        return self.status == "running"
+        return self.status == Status.RUNNING
 
     @property
     def epochs_completed(self) -> int:

@@ -167,7 +167,7 @@ def _final(run: RunData, metric: str) -> float | None:
 def load_sweep(
     sweep: str,
     paths: list[Path],
-    metric: str = "val_loss",
+    metric: str = DEFAULT_METRIC,
     maximize: bool | None = None,
 ) -> SweepData:
     """Read the runs of a sweep and pick the best trial by `metric` (the final value of that metric,
@@ -175,9 +175,8 @@ def load_sweep(
     (gridrun's one scoring rule, gridrun/scoring.py) or `maximize` says otherwise. With the default metric and no trial recording
     val_loss, the sweep is judged by loss."""
     runs = [load_run(p, with_files=False) for p in paths]
-    if metric == "val_loss" and runs and all(_final(r, metric) is None for r in runs):
-        if any(_final(r, "loss") is not None for r in runs):
-            metric = "loss"
+    if metric == DEFAULT_METRIC:  # the default falls back to loss as scoring.score does
+        metric = scoring.ranking_metric(None, lambda name: any(_final(r, name) is not None for r in runs))
     if maximize is None:
         maximize = scoring.direction(metric) == "max"
     trials = []

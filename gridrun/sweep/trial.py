@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,13 +125,13 @@ def run_population(ptask: PopulationTask) -> list[TrialResult]:
 Plan = tuple[Path, Path, TrialTask]  # (script, run dir, task)
 
 
-def _execute(plan: Plan) -> dict[str, Any]:
+def _execute(plan: Plan, on_exit: Callable[[], Any] | None = None) -> dict[str, Any]:
     from ..runner import execute
 
     script, run, task = plan
     hook = PruneHook(task.pruner, task.trial, task.metric) if task.pruner is not None else None
     return execute(script, run, task.flags, context=task.context, sweep=task.sweep, trial=task.trial,
-                   capture_output=True, epoch_hook=hook, metric=task.metric)
+                   capture_output=True, epoch_hook=hook, metric=task.metric, on_exit=on_exit)
 
 
 def _one_by_one(plans: list[Plan]) -> list[dict[str, Any]]:
@@ -139,23 +140,15 @@ def _one_by_one(plans: list[Plan]) -> list[dict[str, Any]]:
 
 def _together(plans: list[Plan], max_size: int | None) -> list[dict[str, Any]]:
     """Each trial in its own thread; their gridrun.fit calls are trained together (train/population.py)."""
+    from .._scriptenv import script_environment
     from ..runner import install_output_routers
 
     install_output_routers()  # per-trial output capture before JAX/Flax/absl bind their log handlers
-    from ..train.population import Population
+    from ..train.population import Population, trial_ending
 
-    folder = str(plans[0][0].parent)
-    main, argv, added = sys.modules.get("__main__"), sys.argv, folder not in sys.path
-    if added:
-        sys.path.insert(0, folder)
-    try:
-        results = Population(max_size).run([lambda p=p: _execute(p) for p in plans])
-    finally:  # runpy in many threads swaps these globals; put the worker's own back
-        if main is not None:
-            sys.modules["__main__"] = main
-        sys.argv = argv
-        if added and folder in sys.path:
-            sys.path.remove(folder)
+    # runpy in many threads swaps sys.argv and __main__: the worker's own are put back once all have ended
+    with script_environment(plans[0][0].parent):
+        results = Population(max_size).run([lambda p=p: _execute(p, on_exit=trial_ending) for p in plans])
     for r in results:
         if isinstance(r, BaseException):
             raise r
