@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .trial import PopulationTask, TrialResult, TrialTask, _together, run_trial, run_trials
+from .trial import PopulationTask, TrialResult, TrialTask, run_trial, run_trials, train_together
 
 if TYPE_CHECKING:  # the sweep's client imports no JAX until it runs a population
     from ..train.population import PopulationConfig
@@ -46,7 +46,7 @@ class GroupTask(PopulationTask):
 def run_group(task: GroupTask) -> list[TrialResult]:
     """Run a group of trials (on a worker) in population mode, as `task.config` says; one result per
     trial, in order."""
-    return run_trials(task.tasks, lambda plans: _together(plans, task.config))  # type: ignore[arg-type]
+    return run_trials(task.tasks, lambda plans: train_together(plans, task.config))
 
 
 class Grouper:

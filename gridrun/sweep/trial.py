@@ -119,7 +119,7 @@ class PopulationTask:
 
 def run_population(ptask: PopulationTask) -> list[TrialResult]:
     """Run a group of trials (on a worker) in population mode; one result per trial, in order."""
-    return run_trials(ptask.tasks, lambda plans: _together(plans, ptask.max_size))
+    return run_trials(ptask.tasks, lambda plans: train_together(plans, ptask.max_size))
 
 
 Plan = tuple[Path, Path, TrialTask]  # (script, run dir, task)
@@ -138,8 +138,9 @@ def _one_by_one(plans: list[Plan]) -> list[dict[str, Any]]:
     return [_execute(p) for p in plans]
 
 
-def _together(plans: list[Plan], max_size: int | None) -> list[dict[str, Any]]:
-    """Each trial in its own thread; their gridrun.fit calls are trained together (train/population.py)."""
+def train_together(plans: list[Plan], config: Any) -> list[dict[str, Any]]:
+    """Each trial in its own thread; their gridrun.fit calls are trained together (train/population/),
+    with the sweep's `config` (a PopulationConfig, or None for the defaults)."""
     from .._scriptenv import script_environment
     from ..runner import install_output_routers
 
@@ -148,7 +149,7 @@ def _together(plans: list[Plan], max_size: int | None) -> list[dict[str, Any]]:
 
     # runpy in many threads swaps sys.argv and __main__: the worker's own are put back once all have ended
     with script_environment(plans[0][0].parent):
-        results = Population(max_size).run([lambda p=p: _execute(p, on_exit=trial_ending) for p in plans])
+        results = Population(config).run([lambda p=p: _execute(p, on_exit=trial_ending) for p in plans])
     for r in results:
         if isinstance(r, BaseException):
             raise r

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from ..errors import TrialPruned
+from ..scoring import is_loss
 from .callbacks import Stopper
 from .engine import epoch_key
 
@@ -93,7 +94,7 @@ def short(value: Any) -> float:
 
 def nonfinite_loss(record: dict[str, float]) -> str | None:
     """The first loss (a metric named loss, val_loss or *_loss) of an epoch that is not finite, or None."""
-    return next((k for k, v in record.items() if k.endswith("loss") and not math.isfinite(v)), None)
+    return next((k for k, v in record.items() if is_loss(k) and not math.isfinite(v)), None)
 
 
 def stop_rule(record: dict[str, float], stopped: bool, pruned: bool, asked: bool, epoch: int, epochs: int) -> Stop | None:
