@@ -40,6 +40,9 @@ _API: dict[str, str] = {
     "clean_runs": "runs",
     "purge_runs": "runs",
     "copy_run": "runs",
+    # a run's trained model
+    "load_model": "checkpoint",
+    "load_state": "checkpoint",
     # sweeps
     "tuning_run": "sweep",
     "build_grid": "grid",
@@ -92,6 +95,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs
     from . import datasets  # noqa: F401
+    from .checkpoint import load_model, load_state  # noqa: F401
     from .errors import FlagError, GridrunError  # noqa: F401
     from .flagspec import Flags, flag_boolean, flag_integer, flag_numeric, flag_string, flags  # noqa: F401
     from .rundir import (  # noqa: F401

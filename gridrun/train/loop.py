@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import checkpoint as ckpt
 from .. import rundir
 from ..errors import GridrunError
 from . import callbacks as cbs
@@ -449,9 +450,11 @@ def fit_loop(
     lr_key: str | None = None,
     seed: int = 0,
     verbose: int = 0,
+    checkpoint: Any = "both",
 ) -> History:
     """Train with your own pure functions, compiled and recorded as `fit` does; see the module docstring
-    and docs/own-loop.md. Returns a History whose `.state` is the trained state (nnx objects merged)."""
+    and docs/own-loop.md. Returns a History whose `.state` is the trained state (nnx objects merged).
+    `checkpoint` as for `fit`: what a recorded run keeps of its training state."""
     for name, fn in (("init", init), ("train_step", train_step), ("eval_step", eval_step)):
         if fn is not None and not callable(fn):
             raise GridrunError(f"fit_loop's {name} must be a function, got {type(fn).__name__}")
@@ -548,6 +551,9 @@ def fit_loop(
         "learning_rate": None if lr_key is None else float(hp_user[lr_key]),
     }
     history = History(params, eng, None, hp)
+    if ckpt.restoring():  # gridrun.load_model reruns the script: restore the saved state, train nothing
+        ckpt.restore(history, {"state": jax.eval_shape(eng.init, hp, k_init), "rng": k_train},
+                     lambda tree: setattr(history, "state", fns.user_state(tree["state"]["user"])) or history.state)
     ctx = rundir.current()
     if ctx is not None:
         ctx.write_properties(**params)
@@ -574,11 +580,14 @@ def fit_loop(
     else:
         device = {k: jnp.asarray(v) for k, v in arrays.items()}
         state = eng.jit_init(hp, k_init)
+        saver = ckpt.for_run(ctx, checkpoint)
         try:
             for e in range(int(epochs)):
                 state, logs = eng.jit_epoch(state, hp, device, jax.random.fold_in(k_train, e))
                 logs = jax.device_get(logs)
                 asked = on_epoch(e, logs)
+                if saver is not None:
+                    saver.on_epoch(e + 1, ckpt.last_values(history.history), lambda s=state: {"state": s, "rng": k_train})
                 loss = [v for k, v in logs.items() if k.endswith("loss")]
                 if bool(logs["stopped"]) or asked or not all(math.isfinite(float(v)) for v in loss):
                     if progress is not None and not asked:
@@ -587,6 +596,8 @@ def fit_loop(
         finally:
             if progress is not None:
                 progress.close()
+            if saver is not None:
+                saver.close(lambda: {"state": state, "rng": k_train})
         state = eng.jit_finalize(state)
     params["epochs_completed"] = history.epochs_completed
     best = {}
