@@ -311,6 +311,7 @@ class Checkpointer:
         self.best_epoch: int | None = None
         self.last_epoch: int | None = None  # the last epoch seen
         self.saved_last: int | None = None  # the epoch last.ckpt holds
+        self._last_value: float | None = None  # the ranking metric's value at last_epoch
         self.seconds = 0.0  # spent saving (serializing and writing)
         self.saves = 0
         if resume:
@@ -338,6 +339,7 @@ class Checkpointer:
         self.last_epoch = int(epoch)
         due: list[str] = []
         name, value = self._rank(metrics)
+        self._last_value = value
         if self.policy.best and value is not None and scoring.is_better(value, self.best_value, name or "", self.mode):
             self.best_value, self.best_epoch = value, int(epoch)
             due.append("best")
@@ -363,11 +365,14 @@ class Checkpointer:
 
     def _save(self, which: list[str], epoch: int, get_state: Callable[[], Any]) -> None:
         t0 = time.perf_counter()
-        meta = {"epoch": epoch, "metric": self.name, "value": self.best_value if "best" in which else None,
+        meta = {"epoch": epoch, "metric": self.name, "value": self._last_value if epoch == self.last_epoch else None,
                 "mode": scoring.direction(self.name, self.mode) if self.name else None}
         data = encode(get_state(), meta)
         folder = self.run_dir / CHECKPOINT_DIR
-        folder.mkdir(parents=True, exist_ok=True)
+        if not self.saves:  # a first save: a save killed before (kill -9) may have left its temporary file
+            folder.mkdir(parents=True, exist_ok=True)
+            for stale in folder.glob(".*.ckpt.*.tmp"):
+                stale.unlink(missing_ok=True)
         for w in which:
             write_atomic(folder / f"{w}.ckpt", data)
         if "last" in which:
@@ -409,9 +414,18 @@ def info(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def _resolve(run: Any, runs_dir: str | os.PathLike) -> Path:
+    """gridrun.runs.resolve_run, and besides a run dir given by its path wherever it lies (a copy, an archive)."""
     from .runs import resolve_run
 
-    return resolve_run(run, runs_dir)
+    try:
+        return resolve_run(run, runs_dir)
+    except GridrunError:
+        given = run["run_dir"] if not isinstance(run, (str, os.PathLike)) and hasattr(run, "__getitem__") else run
+        given = given.iloc[0] if hasattr(given, "iloc") and len(given) == 1 else given
+        path = Path(str(given))
+        if path.is_dir() and ((path / "properties.json").is_file() or (path / CHECKPOINT_DIR).is_dir()):
+            return path.resolve()
+        raise
 
 
 def _read(run_dir: Path, which: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -420,7 +434,8 @@ def _read(run_dir: Path, which: str) -> tuple[dict[str, Any], dict[str, Any]]:
     path = checkpoint_path(run_dir, which)
     if not path.is_file():
         other = next((w for w in WHICH if w != which and checkpoint_path(run_dir, w).is_file()), None)
-        fix = (f"load which={other!r} instead" if other else
+        dropped = (read_json(run_dir / "properties.json", {}) or {}).get("checkpoints_dropped")
+        fix = (f"load which={other!r} instead" if other else dropped if dropped else
                "train it again with checkpoints on (gridrun.fit(..., checkpoint='both'), the default in a run); runs "
                "made before checkpoints, pruned trials and checkpoint=None keep none")
         raise NoCheckpoint(f"run {run_dir} has no {which} checkpoint ({CHECKPOINT_DIR}/{which}.ckpt): {fix}")
