@@ -470,3 +470,13 @@ def test_docs_name_the_files_and_the_api():
     guide = (ROOT / "docs" / "user-guide.md").read_text()
     assert "checkpoints/best.ckpt" in run_dir and "checkpoints/last.ckpt" in run_dir
     assert "gridrun.load_model(best)" in guide and "load_state" in guide
+
+
+def test_gridrun_view_shows_what_the_checkpoints_hold(trained, tmp_path):
+    root, runs = trained
+    run = runs["seq"]
+    info = C.info(run)
+    page = Path(gridrun.view_run(run.name, runs_dir=root / "runs", output=tmp_path / "r.html", open_browser=False))
+    text = page.read_text()
+    size = (info["best"]["bytes"] + info["last"]["bytes"]) / 1e6
+    assert f"best: epoch {info['best']['epoch']} (val_loss), last: epoch 4; {size:.3g} MB" in text
