@@ -241,6 +241,22 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def link_atomic(source: Path, path: Path, data: bytes) -> None:
+    """`path` becomes a hard link to `source` (whose content is `data`), atomically (link to a temporary
+    name, rename over `path`); where hard links are not possible, `data` is written anew. Files are never
+    changed in place, so the two names stay right when either is later replaced."""
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+    try:
+        os.link(source, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        write_atomic(path, data)
+
+
 def restore_into(target: Any, raw: Mapping[str, Any], header: Mapping[str, Any], where: str) -> Any:
     """`raw` (a decoded checkpoint) in the structure of `target` (a pytree of arrays or of
     jax.ShapeDtypeStruct), every leaf checked for presence, shape and dtype."""
@@ -358,8 +374,7 @@ class Checkpointer:
         return self.properties()
 
     def properties(self) -> dict[str, Any]:
-        folder = self.run_dir / CHECKPOINT_DIR
-        size = sum(f.stat().st_size for f in folder.glob("*.ckpt")) if folder.is_dir() else 0
+        size = disk_bytes(self.run_dir)
         return {"checkpoint_epoch": self.best_epoch, "checkpoint_last_epoch": self.saved_last,
                 "checkpoint_metric": self.name if self.best_epoch is not None else None, "checkpoint_bytes": size}
 
@@ -373,8 +388,9 @@ class Checkpointer:
             folder.mkdir(parents=True, exist_ok=True)
             for stale in folder.glob(".*.ckpt.*.tmp"):
                 stale.unlink(missing_ok=True)
-        for w in which:
-            write_atomic(folder / f"{w}.ckpt", data)
+        write_atomic(folder / f"{which[0]}.ckpt", data)
+        for w in which[1:]:  # the same bytes: a second name for the file just written, put in place atomically
+            link_atomic(folder / f"{which[0]}.ckpt", folder / f"{w}.ckpt", data)
         if "last" in which:
             self.saved_last = epoch
         self.seconds += time.perf_counter() - t0
@@ -390,6 +406,13 @@ def for_run(ctx: Any, policy: Any) -> Checkpointer | None:
     if ctx is None or parsed is None or restoring():
         return None
     return Checkpointer(ctx.run_dir, parsed, getattr(ctx, "metric", None), record=ctx.write_properties)
+
+
+def disk_bytes(run_dir: str | os.PathLike) -> int:
+    """Bytes the run's checkpoint files take on disk (best and last may be one file under two names)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    files = {(st.st_dev, st.st_ino): st.st_size for st in (f.stat() for f in folder.glob("*.ckpt"))} if folder.is_dir() else {}
+    return sum(files.values())
 
 
 def last_values(history: Mapping[str, list[Any]]) -> dict[str, Any]:

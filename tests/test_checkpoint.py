@@ -130,6 +130,11 @@ print(json.dumps(out))
 '''
 
 
+def _disk(run: Path) -> int:
+    """Bytes of a run's checkpoint files, a file under two names (hard links) counted once."""
+    return sum({f.stat().st_ino: f.stat().st_size for f in (run / "checkpoints").glob("*.ckpt")}.values())
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -233,8 +238,17 @@ def test_checkpointer_keeps_the_best_epoch_by_the_scoring_rule_and_calls_get_sta
     assert calls == [1, 2, 3, 4, 5]  # last every epoch: one call per epoch, shared by best and last
     assert C.info(tmp_path)["best"]["epoch"] == 4 and C.info(tmp_path)["last"]["epoch"] == 5
     assert recorded["checkpoint_epoch"] == 4 and recorded["checkpoint_metric"] == "val_acc"
-    assert recorded["checkpoint_bytes"] == sum(f.stat().st_size for f in (tmp_path / "checkpoints").iterdir())
+    assert recorded["checkpoint_bytes"] == _disk(tmp_path)
+    best, last = (tmp_path / "checkpoints" / "best.ckpt").stat(), (tmp_path / "checkpoints" / "last.ckpt").stat()
+    assert best.st_ino != last.st_ino  # epoch 4 best, epoch 5 last
     assert float(C.load_state(tmp_path)["w"][0]) == 4.0 and float(C.load_state(tmp_path, "last")["w"][0]) == 5.0
+
+    first = C.Checkpointer(tmp_path / "a", "both")
+    first.on_epoch(1, {"loss": 1.0}, state(1))  # best and last due at once: one file under both names
+    a, b = (tmp_path / "a/checkpoints/best.ckpt").stat(), (tmp_path / "a/checkpoints/last.ckpt").stat()
+    assert a.st_ino == b.st_ino and first.properties()["checkpoint_bytes"] == a.st_size
+    first.on_epoch(2, {"loss": 2.0}, state(2))  # last replaced, best kept
+    assert float(C.load_state(tmp_path / "a")["w"][0]) == 1.0 and float(C.load_state(tmp_path / "a", "last")["w"][0]) == 2.0
 
     calls.clear()  # best only, by val_loss when the sweep's metric is not logged; NaN is never best
     saver = C.Checkpointer(tmp_path / "b", "best", metric="val_auc")
@@ -308,7 +322,7 @@ def test_every_kind_of_model_saves_best_and_last_into_its_run(trained):
         assert info["last"]["epoch"] == 4
         summary = json.loads((run / "summary.json").read_text())
         assert summary["checkpoint_epoch"] == best and summary["checkpoint_last_epoch"] == 4
-        assert summary["checkpoint_bytes"] == info["best"]["bytes"] + info["last"]["bytes"]
+        assert summary["checkpoint_bytes"] == _disk(run)
     table = gridrun.ls_runs(runs_dir=root / "runs")
     assert {"checkpoint_epoch", "checkpoint_bytes"} <= set(table.columns)
     assert str(table["checkpoint_epoch"].dtype) == "Int64"
@@ -478,5 +492,5 @@ def test_gridrun_view_shows_what_the_checkpoints_hold(trained, tmp_path):
     info = C.info(run)
     page = Path(gridrun.view_run(run.name, runs_dir=root / "runs", output=tmp_path / "r.html", open_browser=False))
     text = page.read_text()
-    size = (info["best"]["bytes"] + info["last"]["bytes"]) / 1e6
+    size = _disk(run) / 1e6
     assert f"best: epoch {info['best']['epoch']} (val_loss), last: epoch 4; {size:.3g} MB" in text
