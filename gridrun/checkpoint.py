@@ -330,6 +330,7 @@ class Checkpointer:
         self._last_value: float | None = None  # the ranking metric's value at last_epoch
         self.seconds = 0.0  # spent saving (serializing and writing)
         self.saves = 0
+        self.times: list[float] = []  # seconds of each save
         if resume:
             header = read_header(checkpoint_path(self.run_dir, "best")) or {}
             if header.get("metric") and scoring.finite(header.get("value")) is not None:
@@ -393,7 +394,8 @@ class Checkpointer:
             link_atomic(folder / f"{which[0]}.ckpt", folder / f"{w}.ckpt", data)
         if "last" in which:
             self.saved_last = epoch
-        self.seconds += time.perf_counter() - t0
+        self.times.append(time.perf_counter() - t0)
+        self.seconds += self.times[-1]
         self.saves += 1
         if self.record is not None:
             self.record(**self.properties())
