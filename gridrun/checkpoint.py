@@ -559,6 +559,17 @@ def restore(history: Any, template: Any, finish: Callable[[Any], Any]) -> None:
     raise Restored(TrainedModel(module, history, r.run_dir, r.which, epoch))
 
 
+def _forget_modules(folder: Path) -> None:
+    """Unload the modules a script imported from its snapshot folder, so that loading another run whose
+    helper module has the same name imports that run's own (the loaded model keeps what it uses)."""
+    import sys
+
+    prefix = str(folder) + os.sep
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(prefix):
+            del sys.modules[name]
+
+
 def load_model(run: Any = None, which: str = "best", *, runs_dir: str | os.PathLike = "runs") -> TrainedModel:
     """The trained model of a run (a run dir, a run name or an ls_runs() row), from its `which`
     ("best" or "last") checkpoint, in any process. See the module docstring and docs/user-guide.md
@@ -603,5 +614,6 @@ def load_model(run: Any = None, which: str = "best", *, runs_dir: str | os.PathL
                                     f"{fallback}") from exc
         finally:
             _RESTORE.reset(token)
+            _forget_modules(script.parent)
     raise ModelRebuildError(f"the script of run {run_dir} ({rundir.SOURCE_DIR}/{script.name}) ran to its end without "
                             f"calling gridrun.fit or gridrun.fit_loop, so it builds no model to restore: {fallback}")
