@@ -143,12 +143,19 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One training run per kind of model, each by `gridrun training-run` in its own process."""
+    """One training run per kind of model, each by `gridrun training-run` in its own process (the first
+    from the command line, the others from Python)."""
     root = tmp_path_factory.mktemp("ckpt")
     (root / "train.py").write_text(SCRIPT)
     runs = {}
     for kind in ("seq", "linen", "nnx", "loop"):
-        row = gridrun.training_run(root / "train.py", {"kind": kind}, runs_dir=root / "runs", echo=False)
+        if kind == "seq":
+            subprocess.run([sys.executable, "-m", "gridrun.cli", "training-run", str(root / "train.py"), "--flag",
+                            "kind=seq", "--runs-dir", str(root / "runs"), "--quiet"], check=True, env=_env(), cwd=root,
+                           capture_output=True)
+            row = gridrun.ls_runs(runs_dir=root / "runs", latest_n=1)
+        else:
+            row = gridrun.training_run(root / "train.py", {"kind": kind}, runs_dir=root / "runs", echo=False)
         run = Path(row["run_dir"].iloc[0])
         assert row["status"].iloc[0] == "completed", row["error_message"].iloc[0]
         rng = np.random.default_rng(0)  # the script's data, for the loading process
@@ -494,3 +501,15 @@ def test_gridrun_view_shows_what_the_checkpoints_hold(trained, tmp_path):
     text = page.read_text()
     size = _disk(run) / 1e6
     assert f"best: epoch {info['best']['epoch']} (val_loss), last: epoch 4; {size:.3g} MB" in text
+
+
+def test_in_a_sweep_the_best_epoch_is_ranked_by_the_sweeps_metric(trained, tmp_path):
+    from gridrun.runner import execute
+
+    root, _ = trained
+    run = tmp_path / "trial"
+    run.mkdir()
+    props = execute(root / "train.py", run, {"epochs": 5}, sweep="s", trial=0, metric="val_acc")
+    assert props["status"] == "completed" and props["checkpoint_metric"] == "val_acc"
+    accs = json.loads((run / "metrics.json").read_text())["val_acc"]
+    assert C.info(run)["best"]["epoch"] == int(np.argmax(accs)) + 1  # the first of the highest
