@@ -40,6 +40,9 @@ _API: dict[str, str] = {
     "clean_runs": "runs",
     "purge_runs": "runs",
     "copy_run": "runs",
+    # a run's trained model
+    "load_model": "train.restore",
+    "load_state": "checkpoint",
     # sweeps
     "tuning_run": "sweep",
     "build_grid": "grid",
@@ -94,6 +97,7 @@ def __dir__() -> list[str]:
 # keeps the two lists equal).
 if TYPE_CHECKING:
     from . import datasets  # noqa: F401
+    from .checkpoint import load_state  # noqa: F401
     from .errors import FlagError, GridrunError  # noqa: F401
     from .flagspec import Flags, flag_boolean, flag_integer, flag_numeric, flag_string, flags  # noqa: F401
     from .grid import build_grid, sample_grid  # noqa: F401
@@ -132,3 +136,4 @@ if TYPE_CHECKING:
         optimizer,
         predict,
     )
+    from .train.restore import load_model  # noqa: F401

@@ -26,6 +26,8 @@ RUN_COLUMNS = ["script", "start", "end", "completed", "status", "output", "error
                "source_code", "context", "type", "sweep", "trial"]
 INT_COLUMNS = ["samples", "validation_samples", "batch_size", "epochs", "epochs_completed", "trial"]
 OPTIONAL_INT_COLUMNS = ["best_epoch"]  # properties gridrun.fit writes only with EarlyStopping
+# properties a run's Checkpointer writes (gridrun/checkpoint.py): the best and last epochs saved, bytes on disk
+OPTIONAL_INT_COLUMNS += ["checkpoint_epoch", "checkpoint_last_epoch", "checkpoint_bytes"]
 KNOWN_PROPERTIES = set(TRAINING_COLUMNS) | set(RUN_COLUMNS) | {
     "script_path", "versions", "git", "hostname", "pid", "exit_code", "jax_devices", "heartbeat",
     rundir.EPOCH_LABELS}

@@ -111,6 +111,7 @@ class RunContext:
     # set by fit/fit_loop while they log their last epoch: a pruner's "stop" there would save nothing,
     # so the value is reported (it counts at the rung) but the trial ends completed, not pruned
     last_epoch: bool = False
+    metric: str | None = None  # the sweep's ranking metric, set by the runner: checkpoints keep its best epoch
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike, flags: dict[str, Any] | None = None) -> RunContext:

@@ -248,6 +248,7 @@ def execute(
     script = Path(script).resolve()
     ctx = RunContext.open(run_dir, flags)
     ctx.epoch_hook = epoch_hook
+    ctx.metric = metric
     args = {} if script_args is None and "script_args" in ctx.properties else {
         "script_args": [str(a) for a in script_args or []]}  # its presence tells gridrun.flags() to skip sys.argv
     if ctx.properties.get("status") != Status.RUNNING:  # training_run's parent may have started it already

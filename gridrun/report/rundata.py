@@ -144,6 +144,7 @@ class RunData:
             ("validation samples", p.get("validation_samples")),
             ("epochs", f"{done} / {epochs}" if epochs is not None else (done or None)),
             ("batch size", p.get("batch_size")),
+            ("checkpoints", checkpoints_text(p)),
         ]
         return [(k, format_value(v)) for k, v in rows if v not in (None, "")]
 
@@ -157,7 +158,25 @@ KNOWN_PROPERTIES = {
     "error_traceback", "samples", "validation_samples", "batch_size", "epochs", "epochs_completed",
     "model", "loss_function", "optimizer", "learning_rate", "versions", "jax_devices", "hostname",
     "pid", "git", "context", "type", "sweep", "trial", "heartbeat",
+    "checkpoint_epoch", "checkpoint_last_epoch", "checkpoint_metric", "checkpoint_bytes", "checkpoints_dropped",
 }  # fmt: skip
+
+
+def checkpoints_text(p: dict[str, Any]) -> str | None:
+    """What the run's checkpoints/ holds (gridrun/checkpoint.py), as one line: "best: epoch 3 (val_loss),
+    last: epoch 5; 1.2 MB", or why none came back from a remote worker."""
+    parts = []
+    if isinstance(p.get("checkpoint_epoch"), int):
+        metric = f" ({p['checkpoint_metric']})" if p.get("checkpoint_metric") else ""
+        parts.append(f"best: epoch {p['checkpoint_epoch']}{metric}")
+    if isinstance(p.get("checkpoint_last_epoch"), int):
+        parts.append(f"last: epoch {p['checkpoint_last_epoch']}")
+    text = ", ".join(parts)
+    if text and isinstance(p.get("checkpoint_bytes"), int):
+        text += f"; {p['checkpoint_bytes'] / 1e6:.3g} MB"
+    if p.get("checkpoints_dropped"):
+        text = f"{text}; {p['checkpoints_dropped']}" if text else str(p["checkpoints_dropped"])
+    return text or None
 
 
 def load_run(path: str | os.PathLike, *, with_files: bool = True) -> RunData:

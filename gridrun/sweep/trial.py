@@ -207,17 +207,20 @@ def ship_sources(script: Path) -> dict[str, bytes]:
 
 
 def pack(run_dir: Path, max_bytes: int) -> tuple[dict[str, bytes], list[str]]:
-    """Read a run dir's files: everything but artifacts first, then artifacts smallest first."""
+    """Read a run dir's files: everything but artifacts and checkpoints first, then the checkpoints
+    (best, then last), then artifacts smallest first; checkpoints and artifacts count against `max_bytes`."""
     paths = sorted(p for p in run_dir.rglob("*") if p.is_file())
-    recorded = [p for p in paths if p.relative_to(run_dir).parts[0] != "artifacts"]
-    artifacts = sorted((p for p in paths if p not in recorded), key=lambda p: p.stat().st_size)
+    limited = ("artifacts", "checkpoints")
+    recorded = [p for p in paths if p.relative_to(run_dir).parts[0] not in limited]
+    checkpoints = [p for p in paths if p.relative_to(run_dir).parts[0] == "checkpoints" and p.suffix == ".ckpt"]
+    artifacts = sorted((p for p in paths if p.relative_to(run_dir).parts[0] == "artifacts"), key=lambda p: p.stat().st_size)
     files: dict[str, bytes] = {}
     dropped: list[str] = []
     total = 0
-    for p in recorded + artifacts:
+    for p in recorded + checkpoints + artifacts:
         rel = p.relative_to(run_dir).as_posix()
         size = p.stat().st_size
-        if total + size > max_bytes and p in artifacts:
+        if total + size > max_bytes and p not in recorded:
             dropped.append(f"{rel} ({size} bytes)")
             continue
         files[rel] = p.read_bytes()
@@ -237,9 +240,17 @@ def unpack(
         target.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(target, data)
     extra: dict[str, Any] = {"worker": result.worker, "script_path": script}
-    if result.dropped:
+    checkpoints = [d for d in result.dropped if d.startswith("checkpoints/")]
+    artifacts = [d for d in result.dropped if d not in checkpoints]
+    if artifacts:
         extra["artifacts_dropped"] = (
-            f"{len(result.dropped)} artifact(s) over the {limit / 1e6:g} MB per-trial limit for remote "
-            f"workers were not copied back: " + ", ".join(result.dropped)
+            f"{len(artifacts)} artifact(s) over the {limit / 1e6:g} MB per-trial limit for remote "
+            f"workers were not copied back: " + ", ".join(artifacts)
+        )
+    if checkpoints:  # load_model names this when asked for the run's model
+        extra["checkpoints_dropped"] = (
+            f"the checkpoint(s) {', '.join(checkpoints)} are over the {limit / 1e6:g} MB per-trial limit for remote "
+            f"workers and were not copied back: raise it with tuning_run(max_artifact_bytes=...), or keep one "
+            f"(checkpoint='best')"
         )
     return adopt(run_dir, **extra)

@@ -138,10 +138,10 @@ class Member:
 
     @classmethod
     def for_trial(cls, epochs: int, names: tuple[str, ...], history: Any, ctx: Any, callbacks: Sequence[Any],
-                  progress: Any) -> Member:
-        """The member of a `fit` / `fit_loop` call (the one place both build theirs): the observers
-        every trial gets belong here."""
-        return cls(int(epochs), tuple(names), history, ctx, callbacks, progress)
+                  progress: Any, observers: Sequence[EpochObserver] = ()) -> Member:
+        """The member of a `fit` / `fit_loop` call (the one place both build theirs), with the trial's
+        observers (its checkpoints: gridrun/checkpoint.py CheckpointObserver)."""
+        return cls(int(epochs), tuple(names), history, ctx, callbacks, progress, list(observers))
 
     def record(self, logs: Logs, stopped: bool, state: Callable[[], State] = lambda: None) -> Stop | None:
         """Record the trial's next epoch from its `logs` (one trial's values; `stopped`: EarlyStopping
@@ -189,8 +189,14 @@ class Member:
         return pruned
 
     def close(self) -> None:
+        """The trial ended: close its progress bar and the observers that have a `close` (a checkpoint
+        writes what `every=N` left unsaved)."""
         if self.progress is not None:
             self.progress.close()
+        for observe in self.observers:
+            close = getattr(observe, "close", None)
+            if close is not None:
+                close()
 
 
 def train_alone(program: TrainingProgram, state: State, hparams: Any, data: dict[str, jax.Array],

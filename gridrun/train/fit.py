@@ -17,10 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import checkpoint as ckpt
 from .. import rundir
 from ..errors import GridrunError
 from . import engine as E
-from . import population
+from . import population, restore
 from ._jaxcache import enable_persistent_cache
 from .callbacks import split_callbacks
 from .driver import Member, short, train_alone
@@ -97,11 +98,14 @@ def fit(
     callbacks: Any = (),
     verbose: int | str = "auto",
     seed: int = 0,
+    checkpoint: Any = "both",
 ) -> History:
     """Train `model` (a gridrun.Sequential, a flax.linen.Module or a flax.nnx.Module) Keras-style; see docs/fit.md.
 
     `verbose="auto"` (the default, as in Keras) is 1: a progress bar over the epochs on a terminal, one
-    plain line per epoch elsewhere (a run's output.log, pipes); 0 is silent."""
+    plain line per epoch elsewhere (a run's output.log, pipes); 0 is silent. `checkpoint` ("both",
+    "best", "last", None, every=N as an int): what a recorded run keeps of its training state in
+    checkpoints/ (gridrun/checkpoint.py; nothing outside a run)."""
     if verbose == "auto":
         verbose = 1
     if loss is None:
@@ -158,11 +162,15 @@ def fit(
         "learning_rate": opt.learning_rate if isinstance(opt, OptimizerSpec) else None,
     }
     history = History(params, eng, state if pop is None else None, hparams)
+    if restore.restoring():  # gridrun.load_model reruns the script: restore the saved state, train nothing
+        restore.restore(history, {"state": state, "rng": k_train}, lambda tree: _restored(model, eng, history, tree))
     ctx = rundir.current()
+    saver = ckpt.for_run(ctx, checkpoint) if pop is None else None
+    observers = [ckpt.CheckpointObserver(saver, k_train)] if saver is not None else []
     if ctx is not None:
         ctx.write_properties(**params)
     progress = EpochProgress(int(epochs)) if verbose and pop is None else None
-    member = Member.for_trial(int(epochs), config.log_names, history, ctx, lambdas, progress)
+    member = Member.for_trial(int(epochs), config.log_names, history, ctx, lambdas, progress, observers)
 
     if pop is not None:
         lone = [what for what, key in (("optimizer", config.optimizer), ("model", config.model))
@@ -232,17 +240,31 @@ def _best_epoch(history: History, config: Any) -> dict[str, Any]:
     return {"best_epoch": index + 1, f"best_{monitor}": values[index]}
 
 
+def _restored(model: Any, eng: Any, history: History, tree: Any) -> Any:
+    """Restore mode: the History and the user's nnx module get the checkpoint's state."""
+    history.state = tree["state"]
+    if eng.nnx is not None:
+        from flax import nnx
+
+        nnx.update(model, tree["state"]["params"], tree["state"]["extra"])
+    return model
+
+
 def _trained(history: Any) -> History:
+    if isinstance(history, restore.TrainedModel):  # what gridrun.load_model returns
+        history = history.history
     if not isinstance(history, History) or history.state is None:
-        raise GridrunError("evaluate/predict take the History returned by gridrun.fit (history = gridrun.fit(...))")
+        raise GridrunError("evaluate/predict take the History returned by gridrun.fit (history = gridrun.fit(...)) "
+                           "or a model from gridrun.load_model(run)")
     if not isinstance(history.engine, E.Engine):
         raise GridrunError("evaluate/predict work on what gridrun.fit returns; after gridrun.fit_loop, call your own "
-                           "eval function on history.state")
+                           "eval function on history.state (on model.state for gridrun.load_model of a fit_loop run)")
     return history
 
 
-def evaluate(history: History, x: Any, y: Any, *, record: bool = True) -> dict[str, float]:
-    """Loss and metrics on (x, y) in inference mode; also written to evaluation.json of the active run."""
+def evaluate(history: Any, x: Any, y: Any, *, record: bool = True) -> dict[str, float]:
+    """Loss and metrics on (x, y) in inference mode; also written to evaluation.json of the active run.
+    `history`: what gridrun.fit returns, or a model from gridrun.load_model."""
     h = _trained(history)
     cfg = h.engine.config
     xa = _as_x(x, None)
@@ -255,8 +277,8 @@ def evaluate(history: History, x: Any, y: Any, *, record: bool = True) -> dict[s
     return scores
 
 
-def predict(history: History, x: Any) -> np.ndarray:
-    """Model outputs (e.g. softmax probabilities) for x."""
+def predict(history: Any, x: Any) -> np.ndarray:
+    """Model outputs (e.g. softmax probabilities) for x; `history` as for evaluate."""
     h = _trained(history)
     eng, state, hp = h.evaluator()
     return np.asarray(eng.jit_predict(state, hp, jnp.asarray(_as_x(x, None))))

@@ -47,10 +47,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import checkpoint as ckpt
 from .. import rundir
 from ..errors import GridrunError
 from . import callbacks as cbs
-from . import population, shuffle
+from . import population, restore, shuffle
 from ._jaxcache import enable_persistent_cache
 from .driver import Member, train_alone
 from .engine import EVAL_CHUNK, cached_program, jit, program_digest, seed_keys
@@ -628,9 +629,11 @@ def fit_loop(
     lr_key: str | None = None,
     seed: int = 0,
     verbose: int = 0,
+    checkpoint: Any = "both",
 ) -> History:
     """Train with your own pure functions, compiled and recorded as `fit` does; see the module docstring
-    and docs/own-loop.md. Returns a History whose `.state` is the trained state (nnx objects merged)."""
+    and docs/own-loop.md. Returns a History whose `.state` is the trained state (nnx objects merged).
+    `checkpoint` as for `fit`: what a recorded run keeps of its training state."""
     _check_functions(init, train_step, eval_step)
     hp_user = _hparams(hparams)
     lr_key = _learning_rate_key(hp_user, lr_key)
@@ -646,11 +649,17 @@ def fit_loop(
 
     params = _describe_call(inputs, epochs, init, train_step, eval_step, hp_user, lr_key)
     history = History(params, eng, None, hp)
+    if restore.restoring():  # gridrun.load_model reruns the script: restore the saved state, train nothing
+        restore.restore(history, {"state": jax.eval_shape(eng.init, hp, k_init), "rng": k_train},
+                        lambda tree: setattr(history, "state", fns.user_state(tree["state"]["user"])) or history.state)
     ctx = rundir.current()
     if ctx is not None:
         ctx.write_properties(**params)
-    progress = EpochProgress(int(epochs)) if verbose and population.active() is None else None
-    member = Member.for_trial(int(epochs), config.log_names, history, ctx, lambdas, progress)
+    alone = population.active() is None
+    progress = EpochProgress(int(epochs)) if verbose and alone else None
+    saver = ckpt.for_run(ctx, checkpoint) if alone else None
+    observers = [ckpt.CheckpointObserver(saver, k_train)] if saver is not None else []
+    member = Member.for_trial(int(epochs), config.log_names, history, ctx, lambdas, progress, observers)
     state = _train(eng, hp, inputs, k_init, k_train, member, ctx, verbose)
     _finish(history, state, es, ctx, lambdas, fns)
     return history

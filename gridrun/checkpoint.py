@@ -1,0 +1,501 @@
+"""A run keeps its model: checkpoints of a trial's training state in its run dir, and loading them back.
+
+    saver = Checkpointer(run_dir, policy="both", metric="val_loss")   # one per trial
+    for epoch in range(1, epochs + 1):                                 # any epoch loop, 1-based epochs
+        state, metrics = train_one_epoch(state)
+        saver.on_epoch(epoch, metrics, lambda: state)                  # get_state: called only when a save is due
+    saver.close(lambda: state)                                         # writes what `every=N` left unsaved
+
+Files: `<run>/checkpoints/best.ckpt` (the best epoch by the sweep's metric and mode, else val_loss,
+else loss: gridrun/scoring.py's rule) and `last.ckpt` (the last epoch). Each file is a short header
+(a magic line, then one JSON line: payload length, SHA-256, epoch, metric and value, PRNG-key leaves)
+followed by the payload, the pytree as `flax.serialization` msgpack (nested dicts of NumPy arrays named
+by their key paths). A save writes a temporary file beside the target, fsyncs it and `os.replace`s it
+over the target, so a kill -9 in the middle of a save leaves the previous checkpoint as it was; a file
+cut short or damaged any other way fails the length or checksum test and is refused with a clear
+error, never loaded wrong. Why flax.serialization and not orbax-checkpoint: docs/run-dir.md
+("Checkpoints"); the figures come from bench/checkpoint.py.
+
+`load_state` returns a run's raw pytree. Loading a model (`gridrun.load_model`, which reruns the run's
+script in *restore mode*) lives with the training library that rebuilds it: gridrun/train/restore.py.
+`CheckpointObserver` plugs a Checkpointer into the epoch driver (gridrun/train/driver.py).
+
+This module imports no JAX at import time (record.py and the CLI read checkpoint headers cheaply).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import scoring
+from ._io import _create_temp, read_json
+from .errors import GridrunError
+
+CHECKPOINT_DIR = "checkpoints"
+WHICH = ("best", "last")
+MAGIC = b"gridrun-checkpoint 1\n"
+MAX_HEADER = 1_000_000  # bytes: a header line longer than this is not a checkpoint header
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors (one line each, naming the run and the fix)
+
+
+class CheckpointError(GridrunError):
+    """A run's checkpoint cannot be used."""
+
+
+class NoCheckpoint(CheckpointError):
+    """The run has no checkpoint of the kind asked for (an old run, a pruned one, checkpoint=None)."""
+
+
+class CorruptCheckpoint(CheckpointError):
+    """The checkpoint file is truncated or damaged (its length or checksum does not match its header)."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """The checkpoint holds the state of another model (other leaves, shapes or dtypes)."""
+
+
+class ModelRebuildError(CheckpointError):
+    """The run's script could not rebuild its model (it failed, or never called fit / fit_loop)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# The policy
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """What a trial keeps: `best` (the best epoch's state), `last` (the last epoch's), and how often the
+    last one is written (`every` epochs, and always at the end of training; the best one is checked
+    after every epoch, else the best epoch could be missed).
+
+    `CheckpointPolicy.parse` reads what `fit(checkpoint=...)` takes: "both" (the default in a run),
+    "best", "last", None / False / "none" (nothing), an int N or "every=N" (both, the last one every
+    N epochs), {"keep": "both", "every": N}, or a CheckpointPolicy."""
+
+    best: bool = True
+    last: bool = True
+    every: int = 1
+
+    @classmethod
+    def parse(cls, value: Any) -> CheckpointPolicy | None:
+        if isinstance(value, CheckpointPolicy):
+            return value if (value.best or value.last) else None
+        hint = ("use 'both', 'best', 'last', None, or every=N as an int (checkpoint=5), the string 'every=5' "
+                "or {'keep': 'both', 'every': 5}")
+        if value is None or value is False or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        if value is True:
+            return cls()
+        keep, every = "both", 1
+        if isinstance(value, int):
+            every = value
+        elif isinstance(value, str) and value.lower().startswith("every="):
+            try:
+                every = int(value.split("=", 1)[1])
+            except ValueError:
+                raise GridrunError(f"checkpoint={value!r}: {hint}") from None
+        elif isinstance(value, str):
+            keep = value.lower()
+        elif isinstance(value, Mapping) and set(value) <= {"keep", "every"}:
+            keep, every = str(value.get("keep", "both")).lower(), value.get("every", 1)
+        else:
+            raise GridrunError(f"checkpoint={value!r}: {hint}")
+        if keep not in ("both", "best", "last") or not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            raise GridrunError(f"checkpoint={value!r}: {hint}")
+        return cls(best=keep in ("both", "best"), last=keep in ("both", "last"), every=every)
+
+
+# --------------------------------------------------------------------------------------------------
+# The file format
+
+
+def _name(entry: Any) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(entry, attr):
+            return str(getattr(entry, attr))
+    return str(entry)
+
+
+def _flatten(tree: Any) -> list[tuple[tuple[str, ...], Any]]:
+    import jax
+
+    return [(tuple(_name(e) for e in path), leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def _is_key(leaf: Any) -> bool:
+    import jax
+
+    dtype = getattr(leaf, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def encode(tree: Any, meta: Mapping[str, Any] | None = None) -> bytes:
+    """The bytes of a checkpoint file holding `tree` (any JAX pytree; typed PRNG keys as their key data)."""
+    import jax
+    import numpy as np
+    from flax import serialization
+
+    nested: dict[str, Any] = {}
+    keys: dict[str, str] = {}
+    for path, leaf in _flatten(jax.device_get(tree)):
+        if _is_key(leaf):
+            keys["/".join(path)] = str(jax.random.key_impl(leaf))
+            leaf = jax.random.key_data(leaf)
+        node = nested
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1] if path else "."] = np.asarray(leaf)
+    payload = serialization.msgpack_serialize(nested)
+    header = dict(meta or {}, bytes=len(payload), sha256=hashlib.sha256(payload).hexdigest(), keys=keys)
+    return MAGIC + json.dumps(header, allow_nan=True).encode() + b"\n" + payload
+
+
+def _split(data: bytes, where: str) -> tuple[dict[str, Any], bytes]:
+    fix = "train the run again (or load the other checkpoint with which='best'/'last')"
+    if not data.startswith(MAGIC):
+        raise CorruptCheckpoint(f"{where} is not a gridrun checkpoint (bad first line): {fix}")
+    end = data.find(b"\n", len(MAGIC), len(MAGIC) + MAX_HEADER)
+    try:
+        header = json.loads(data[len(MAGIC):end]) if end > 0 else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or "bytes" not in header or "sha256" not in header:
+        raise CorruptCheckpoint(f"{where} is truncated or damaged (unreadable header): {fix}")
+    payload = data[end + 1:]
+    if len(payload) != header["bytes"]:
+        raise CorruptCheckpoint(f"{where} is truncated or damaged ({len(payload)} bytes of data where its header "
+                                f"says {header['bytes']}): {fix}")
+    if hashlib.sha256(payload).hexdigest() != header["sha256"]:
+        raise CorruptCheckpoint(f"{where} is damaged (its checksum does not match): {fix}")
+    return header, payload
+
+
+def decode(data: bytes, where: str = "the checkpoint") -> tuple[dict[str, Any], dict[str, Any]]:
+    """(header, raw tree) of checkpoint bytes: nested dicts of NumPy arrays named by key path."""
+    from flax import serialization
+
+    header, payload = _split(data, where)
+    try:
+        raw = serialization.msgpack_restore(payload)
+    except Exception as exc:  # noqa: BLE001 - a payload that passed the checksum but is no msgpack
+        raise CorruptCheckpoint(f"{where} holds no readable state ({type(exc).__name__}): train the run again") from None
+    return header, raw
+
+
+def read_header(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The JSON header of a checkpoint file (no checksum test), or None when it has none."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(MAGIC))
+            if head != MAGIC:
+                return None
+            line = fh.readline(MAX_HEADER)
+        header = json.loads(line)
+        return header if isinstance(header, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, fsync it, rename it over `path`, fsync the folder:
+    a kill or a crash at any point leaves either the old file or the new one, whole."""
+    path = Path(path)
+    fd, tmp = _create_temp(path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # some systems cannot open folders; the rename is still atomic
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def link_atomic(source: Path, path: Path, data: bytes) -> None:
+    """`path` becomes a hard link to `source` (whose content is `data`), atomically (link to a temporary
+    name, rename over `path`); where hard links are not possible, `data` is written anew. Files are never
+    changed in place, so the two names stay right when either is later replaced."""
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+    try:
+        os.link(source, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        write_atomic(path, data)
+
+
+def restore_into(target: Any, raw: Mapping[str, Any], header: Mapping[str, Any], where: str) -> Any:
+    """`raw` (a decoded checkpoint) in the structure of `target` (a pytree of arrays or of
+    jax.ShapeDtypeStruct), every leaf checked for presence, shape and dtype."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    fix = ("it was saved from another model (other layers, widths or optimizer); rebuild the model the run "
+           "trained, or read the raw tree with gridrun.load_state")
+    flat, treedef = jax.tree_util.tree_flatten(target)
+    paths = _flatten(target)
+    counted = len(_flatten(raw))
+    leaves = []
+    for (path, want), _ in zip(paths, flat, strict=True):
+        node: Any = raw
+        for part in path or (".",):
+            if not isinstance(node, Mapping) or part not in node:
+                raise CheckpointMismatch(f"{where} has no leaf {'/'.join(path)} of the model's state: {fix}")
+            node = node[part]
+        arr = np.asarray(node)
+        key = "/".join(path)
+        if _is_key(want):
+            if key not in header.get("keys", {}):
+                raise CheckpointMismatch(f"{where}: the model's leaf {key} is a PRNG key, the saved one is not: {fix}")
+            leaves.append(jax.random.wrap_key_data(jnp.asarray(arr), impl=header["keys"][key]))
+            continue
+        shape, dtype = tuple(getattr(want, "shape", np.shape(want))), np.dtype(getattr(want, "dtype", np.asarray(want).dtype))
+        if arr.shape != shape or arr.dtype != dtype:
+            raise CheckpointMismatch(f"{where}: leaf {key} is {arr.dtype}{list(arr.shape)} in the checkpoint but "
+                                     f"{dtype}{list(shape)} in the model: {fix}")
+        leaves.append(jnp.asarray(arr))
+    if counted != len(paths):
+        raise CheckpointMismatch(f"{where} holds {counted} arrays where the model's state has {len(paths)}: {fix}")
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+# --------------------------------------------------------------------------------------------------
+# Saving: the per-epoch observer
+
+
+def checkpoint_path(run_dir: str | os.PathLike, which: str) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / f"{which}.ckpt"
+
+
+class Checkpointer:
+    """Saves one trial's training state into `run_dir/checkpoints/` as an epoch loop runs.
+
+    `on_epoch(epoch, metrics, get_state)` after each finished epoch (`epoch` 1-based, `metrics` that
+    epoch's values by name, `get_state()` the state pytree of that epoch; it is called only when a save
+    is due, at most once per epoch, so epochs without a save cost a comparison). `close(get_state)` at
+    the end (normal or not): writes the last epoch when `every` skipped it. `record(**props)`, when
+    given, receives the run's checkpoint properties after each save (`checkpoint_epoch`: the best
+    epoch, `checkpoint_last_epoch`, `checkpoint_metric`, `checkpoint_bytes`).
+
+    For a population slot, pass `get_state` returning the slot's state already cut from the vmapped
+    one (e.g. `lambda: engine.unstack(state, i)`): what is saved does not depend on how it was trained.
+    `resume=True` picks up the best value of the checkpoint already in the run dir, so a continued
+    trial only replaces it with a better epoch.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, policy: Any = "both", metric: str | None = None,
+                 mode: str | None = "auto", record: Callable[..., None] | None = None, resume: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        self.policy = CheckpointPolicy.parse(policy)
+        self.metric, self.mode, self.record = metric, mode, record
+        self.name: str | None = None  # the metric that ranks epochs, fixed at the first epoch that has one
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.last_epoch: int | None = None  # the last epoch seen
+        self.saved_last: int | None = None  # the epoch last.ckpt holds
+        self._last_value: float | None = None  # the ranking metric's value at last_epoch
+        self.seconds = 0.0  # spent saving (serializing and writing)
+        self.saves = 0
+        self.times: list[float] = []  # seconds of each save
+        if resume:
+            header = read_header(checkpoint_path(self.run_dir, "best")) or {}
+            if header.get("metric") and scoring.finite(header.get("value")) is not None:
+                self.name, self.best_value, self.best_epoch = header["metric"], float(header["value"]), header.get("epoch")
+
+    @property
+    def enabled(self) -> bool:
+        return self.policy is not None
+
+    def _rank(self, metrics: Mapping[str, Any]) -> tuple[str | None, float | None]:
+        if self.name is None:
+            wanted = self.metric if self.metric and self.metric in metrics else None
+            name, value = scoring.score(metrics, wanted)
+            if value is not None:
+                self.name = name
+            return name if value is not None else None, value
+        return self.name, scoring.finite(metrics.get(self.name))
+
+    def on_epoch(self, epoch: int, metrics: Mapping[str, Any], get_state: Callable[[], Any]) -> list[str]:
+        """Save what is due after epoch `epoch`; return which files were written ("best", "last")."""
+        if self.policy is None:
+            return []
+        self.last_epoch = int(epoch)
+        due: list[str] = []
+        name, value = self._rank(metrics)
+        self._last_value = value
+        if self.policy.best and value is not None and scoring.is_better(value, self.best_value, name or "", self.mode):
+            self.best_value, self.best_epoch = value, int(epoch)
+            due.append("best")
+        if self.policy.last and int(epoch) % self.policy.every == 0:
+            due.append("last")
+        if due:
+            self._save(due, int(epoch), get_state)
+        return due
+
+    def close(self, get_state: Callable[[], Any] | None = None) -> dict[str, Any]:
+        """End of training: write `last` if its epoch was not saved yet; return the checkpoint properties."""
+        p = self.policy
+        if p is not None and p.last and get_state is not None and self.last_epoch is not None \
+                and self.saved_last != self.last_epoch:
+            self._save(["last"], self.last_epoch, get_state)
+        return self.properties()
+
+    def properties(self) -> dict[str, Any]:
+        size = disk_bytes(self.run_dir)
+        return {"checkpoint_epoch": self.best_epoch, "checkpoint_last_epoch": self.saved_last,
+                "checkpoint_metric": self.name if self.best_epoch is not None else None, "checkpoint_bytes": size}
+
+    def _save(self, which: list[str], epoch: int, get_state: Callable[[], Any]) -> None:
+        t0 = time.perf_counter()
+        meta = {"epoch": epoch, "metric": self.name, "value": self._last_value if epoch == self.last_epoch else None,
+                "mode": scoring.direction(self.name, self.mode) if self.name else None}
+        data = encode(get_state(), meta)
+        folder = self.run_dir / CHECKPOINT_DIR
+        if not self.saves:  # a first save: a save killed before (kill -9) may have left its temporary file
+            folder.mkdir(parents=True, exist_ok=True)
+            for stale in folder.glob(".*.ckpt.*.tmp"):
+                stale.unlink(missing_ok=True)
+        write_atomic(folder / f"{which[0]}.ckpt", data)
+        for w in which[1:]:  # the same bytes: a second name for the file just written, put in place atomically
+            link_atomic(folder / f"{which[0]}.ckpt", folder / f"{w}.ckpt", data)
+        if "last" in which:
+            self.saved_last = epoch
+        self.times.append(time.perf_counter() - t0)
+        self.seconds += self.times[-1]
+        self.saves += 1
+        if self.record is not None:
+            self.record(**self.properties())
+
+
+def for_run(ctx: Any, policy: Any) -> Checkpointer | None:
+    """The Checkpointer of the active run `ctx` (fit / fit_loop), or None outside a run, with
+    checkpoint=None (restore mode never gets this far: train/restore.py). Ranks epochs by the sweep's metric (ctx.metric) when set."""
+    parsed = CheckpointPolicy.parse(policy)  # bad values fail even outside a run
+    if ctx is None or parsed is None:
+        return None
+    return Checkpointer(ctx.run_dir, parsed, getattr(ctx, "metric", None), record=ctx.write_properties)
+
+
+def disk_bytes(run_dir: str | os.PathLike) -> int:
+    """Bytes the run's checkpoint files take on disk (best and last may be one file under two names)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    files = {(st.st_dev, st.st_ino): st.st_size for st in (f.stat() for f in folder.glob("*.ckpt"))} if folder.is_dir() else {}
+    return sum(files.values())
+
+
+def last_values(history: Mapping[str, list[Any]]) -> dict[str, Any]:
+    """{metric: its last value} of a History's `history` dict: the metrics of the epoch just ended."""
+    return {k: v[-1] for k, v in history.items() if v}
+
+
+def info(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """What a run dir's checkpoints hold, read from the file headers: {which: {epoch, metric, value, bytes}}."""
+    out = {}
+    for which in WHICH:
+        path = checkpoint_path(run_dir, which)
+        header = read_header(path)
+        if header is not None:
+            out[which] = {"epoch": header.get("epoch"), "metric": header.get("metric"), "value": header.get("value"),
+                          "bytes": path.stat().st_size}
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading
+
+
+def resolve_run_dir(run: Any, runs_dir: str | os.PathLike) -> Path:
+    """gridrun.runs.resolve_run, and besides a run dir given by its path wherever it lies (a copy, an archive)."""
+    from .runs import resolve_run
+
+    try:
+        return resolve_run(run, runs_dir)
+    except GridrunError:
+        given = run["run_dir"] if not isinstance(run, (str, os.PathLike)) and hasattr(run, "__getitem__") else run
+        given = given.iloc[0] if hasattr(given, "iloc") and len(given) == 1 else given
+        path = Path(str(given))
+        if path.is_dir() and ((path / "properties.json").is_file() or (path / CHECKPOINT_DIR).is_dir()):
+            return path.resolve()
+        raise
+
+
+def read_checkpoint(run_dir: Path, which: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    if which not in WHICH:
+        raise GridrunError(f"which={which!r}: use 'best' or 'last'")
+    path = checkpoint_path(run_dir, which)
+    if not path.is_file():
+        other = next((w for w in WHICH if w != which and checkpoint_path(run_dir, w).is_file()), None)
+        dropped = (read_json(run_dir / "properties.json", {}) or {}).get("checkpoints_dropped")
+        fix = (f"load which={other!r} instead" if other else dropped if dropped else
+               "train it again with checkpoints on (gridrun.fit(..., checkpoint='both'), the default in a run); runs "
+               "made before checkpoints, pruned trials and checkpoint=None keep none")
+        raise NoCheckpoint(f"run {run_dir} has no {which} checkpoint ({CHECKPOINT_DIR}/{which}.ckpt): {fix}")
+    return decode(path.read_bytes(), f"the {which} checkpoint of run {run_dir}")
+
+
+def load_state(run: Any = None, which: str = "best", *, target: Any = None, runs_dir: str | os.PathLike = "runs") -> Any:
+    """The saved training state of a run (a run dir, a run name or an ls_runs() row) as a raw pytree.
+
+    Without `target`: {"state": the train state, "rng": the trial's training key} as nested dicts of
+    NumPy arrays, named as in the live state (a fit_loop run's own state is `["state"]["user"]`, a fit
+    run's weights `["state"]["params"]` and batch statistics `["state"]["extra"]`). With `target` (a
+    pytree of arrays or ShapeDtypeStructs, e.g. what your `init` returns): that part of the state (a
+    fit_loop run's user state; a fit run's {"params", "extra"}) in target's structure, every leaf's
+    shape and dtype checked."""
+    run_dir = resolve_run_dir(run, runs_dir)
+    header, raw = read_checkpoint(run_dir, which)
+    if target is None:
+        return raw
+    state = raw.get("state", {})
+    part = state["user"] if "user" in state else {"params": state.get("params", {}), "extra": state.get("extra", {})}
+    prefix = "state/user/" if "user" in state else "state/"
+    keys = {k[len(prefix):]: v for k, v in header.get("keys", {}).items() if k.startswith(prefix)}
+    return restore_into(target, part, dict(header, keys=keys), f"the {which} checkpoint of run {run_dir}")
+
+
+class CheckpointObserver:
+    """The epoch driver's observer (train/driver.py EpochObserver) for one trial's Checkpointer: saves
+    `{"state": the trial's train state, "rng": its training key}` when the policy says so, and what
+    `every=N` left unsaved when the trial ends (`close`)."""
+
+    def __init__(self, saver: Checkpointer, rng: Any) -> None:
+        self.saver, self.rng = saver, rng
+        self._state: Callable[[], Any] | None = None
+
+    def _tree(self, state: Callable[[], Any]) -> Callable[[], Any]:
+        return lambda: {"state": state(), "rng": self.rng}
+
+    def __call__(self, epoch: int, metrics: Mapping[str, Any], state: Callable[[], Any]) -> None:
+        self._state = state
+        self.saver.on_epoch(epoch + 1, metrics, self._tree(state))
+
+    def close(self) -> None:
+        self.saver.close(self._tree(self._state) if self._state is not None else None)
