@@ -47,6 +47,11 @@ _API: dict[str, str] = {
     "loguniform": "space",
     "randint": "space",
     "sample_grid": "grid",
+    # extending sweeps (docs/extending.md)
+    "Sampler": "sweep.samplers",
+    "Pruner": "sweep.pruners",
+    "Executor": "executors",
+    "TrialPruned": "errors",
     # training
     "fit": "train",
     "fit_loop": "train",
@@ -92,7 +97,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs
     from . import datasets  # noqa: F401
-    from .errors import FlagError, GridrunError  # noqa: F401
+    from .errors import FlagError, GridrunError, TrialPruned  # noqa: F401
+    from .executors import Executor  # noqa: F401
     from .flagspec import Flags, flag_boolean, flag_integer, flag_numeric, flag_string, flags  # noqa: F401
     from .rundir import (  # noqa: F401
         artifacts_dir,
@@ -107,3 +113,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     )
     from .runner import training_run  # noqa: F401
     from .runs import clean_runs, copy_run, latest_run, ls_runs, purge_runs, run_info  # noqa: F401
+    from .sweep.pruners import Pruner  # noqa: F401
+    from .sweep.samplers import Sampler  # noqa: F401

@@ -9,7 +9,10 @@
 The decision is the sweep client's (one pruner object, one lock); trials reach it through the
 executor's channel (Executor.channel: a direct call in-process, a socket for local workers, the
 engine's own channel on Dask and Ray). A pruner only sees numbers oriented so that lower is better.
-A new pruner subclasses Pruner and implements `report`.
+A new pruner subclasses Pruner and implements `report` (docs/extending.md); `tuning_run(prune=)`
+takes a name or a Pruner object. Names resolve through REGISTRY: gridrun's own, then those other
+packages declare under the entry point group `gridrun.pruners`; a pruner's keyword arguments are its
+options (`--prune-opt KEY=VALUE`). On resume, `replay` hands the pruner every ended trial's history.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import math
 import statistics
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._registry import Registry
 from ..errors import GridrunError
 
 PRUNERS = ("none", "asha", "hyperband", "median")
@@ -44,6 +49,14 @@ class Pruner(ABC):
     @abstractmethod
     def report(self, trial: int, epoch: int, value: float) -> bool:
         """The decision, under the lock."""
+
+    def replay(self, trial: int, history: Iterable[tuple[int, float]]) -> None:
+        """Hear again what an ended trial reported (a resumed sweep: its fresh pruner learns what the
+        interrupted one knew); the decisions are not acted on, nor recorded in `decisions`."""
+        with self.lock:
+            for epoch, value in history:
+                if math.isfinite(value):
+                    self.report(trial, epoch, value)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}
@@ -149,14 +162,33 @@ class MedianPruner(Pruner):
         return {"name": self.name, "warmup": self.warmup, "startup": self.startup}
 
 
-def make_pruner(name: str | None, *, grace: int = 1, reduction: float = 4.0, max_epochs: int | None = None,
-                warmup: int = 1, startup: int = 4) -> Pruner | None:
-    if name in (None, "none"):
+def _no_pruner() -> None:
+    """`--prune none`: a name for no pruner (it takes no options)."""
+    return None
+
+
+REGISTRY = Registry("pruner", "gridrun.pruners", "--prune",
+                    {"none": _no_pruner, "asha": ASHA, "hyperband": Hyperband, "median": MedianPruner})
+
+
+def make_pruner(name: str | Pruner | None, options: Mapping[str, Any] | None = None, **kwargs: Any) -> Pruner | None:
+    """The pruner `name` (a registered name, or a Pruner object, used as given) built with `options`
+    (keyword arguments of its class; text values typed by its signature); None: no pruning."""
+    options = {**(options or {}), **kwargs}
+    if isinstance(name, Pruner):
+        if options:
+            raise GridrunError(f"prune_options apply to a pruner named by its name, not to the {name.name!r} "
+                               f"object given: set them when creating it")
+        return name
+    if name is None:
+        if options:
+            raise GridrunError(f"pruner options ({', '.join(options)}) given without a pruner: add --prune asha (or another)")
         return None
-    if name == "asha":
-        return ASHA(grace, reduction, max_epochs)
-    if name == "hyperband":
-        return Hyperband(grace, reduction, max_epochs)
-    if name == "median":
-        return MedianPruner(warmup, startup)
-    raise GridrunError(f"unknown pruner {name!r}: use one of {', '.join(PRUNERS)}")
+    if not isinstance(name, str):
+        raise GridrunError(f"prune={name!r}: give a pruner's name ({', '.join(REGISTRY.names())}) or a "
+                           f"gridrun.Pruner object")
+    pruner = REGISTRY.create(name, options)
+    if pruner is not None and not isinstance(pruner, Pruner):
+        raise GridrunError(f"pruner {name!r} made a {type(pruner).__name__}, not a gridrun.Pruner: subclass "
+                           f"gridrun.Pruner and implement report(trial, epoch, value)")
+    return pruner
