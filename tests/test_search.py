@@ -442,3 +442,103 @@ def test_optuna_samplers_take_several_asks_in_flight_and_learn_from_tells(name):
     assert len(sampler.study.trials) == 36 and not sampler.live
     first, last = sorted(losses[:12]), sorted(losses[-12:])
     assert statistics.median(last) < statistics.median(first)  # it learned where the good values are
+
+
+# --------------------------------------------------------------------------------------------------
+# Resuming a pruned sweep; what TPE learns from pruned trials
+
+STOPPABLE = LOOP.replace("for e in range(1, FLAGS.epochs + 1):", textwrap.dedent("""\
+    import os
+    stop = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stop")
+    if FLAGS.q == 0.5 and os.path.exists(stop):  # Ctrl-C halfway through the sweep, once
+        os.remove(stop)
+        raise KeyboardInterrupt
+    for e in range(1, FLAGS.epochs + 1):"""))
+QS = [0.1, 0.9, 0.2, 0.8, 0.5, 0.6, 0.3, 0.7]
+
+
+def _decisions(runs):
+    m = manifest(runs)
+    out = {}
+    for t in m["trials"]:
+        p = json.loads((runs / t["run_dir"] / "properties.json").read_text())
+        out[t["flags"]["q"]] = (t["status"], p.get("pruned_epoch"))
+    return out
+
+
+def test_a_resumed_sweep_prunes_as_the_same_sweep_uninterrupted(tmp_path):
+    """The fresh pruner of a resumed sweep hears every ended trial's history again (from its run dir):
+    without that, trial q=0.5, the first after the resume, met empty rungs and ran to the end."""
+    script = tmp_path / "loop.py"
+    script.write_text(STOPPABLE)
+    kw = dict(ordered=True, prune="asha", prune_options={"grace": 1, "reduction": 2}, quiet=True)
+    space = {"q": QS, "epochs": [8]}
+    gridrun.tuning_run(script, space, runs_dir=tmp_path / "whole", **kw)
+    whole = _decisions(tmp_path / "whole")
+    assert whole[0.5] == ("pruned", 1) and whole[0.1] == ("completed", None)
+
+    (tmp_path / "stop").touch()
+    with pytest.raises(KeyboardInterrupt):
+        gridrun.tuning_run(script, space, runs_dir=tmp_path / "halves", **kw)
+    m = manifest(tmp_path / "halves")
+    assert [t["status"] for t in m["trials"]][:5] == ["completed", "pruned", "pruned", "pruned", "interrupted"]
+    gridrun.tuning_run(script, space, runs_dir=tmp_path / "halves", resume=m["id"], quiet=True)
+    assert _decisions(tmp_path / "halves") == whole
+
+
+def _tpe_grid():
+    specs = {"q": gridrun.flag_numeric("q", 0.5)}
+    return build_grid({"q": gridrun.uniform(0.05, 0.95)}, specs)
+
+
+def test_tpe_is_told_a_pruned_trials_intermediate_values():
+    """As Optuna's own pruning loop does: trial.report(value, epoch) for each epoch, then PRUNED."""
+    pytest.importorskip("optuna")
+    from gridrun.record import Status
+    from gridrun.sweep.samplers import make_sampler
+    from gridrun.sweep.state import Trial
+
+    sampler = make_sampler("tpe", _tpe_grid(), seed=0, metric="val_loss", mode=None)
+    t = Trial(trial=0, flags={})
+    t.flags = sampler.ask(t)
+    t.status, t.metrics = Status.PRUNED, {"val_loss": 0.7}
+    t.history = {"val_loss": [0.9, None, 0.7], "loss": [1.0, 0.9, 0.8]}
+    sampler.tell(t)
+    (ot,) = sampler.study.trials
+    assert ot.state.name == "PRUNED" and ot.intermediate_values == {1: 0.9, 2: 0.7}
+    # a pruned trial that ended before a resume is added to the fresh study the same way
+    again = make_sampler("tpe", _tpe_grid(), seed=0, metric="val_loss", mode=None)
+    old = Trial(trial=0, flags=dict(t.flags), status=Status.PRUNED, metrics={"val_loss": 0.7})
+    old.history = {"val_loss": [0.9, 0.7]}
+    again.tell(old)
+    (ot,) = again.study.trials
+    assert ot.state.name == "PRUNED" and ot.intermediate_values == {1: 0.9, 2: 0.7} and ot.value == 0.7
+
+
+def test_a_tpe_asha_sweep_reports_pruned_trials_to_optuna_and_on_resume(loop_script, tmp_path):
+    pytest.importorskip("optuna")
+    from gridrun.sweep.samplers import TPESampler
+
+    runs = tmp_path / "runs"
+    sampler = TPESampler(n_startup_trials=3)
+    gridrun.tuning_run(loop_script, {"q": gridrun.uniform(0.05, 0.95), "epochs": [4]}, sample=8, seed=1,
+                       sampler=sampler, prune="asha", prune_options={"reduction": 2}, runs_dir=runs, quiet=True)
+    m = manifest(runs)
+    assert m["sampler"] == "tpe" and m["sampler_options"] == {"n_startup_trials": 3}
+    pruned = [ot for ot in sampler.study.trials if ot.state.name == "PRUNED"]
+    assert pruned and len(sampler.study.trials) == 8
+    by_q = {t["flags"]["q"]: t for t in m["trials"]}
+    for ot in pruned:
+        series = json.loads((runs / by_q[ot.params["q"]]["run_dir"] / "metrics.json").read_text())["val_loss"]
+        assert ot.intermediate_values == {e + 1: v for e, v in enumerate(series)}
+    # a resume (nothing left to run) rebuilds the study from the run dirs, intermediate values included
+    from gridrun.sweep.loop import replay
+    from gridrun.sweep.manifest import Manifest
+    from gridrun.sweep.samplers import make_sampler
+    from gridrun.sweep.tuning import _manifest_grid
+
+    mf = Manifest.load(runs, m["id"])
+    fresh = make_sampler("tpe", _manifest_grid(mf), m["seed"], None, None, m["sampler_options"])
+    replay(mf, runs, fresh, None)
+    assert sorted(map(str, (ot.intermediate_values for ot in fresh.study.trials if ot.state.name == "PRUNED"))) == \
+        sorted(map(str, (ot.intermediate_values for ot in pruned)))
