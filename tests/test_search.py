@@ -542,3 +542,68 @@ def test_a_tpe_asha_sweep_reports_pruned_trials_to_optuna_and_on_resume(loop_scr
     replay(mf, runs, fresh, None)
     assert sorted(map(str, (ot.intermediate_values for ot in fresh.study.trials if ot.state.name == "PRUNED"))) == \
         sorted(map(str, (ot.intermediate_values for ot in pruned)))
+
+
+# --------------------------------------------------------------------------------------------------
+# What a new user trips over (issue 22)
+
+TUTORIAL_LOOP = textwrap.dedent("""
+    import gridrun
+    FLAGS = gridrun.flags(gridrun.flag_numeric("lr", 0.1, values=[0.1, 0.2, 0.3]))
+    for e in range(1, 4):
+        gridrun.log_metrics(epoch=e, train_loss=FLAGS.lr / e, test_loss=2 * FLAGS.lr / e)
+""")
+
+TUTORIAL_FIT_LOOP = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np, optax
+    import gridrun
+    FLAGS = gridrun.flags(gridrun.flag_numeric("lr", 0.1, values=[0.1, 0.2, 0.3]))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = (x @ np.arange(4.0)).astype(np.float32)
+
+    def init(key, hp):
+        w = jnp.zeros(4)
+        return w, optax.sgd(hp["learning_rate"]).init(w)
+
+    def train_step(state, batch, hp, key):
+        w, opt = state
+        loss, g = jax.value_and_grad(lambda w: jnp.mean((batch[0] @ w - batch[1]) ** 2))(w)
+        upd, opt = optax.sgd(hp["learning_rate"]).update(g, opt, w)
+        return (optax.apply_updates(w, upd), opt), {"train_loss": loss}
+
+    gridrun.fit_loop(init, train_step, (x, y), hparams={"learning_rate": FLAGS.lr}, epochs=3, batch_size=16)
+""")
+
+
+@pytest.fixture(params=["log_metrics", "fit_loop"])
+def tutorial_script(request, tmp_path):
+    path = tmp_path / "tutorial.py"
+    path.write_text(TUTORIAL_LOOP if request.param == "log_metrics" else TUTORIAL_FIT_LOOP)
+    return path
+
+
+def test_a_pruner_whose_metric_the_first_trial_did_not_log_stops_the_sweep(tutorial_script, tmp_path):
+    runs = tmp_path / "runs"
+    with pytest.raises(GridrunError, match=r"--prune asha judges trials by val_loss \(else loss\), but trial 0 did "
+                                           r"not log it \(it logged: .*train_loss.*\): pass --metric "):
+        gridrun.tuning_run(tutorial_script, ordered=True, prune="asha", runs_dir=runs, quiet=True)
+    m = manifest(runs)
+    assert m["status"] == "interrupted" and [t["status"] for t in m["trials"]] == ["completed", "pending", "pending"]
+    with pytest.raises(GridrunError, match=r"the sweep optimizes 'val_acc', but trial 0 did not log it"):
+        gridrun.tuning_run(tutorial_script, ordered=True, metric="val_acc", runs_dir=runs, quiet=True)
+
+
+def test_the_default_metric_missing_is_a_warning_once_and_in_the_summary(tutorial_script, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    df = gridrun.tuning_run(tutorial_script, ordered=True, runs_dir=runs)
+    assert sorted(df["status"]) == ["completed"] * 3
+    out, err = capsys.readouterr()
+    hint = "--metric test_loss" if "test_loss" in df.columns or "metric_test_loss" in df.columns else "--metric train_loss"
+    assert err.count("warning: the sweep ranks trials by val_loss (else loss), but trial 0 logged neither") == 1
+    assert hint in err
+    assert "warning: the sweep ranks trials by val_loss" in out and "Best trials" not in out  # the summary says why
+    # with the metric given, the sweep ranks its trials
+    gridrun.tuning_run(tutorial_script, ordered=True, metric="train_loss", runs_dir=runs)
+    out, err = capsys.readouterr()
+    assert "warning" not in err and "Best trials by train_loss:" in out

@@ -78,12 +78,13 @@ def run_sweep(
     heartbeat = _Heartbeat(manifest)
     make_task = _TaskMaker(manifest, state, executor, reporter, runs_dir, sampler, channel, metric, max_bytes,
                            context or ("population" if grouper is not None else CONTEXTS.get(executor.name, executor.name)))
+    check = MetricCheck(manifest, metric, pruner, reporter)
     error: GridrunError | None = None
     try:
         tasks: Any = _Tasks(state, make_task)
         for task, result in executor.submit_all(worker_function(grouper), grouper.batches(tasks) if grouper else tasks):
             for trial_task, outcome in expand(task, result):
-                _ended(manifest, state, executor, reporter, runs_dir, sampler, metric, trial_task.trial, outcome,
+                _ended(manifest, state, executor, reporter, runs_dir, sampler, check, trial_task.trial, outcome,
                        max_bytes)
     except KeyboardInterrupt:
         state.interrupted = True
@@ -170,13 +171,13 @@ class _TaskMaker:
 
 
 def _ended(manifest: Manifest, state: SweepState, executor: Executor, reporter: Reporter, runs_dir: Path,
-           sampler: Sampler | None, metric: str | None, i: int, outcome: Any, max_bytes: int) -> None:
+           sampler: Sampler | None, check: MetricCheck, i: int, outcome: Any, max_bytes: int) -> None:
     """One trial's outcome came back: record it, tell the sampler, check the sweep's metric."""
     with manifest.lock:
         t = _record(manifest, state, executor, reporter, runs_dir, i, outcome, max_bytes)
         if sampler is not None and t.status not in (Status.PENDING, Status.RUNNING):
             sampler.tell(t)
-        _check_metric(t, metric)
+        check(t)
 
 
 def _close(manifest: Manifest, state: SweepState, runs_dir: Path) -> None:
@@ -219,6 +220,49 @@ def _prune_handler(pruner: Pruner, mode: str | None) -> Callable[[Any], bool]:
         return pruner(int(message["trial"]), int(message["epoch"]), value)
 
     return handle
+
+
+class MetricCheck:
+    """Is the sweep's metric among what the first trial logged? With a pruner or an explicit metric a
+    missing one is a mistake (stop, naming what it logged and the --metric to pass); with the default
+    metric and no pruner, a warning, once, repeated in the end-of-sweep summary."""
+
+    def __init__(self, manifest: Manifest, metric: str | None, pruner: Pruner | None, reporter: Reporter) -> None:
+        self.manifest, self.metric, self.pruner, self.reporter = manifest, metric, pruner, reporter
+        self.checked = False
+
+    def __call__(self, t: Trial) -> None:
+        if not self.checked and t.status in (Status.COMPLETED, Status.PRUNED) and t.metrics:
+            self.checked = True
+            self.first(t)
+        _check_metric(t, self.metric)
+
+    def first(self, t: Trial) -> None:
+        wanted = (self.metric,) if self.metric else scoring.FALLBACK_METRICS
+        if any(name in t.metrics for name in wanted):
+            return
+        logged = sorted(t.metrics)
+        hint = f"--metric {suggest_metric(logged)} (metric={suggest_metric(logged)!r} in Python)"
+        if self.metric is None and self.pruner is None:
+            text = (f"the sweep ranks trials by val_loss (else loss), but trial {t.trial} logged neither (it logged: "
+                    f"{', '.join(logged)}), so no trial can be called best: pass {hint}")
+            self.manifest.data["metric_warning"] = text
+            self.reporter.warning(text)
+            return
+        what = repr(self.metric) if self.metric else "val_loss (else loss)"
+        judged = f"--prune {self.pruner.name} judges trials by {what}" if self.pruner is not None else \
+            f"the sweep optimizes {what}"
+        raise GridrunError(f"{judged}, but trial {t.trial} did not log it (it logged: {', '.join(logged)}): "
+                           f"pass {hint}, or log {self.metric or 'val_loss'} from the script")
+
+
+def suggest_metric(logged: list[str]) -> str:
+    """The logged metric a sweep most likely means: a held-out loss first, then any loss, then the first."""
+    for test in (lambda m: "loss" in m and m.startswith(("val", "test", "valid", "eval")), lambda m: "loss" in m):
+        for name in logged:
+            if test(name):
+                return name
+    return logged[0] if logged else "NAME"
 
 
 def _check_metric(t: Trial, metric: str | None) -> None:

@@ -66,6 +66,18 @@ class Reporter:
         else:
             print(f"note: {text}", file=self.stream, flush=True)
 
+    def warning(self, text: str) -> None:
+        """A warning, once, on stderr (through the progress bar's console when there is one)."""
+        if text in self.notices:
+            return
+        self.notices.append(text)
+        if self.quiet:
+            return
+        if self.progress is not None:
+            self.progress.console.print(f"[bold yellow]warning:[/] {text}")
+        else:
+            print(f"warning: {text}", file=sys.stderr, flush=True)
+
     def update(self, trial: Trial | None = None, attempt: Attempt | None = None) -> None:
         state = self.state
         if trial is not None and attempt is not None:
@@ -119,6 +131,8 @@ def print_results(manifest: Manifest, seconds: float, quiet: bool = False, strea
     print(line, file=stream)
     if quiet:
         return
+    if manifest.data.get("metric_warning"):
+        print(f"warning: {manifest.data['metric_warning']}", file=stream)
     best = best_trials(manifest)
     if best:
         metric = scoring.score(best[0].metrics, sweep_metric(manifest)[0])[0]
