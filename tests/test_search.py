@@ -607,3 +607,26 @@ def test_the_default_metric_missing_is_a_warning_once_and_in_the_summary(tutoria
     gridrun.tuning_run(tutorial_script, ordered=True, metric="train_loss", runs_dir=runs)
     out, err = capsys.readouterr()
     assert "warning" not in err and "Best trials by train_loss:" in out
+
+
+def test_resume_dry_run_prints_what_would_run_and_runs_nothing(tmp_path, capsys):
+    from gridrun import cli
+
+    script = tmp_path / "loop.py"
+    script.write_text(STOPPABLE)
+    runs = tmp_path / "runs"
+    (tmp_path / "stop").touch()
+    with pytest.raises(KeyboardInterrupt):
+        gridrun.tuning_run(script, {"q": QS, "epochs": [8]}, ordered=True, prune="asha",
+                           prune_options={"grace": 1, "reduction": 2}, runs_dir=runs, quiet=True)
+    before = list_sweeps(runs)[-1].read_bytes()
+    dirs = sorted(p.name for p in runs.iterdir())
+    capsys.readouterr()
+    assert cli.main(["tuning-run", "--resume", manifest(runs)["id"], "--dry-run", "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "4 of 8 trials ended, 4 would run" in out
+    assert "trial 4 (interrupted, 1 attempt(s) so far): q=0.5, epochs=8" in out and "trial 7 (pending" in out
+    assert "Pruner: {'name': 'asha', 'grace': 1, 'reduction': 2.0" in out
+    assert "rungs epoch 1: 4 value(s), epoch 2: 1 value(s), epoch 4: 1 value(s)" in out
+    assert "told 1 completed, 3 pruned" in out and "Dry run: nothing was run or written." in out
+    assert list_sweeps(runs)[-1].read_bytes() == before and sorted(p.name for p in runs.iterdir()) == dirs

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import ask_yes_no
+from .._io import ask_yes_no, read_json
 from ..errors import GridrunError
 from ..executors import Executor, get_executor
 from ..grid import Grid, build_grid
@@ -43,6 +43,7 @@ from .pruners import REGISTRY as PRUNER_REGISTRY
 from .pruners import Pruner, make_pruner
 from .samplers import REGISTRY as SAMPLER_REGISTRY
 from .samplers import Sampler, make_sampler
+from .state import FINAL
 from .trial import MAX_REMOTE_BYTES
 
 CONFIRM_ABOVE = 100  # trials; larger sweeps ask "Proceed with tuning run? [Y/n]"
@@ -176,6 +177,9 @@ def tuning_run(
 def run_spec(spec: SweepSpec):
     """Run a checked sweep specification: plan it (or resume it), then run it; see `tuning_run`."""
     grid = _requested_grid(spec)
+    if spec.resume and spec.dry_run:
+        _print_resume_plan(spec, grid)
+        return None
     if spec.resume:
         manifest, grid = _resume(spec, grid)
         sampler = _resumed_sampler(spec, manifest, grid)
@@ -238,13 +242,33 @@ def _start(spec: SweepSpec, manifest: Manifest, grid: Grid) -> None:
         print(f"Sweep {manifest.id}: {n} trials, manifest {manifest.path}", flush=True)
 
 
-def _resume(spec: SweepSpec, grid: Grid | None) -> tuple[Manifest, Grid]:
-    """The sweep to resume, reconciled with its run dirs; what it was started with holds in `spec`
-    (metric, mode, seed, sampler and pruner), unless given again now."""
+def _load_resumed(spec: SweepSpec, grid: Grid | None) -> Manifest:
     resume = spec.resume
     sweep_id = resume if isinstance(resume, str) and resume != "latest" else find_sweep(
         spec.runs_dir, spec.script, grid, spec.sample)
-    manifest = Manifest.load(spec.runs_dir, sweep_id)
+    return Manifest.load(spec.runs_dir, sweep_id)
+
+
+def _recorded_settings(spec: SweepSpec, manifest: Manifest) -> None:
+    """What the sweep was started with holds (metric, mode, seed, pruner), unless given again now."""
+    d = manifest.data
+    spec.metric = spec.metric or d.get("metric")
+    spec.mode = spec.mode or d.get("mode")
+    spec.seed = d.get("seed")
+    recorded = d.get("pruner") or {}
+    if spec.prune is None:
+        spec.prune = recorded.get("name")
+        if not spec.prune_options:
+            spec.prune_options = dict(recorded.get("options") or {k: v for k, v in recorded.items()
+                                                                   if k in ("grace", "reduction", "max_epochs",
+                                                                            "warmup", "startup")})
+
+
+def _resume(spec: SweepSpec, grid: Grid | None) -> tuple[Manifest, Grid]:
+    """The sweep to resume, reconciled with its run dirs; what it was started with holds in `spec`
+    (metric, mode, seed, sampler and pruner), unless given again now."""
+    manifest = _load_resumed(spec, grid)
+    sweep_id = manifest.id
     if client_alive(manifest.data.get("client")):
         c = manifest.data["client"]
         raise GridrunError(
@@ -259,17 +283,7 @@ def _resume(spec: SweepSpec, grid: Grid | None) -> tuple[Manifest, Grid]:
     if not spec.quiet:
         print(f"Resuming sweep {sweep_id}: {done} of {len(manifest.trials)} trials ended, "
               f"{len(manifest.trials) - done} to run", flush=True)
-    d = manifest.data
-    spec.metric = spec.metric or d.get("metric")
-    spec.mode = spec.mode or d.get("mode")
-    spec.seed = d.get("seed")
-    recorded = d.get("pruner") or {}
-    if spec.prune is None:
-        spec.prune = recorded.get("name")
-        if not spec.prune_options:
-            spec.prune_options = dict(recorded.get("options") or {k: v for k, v in recorded.items()
-                                                                   if k in ("grace", "reduction", "max_epochs",
-                                                                            "warmup", "startup")})
+    _recorded_settings(spec, manifest)
     return manifest, _manifest_grid(manifest)
 
 
@@ -391,6 +405,67 @@ def _manifest_grid(manifest: Manifest) -> Any:
         return build_grid(space, specs, script=manifest.data.get("script", ""))
     except GridrunError:  # the script's flags changed since: keep the values as recorded
         return build_grid(space)
+
+
+def _print_resume_plan(spec: SweepSpec, grid: Grid | None, show: int = 10) -> None:
+    """--resume ID --dry-run: what a resume would run, and the state its sampler and pruner would
+    start from, read from the manifest and the run dirs; nothing is run, written or reconciled."""
+    manifest = _load_resumed(spec, grid)
+    _recorded_settings(spec, manifest)
+    grid = _manifest_grid(manifest)
+    d = manifest.data
+    trials = manifest.trials
+    # what a resume would see: run dirs that ended count, whatever the manifest says
+    for t in trials:
+        if t.status in FINAL or not t.run_dir:
+            continue
+        props = read_json(Path(spec.runs_dir) / t.run_dir / "properties.json", {}) or {}
+        if props.get("status") in FINAL:
+            t.status = Status(props["status"])
+    ended = [t for t in trials if t.status in FINAL]
+    left = [t for t in trials if t.status not in FINAL]
+    print(f"Dry run of resuming sweep {manifest.id} ({d.get('script')}): {len(ended)} of {len(trials)} trials "
+          f"ended, {len(left)} would run")
+    settings = d.get("settings") or {}
+    print(f"Settings recorded: backend {settings.get('backend', 'inprocess')}, jobs {settings.get('jobs', 1)}, "
+          f"retries {settings.get('retries', 0)}, population {bool(settings.get('population'))}; "
+          f"metric {spec.metric or 'val_loss (else loss)'} ({spec.mode or 'by the scoring rule'})")
+    sampler = None
+    if d.get("sampler") in SAMPLER_REGISTRY or spec.sampler is not None:
+        sampler = _resumed_sampler(spec, manifest, grid)
+    pruner = make_pruner(spec.prune, spec.prune_options)
+    replay(manifest, spec.runs_dir, sampler, pruner)  # in memory only: reads the run dirs' metrics.json
+    counts = {s: sum(t.status == s for t in trials) for s in (Status.COMPLETED, Status.PRUNED, Status.FAILED)}
+    learned = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing yet"
+    options = d.get("sampler_options") or {}
+    print(f"Sampler: {d.get('sampler')}{' ' + str(options) if options else ''}, seed {d.get('seed')}; "
+          f"it would start having been told {learned}")
+    if pruner is None:
+        print("Pruner: none")
+    else:
+        print(f"Pruner: {pruner.describe()}; it would start from {describe_pruner_state(pruner)}")
+    print(f"Trials that would run{f' (the first {show})' if len(left) > show else ''}:" if left else
+          "No trial left to run.")
+    for t in left[:show]:
+        flags = ", ".join(f"{k}={v}" for k, v in t.flags.items()) if t.flags else \
+            f"values chosen by {d.get('sampler')} when it starts"
+        print(f"  trial {t.trial} ({t.status}, {len(t.attempts)} attempt(s) so far): {flags}")
+    print("Dry run: nothing was run or written.")
+
+
+def describe_pruner_state(pruner: Pruner) -> str:
+    """What a pruner has recorded, in words (its rungs, or its values per epoch)."""
+    rungs = getattr(pruner, "rungs", None)
+    if isinstance(rungs, dict):
+        return ("rungs " + ", ".join(f"epoch {e}: {len(v)} value(s)" for e, v in sorted(rungs.items()))) if rungs \
+            else "empty rungs"
+    brackets = getattr(pruner, "brackets", None)
+    if isinstance(brackets, list):
+        return "; ".join(f"bracket of grace {b.grace}: {describe_pruner_state(b)}" for b in brackets)
+    values = getattr(pruner, "values", None)
+    if isinstance(values, dict):
+        return f"values at {len(values)} epoch(s) from {len({t for v in values.values() for t in v})} trial(s)"
+    return "what its replay() recorded"
 
 
 def _print_plan(manifest: Manifest, grid: Any, total: int | None, sampler: Sampler, show: int = 5) -> None:
