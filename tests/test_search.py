@@ -630,3 +630,19 @@ def test_resume_dry_run_prints_what_would_run_and_runs_nothing(tmp_path, capsys)
     assert "rungs epoch 1: 4 value(s), epoch 2: 1 value(s), epoch 4: 1 value(s)" in out
     assert "told 1 completed, 3 pruned" in out and "Dry run: nothing was run or written." in out
     assert list_sweeps(runs)[-1].read_bytes() == before and sorted(p.name for p in runs.iterdir()) == dirs
+
+
+def test_a_sweep_too_small_for_its_pruner_says_so_before_it_starts(loop_script, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    six = {"q": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], "epochs": [4]}
+    gridrun.tuning_run(loop_script, six, prune="asha", runs_dir=runs)
+    out = capsys.readouterr().out
+    note = out.index("note: 6 trials are few for --prune asha (grace 1, reduction 4)")
+    assert note < out.index("Sweep ") and "--prune-grace E" in out and "--prune-reduction 2" in out
+    assert out.count("note: 6 trials are few") == 1
+    gridrun.tuning_run(loop_script, six, prune="asha", prune_options={"reduction": 2}, runs_dir=runs, dry_run=True)
+    assert "are few" not in capsys.readouterr().out  # 6 >= 2 * 2: rungs above the first have trials to compare
+    gridrun.tuning_run(loop_script, six, prune="median", runs_dir=runs, dry_run=True)
+    assert "note: 6 trials" not in capsys.readouterr().out
+    gridrun.tuning_run(loop_script, six, prune="median", prune_options={"startup": 6}, runs_dir=runs, dry_run=True)
+    assert "6 trials are too few for --prune median" in capsys.readouterr().out

@@ -61,6 +61,13 @@ class Pruner(ABC):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}
 
+    def advice(self, n_trials: int) -> str | None:
+        """Said before a sweep of `n_trials` starts when it is too small for this pruner (None: fine)."""
+        return None
+
+
+SMALL_SWEEPS = 'docs/tuning.md, "Small sweeps"'
+
 
 class ASHA(Pruner):
     """Asynchronous successive halving (Li et al. 2018), as Ray Tune's ASHAScheduler decides; the
@@ -104,6 +111,19 @@ class ASHA(Pruner):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "grace": self.grace, "reduction": self.reduction, "max_epochs": self.max_epochs}
 
+    def advice(self, n_trials: int, what: str = "") -> str | None:
+        """Fewer trials than reduction**2: after the first rung fewer than `reduction` trials go on, so
+        the next rung has (about) nothing to compare, and the first decided on one epoch's noise."""
+        eta = self.reduction
+        if n_trials >= eta * eta:
+            return None
+        nxt = round(self.grace * eta)
+        return (f"{n_trials} trials are few for --prune {self.name}{what} (grace {self.grace}, reduction {eta:g}): "
+                f"at epoch {self.grace} it keeps about the best 1 in {eta:g} on that epoch's values alone, and "
+                f"fewer than {eta:g} trials go on to be compared at epoch {nxt}; with fewer than {eta * eta:g} "
+                f"trials, judge later with --prune-grace E (e.g. a third of the epochs), keep more with "
+                f"--prune-reduction 2, or drop --prune ({SMALL_SWEEPS})")
+
 
 class Hyperband(Pruner):
     """Asynchronous Hyperband (Li et al. 2018, as Ray Tune's AsyncHyperBand): bracket b is an ASHA with
@@ -137,6 +157,12 @@ class Hyperband(Pruner):
         return {"name": self.name, "grace": self.grace, "reduction": self.reduction, "max_epochs": self.max_epochs,
                 "brackets": [b.grace for b in self.brackets]}
 
+    def advice(self, n_trials: int) -> str | None:
+        per = n_trials // len(self.brackets)  # each bracket judges its own share of the trials
+        text = self.brackets[0].advice(per, f", about {per} per bracket of {len(self.brackets)}")
+        return text.replace(f"{per} trials are few", f"{n_trials} trials are few", 1).replace(
+            "--prune asha", "--prune hyperband", 1) if text else None
+
 
 class MedianPruner(Pruner):
     """Stop a trial whose value at epoch k is worse than the median of the other trials' at epoch k."""
@@ -160,6 +186,13 @@ class MedianPruner(Pruner):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "warmup": self.warmup, "startup": self.startup}
+
+    def advice(self, n_trials: int) -> str | None:
+        if n_trials > self.startup:
+            return None
+        return (f"{n_trials} trials are too few for --prune median: it prunes only once --prune-startup "
+                f"{self.startup} other trials reported an epoch, so it would stop nothing; lower --prune-startup "
+                f"or drop --prune ({SMALL_SWEEPS})")
 
 
 def _no_pruner() -> None:

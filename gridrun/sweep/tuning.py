@@ -185,11 +185,13 @@ def run_spec(spec: SweepSpec):
         sampler = _resumed_sampler(spec, manifest, grid)
     else:
         sampler, manifest = _plan(spec, grid)
+    pruner = _pruner(spec, manifest)
+    if not spec.resume:
+        _advise(spec, manifest, pruner)
         if spec.dry_run:
             _print_plan(manifest, grid, None if grid.has_ranges else len(grid), sampler)
             return None
         _start(spec, manifest, grid)
-    pruner = _pruner(spec, manifest)
     replay(manifest, spec.runs_dir, sampler, pruner)  # a resumed sweep's sampler and pruner learn the past
     grouper = _grouper(spec, manifest)
     executor = _executor(spec)
@@ -307,6 +309,13 @@ def _pruner(spec: SweepSpec, manifest: Manifest) -> Pruner | None:
         manifest.data["pruner"] = {**pruner.describe(), "name": spec.prune if by_name else pruner.name,
                                    "options": PRUNER_REGISTRY.options(spec.prune, spec.prune_options) if by_name else {}}
     return pruner
+
+
+def _advise(spec: SweepSpec, manifest: Manifest, pruner: Pruner | None) -> None:
+    """Before a sweep starts: say so when it is too small for its pruner, and what to change."""
+    text = pruner.advice(len(manifest.trials)) if pruner is not None else None
+    if text and not spec.quiet:
+        print(f"note: {text}", flush=True)
 
 
 def _grouper(spec: SweepSpec, manifest: Manifest) -> Grouper | None:
