@@ -646,3 +646,27 @@ def test_a_sweep_too_small_for_its_pruner_says_so_before_it_starts(loop_script, 
     assert "note: 6 trials" not in capsys.readouterr().out
     gridrun.tuning_run(loop_script, six, prune="median", prune_options={"startup": 6}, runs_dir=runs, dry_run=True)
     assert "6 trials are too few for --prune median" in capsys.readouterr().out
+
+
+def test_the_best_trials_show_a_better_pruned_trial_with_its_status(loop_script, tmp_path, capsys):
+    from gridrun.sweep.pruners import Pruner
+
+    class StopTrialZero(Pruner):  # a pruner that stops the best trial (q=0.1) at epoch 1
+        name = "stop-zero"
+
+        def report(self, trial, epoch, value):
+            return trial == 0
+
+    runs = tmp_path / "runs"
+    gridrun.tuning_run(loop_script, {"q": [0.1, 0.5, 0.9], "epochs": [8]}, ordered=True, prune=StopTrialZero(),
+                       runs_dir=runs)
+    out = capsys.readouterr().out
+    lines = out.split("Best trials by val_loss (the value each reached; a pruned trial's at the epoch it stopped):")[1]
+    rows = lines.strip().splitlines()
+    assert rows[0].split()[:5] == ["0.2", "pruned", "at", "epoch", "1"] and rows[0].endswith("q=0.1, epochs=8")
+    assert rows[1].split()[:2] == ["0.5625", "completed"] and rows[2].split()[:2] == ["1.012", "completed"]
+    assert ("note: pruned trial 0 reached val_loss 0.2 when it stopped (pruned at epoch 1), better than the best "
+            "completed trial's 0.5625 (trial 1)") in out
+    assert "gridrun training-run loop.py --flag q=0.1 --flag epochs=8" in out
+    view = next(line for line in out.splitlines() if line.startswith("View a run"))
+    assert manifest(runs)["trials"][1]["run_dir"] in view  # the best completed trial
