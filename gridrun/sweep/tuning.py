@@ -177,16 +177,16 @@ def tuning_run(
 def run_spec(spec: SweepSpec):
     """Run a checked sweep specification: plan it (or resume it), then run it; see `tuning_run`."""
     grid = _requested_grid(spec)
-    if spec.resume and spec.dry_run:
-        _print_resume_plan(spec, grid)
-        return None
     if spec.resume:
+        if spec.dry_run:
+            _print_resume_plan(spec, grid)
+            return None
         manifest, grid = _resume(spec, grid)
         sampler = _resumed_sampler(spec, manifest, grid)
+        pruner = _pruner(spec, manifest)
     else:
         sampler, manifest = _plan(spec, grid)
-    pruner = _pruner(spec, manifest)
-    if not spec.resume:
+        pruner = _pruner(spec, manifest)
         _advise(spec, manifest, pruner)
         if spec.dry_run:
             _print_plan(manifest, grid, None if grid.has_ranges else len(grid), sampler)
