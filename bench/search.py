@@ -251,7 +251,8 @@ def main() -> None:
     # including the smaller programs a refilled population shrinks to for its last survivors
     from gridrun.train.population import ladder
 
-    warm = [(False, None), (True, None)] + [(True, m) for m in ladder(args.slots)]
+    warm = [(False, None)] if args.skip_population else [(False, None), (True, None)] + [
+        (True, m) for m in ladder(args.slots)]
     for population, slots in warm:
         gridrun.tuning_run(script, {"epochs": [1], "n_train": [args.n_train], "dataset": [args.dataset]},
                            sample=(slots or 2) + 1, seed=99, runs_dir=tmp / "warm", quiet=True,
