@@ -122,8 +122,9 @@ def typed(value: Any, hint: Any, default: Any, what: str) -> Any:
             return kind(value)
         except ValueError:
             continue
-    wanted = " or ".join(getattr(k, "__name__", str(k)) for k in kinds if k is not type(None))
-    raise GridrunError(f"{what}={value!r} is not a {wanted}: give e.g. {what}={_example(kinds)}")
+    words = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+    wanted = " or ".join(words.get(k, getattr(k, "__name__", str(k))) for k in kinds if k is not type(None))
+    raise GridrunError(f"{what}={value!r} is not {wanted}: give e.g. {what}={_example(kinds)}")
 
 
 def _kinds(hint: Any) -> tuple[Any, ...]:

@@ -134,7 +134,7 @@ def test_options_reach_the_constructors_typed_and_bad_keys_name_the_accepted_one
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].endswith("--prune-opt patience: pruner 'hyperband' takes grace, reduction, max_epochs, brackets")
     assert cli.main(args[:12] + ["--sampler-opt", "n_startup_trials=many", "--runs-dir", str(runs), "-q"]) == 2
-    assert "--sampler-opt n_startup_trials='many' is not a int" in capsys.readouterr().err
+    assert "--sampler-opt n_startup_trials='many' is not a whole number" in capsys.readouterr().err
     with pytest.raises(GridrunError, match="median' takes warmup, startup"):
         gridrun.tuning_run(loop_script, prune="median", prune_options={"grace": 2}, runs_dir=runs, quiet=True)
 
@@ -146,7 +146,7 @@ def test_registry_types_text_by_the_signature():
     assert typed("none", int | None, None, "x") is None and typed("4", int | None, None, "x") == 4
     assert typed("no", bool, True, "x") is False and typed("abc", str, "", "x") == "abc"
     assert typed("7", None, 2, "x") == 7 and typed("a", None, None, "x") == "a"  # no hint: the default's type
-    with pytest.raises(GridrunError, match="x='yes please' is not a bool"):
+    with pytest.raises(GridrunError, match="x='yes please' is not true or false"):
         typed("yes please", bool, False, "x")
 
 
