@@ -2,6 +2,7 @@
 
     python bench/search.py --n-train 4000     # Fashion-MNIST subsampled, N=24 trials, 9 epochs at most
     python bench/search.py --trials 12 --epochs 9 --n-train 3000 --dataset digits   # quicker
+    python bench/search.py --vs-optuna [--quick]  # gridrun's TPE + ASHA beside Optuna's own loop
 
 The search space is the chapter's tuned network (256-128-64, batch norm, dropout after each layer,
 Adam) with ranges for the learning rate (log-uniform) and the three dropout rates (uniform), on a
@@ -19,6 +20,16 @@ trial-epochs and <= 50% of its wall time; TPE's median best val_loss over 3 seed
 population + ASHA with slot refilling <= 1.1x the time per trial-epoch of an unpruned population.
 Population + ASHA is reported against an unpruned population: without slot refilling a pruned member
 is frozen but still carried by the vmapped program (see docs/population.md).
+
+`--vs-optuna` (issue 18) runs another task: the chapter-style MLP 784-u-u/2-10 (units 64/128/256,
+one dropout rate after each hidden layer, uniform; Adam's lr log-uniform) on Fashion-MNIST, 12k
+training and the next 3k as validation samples, 10 epochs, 48 trials, over seeds 0-2; gridrun's
+`tuning_run(sampler="tpe", prune="asha")` (grace 1, reduction 4) beside Optuna's own ask-and-tell loop
+with its TPESampler and SuccessiveHalvingPruner (min_resource 1, reduction_factor 4), the same
+n_startup_trials (10), the same training function (gridrun.fit, the same data arrays, model and
+training seed), both in this process and sequential. It prints each seed's best val_loss and wall
+time and their medians. Target: gridrun's median best val_loss <= Optuna's, at no more wall time.
+`--quick`: 16 trials, 4 epochs, 4k/1k samples, seeds 0-1.
 """
 
 from __future__ import annotations
@@ -65,6 +76,125 @@ if not gridrun.is_pruned():  # a pruned trial's model is no candidate: skip its 
 
 PRUNE_OPTIONS = {"grace": 1, "reduction": 4.0}
 
+# the --vs-optuna task: one training function, imported by the gridrun script and by Optuna's loop
+MLP_TASK = '''
+import gridrun
+from gridrun import Dense, Dropout, Sequential
+from gridrun.datasets import load_prepared
+
+
+def train(lr, dropout, units, epochs, n_train, n_val, dataset="fashion_mnist", callbacks=()):
+    (x, y), _ = load_prepared(dataset)
+    xt, yt, xv, yv = x[:n_train], y[:n_train], x[n_train:n_train + n_val], y[n_train:n_train + n_val]
+    model = Sequential([Dense(units, activation="relu"), Dropout(dropout),
+                        Dense(units // 2, activation="relu"), Dropout(dropout), Dense(10, activation="softmax")])
+    return gridrun.fit(model, xt, yt, loss="categorical_crossentropy", metrics=("accuracy",),
+                       optimizer=gridrun.optimizer("adam", learning_rate=lr), epochs=epochs, batch_size=128,
+                       validation_data=(xv, yv), verbose=0, seed=0, callbacks=callbacks)
+'''
+
+MLP_SCRIPT = '''
+import gridrun
+from mlp_task import train
+
+FLAGS = gridrun.flags(
+    gridrun.flag_numeric("lr", 1e-3, "Adam's learning rate", values=gridrun.loguniform(1e-4, 3e-2)),
+    gridrun.flag_numeric("dropout", 0.3, "dropout after each hidden layer", values=gridrun.uniform(0.0, 0.5)),
+    gridrun.flag_integer("units", 128, "units of the first hidden layer", values=[64, 128, 256]),
+    gridrun.flag_integer("epochs", 10, "epochs"),
+    gridrun.flag_integer("n_train", 12000, "training samples"),
+    gridrun.flag_integer("n_val", 3000, "validation samples (after the training ones)"),
+)
+train(FLAGS.lr, FLAGS.dropout, FLAGS.units, FLAGS.epochs, FLAGS.n_train, FLAGS.n_val)
+'''
+LR, DROPOUT, UNITS = (1e-4, 3e-2), (0.0, 0.5), [64, 128, 256]
+
+
+def optuna_loop(seed: int, trials: int, epochs: int, n_train: int, n_val: int) -> dict:
+    """Optuna's own TPE + SuccessiveHalvingPruner loop (ask and tell), training with mlp_task.train."""
+    import optuna
+    from mlp_task import train
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=10),
+        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=4, min_early_stopping_rate=0))
+    t0 = time.perf_counter()
+    best, spent = float("inf"), 0
+    for _ in range(trials):
+        trial = study.ask()
+        lr = trial.suggest_float("lr", *LR, log=True)
+        dropout = trial.suggest_float("dropout", *DROPOUT)
+        units = trial.suggest_categorical("units", UNITS)
+        pruned: list[bool] = [False]
+
+        def judge(epoch: int, logs: dict, trial=trial, pruned=pruned) -> bool:
+            trial.report(float(logs["val_loss"]), epoch + 1)
+            pruned[0] = trial.should_prune()
+            return pruned[0]
+
+        history = train(lr, dropout, units, epochs, n_train, n_val, callbacks=[gridrun.Stopper(judge)])
+        last = float(history.history["val_loss"][-1])
+        spent += len(history.history["val_loss"])
+        best = min(best, last)
+        study.tell(trial, None if pruned[0] else last,
+                   state=optuna.trial.TrialState.PRUNED if pruned[0] else optuna.trial.TrialState.COMPLETE)
+    wall = time.perf_counter() - t0
+    return {"wall": wall, "best_val_loss": best, "trial_epochs": spent,
+            "pruned": sum(t.state.name == "PRUNED" for t in study.trials)}
+
+
+def vs_optuna(args: argparse.Namespace) -> None:
+    """gridrun's TPE + ASHA beside Optuna's TPE + SuccessiveHalvingPruner on the MLP task."""
+    import sys
+
+    if args.quick:
+        trials, epochs, n_train, n_val, seeds = 16, 4, 4000, 1000, [0, 1]
+    else:
+        trials, epochs, n_train, n_val, seeds = 48, 10, 12000, 3000, [0, 1, 2]
+    tmp = Path(tempfile.mkdtemp(prefix="gridrun-vs-optuna-"))
+    (tmp / "mlp_task.py").write_text(MLP_TASK)
+    script = tmp / "mlp.py"
+    script.write_text(MLP_SCRIPT)
+    sys.path.insert(0, str(tmp))
+    fixed = {"epochs": [epochs], "n_train": [n_train], "n_val": [n_val]}
+    # compile the three widths once for both (a warm persistent cache), outside the timings: the
+    # programs of a sweep whose trials report to a pruner, and of Optuna's loop (a Stopper) alike
+    gridrun.tuning_run(script, {**fixed, "epochs": [2], "units": UNITS}, sample=3, ordered=True, seed=0,
+                       prune="asha", runs_dir=tmp / "warm", quiet=True)
+    optuna_loop(99, 4, 2, n_train, n_val)
+    print(f"MLP 784-u-u/2-10, {n_train}/{n_val} samples, {epochs} epochs, {trials} trials, ASHA grace 1 "
+          f"reduction 4, seeds {seeds}")
+    mine, theirs = [], []
+    for seed in seeds:
+        def ours(seed: int = seed) -> dict:
+            t0 = time.perf_counter()
+            df = gridrun.tuning_run(script, fixed, sample=trials, seed=seed, sampler="tpe", prune="asha",
+                                    prune_options={"grace": 1, "reduction": 4.0}, runs_dir=tmp / f"gridrun{seed}",
+                                    quiet=True)
+            return {"wall": time.perf_counter() - t0, "best_val_loss": float(df["metric_val_loss"].min()),
+                    "trial_epochs": int(df["epochs_completed"].fillna(0).sum()),
+                    "pruned": int((df["status"] == "pruned").sum())}
+
+        if seed % 2:  # alternate which goes first, so that neither always meets a warmer machine
+            o = optuna_loop(seed, trials, epochs, n_train, n_val)
+            g = ours()
+        else:
+            g = ours()
+            o = optuna_loop(seed, trials, epochs, n_train, n_val)
+        mine.append(g)
+        theirs.append(o)
+        for name, r in (("gridrun tpe + asha", g), ("optuna tpe + sha", o)):
+            print(f"  seed {seed} {name:20s} best val_loss {r['best_val_loss']:.4f}  wall {r['wall']:6.1f} s  "
+                  f"trial-epochs {r['trial_epochs']:4d}  pruned {r['pruned']:3d}", flush=True)
+    med = {k: (statistics.median(r[k] for r in mine), statistics.median(r[k] for r in theirs))
+           for k in ("best_val_loss", "wall")}
+    print(f"Median over {len(seeds)} seeds: best val_loss gridrun {med['best_val_loss'][0]:.4f} vs optuna "
+          f"{med['best_val_loss'][1]:.4f} ({'met' if med['best_val_loss'][0] <= med['best_val_loss'][1] else 'missed'}; "
+          f"target <=), wall {med['wall'][0]:.1f} s vs {med['wall'][1]:.1f} s ({med['wall'][0] / med['wall'][1]:.2f}x; "
+          f"target <= 1)")
+    print(f"(runs in {tmp})")
+
 
 def run(script: Path, runs: Path, *, seed: int, trials: int, epochs: int, n_train: int, dataset: str,
         sampler: str = "random", prune: str | None = None, population: bool = False,
@@ -106,7 +236,12 @@ def main() -> None:
     p.add_argument("--slots", type=int, default=8, help="slots of a population program (--population-size)")
     p.add_argument("--grace", type=int, default=1, help="ASHA's grace period (epochs)")
     p.add_argument("--reduction", type=float, default=4.0, help="ASHA's reduction factor")
+    p.add_argument("--vs-optuna", action="store_true", help="only gridrun's TPE + ASHA beside Optuna's own loop")
+    p.add_argument("--quick", action="store_true", help="with --vs-optuna: 16 trials, 4 epochs, 4k/1k, seeds 0-1")
     args = p.parse_args()
+    if args.vs_optuna:
+        vs_optuna(args)
+        return
     PRUNE_OPTIONS.update(grace=args.grace, reduction=args.reduction)
     if args.only_asha:
         args.skip_tpe = args.skip_population = True
@@ -118,7 +253,8 @@ def main() -> None:
     # including the smaller programs a refilled population shrinks to for its last survivors
     from gridrun.train.population import ladder
 
-    warm = [(False, None), (True, None)] + [(True, m) for m in ladder(args.slots)]
+    warm = [(False, None)] if args.skip_population else [(False, None), (True, None)] + [
+        (True, m) for m in ladder(args.slots)]
     for population, slots in warm:
         gridrun.tuning_run(script, {"epochs": [1], "n_train": [args.n_train], "dataset": [args.dataset]},
                            sample=(slots or 2) + 1, seed=99, runs_dir=tmp / "warm", quiet=True,

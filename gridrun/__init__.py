@@ -50,6 +50,11 @@ _API: dict[str, str] = {
     "loguniform": "space",
     "randint": "space",
     "sample_grid": "grid",
+    # extending sweeps (docs/extending.md)
+    "Sampler": "sweep.samplers",
+    "Pruner": "sweep.pruners",
+    "Executor": "executors",
+    "TrialPruned": "errors",
     # training
     "fit": "train",
     "fit_loop": "train",
@@ -98,7 +103,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from . import datasets  # noqa: F401
     from .checkpoint import load_state  # noqa: F401
-    from .errors import FlagError, GridrunError  # noqa: F401
+    from .errors import FlagError, GridrunError, TrialPruned  # noqa: F401
+    from .executors import Executor  # noqa: F401
     from .flagspec import Flags, flag_boolean, flag_integer, flag_numeric, flag_string, flags  # noqa: F401
     from .grid import build_grid, sample_grid  # noqa: F401
     from .report import compare_runs, serve_run, sweep_report, view_run  # noqa: F401
@@ -117,6 +123,8 @@ if TYPE_CHECKING:
     from .runs import clean_runs, copy_run, latest_run, ls_runs, purge_runs, run_info  # noqa: F401
     from .space import loguniform, randint, uniform  # noqa: F401
     from .sweep import tuning_run  # noqa: F401
+    from .sweep.pruners import Pruner  # noqa: F401
+    from .sweep.samplers import Sampler  # noqa: F401
     from .train import (  # noqa: F401
         BatchNorm,
         Dense,

@@ -442,3 +442,231 @@ def test_optuna_samplers_take_several_asks_in_flight_and_learn_from_tells(name):
     assert len(sampler.study.trials) == 36 and not sampler.live
     first, last = sorted(losses[:12]), sorted(losses[-12:])
     assert statistics.median(last) < statistics.median(first)  # it learned where the good values are
+
+
+# --------------------------------------------------------------------------------------------------
+# Resuming a pruned sweep; what TPE learns from pruned trials
+
+STOPPABLE = LOOP.replace("for e in range(1, FLAGS.epochs + 1):", textwrap.dedent("""\
+    import os
+    stop = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stop")
+    if FLAGS.q == 0.5 and os.path.exists(stop):  # Ctrl-C halfway through the sweep, once
+        os.remove(stop)
+        raise KeyboardInterrupt
+    for e in range(1, FLAGS.epochs + 1):"""))
+QS = [0.1, 0.9, 0.2, 0.8, 0.5, 0.6, 0.3, 0.7]
+
+
+def _decisions(runs):
+    m = manifest(runs)
+    out = {}
+    for t in m["trials"]:
+        p = json.loads((runs / t["run_dir"] / "properties.json").read_text())
+        out[t["flags"]["q"]] = (t["status"], p.get("pruned_epoch"))
+    return out
+
+
+def test_a_resumed_sweep_prunes_as_the_same_sweep_uninterrupted(tmp_path):
+    """The fresh pruner of a resumed sweep hears every ended trial's history again (from its run dir):
+    without that, trial q=0.5, the first after the resume, met empty rungs and ran to the end."""
+    script = tmp_path / "loop.py"
+    script.write_text(STOPPABLE)
+    kw = dict(ordered=True, prune="asha", prune_options={"grace": 1, "reduction": 2}, quiet=True)
+    space = {"q": QS, "epochs": [8]}
+    gridrun.tuning_run(script, space, runs_dir=tmp_path / "whole", **kw)
+    whole = _decisions(tmp_path / "whole")
+    assert whole[0.5] == ("pruned", 1) and whole[0.1] == ("completed", None)
+
+    (tmp_path / "stop").touch()
+    with pytest.raises(KeyboardInterrupt):
+        gridrun.tuning_run(script, space, runs_dir=tmp_path / "halves", **kw)
+    m = manifest(tmp_path / "halves")
+    assert [t["status"] for t in m["trials"]][:5] == ["completed", "pruned", "pruned", "pruned", "interrupted"]
+    gridrun.tuning_run(script, space, runs_dir=tmp_path / "halves", resume=m["id"], quiet=True)
+    assert _decisions(tmp_path / "halves") == whole
+
+
+def _tpe_grid():
+    specs = {"q": gridrun.flag_numeric("q", 0.5)}
+    return build_grid({"q": gridrun.uniform(0.05, 0.95)}, specs)
+
+
+def test_tpe_is_told_a_pruned_trials_intermediate_values():
+    """As Optuna's own pruning loop does: trial.report(value, epoch) for each epoch, then PRUNED."""
+    pytest.importorskip("optuna")
+    from gridrun.record import Status
+    from gridrun.sweep.samplers import make_sampler
+    from gridrun.sweep.state import Trial
+
+    sampler = make_sampler("tpe", _tpe_grid(), seed=0, metric="val_loss", mode=None)
+    t = Trial(trial=0, flags={})
+    t.flags = sampler.ask(t)
+    t.status, t.metrics = Status.PRUNED, {"val_loss": 0.7}
+    t.history = {"val_loss": [0.9, None, 0.7], "loss": [1.0, 0.9, 0.8]}
+    sampler.tell(t)
+    (ot,) = sampler.study.trials
+    assert ot.state.name == "PRUNED" and ot.intermediate_values == {1: 0.9, 2: 0.7}
+    # a pruned trial that ended before a resume is added to the fresh study the same way
+    again = make_sampler("tpe", _tpe_grid(), seed=0, metric="val_loss", mode=None)
+    old = Trial(trial=0, flags=dict(t.flags), status=Status.PRUNED, metrics={"val_loss": 0.7})
+    old.history = {"val_loss": [0.9, 0.7]}
+    again.tell(old)
+    (ot,) = again.study.trials
+    assert ot.state.name == "PRUNED" and ot.intermediate_values == {1: 0.9, 2: 0.7} and ot.value == 0.7
+
+
+def test_a_tpe_asha_sweep_reports_pruned_trials_to_optuna_and_on_resume(loop_script, tmp_path):
+    pytest.importorskip("optuna")
+    from gridrun.sweep.samplers import TPESampler
+
+    runs = tmp_path / "runs"
+    sampler = TPESampler(n_startup_trials=3)
+    gridrun.tuning_run(loop_script, {"q": gridrun.uniform(0.05, 0.95), "epochs": [4]}, sample=8, seed=1,
+                       sampler=sampler, prune="asha", prune_options={"reduction": 2}, runs_dir=runs, quiet=True)
+    m = manifest(runs)
+    assert m["sampler"] == "tpe" and m["sampler_options"] == {"n_startup_trials": 3}
+    pruned = [ot for ot in sampler.study.trials if ot.state.name == "PRUNED"]
+    assert pruned and len(sampler.study.trials) == 8
+    by_q = {t["flags"]["q"]: t for t in m["trials"]}
+    for ot in pruned:
+        series = json.loads((runs / by_q[ot.params["q"]]["run_dir"] / "metrics.json").read_text())["val_loss"]
+        assert ot.intermediate_values == {e + 1: v for e, v in enumerate(series)}
+    # a resume (nothing left to run) rebuilds the study from the run dirs, intermediate values included
+    from gridrun.sweep.loop import replay
+    from gridrun.sweep.manifest import Manifest
+    from gridrun.sweep.samplers import make_sampler
+    from gridrun.sweep.tuning import _manifest_grid
+
+    mf = Manifest.load(runs, m["id"])
+    fresh = make_sampler("tpe", _manifest_grid(mf), m["seed"], None, None, m["sampler_options"])
+    replay(mf, runs, fresh, None)
+    assert sorted(map(str, (ot.intermediate_values for ot in fresh.study.trials if ot.state.name == "PRUNED"))) == \
+        sorted(map(str, (ot.intermediate_values for ot in pruned)))
+
+
+# --------------------------------------------------------------------------------------------------
+# What a new user trips over (issue 22)
+
+TUTORIAL_LOOP = textwrap.dedent("""
+    import gridrun
+    FLAGS = gridrun.flags(gridrun.flag_numeric("lr", 0.1, values=[0.1, 0.2, 0.3]))
+    for e in range(1, 4):
+        gridrun.log_metrics(epoch=e, train_loss=FLAGS.lr / e, test_loss=2 * FLAGS.lr / e)
+""")
+
+TUTORIAL_FIT_LOOP = textwrap.dedent("""
+    import jax, jax.numpy as jnp, numpy as np, optax
+    import gridrun
+    FLAGS = gridrun.flags(gridrun.flag_numeric("lr", 0.1, values=[0.1, 0.2, 0.3]))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y = (x @ np.arange(4.0)).astype(np.float32)
+
+    def init(key, hp):
+        w = jnp.zeros(4)
+        return w, optax.sgd(hp["learning_rate"]).init(w)
+
+    def train_step(state, batch, hp, key):
+        w, opt = state
+        loss, g = jax.value_and_grad(lambda w: jnp.mean((batch[0] @ w - batch[1]) ** 2))(w)
+        upd, opt = optax.sgd(hp["learning_rate"]).update(g, opt, w)
+        return (optax.apply_updates(w, upd), opt), {"train_loss": loss}
+
+    gridrun.fit_loop(init, train_step, (x, y), hparams={"learning_rate": FLAGS.lr}, epochs=3, batch_size=16)
+""")
+
+
+@pytest.fixture(params=["log_metrics", "fit_loop"])
+def tutorial_script(request, tmp_path):
+    path = tmp_path / "tutorial.py"
+    path.write_text(TUTORIAL_LOOP if request.param == "log_metrics" else TUTORIAL_FIT_LOOP)
+    return path
+
+
+def test_a_pruner_whose_metric_the_first_trial_did_not_log_stops_the_sweep(tutorial_script, tmp_path):
+    runs = tmp_path / "runs"
+    with pytest.raises(GridrunError, match=r"--prune asha judges trials by val_loss \(else loss\), but trial 0 did "
+                                           r"not log it \(it logged: .*train_loss.*\): pass --metric "):
+        gridrun.tuning_run(tutorial_script, ordered=True, prune="asha", runs_dir=runs, quiet=True)
+    m = manifest(runs)
+    assert m["status"] == "interrupted" and [t["status"] for t in m["trials"]] == ["completed", "pending", "pending"]
+    with pytest.raises(GridrunError, match=r"the sweep optimizes 'val_acc', but trial 0 did not log it"):
+        gridrun.tuning_run(tutorial_script, ordered=True, metric="val_acc", runs_dir=runs, quiet=True)
+
+
+def test_the_default_metric_missing_is_a_warning_once_and_in_the_summary(tutorial_script, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    df = gridrun.tuning_run(tutorial_script, ordered=True, runs_dir=runs)
+    assert sorted(df["status"]) == ["completed"] * 3
+    out, err = capsys.readouterr()
+    hint = "--metric test_loss" if "test_loss" in df.columns or "metric_test_loss" in df.columns else "--metric train_loss"
+    assert err.count("warning: the sweep ranks trials by val_loss (else loss), but trial 0 logged neither") == 1
+    assert hint in err
+    assert "warning: the sweep ranks trials by val_loss" in out and "Best trials" not in out  # the summary says why
+    # with the metric given, the sweep ranks its trials
+    gridrun.tuning_run(tutorial_script, ordered=True, metric="train_loss", runs_dir=runs)
+    out, err = capsys.readouterr()
+    assert "warning" not in err and "Best trials by train_loss:" in out
+
+
+def test_resume_dry_run_prints_what_would_run_and_runs_nothing(tmp_path, capsys):
+    from gridrun import cli
+
+    script = tmp_path / "loop.py"
+    script.write_text(STOPPABLE)
+    runs = tmp_path / "runs"
+    (tmp_path / "stop").touch()
+    with pytest.raises(KeyboardInterrupt):
+        gridrun.tuning_run(script, {"q": QS, "epochs": [8]}, ordered=True, prune="asha",
+                           prune_options={"grace": 1, "reduction": 2}, runs_dir=runs, quiet=True)
+    before = list_sweeps(runs)[-1].read_bytes()
+    dirs = sorted(p.name for p in runs.iterdir())
+    capsys.readouterr()
+    assert cli.main(["tuning-run", "--resume", manifest(runs)["id"], "--dry-run", "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "4 of 8 trials ended, 4 would run" in out
+    assert "trial 4 (interrupted, 1 attempt(s) so far): q=0.5, epochs=8" in out and "trial 7 (pending" in out
+    assert "Pruner: {'name': 'asha', 'grace': 1, 'reduction': 2.0" in out
+    assert "rungs epoch 1: 4 value(s), epoch 2: 1 value(s), epoch 4: 1 value(s)" in out
+    assert "told 1 completed, 3 pruned" in out and "Dry run: nothing was run or written." in out
+    assert list_sweeps(runs)[-1].read_bytes() == before and sorted(p.name for p in runs.iterdir()) == dirs
+
+
+def test_a_sweep_too_small_for_its_pruner_says_so_before_it_starts(loop_script, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    six = {"q": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], "epochs": [4]}
+    gridrun.tuning_run(loop_script, six, prune="asha", runs_dir=runs)
+    out = capsys.readouterr().out
+    note = out.index("note: 6 trials are few for --prune asha (grace 1, reduction 4)")
+    assert note < out.index("Sweep ") and "--prune-grace E" in out and "--prune-reduction 2" in out
+    assert out.count("note: 6 trials are few") == 1
+    gridrun.tuning_run(loop_script, six, prune="asha", prune_options={"reduction": 2}, runs_dir=runs, dry_run=True)
+    assert "are few" not in capsys.readouterr().out  # 6 >= 2 * 2: rungs above the first have trials to compare
+    gridrun.tuning_run(loop_script, six, prune="median", runs_dir=runs, dry_run=True)
+    assert "note: 6 trials" not in capsys.readouterr().out
+    gridrun.tuning_run(loop_script, six, prune="median", prune_options={"startup": 6}, runs_dir=runs, dry_run=True)
+    assert "6 trials are too few for --prune median" in capsys.readouterr().out
+
+
+def test_the_best_trials_show_a_better_pruned_trial_with_its_status(loop_script, tmp_path, capsys):
+    from gridrun.sweep.pruners import Pruner
+
+    class StopTrialZero(Pruner):  # a pruner that stops the best trial (q=0.1) at epoch 1
+        name = "stop-zero"
+
+        def report(self, trial, epoch, value):
+            return trial == 0
+
+    runs = tmp_path / "runs"
+    gridrun.tuning_run(loop_script, {"q": [0.1, 0.5, 0.9], "epochs": [8]}, ordered=True, prune=StopTrialZero(),
+                       runs_dir=runs)
+    out = capsys.readouterr().out
+    lines = out.split("Best trials by val_loss (the value each reached; a pruned trial's at the epoch it stopped):")[1]
+    rows = lines.strip().splitlines()
+    assert rows[0].split()[:5] == ["0.2", "pruned", "at", "epoch", "1"] and rows[0].endswith("q=0.1, epochs=8")
+    assert rows[1].split()[:2] == ["0.5625", "completed"] and rows[2].split()[:2] == ["1.012", "completed"]
+    assert ("note: pruned trial 0 reached val_loss 0.2 when it stopped (pruned at epoch 1), better than the best "
+            "completed trial's 0.5625 (trial 1)") in out
+    assert "gridrun training-run loop.py --flag q=0.1 --flag epochs=8" in out
+    view = next(line for line in out.splitlines() if line.startswith("View a run"))
+    assert manifest(runs)["trials"][1]["run_dir"] in view  # the best completed trial

@@ -95,3 +95,17 @@ def parse_sample(text: str | float | int | None) -> float | int | None:
         return float(text)
     except ValueError:
         raise GridrunError(f"--sample {text!r} is not a number: give a fraction like 0.05 or a count like 50") from None
+
+
+def parse_key_values(items: list[str] | None, option: str) -> dict[str, str]:
+    """`--prune-opt grace=2` (repeatable) -> {"grace": "2"}: text values, typed by whoever takes them."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise GridrunError(f"{option} {item!r} is not KEY=VALUE: write it as {option} {key or 'KEY'}=VALUE")
+        if key in out:
+            raise GridrunError(f"{option} {key} is given twice ({key}={out[key]} and {key}={value}): give it once")
+        out[key] = value.strip()
+    return out

@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GridrunError
+from ..executors import REGISTRY as BACKENDS
 from ..executors.local import parse_devices
-from ._common import add_runs_dir, parse_flag_options, parse_sample
+from ..sweep.pruners import REGISTRY as PRUNERS
+from ..sweep.samplers import REGISTRY as SAMPLERS
+from ._common import add_runs_dir, parse_flag_options, parse_key_values, parse_sample
 
 NAME = "tuning-run"
 HELP = "Run a script for every combination (or a random sample) of flag values; resumable, parallel."
@@ -26,9 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="seed of the random draw and order (recorded in the manifest)")
     parser.add_argument("--ordered", action="store_true", help="run in grid order instead of a random order")
     parser.add_argument("--jobs", type=int, default=1, help="trials at a time (default 1; >1: a local worker pool)")
-    parser.add_argument("--backend", choices=("inprocess", "local", "dask", "ray"),
-                        help="where trials run (default: inprocess for --jobs 1, local for more, "
-                             "dask with --scheduler)")
+    parser.add_argument("--backend", choices=BACKENDS, metavar="NAME",
+                        help="where trials run: %(choices)s (default: inprocess for --jobs 1, local for more, "
+                             "dask with --scheduler; packages add more, docs/extending.md)")
     parser.add_argument("--population", action="store_true",
                         help="train trials that differ only in numeric flags together, as one vmapped JAX "
                              "program per group (scripts that train with gridrun.fit or gridrun.fit_loop; see docs/population.md)")
@@ -46,11 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--metric", help="the metric the sweep optimizes (default: val_loss, else loss)")
     search.add_argument("--mode", choices=("min", "max"),
                         help="minimize or maximize --metric (default: by name: losses min, accuracy-like max)")
-    search.add_argument("--sampler", choices=("grid", "random", "tpe", "cmaes"),
-                        help="how trial values are chosen (default: grid for lists, random with ranges; tpe, "
-                             "cmaes: Optuna's TPE and CMA-ES, pip install 'gridrun[optuna]')")
-    search.add_argument("--prune", choices=("none", "asha", "hyperband", "median"),
-                        help="stop bad trials early: asha (successive halving), hyperband (brackets of ASHA) or median")
+    search.add_argument("--sampler", choices=SAMPLERS, metavar="NAME",
+                        help="how trial values are chosen: %(choices)s (default: grid for lists, random with "
+                             "ranges; tpe, cmaes: Optuna's TPE and CMA-ES, pip install 'gridrun[optuna]'; "
+                             "packages add more, docs/extending.md)")
+    search.add_argument("--sampler-opt", action="append", metavar="KEY=VALUE",
+                        help="an option of the sampler's constructor (repeatable), e.g. n_startup_trials=5 for tpe")
+    search.add_argument("--prune", choices=PRUNERS, metavar="NAME",
+                        help="stop bad trials early: %(choices)s (asha: successive halving, hyperband: brackets "
+                             "of ASHA, median; packages add more, docs/extending.md)")
+    search.add_argument("--prune-opt", action="append", metavar="KEY=VALUE",
+                        help="an option of the pruner's constructor (repeatable), e.g. brackets=2 for hyperband")
     search.add_argument("--prune-grace", type=int, metavar="E", help="asha, hyperband: epochs before the first rung (default 1)")
     search.add_argument("--prune-reduction", type=float, metavar="ETA",
                         help="asha, hyperband: keep the best 1/ETA at each rung (default 4)")
@@ -105,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         population=args.population, population_size=args.population_size,
         scheduler=args.scheduler, retries=args.retries, max_failures=args.max_failures, resume=args.resume,
         confirm=True, yes=args.yes, quiet=args.quiet, metric=args.metric, mode=args.mode, sampler=args.sampler,
+        sampler_options=parse_key_values(args.sampler_opt, "--sampler-opt"),
         prune=args.prune, prune_options=prune_options(args), dry_run=args.dry_run,
         worker_devices=parse_devices(args.worker_devices) if args.worker_devices else None,
     )
@@ -114,12 +124,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def prune_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The --prune-* options that were given, as the pruner's keyword arguments."""
+    """The pruner's keyword arguments: the --prune-* options given, then each --prune-opt KEY=VALUE
+    (typed later by the pruner's signature; a key it does not take is an error naming those it does)."""
     asha = ("grace", "reduction", "max_epochs")
     names = {"asha": asha, "hyperband": asha, "median": ("warmup", "startup")}.get(args.prune or "", ())
-    given = {k: getattr(args, f"prune_{k}") for k in names if getattr(args, f"prune_{k}") is not None}
+    given: dict[str, Any] = {k: getattr(args, f"prune_{k}") for k in names if getattr(args, f"prune_{k}") is not None}
     other = [f"--prune-{k.replace('_', '-')}" for k in ("grace", "reduction", "max_epochs", "warmup", "startup")
              if k not in names and getattr(args, f"prune_{k}") is not None]
     if other:
         raise GridrunError(f"{', '.join(other)} do not apply to --prune {args.prune or 'none'}")
+    given.update(parse_key_values(args.prune_opt, "--prune-opt"))
     return given

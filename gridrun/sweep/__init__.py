@@ -2,7 +2,9 @@
 
 | module | owns |
 |---|---|
-| tuning.py | the verb `tuning_run`: checks, plans or resumes a sweep, picks the executor |
+| tuning.py | the verb `tuning_run`: a checked `SweepSpec`, plans or resumes a sweep, picks the executor |
+| samplers.py | which values each trial runs with: the Sampler base class and its registry (`gridrun.samplers`) |
+| pruners.py | which trials stop early: the Pruner base class and its registry (`gridrun.pruners`) |
 | loop.py | the loop: submits trials to an executor, records each outcome |
 | state.py | typed trials and attempts, the queue, what each outcome means (no I/O) |
 | manifest.py | the sweep manifest runs/sweeps/<id>.json: plan, save, reconcile on resume |

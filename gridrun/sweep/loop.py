@@ -20,7 +20,7 @@ from typing import Any
 from .. import rundir, scoring
 from ..errors import GridrunError
 from ..executors import Executor
-from ..record import Status, close_run, last_metrics
+from ..record import Status, close_run, last_metrics, read_metrics
 from .groups import Grouper, expand, worker_function
 from .manifest import SAVE_INTERVAL, Manifest
 from .progress import Reporter, sweep_metric
@@ -70,62 +70,22 @@ def run_sweep(
     hears every trial's metric after each epoch (through the executor's channel) and stops bad ones.
     """
     runs_dir = Path(runs_dir)
-    script = manifest.data["script_path"]
-    manifest.data["client"] = {"pid": os.getpid(), "hostname": rundir.hostname(), "heartbeat": None}
-    manifest.data["status"] = "running"
-    manifest.data["settings"] = {"backend": executor.name, "jobs": executor.jobs, "retries": retries,
-                                 "max_failures": max_failures, "population": grouper is not None}
-    manifest.save()
-    sources = ship_sources(Path(script)) if executor.remote else None
-    context = context or ("population" if grouper is not None else CONTEXTS.get(executor.name, executor.name))
+    _mark_running(manifest, executor, retries, max_failures, grouper)
     state = SweepState(manifest.trials, retries=retries, max_failures=max_failures, slots=executor.slots)
     metric, mode = sweep_metric(manifest)
     reporter = Reporter(state, quiet, metric=metric, mode=mode)
     channel = executor.channel(_prune_handler(pruner, mode)) if pruner is not None else None
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(SAVE_INTERVAL):
-            if manifest.dirty or time.monotonic() - manifest.saved_at >= HEARTBEAT_SECONDS:
-                manifest.save()
-
-    beater = threading.Thread(target=beat, name="gridrun-heartbeat", daemon=True)
-    beater.start()
-
-    def make_task(i: int) -> TrialTask:
-        with manifest.lock:
-            t = manifest.trials[i]
-            if not t.flags and sampler is not None:  # drawn now, recorded before the trial runs
-                t.flags = sampler.ask(t)
-            run_dir = rundir.create_run_dir(runs_dir)
-            if executor.remote:  # the worker writes elsewhere: make the run dir readable meanwhile
-                from ..runner import start_properties
-
-                ctx = rundir.RunContext.open(run_dir, t.flags)
-                start = start_properties(Path(script), context, manifest.id, i)
-                start.update(pid=None, hostname=None)  # set by the worker's copy, when it comes back
-                ctx.write_properties(**start)
-                ctx.write_flags(t.flags)
-            state.start(i, run_dir.name, rundir.iso(rundir.utc_now()))
-            manifest.touch()
-            reporter.update()
-        return TrialTask(script=script, flags=dict(t.flags), sweep=manifest.id, trial=i,
-                         attempt=len(t.attempts), run_dir=None if executor.remote else str(run_dir),
-                         context=context, max_bytes=max_bytes, sources=sources, metric=metric,
-                         pruner=channel.caller if channel is not None else None)
-
+    heartbeat = _Heartbeat(manifest)
+    make_task = _TaskMaker(manifest, state, executor, reporter, runs_dir, sampler, channel, metric, max_bytes,
+                           context or ("population" if grouper is not None else CONTEXTS.get(executor.name, executor.name)))
+    check = MetricCheck(manifest, metric, pruner, reporter)
     error: GridrunError | None = None
-    tasks: Any = _Tasks(state, make_task)
-    if grouper is not None:
-        tasks = grouper.batches(tasks)
     try:
-        for task, result in executor.submit_all(worker_function(grouper), tasks):
+        tasks: Any = _Tasks(state, make_task)
+        for task, result in executor.submit_all(worker_function(grouper), grouper.batches(tasks) if grouper else tasks):
             for trial_task, outcome in expand(task, result):
-                with manifest.lock:
-                    t = _record(manifest, state, executor, reporter, runs_dir, trial_task.trial, outcome, max_bytes)
-                    if sampler is not None and t.status not in (Status.PENDING, Status.RUNNING):
-                        sampler.tell(t)
-                    _check_metric(t, metric)
+                _ended(manifest, state, executor, reporter, runs_dir, sampler, check, trial_task.trial, outcome,
+                       max_bytes)
     except KeyboardInterrupt:
         state.interrupted = True
     except GridrunError as exc:  # a mistake found while running (e.g. --metric never logged): stop cleanly
@@ -133,24 +93,123 @@ def run_sweep(
         state.stop_reason = str(exc)
         error = exc
     finally:
-        stop.set()
+        heartbeat.stop()
         reporter.close()
         if channel is not None:
             channel.close()
-        if state.interrupted:
-            for attempt in state.interrupt():
-                close_run(runs_dir / attempt.run_dir, Status.INTERRUPTED, attempt.error or "interrupted")
-        if state.stop_reason:
-            manifest.data["stop_reason"] = state.stop_reason
-        manifest.data["status"] = state.final_status()
-        manifest.save()
-        manifest.data["client"]["ended"] = rundir.iso(rundir.utc_now())
-        manifest.save()
+        _close(manifest, state, runs_dir)
     if error is not None:
         raise error
     if state.interrupted:
         raise KeyboardInterrupt
     return state
+
+
+def _mark_running(manifest: Manifest, executor: Executor, retries: int, max_failures: int | None,
+                  grouper: Grouper | None) -> None:
+    """Record in the manifest that this process runs the sweep now, and how."""
+    manifest.data["client"] = {"pid": os.getpid(), "hostname": rundir.hostname(), "heartbeat": None}
+    manifest.data["status"] = "running"
+    manifest.data["settings"] = {"backend": executor.name, "jobs": executor.jobs, "retries": retries,
+                                 "max_failures": max_failures, "population": grouper is not None}
+    manifest.save()
+
+
+class _Heartbeat:
+    """Saves the manifest while the sweep runs: changes soon, and a heartbeat at least every 30 s."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.event = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="gridrun-heartbeat", daemon=True)
+        self.thread.start()
+
+    def _beat(self) -> None:
+        m = self.manifest
+        while not self.event.wait(SAVE_INTERVAL):
+            if m.dirty or time.monotonic() - m.saved_at >= HEARTBEAT_SECONDS:
+                m.save()
+
+    def stop(self) -> None:
+        self.event.set()
+
+
+class _TaskMaker:
+    """Trial index -> its task: values asked now (recorded before it runs), run dir made, start recorded."""
+
+    def __init__(self, manifest: Manifest, state: SweepState, executor: Executor, reporter: Reporter,
+                 runs_dir: Path, sampler: Sampler | None, channel: Any, metric: str | None, max_bytes: int,
+                 context: str) -> None:
+        self.manifest, self.state, self.executor, self.reporter = manifest, state, executor, reporter
+        self.runs_dir, self.sampler, self.channel, self.metric = runs_dir, sampler, channel, metric
+        self.max_bytes, self.context = max_bytes, context
+        self.script = manifest.data["script_path"]
+        self.sources = ship_sources(Path(self.script)) if executor.remote else None
+
+    def __call__(self, i: int) -> TrialTask:
+        manifest, executor = self.manifest, self.executor
+        with manifest.lock:
+            t = manifest.trials[i]
+            if not t.flags and self.sampler is not None:  # drawn now, recorded before the trial runs
+                t.flags = self.sampler.ask(t)
+            run_dir = rundir.create_run_dir(self.runs_dir)
+            if executor.remote:  # the worker writes elsewhere: make the run dir readable meanwhile
+                from ..runner import start_properties
+
+                ctx = rundir.RunContext.open(run_dir, t.flags)
+                start = start_properties(Path(self.script), self.context, manifest.id, i)
+                start.update(pid=None, hostname=None)  # set by the worker's copy, when it comes back
+                ctx.write_properties(**start)
+                ctx.write_flags(t.flags)
+            self.state.start(i, run_dir.name, rundir.iso(rundir.utc_now()))
+            manifest.touch()
+            self.reporter.update()
+        return TrialTask(script=self.script, flags=dict(t.flags), sweep=manifest.id, trial=i,
+                         attempt=len(t.attempts), run_dir=None if executor.remote else str(run_dir),
+                         context=self.context, max_bytes=self.max_bytes, sources=self.sources, metric=self.metric,
+                         pruner=self.channel.caller if self.channel is not None else None)
+
+
+def _ended(manifest: Manifest, state: SweepState, executor: Executor, reporter: Reporter, runs_dir: Path,
+           sampler: Sampler | None, check: MetricCheck, i: int, outcome: Any, max_bytes: int) -> None:
+    """One trial's outcome came back: record it, tell the sampler, check the sweep's metric."""
+    with manifest.lock:
+        t = _record(manifest, state, executor, reporter, runs_dir, i, outcome, max_bytes)
+        if sampler is not None and t.status not in (Status.PENDING, Status.RUNNING):
+            sampler.tell(t)
+        check(t)
+
+
+def _close(manifest: Manifest, state: SweepState, runs_dir: Path) -> None:
+    """The loop ended (done, stopped or interrupted): close running trials, record how it ended."""
+    if state.interrupted:
+        for attempt in state.interrupt():
+            close_run(runs_dir / attempt.run_dir, Status.INTERRUPTED, attempt.error or "interrupted")
+    if state.stop_reason:
+        manifest.data["stop_reason"] = state.stop_reason
+    manifest.data["status"] = state.final_status()
+    manifest.save()
+    manifest.data["client"]["ended"] = rundir.iso(rundir.utc_now())
+    manifest.save()
+
+
+def replay(manifest: Manifest, runs_dir: str | os.PathLike, sampler: Sampler | None, pruner: Pruner | None) -> None:
+    """A resumed sweep's sampler and pruner learn every trial that ended before: each ended trial's
+    per-epoch history is read from its run dir, told to the sampler, and replayed into the pruner
+    (in the order the trials ended), before the first new trial reports anything."""
+    metric, mode = sweep_metric(manifest)
+    ended = [t for t in manifest.trials if t.status in (Status.COMPLETED, Status.PRUNED, Status.FAILED)]
+    for t in ended:
+        if t.run_dir and not t.history:
+            t.history = read_metrics(Path(runs_dir) / t.run_dir)
+    ended.sort(key=lambda t: ((t.last.end if t.last else None) or "", t.trial))
+    for t in ended:
+        if sampler is not None:
+            sampler.tell(t)
+        if pruner is not None:
+            name = metric or next((m for m in scoring.FALLBACK_METRICS if t.history.get(m)), scoring.DEFAULT_METRIC)
+            sign = scoring.sign(name, mode)
+            pruner.replay(t.trial, [(e, sign * v) for e, v in t.reports(name)])
 
 
 def _prune_handler(pruner: Pruner, mode: str | None) -> Callable[[Any], bool]:
@@ -161,6 +220,49 @@ def _prune_handler(pruner: Pruner, mode: str | None) -> Callable[[Any], bool]:
         return pruner(int(message["trial"]), int(message["epoch"]), value)
 
     return handle
+
+
+class MetricCheck:
+    """Is the sweep's metric among what the first trial logged? With a pruner or an explicit metric a
+    missing one is a mistake (stop, naming what it logged and the --metric to pass); with the default
+    metric and no pruner, a warning, once, repeated in the end-of-sweep summary."""
+
+    def __init__(self, manifest: Manifest, metric: str | None, pruner: Pruner | None, reporter: Reporter) -> None:
+        self.manifest, self.metric, self.pruner, self.reporter = manifest, metric, pruner, reporter
+        self.checked = False
+
+    def __call__(self, t: Trial) -> None:
+        if not self.checked and t.status in (Status.COMPLETED, Status.PRUNED) and t.metrics:
+            self.checked = True
+            self.first(t)
+        _check_metric(t, self.metric)
+
+    def first(self, t: Trial) -> None:
+        wanted = (self.metric,) if self.metric else scoring.FALLBACK_METRICS
+        if any(name in t.metrics for name in wanted):
+            return
+        logged = sorted(t.metrics)
+        hint = f"--metric {suggest_metric(logged)} (metric={suggest_metric(logged)!r} in Python)"
+        if self.metric is None and self.pruner is None:
+            text = (f"the sweep ranks trials by val_loss (else loss), but trial {t.trial} logged neither (it logged: "
+                    f"{', '.join(logged)}), so no trial can be called best: pass {hint}")
+            self.manifest.data["metric_warning"] = text
+            self.reporter.warning(text)
+            return
+        what = repr(self.metric) if self.metric else "val_loss (else loss)"
+        judged = f"--prune {self.pruner.name} judges trials by {what}" if self.pruner is not None else \
+            f"the sweep optimizes {what}"
+        raise GridrunError(f"{judged}, but trial {t.trial} did not log it (it logged: {', '.join(logged)}): "
+                           f"pass {hint}, or log {self.metric or 'val_loss'} from the script")
+
+
+def suggest_metric(logged: list[str]) -> str:
+    """The logged metric a sweep most likely means: a held-out loss first, then any loss, then the first."""
+    for test in (lambda m: "loss" in m and m.startswith(("val", "test", "valid", "eval")), lambda m: "loss" in m):
+        for name in logged:
+            if test(name):
+                return name
+    return logged[0] if logged else "NAME"
 
 
 def _check_metric(t: Trial, metric: str | None) -> None:
@@ -184,7 +286,8 @@ def _record(manifest: Manifest, state: SweepState, executor: Executor, reporter:
                                f"beside others; it is run again alone]")
     props = outcome_properties(outcome, run_dir, manifest.data["script_path"], crash, max_bytes)
     attempt = state.record(i, Outcome(
-        status=as_status(props.get("status"), Status.FAILED), error=props.get("error_message"), end=props.get("end"), metrics=last_metrics(run_dir), crash=crash))
+        status=as_status(props.get("status"), Status.FAILED), error=props.get("error_message"), end=props.get("end"),
+        metrics=last_metrics(run_dir), crash=crash, history=read_metrics(run_dir)))
     notice = props.get("population_notice")
     if notice:
         reporter.notice(str(notice))

@@ -169,7 +169,7 @@ def plan_sweep(
     seed: int | None,
     ordered: bool,
     runs_dir: str | os.PathLike,
-    sampler: str | None = None,
+    sampler: Any = None,
     metric: str | None = None,
     mode: str | None = None,
 ) -> Manifest:
@@ -177,12 +177,16 @@ def plan_sweep(
 
     With lists alone the trials are combinations of the grid, fixed now. With ranges (or an adaptive
     sampler) the sweep needs a trial count, and each trial's values are drawn when it starts.
+    `sampler` is a bound Sampler (its seed is the sweep's), or what `make_sampler` takes.
     """
-    from .samplers import make_sampler
+    from .samplers import Sampler, make_sampler
 
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**31)
-    chosen = make_sampler(sampler, grid, seed, metric, mode)
+    if isinstance(sampler, Sampler) and hasattr(sampler, "grid"):
+        chosen, seed = sampler, sampler.seed
+    else:
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+        chosen = make_sampler(sampler, grid, seed, metric, mode)
     if grid.has_ranges:
         whole = (isinstance(sample, int) and not isinstance(sample, bool) and sample >= 1) or (
             isinstance(sample, float) and sample.is_integer() and sample > 1)
@@ -219,6 +223,7 @@ def plan_sweep(
         "seed": seed,
         "ordered": ordered,
         "sampler": chosen.name,
+        "sampler_options": chosen.options(),
         "metric": metric,
         "mode": mode,
         "settings": {},

@@ -66,6 +66,18 @@ class Reporter:
         else:
             print(f"note: {text}", file=self.stream, flush=True)
 
+    def warning(self, text: str) -> None:
+        """A warning, once, on stderr (through the progress bar's console when there is one)."""
+        if text in self.notices:
+            return
+        self.notices.append(text)
+        if self.quiet:
+            return
+        if self.progress is not None:
+            self.progress.console.print(f"[bold yellow]warning:[/] {text}")
+        else:
+            print(f"warning: {text}", file=sys.stderr, flush=True)
+
     def update(self, trial: Trial | None = None, attempt: Attempt | None = None) -> None:
         state = self.state
         if trial is not None and attempt is not None:
@@ -102,6 +114,60 @@ def best_trials(manifest: Manifest, n: int = 5) -> list[Trial]:
     return [t for _, _, t in sorted(scored, key=lambda p: (p[0], p[1]))[:n]]
 
 
+def ranked_trials(manifest: Manifest, n: int = 5) -> list[tuple[Trial, str, float]]:
+    """Completed and pruned trials, best first by the value of the sweep's metric each reached (a
+    pruned trial's at the epoch it stopped): (trial, metric, value)."""
+    metric, mode = sweep_metric(manifest)
+    scored = []
+    for t in manifest.trials:
+        if t.status not in (Status.COMPLETED, Status.PRUNED):
+            continue
+        name, value = scoring.score(t.metrics, metric)
+        if value is not None:
+            scored.append((scoring.rank_key(value, name, mode), t.trial, t, name, value))
+    return [(t, name, value) for _, _, t, name, value in sorted(scored, key=lambda p: (p[0], p[1]))[:n]]
+
+
+def _stopped_at(t: Trial, metric: str) -> str:
+    """`pruned at epoch 3` (the epoch is the number of values of the metric it reported), or the status."""
+    if t.status != Status.PRUNED:
+        return str(t.status)
+    epochs = len(t.reports(metric))
+    return f"pruned at epoch {epochs}" if epochs else "pruned"
+
+
+def _print_best(manifest: Manifest, stream: Any) -> None:
+    """The best trials: completed ones; with pruned ones among the best, every one with its status, and
+    a word when a pruned trial's value at the epoch it stopped beat the best completed trial's."""
+    metric_given, mode = sweep_metric(manifest)
+    ranked = ranked_trials(manifest)
+    if not any(t.status == Status.PRUNED for t, _, _ in ranked):
+        best = best_trials(manifest)
+        metric = scoring.score(best[0].metrics, metric_given)[0]
+        print(f"Best trials by {metric}:", file=stream)
+        for t in best:
+            flags = ", ".join(f"{k}={v}" for k, v in t.flags.items())
+            print(f"  {scoring.score(t.metrics, metric)[1]:.4g}  {t.run_dir}  {flags}", file=stream)
+        return
+    metric = ranked[0][1]
+    print(f"Best trials by {metric} (the value each reached; a pruned trial's at the epoch it stopped):", file=stream)
+    for t, _, value in ranked:
+        flags = ", ".join(f"{k}={v}" for k, v in t.flags.items())
+        print(f"  {value:.4g}  {_stopped_at(t, metric):<18}  {t.run_dir}  {flags}", file=stream)
+    top, _, top_value = ranked[0]
+    completed = best_trials(manifest, 1)
+    if top.status == Status.PRUNED:
+        if completed:
+            c = completed[0]
+            than = f"than the best completed trial's {scoring.score(c.metrics, metric)[1]:.4g} (trial {c.trial})"
+        else:
+            than = "and no trial completed"
+        print(f"note: pruned trial {top.trial} reached {metric} {top_value:.4g} when it stopped "
+              f"({_stopped_at(top, metric)}), better {than}: the pruner may have stopped the winner early. Judge "
+              f"later (--prune-grace E) or train it to the end: gridrun training-run {manifest.data.get('script')} "
+              + " ".join(f"--flag {k}={v}" for k, v in top.flags.items()), file=stream)
+
+
 def print_results(manifest: Manifest, seconds: float, quiet: bool = False, stream=None,
                   hint_args: str = "") -> None:
     """The end-of-sweep summary: counts, the best trials, and what to run next (`hint_args` is
@@ -119,14 +185,14 @@ def print_results(manifest: Manifest, seconds: float, quiet: bool = False, strea
     print(line, file=stream)
     if quiet:
         return
-    best = best_trials(manifest)
-    if best:
-        metric = scoring.score(best[0].metrics, sweep_metric(manifest)[0])[0]
-        print(f"Best trials by {metric}:", file=stream)
-        for t in best:
-            flags = ", ".join(f"{k}={v}" for k, v in t.flags.items())
-            print(f"  {scoring.score(t.metrics, metric)[1]:.4g}  {t.run_dir}  {flags}", file=stream)
-        print(f"View a run: gridrun view {best[0].run_dir}{hint_args}   "
+    if manifest.data.get("metric_warning"):
+        print(f"warning: {manifest.data['metric_warning']}", file=stream)
+    ranked = ranked_trials(manifest)
+    if ranked:
+        _print_best(manifest, stream)
+        first = best_trials(manifest, 1) or [ranked[0][0]]
+        metric = ranked[0][1]
+        print(f"View a run: gridrun view {first[0].run_dir}{hint_args}   "
               f"The sweep: gridrun sweep-report {manifest.id}{hint_args}", file=stream)
         print(f"All trials, best first: gridrun ls --sweep {manifest.id} --order metric_{metric}{hint_args}",
               file=stream)

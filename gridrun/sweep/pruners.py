@@ -9,7 +9,10 @@
 The decision is the sweep client's (one pruner object, one lock); trials reach it through the
 executor's channel (Executor.channel: a direct call in-process, a socket for local workers, the
 engine's own channel on Dask and Ray). A pruner only sees numbers oriented so that lower is better.
-A new pruner subclasses Pruner and implements `report`.
+A new pruner subclasses Pruner and implements `report` (docs/extending.md); `tuning_run(prune=)`
+takes a name or a Pruner object. Names resolve through REGISTRY: gridrun's own, then those other
+packages declare under the entry point group `gridrun.pruners`; a pruner's keyword arguments are its
+options (`--prune-opt KEY=VALUE`). On resume, `replay` hands the pruner every ended trial's history.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import math
 import statistics
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._registry import Registry
 from ..errors import GridrunError
 
 PRUNERS = ("none", "asha", "hyperband", "median")
@@ -45,8 +50,23 @@ class Pruner(ABC):
     def report(self, trial: int, epoch: int, value: float) -> bool:
         """The decision, under the lock."""
 
+    def replay(self, trial: int, history: Iterable[tuple[int, float]]) -> None:
+        """Hear again what an ended trial reported (a resumed sweep: its fresh pruner learns what the
+        interrupted one knew); the decisions are not acted on, nor recorded in `decisions`."""
+        with self.lock:
+            for epoch, value in history:
+                if math.isfinite(value):
+                    self.report(trial, epoch, value)
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}
+
+    def advice(self, n_trials: int) -> str | None:
+        """Said before a sweep of `n_trials` starts when it is too small for this pruner (None: fine)."""
+        return None
+
+
+SMALL_SWEEPS = 'docs/tuning.md, "Small sweeps"'
 
 
 class ASHA(Pruner):
@@ -91,6 +111,19 @@ class ASHA(Pruner):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "grace": self.grace, "reduction": self.reduction, "max_epochs": self.max_epochs}
 
+    def advice(self, n_trials: int, what: str = "") -> str | None:
+        """Fewer trials than reduction**2: after the first rung fewer than `reduction` trials go on, so
+        the next rung has (about) nothing to compare, and the first decided on one epoch's noise."""
+        eta = self.reduction
+        if n_trials >= eta * eta:
+            return None
+        nxt = round(self.grace * eta)
+        return (f"{n_trials} trials are few for --prune {self.name}{what} (grace {self.grace}, reduction {eta:g}): "
+                f"at epoch {self.grace} it keeps about the best 1 in {eta:g} on that epoch's values alone, and "
+                f"fewer than {eta:g} trials go on to be compared at epoch {nxt}; with fewer than {eta * eta:g} "
+                f"trials, judge later with --prune-grace E (e.g. a third of the epochs), keep more with "
+                f"--prune-reduction 2, or drop --prune ({SMALL_SWEEPS})")
+
 
 class Hyperband(Pruner):
     """Asynchronous Hyperband (Li et al. 2018, as Ray Tune's AsyncHyperBand): bracket b is an ASHA with
@@ -124,6 +157,12 @@ class Hyperband(Pruner):
         return {"name": self.name, "grace": self.grace, "reduction": self.reduction, "max_epochs": self.max_epochs,
                 "brackets": [b.grace for b in self.brackets]}
 
+    def advice(self, n_trials: int) -> str | None:
+        per = n_trials // len(self.brackets)  # each bracket judges its own share of the trials
+        text = self.brackets[0].advice(per, f", about {per} per bracket of {len(self.brackets)}")
+        return text.replace(f"{per} trials are few", f"{n_trials} trials are few", 1).replace(
+            "--prune asha", "--prune hyperband", 1) if text else None
+
 
 class MedianPruner(Pruner):
     """Stop a trial whose value at epoch k is worse than the median of the other trials' at epoch k."""
@@ -148,15 +187,41 @@ class MedianPruner(Pruner):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "warmup": self.warmup, "startup": self.startup}
 
+    def advice(self, n_trials: int) -> str | None:
+        if n_trials > self.startup:
+            return None
+        return (f"{n_trials} trials are too few for --prune median: it prunes only once --prune-startup "
+                f"{self.startup} other trials reported an epoch, so it would stop nothing; lower --prune-startup "
+                f"or drop --prune ({SMALL_SWEEPS})")
 
-def make_pruner(name: str | None, *, grace: int = 1, reduction: float = 4.0, max_epochs: int | None = None,
-                warmup: int = 1, startup: int = 4) -> Pruner | None:
-    if name in (None, "none"):
+
+def _no_pruner() -> None:
+    """`--prune none`: a name for no pruner (it takes no options)."""
+    return None
+
+
+REGISTRY = Registry("pruner", "gridrun.pruners", "--prune",
+                    {"none": _no_pruner, "asha": ASHA, "hyperband": Hyperband, "median": MedianPruner})
+
+
+def make_pruner(name: str | Pruner | None, options: Mapping[str, Any] | None = None, **kwargs: Any) -> Pruner | None:
+    """The pruner `name` (a registered name, or a Pruner object, used as given) built with `options`
+    (keyword arguments of its class; text values typed by its signature); None: no pruning."""
+    options = {**(options or {}), **kwargs}
+    if isinstance(name, Pruner):
+        if options:
+            raise GridrunError(f"prune_options apply to a pruner named by its name, not to the {name.name!r} "
+                               f"object given: set them when creating it")
+        return name
+    if name is None:
+        if options:
+            raise GridrunError(f"pruner options ({', '.join(options)}) given without a pruner: add --prune asha (or another)")
         return None
-    if name == "asha":
-        return ASHA(grace, reduction, max_epochs)
-    if name == "hyperband":
-        return Hyperband(grace, reduction, max_epochs)
-    if name == "median":
-        return MedianPruner(warmup, startup)
-    raise GridrunError(f"unknown pruner {name!r}: use one of {', '.join(PRUNERS)}")
+    if not isinstance(name, str):
+        raise GridrunError(f"prune={name!r}: give a pruner's name ({', '.join(REGISTRY.names())}) or a "
+                           f"gridrun.Pruner object")
+    pruner = REGISTRY.create(name, options)
+    if pruner is not None and not isinstance(pruner, Pruner):
+        raise GridrunError(f"pruner {name!r} made a {type(pruner).__name__}, not a gridrun.Pruner: subclass "
+                           f"gridrun.Pruner and implement report(trial, epoch, value)")
+    return pruner

@@ -12,16 +12,26 @@ A sampler plans the sweep's trial list (`plan`), gives a trial its values when i
 trial (`tell`), including, after a resume, every trial that ended before the resume. Values asked are
 recorded in the manifest and the run dir before the trial runs, so a resumed sweep reruns exactly
 them. The base class is small on purpose (as Optuna's samplers): a new sampler implements `ask` and,
-if it learns, `tell`.
+if it learns, `tell` (docs/extending.md).
+
+A sampler object is made before the sweep's space is known (`TPESampler(n_startup_trials=5)`, or a
+user's own); the sweep then binds it to the grid, seed and metric (`bind`, which calls `setup`).
+`tuning_run(sampler=)` takes a name, a Sampler object, or an Optuna sampler object (wrapped by
+OptunaSampler). Names resolve through REGISTRY: gridrun's own, then those other packages declare
+under the entry point group `gridrun.samplers`; a sampler's keyword arguments are its options
+(`--sampler-opt KEY=VALUE`).
 """
 
 from __future__ import annotations
 
 import random
+import sys
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any
 
 from .. import scoring
+from .._registry import Registry
 from ..errors import GridrunError
 from ..grid import Grid, sample_grid
 from ..record import Status
@@ -33,11 +43,26 @@ SAMPLERS = ("grid", "random", "tpe", "cmaes")
 class Sampler(ABC):
     name = "base"
     lazy = True  # values are asked when a trial starts (False: fixed when the sweep is planned)
+    grid: Grid
+    seed: int
+    metric: str
+    mode: str
 
-    def __init__(self, grid: Grid, seed: int, metric: str | None = None, mode: str | None = None) -> None:
+    def bind(self, grid: Grid, seed: int, metric: str | None = None, mode: str | None = None) -> Sampler:
+        """Give the sampler the sweep's space, seed and metric (done by the sweep); returns itself."""
         self.grid, self.seed = grid, seed
         self.metric = metric or scoring.DEFAULT_METRIC
         self.mode = scoring.direction(self.metric, mode)
+        self.setup()
+        return self
+
+    def setup(self) -> None:
+        """Called by `bind`, once `grid`, `seed`, `metric` and `mode` are set."""
+        return None
+
+    def options(self) -> dict[str, Any]:
+        """The options this sampler was made with (recorded in the manifest, given again on resume)."""
+        return dict(getattr(self, "_options", {}))
 
     def plan(self, n: int, sample: Any = None, ordered: bool = False) -> list[Trial]:
         """The sweep's trials, `n` of them; lazy samplers leave their flags empty until `ask`."""
@@ -48,12 +73,16 @@ class Sampler(ABC):
         """The flag values trial `trial` runs with."""
 
     def tell(self, trial: Trial) -> None:
-        """Trial `trial` ended (its status and last metrics are set)."""
+        """Trial `trial` ended (its status, last metrics and `history` are set)."""
         return None
 
     def value(self, trial: Trial) -> float | None:
         """The sweep metric's final value of an ended trial (None: not logged or not finite)."""
         return scoring.finite(trial.metrics.get(self.metric))
+
+    def intermediate(self, trial: Trial) -> list[tuple[int, float]]:
+        """The sweep metric's (epoch, value) pairs an ended trial reported, finite ones only."""
+        return [(e, v) for e, v in trial.reports(self.metric) if scoring.finite(v) is not None]
 
 
 class GridSampler(Sampler):
@@ -80,13 +109,12 @@ class RandomSampler(Sampler):
 
     name = "random"
 
-    def __init__(self, grid: Grid, seed: int, metric: str | None = None, mode: str | None = None) -> None:
-        super().__init__(grid, seed, metric, mode)
-        self.lazy = grid.has_ranges
+    def setup(self) -> None:
+        self.lazy = self.grid.has_ranges
 
     def plan(self, n: int, sample: Any = None, ordered: bool = False) -> list[Trial]:
         if not self.grid.has_ranges:
-            return GridSampler(self.grid, self.seed).plan(n, sample, ordered)
+            return GridSampler().bind(self.grid, self.seed).plan(n, sample, ordered)
         return super().plan(n, sample, ordered)
 
     def ask(self, trial: Trial) -> dict[str, Any]:
@@ -98,13 +126,21 @@ class RandomSampler(Sampler):
 class OptunaSampler(Sampler):
     """An Optuna sampler through Optuna's ask-and-tell interface. Lists become categorical
     distributions, ranges Optuna's float/int distributions (log where the range is); several asks may
-    be in flight (--jobs, population groups). After a resume, every ended trial is added to the fresh
-    study. A subclass names the Optuna sampler (`optuna_sampler`)."""
+    be in flight (--jobs, population groups). A pruned trial is told with the values it reported at
+    each epoch (`trial.report`, as Optuna's own pruning loop does), so that TPE ranks pruned trials by
+    how far they got and how well. After a resume, every ended trial is added to the fresh study.
+
+    `OptunaSampler(optuna.samplers.GPSampler(seed=0))` wraps any Optuna sampler object (so does
+    `tuning_run(sampler=<an Optuna sampler>)`); a subclass names one instead (`optuna_sampler`)."""
 
     name = "optuna"
 
-    def __init__(self, grid: Grid, seed: int, metric: str | None = None, mode: str | None = None) -> None:
-        super().__init__(grid, seed, metric, mode)
+    def __init__(self, sampler: Any = None) -> None:
+        self.given = sampler
+        if sampler is not None:
+            self.name = f"optuna:{type(sampler).__name__}"
+
+    def setup(self) -> None:
         try:
             import optuna
         except ImportError:
@@ -112,13 +148,14 @@ class OptunaSampler(Sampler):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.optuna = optuna
         self.distributions = self._distributions()
-        self.study = optuna.create_study(direction="minimize" if self.mode == "min" else "maximize",
-                                         sampler=self.optuna_sampler(seed, min(10, max(2, len(grid) or 10))))
+        chosen = self.given if self.given is not None else self.optuna_sampler(
+            self.seed, min(10, max(2, len(self.grid) or 10)))
+        self.study = optuna.create_study(direction="minimize" if self.mode == "min" else "maximize", sampler=chosen)
         self.live: dict[int, Any] = {}  # trial index -> the optuna trial asked for it
 
-    @abstractmethod
     def optuna_sampler(self, seed: int, startup: int) -> Any:
         """The Optuna sampler, seeded; `startup` trials are drawn at random before it models anything."""
+        raise GridrunError("OptunaSampler needs an Optuna sampler object: OptunaSampler(optuna.samplers.TPESampler())")
 
     def _distributions(self) -> dict[str, Any]:
         d = self.optuna.distributions
@@ -150,34 +187,49 @@ class OptunaSampler(Sampler):
     def tell(self, trial: Trial) -> None:
         state = self.optuna.trial.TrialState
         value = self.value(trial)
+        steps: dict[int, float] = {}
         if trial.status == Status.COMPLETED and value is not None:
             st, values = state.COMPLETE, value
         elif trial.status == Status.PRUNED:
             st, values = state.PRUNED, None
+            steps = dict(self.intermediate(trial))
         elif trial.status == Status.FAILED or trial.status == Status.COMPLETED:
             st, values = state.FAIL, None
         else:
             return  # pending, running, interrupted: nothing to learn yet
         ot = self.live.pop(trial.trial, None)
         if ot is not None:
+            for step, v in steps.items():  # what Optuna's own pruning loop reports before it prunes
+                ot.report(v, step)
             self.study.tell(ot, values, state=st)
             return
         try:  # a trial that ended before a resume: add it to the study as it ended
             params = {k: trial.flags[k] for k in self.distributions if k in trial.flags}
             self.study.add_trial(self.optuna.trial.create_trial(
                 params=params, distributions={k: self.distributions[k] for k in params},
-                value=values, state=st))
+                value=values if values is not None else (steps[max(steps)] if steps else None),
+                intermediate_values=steps or None, state=st))
         except (ValueError, TypeError):  # values outside today's space (the grid changed): skip
             pass
 
 
 class TPESampler(OptunaSampler):
-    """Optuna's Tree-structured Parzen Estimator."""
+    """Optuna's Tree-structured Parzen Estimator; `n_startup_trials` random trials first (default:
+    the grid's size, between 2 and 10), `multivariate` models the flags jointly."""
 
     name = "tpe"
 
+    def __init__(self, n_startup_trials: int | None = None, multivariate: bool = False) -> None:
+        super().__init__()
+        if n_startup_trials is not None and n_startup_trials < 0:
+            raise GridrunError(f"--sampler-opt n_startup_trials={n_startup_trials} must be 0 or more")
+        self.n_startup_trials, self.multivariate = n_startup_trials, multivariate
+        self._options = {k: v for k, v in (("n_startup_trials", n_startup_trials), ("multivariate", multivariate))
+                         if v not in (None, False)}
+
     def optuna_sampler(self, seed: int, startup: int) -> Any:
-        return self.optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+        n = startup if self.n_startup_trials is None else self.n_startup_trials
+        return self.optuna.samplers.TPESampler(seed=seed, n_startup_trials=n, multivariate=self.multivariate)
 
 
 class CmaEsSampler(OptunaSampler):
@@ -186,21 +238,55 @@ class CmaEsSampler(OptunaSampler):
 
     name = "cmaes"
 
+    def __init__(self, n_startup_trials: int | None = None) -> None:
+        super().__init__()
+        self.n_startup_trials = n_startup_trials
+        self._options = {"n_startup_trials": n_startup_trials} if n_startup_trials is not None else {}
+
     def optuna_sampler(self, seed: int, startup: int) -> Any:
         try:
             import cmaes  # noqa: F401 - Optuna imports it when the first generation starts
         except ImportError:
             raise GridrunError("--sampler cmaes needs the cmaes package: pip install 'gridrun[optuna]'") from None
+        n = startup if self.n_startup_trials is None else self.n_startup_trials
         return self.optuna.samplers.CmaEsSampler(
-            seed=seed, n_startup_trials=startup, warn_independent_sampling=False,
+            seed=seed, n_startup_trials=n, warn_independent_sampling=False,
             independent_sampler=self.optuna.samplers.RandomSampler(seed=seed))
 
 
-def make_sampler(name: str | None, grid: Grid, seed: int, metric: str | None, mode: str | None) -> Sampler:
-    """The sampler named `name` (default: grid for lists, random with ranges)."""
-    if name is None:
-        name = "random" if grid.has_ranges else "grid"
-    classes = {"grid": GridSampler, "random": RandomSampler, "tpe": TPESampler, "cmaes": CmaEsSampler}
-    if name not in classes:
-        raise GridrunError(f"unknown sampler {name!r}: use one of {', '.join(SAMPLERS)}")
-    return classes[name](grid, seed, metric, mode)
+REGISTRY = Registry("sampler", "gridrun.samplers", "--sampler",
+                    {"grid": GridSampler, "random": RandomSampler, "tpe": TPESampler, "cmaes": CmaEsSampler})
+
+
+def _is_optuna_sampler(obj: Any) -> bool:
+    optuna = sys.modules.get("optuna")
+    return optuna is not None and isinstance(obj, optuna.samplers.BaseSampler)
+
+
+def resolve_sampler(spec: str | Sampler | Any | None, grid: Grid, options: Mapping[str, Any] | None = None) -> Sampler:
+    """An unbound Sampler from a name (default: grid for lists, random with ranges), a Sampler object
+    (used as given) or an Optuna sampler object (wrapped)."""
+    if isinstance(spec, Sampler) or _is_optuna_sampler(spec):
+        if options:
+            raise GridrunError("sampler_options apply to a sampler named by its name, not to the object given: "
+                               "set them when creating it")
+        return spec if isinstance(spec, Sampler) else OptunaSampler(spec)
+    if spec is None:
+        spec = "random" if grid.has_ranges else "grid"
+    if not isinstance(spec, str):
+        raise GridrunError(f"sampler={spec!r}: give a sampler's name ({', '.join(REGISTRY.names())}), a "
+                           f"gridrun.Sampler object or an Optuna sampler object")
+    made = REGISTRY.create(spec, options)
+    if not isinstance(made, Sampler):
+        raise GridrunError(f"sampler {spec!r} made a {type(made).__name__}, not a gridrun.Sampler: subclass "
+                           f"gridrun.Sampler and implement ask(trial)")
+    if not made.options() and options:
+        made._options = dict(REGISTRY.options(spec, options))  # type: ignore[attr-defined]
+    made.name = spec  # as registered (what the manifest records, and a resume looks up)
+    return made
+
+
+def make_sampler(name: str | Sampler | Any | None, grid: Grid, seed: int, metric: str | None, mode: str | None,
+                 options: Mapping[str, Any] | None = None) -> Sampler:
+    """The sampler `name` (see resolve_sampler), bound to the sweep's grid, seed and metric."""
+    return resolve_sampler(name, grid, options).bind(grid, seed, metric, mode)

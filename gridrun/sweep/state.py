@@ -72,10 +72,22 @@ class Trial:
     error: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)  # last values, when the trial ended
     extra: dict[str, Any] = field(default_factory=dict)
+    # every metric's per-epoch series of the attempt that ended (its metrics.json); kept in memory only,
+    # for samplers and pruners that learn from the whole curve (read from the run dir again on resume)
+    history: dict[str, list[Any]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def last(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
+
+    def reports(self, metric: str) -> list[tuple[int, float]]:
+        """`metric`'s (epoch, value) pairs as the trial reported them to the pruner: the epoch is the
+        number of values recorded so far (gaps, logged as null, are skipped)."""
+        out: list[tuple[int, float]] = []
+        for v in self.history.get(metric) or []:
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out.append((len(out) + 1, float(v)))
+        return out
 
     def to_json(self) -> dict[str, Any]:
         out = {"trial": self.trial, "combination": self.combination, "flags": self.flags,
@@ -102,6 +114,7 @@ class Outcome:
     end: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     crash: bool = False
+    history: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class SweepState:
@@ -174,6 +187,7 @@ class SweepState:
         self.in_flight.discard(i)
         attempt.status, attempt.end, attempt.error = outcome.status, outcome.end, outcome.error
         t.metrics = dict(outcome.metrics)
+        t.history = dict(outcome.history)
         if outcome.crash:  # from now on this trial runs alone, so that it cannot take others down
             self.solo.add(i)
         if outcome.crash and not alone and not self.closed:

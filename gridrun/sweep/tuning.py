@@ -11,21 +11,23 @@ request, plans or resumes the sweep, picks the executor, and hands over to the l
 from __future__ import annotations
 
 import os
+import random
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import ask_yes_no
+from .._io import ask_yes_no, read_json
 from ..errors import GridrunError
-from ..executors import get_executor
-from ..grid import build_grid
+from ..executors import Executor, get_executor
+from ..grid import Grid, build_grid
 from ..record import Status
 from ..runner import no_flags_error, runs_dir_hint
 from ..space import Range
 from .groups import Grouper
-from .loop import run_sweep
+from .loop import replay, run_sweep
 from .manifest import (
     Manifest,
     client_alive,
@@ -37,12 +39,332 @@ from .manifest import (
     sweeps_dir,
 )
 from .progress import print_results
-from .pruners import make_pruner
-from .samplers import make_sampler
+from .pruners import REGISTRY as PRUNER_REGISTRY
+from .pruners import Pruner, make_pruner
+from .samplers import REGISTRY as SAMPLER_REGISTRY
+from .samplers import Sampler, make_sampler
+from .state import FINAL
 from .trial import MAX_REMOTE_BYTES
 
 CONFIRM_ABOVE = 100  # trials; larger sweeps ask "Proceed with tuning run? [Y/n]"
 
+
+@dataclass
+class SweepSpec:
+    """What a tuning run was asked to do: `tuning_run`'s arguments, typed and checked in one place
+    (`check`). The sampler, pruner and backend are each a registered name or an object."""
+
+    script: Path | None = None
+    flags: Mapping[str, Any] | None = None
+    combinations: Any = None
+    sample: float | int | None = None
+    seed: int | None = None
+    ordered: bool = False
+    runs_dir: str | os.PathLike = "runs"
+    jobs: int = 1
+    backend: str | Executor | None = None
+    scheduler: str | None = None
+    retries: int = 0
+    max_failures: int | None = None
+    resume: str | bool | None = None
+    confirm: bool = False
+    yes: bool = False
+    quiet: bool = False
+    max_artifact_bytes: int = MAX_REMOTE_BYTES
+    population: bool = False
+    population_size: int | None = None
+    metric: str | None = None
+    mode: str | None = None
+    sampler: str | Sampler | Any | None = None
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    prune: str | Pruner | None = None
+    prune_options: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
+    worker_devices: list[str] | None = None
+
+    def check(self) -> SweepSpec:
+        """Every mistake that can be seen before anything runs: a one-line error naming the fix."""
+        if self.script is not None:
+            path = Path(self.script)
+            if not path.is_file():
+                raise GridrunError(f"script {path} does not exist: check the path (relative to {Path.cwd()})")
+            self.script = path.resolve()
+        if self.jobs < 1:
+            raise GridrunError(f"--jobs {self.jobs} must be at least 1")
+        if self.retries < 0:
+            raise GridrunError(f"--retries {self.retries} must be 0 or more")
+        if self.max_failures is not None and self.max_failures < 1:
+            raise GridrunError(f"--max-failures {self.max_failures} must be at least 1")
+        if self.population_size is not None and self.population_size < 1:
+            raise GridrunError(f"--population-size {self.population_size} must be at least 1")
+        if self.mode not in (None, "min", "max"):
+            raise GridrunError(f"--mode {self.mode!r}: use min or max")
+        if (self.flags is not None or self.combinations is not None) and self.script is None:
+            raise GridrunError("a grid needs the script it is for: give the script path")
+        self.sampler_options, self.prune_options = dict(self.sampler_options), dict(self.prune_options)
+        if isinstance(self.sampler, str) and self.sampler not in SAMPLER_REGISTRY:
+            SAMPLER_REGISTRY.get(self.sampler)  # the error, with "did you mean"
+        if isinstance(self.sampler, str) and self.sampler_options:
+            SAMPLER_REGISTRY.options(self.sampler, self.sampler_options)
+        make_pruner(self.prune, self.prune_options)  # bad pruner settings fail before anything runs
+        return self
+
+
+def tuning_run(
+    script: str | os.PathLike | None = None,
+    flags: Mapping[str, Any] | None = None,
+    *,
+    combinations: Any = None,
+    sample: float | int | None = None,
+    seed: int | None = None,
+    ordered: bool = False,
+    runs_dir: str | os.PathLike = "runs",
+    jobs: int = 1,
+    backend: str | Executor | None = None,
+    scheduler: str | None = None,
+    retries: int = 0,
+    max_failures: int | None = None,
+    resume: str | bool | None = None,
+    confirm: bool = False,
+    yes: bool = False,
+    quiet: bool = False,
+    max_artifact_bytes: int = MAX_REMOTE_BYTES,
+    population: bool = False,
+    population_size: int | None = None,
+    metric: str | None = None,
+    mode: str | None = None,
+    sampler: str | Sampler | Any | None = None,
+    sampler_options: Mapping[str, Any] | None = None,
+    prune: str | Pruner | None = None,
+    prune_options: Mapping[str, Any] | None = None,
+    dry_run: bool = False,
+    worker_devices: list[str] | None = None,
+):
+    """Run `script` once per flag combination; return this sweep's runs (a DataFrame like `ls_runs`).
+
+    The search space is the script's own flag declarations (`values=[...]` or a range such as
+    `values=gridrun.loguniform(1e-4, 1e-1)`), overridden per flag by `flags` (flag -> list of values or
+    a range); `combinations` is an explicit table (DataFrame, list of dicts or CSV path) used as given.
+    `sample` draws a fraction (0 < F <= 1, at least one) or a count (> 1) of combinations (with ranges:
+    a count); `seed` makes the draw and the order reproducible (a random seed is chosen and recorded
+    otherwise); the order is random unless `ordered`. `sampler` is a name (grid, random, tpe, cmaes,
+    or one a package registers), a `gridrun.Sampler` object or an Optuna sampler object
+    (`optuna.samplers.GPSampler()`), with `sampler_options` for a name (e.g. {"n_startup_trials": 5}).
+    `metric`/`mode` say what the sweep optimizes (default val_loss; mode by gridrun's scoring rule);
+    `prune` (asha, hyperband, median, a registered name, or a `gridrun.Pruner` object) stops bad
+    trials early, with `prune_options` for a name (grace, reduction, max_epochs; warmup, startup).
+    `jobs` > 1 runs trials in a pool of reused worker processes; `backend` picks the executor
+    (inprocess, local, dask, ray, a registered name, or a `gridrun.Executor` object). `resume` is a
+    sweep id, or True for the latest sweep of this script. `confirm` asks before a sweep of more than
+    100 trials (the CLI does, unless --yes). `population` trains trials that share their static flags
+    together as one vmapped program (docs/population.md); `population_size` caps the trials per
+    program. `dry_run` prints the plan and returns None without running anything. `worker_devices`
+    pins local workers to device sets, one per worker, round robin (e.g. ["0", "1"]; docs/own-loop.md).
+    Extending samplers, pruners and executors: docs/extending.md.
+    """
+    spec = SweepSpec(
+        script=Path(script) if script is not None else None, flags=flags, combinations=combinations,
+        sample=sample, seed=seed, ordered=ordered, runs_dir=runs_dir, jobs=jobs, backend=backend,
+        scheduler=scheduler, retries=retries, max_failures=max_failures, resume=resume, confirm=confirm,
+        yes=yes, quiet=quiet, max_artifact_bytes=max_artifact_bytes, population=population,
+        population_size=population_size, metric=metric, mode=mode, sampler=sampler,
+        sampler_options=dict(sampler_options or {}), prune=prune, prune_options=dict(prune_options or {}),
+        dry_run=dry_run, worker_devices=worker_devices,
+    )
+    return run_spec(spec.check())
+
+
+def run_spec(spec: SweepSpec):
+    """Run a checked sweep specification: plan it (or resume it), then run it; see `tuning_run`."""
+    grid = _requested_grid(spec)
+    if spec.resume:
+        if spec.dry_run:
+            _print_resume_plan(spec, grid)
+            return None
+        manifest, grid = _resume(spec, grid)
+        sampler = _resumed_sampler(spec, manifest, grid)
+        pruner = _pruner(spec, manifest)
+    else:
+        sampler, manifest = _plan(spec, grid)
+        pruner = _pruner(spec, manifest)
+        _advise(spec, manifest, pruner)
+        if spec.dry_run:
+            _print_plan(manifest, grid, None if grid.has_ranges else len(grid), sampler)
+            return None
+        _start(spec, manifest, grid)
+    replay(manifest, spec.runs_dir, sampler, pruner)  # a resumed sweep's sampler and pruner learn the past
+    grouper = _grouper(spec, manifest)
+    executor = _executor(spec)
+    seconds = _run(spec, manifest, executor, grouper, sampler, pruner)
+    print_results(manifest, seconds, quiet=spec.quiet, hint_args=runs_dir_hint(spec.runs_dir))
+    return _results(spec, manifest)
+
+
+def _requested_grid(spec: SweepSpec) -> Grid | None:
+    """The grid asked for now: the script's declarations and the flags given (None on a bare resume)."""
+    if spec.script is None or (spec.resume and spec.flags is None and spec.combinations is None):
+        return None
+    return _search_space(spec.script, spec.flags, spec.combinations)
+
+
+def _plan(spec: SweepSpec, grid: Grid | None) -> tuple[Sampler, Manifest]:
+    """A new sweep: its sampler, bound to the grid and seed, and its manifest (not yet written)."""
+    script = spec.script
+    if grid is None:
+        where = f"{script.name} declares no values to search" if script else "no script given"
+        raise GridrunError(
+            f"nothing to tune: {where}. Declare them in the script (gridrun.flag_integer('nodes1', 128, "
+            f"values=[64, 128, 256]), or values=gridrun.loguniform(1e-4, 1e-1)) or give --flag NAME=V1,V2, "
+            f"--grid FILE.yml or --combinations FILE.csv")
+    assert script is not None
+    if (spec.sample is not None and len(grid) <= 1 and not grid.has_ranges and spec.flags is None
+            and spec.combinations is None):
+        raise GridrunError(
+            f"--sample with {script.name}: its flags declare no values to search, so there is only one "
+            f"combination. Declare them (gridrun.flag_integer('nodes1', 128, values=[64, 128, 256])) or "
+            f"give them: --flag nodes1=64,128,256"
+        )
+    seed = spec.seed if spec.seed is not None else random.SystemRandom().randrange(2**31)
+    sampler = make_sampler(spec.sampler, grid, seed, spec.metric, spec.mode, spec.sampler_options)
+    manifest = plan_sweep(script, grid, sample=spec.sample, seed=seed, ordered=spec.ordered, runs_dir=spec.runs_dir,
+                          sampler=sampler, metric=spec.metric, mode=spec.mode)
+    return sampler, manifest
+
+
+def _start(spec: SweepSpec, manifest: Manifest, grid: Grid) -> None:
+    """Say the sweep's size, confirm a large one, and write its manifest."""
+    total = None if grid.has_ranges else len(grid)
+    n = len(manifest.trials)
+    if not spec.quiet:
+        print(describe_size(total, n), flush=True)
+    _confirm(total or n, n, spec.confirm, spec.yes)
+    sweeps_dir(spec.runs_dir).mkdir(parents=True, exist_ok=True)
+    manifest.save()
+    if not spec.quiet:
+        print(f"Sweep {manifest.id}: {n} trials, manifest {manifest.path}", flush=True)
+
+
+def _load_resumed(spec: SweepSpec, grid: Grid | None) -> Manifest:
+    resume = spec.resume
+    sweep_id = resume if isinstance(resume, str) and resume != "latest" else find_sweep(
+        spec.runs_dir, spec.script, grid, spec.sample)
+    return Manifest.load(spec.runs_dir, sweep_id)
+
+
+def _recorded_settings(spec: SweepSpec, manifest: Manifest) -> None:
+    """What the sweep was started with holds (metric, mode, seed, pruner), unless given again now."""
+    d = manifest.data
+    spec.metric = spec.metric or d.get("metric")
+    spec.mode = spec.mode or d.get("mode")
+    spec.seed = d.get("seed")
+    recorded = d.get("pruner") or {}
+    if spec.prune is None:
+        spec.prune = recorded.get("name")
+        if not spec.prune_options:
+            spec.prune_options = dict(recorded.get("options") or {k: v for k, v in recorded.items()
+                                                                   if k in ("grace", "reduction", "max_epochs",
+                                                                            "warmup", "startup")})
+
+
+def _resume(spec: SweepSpec, grid: Grid | None) -> tuple[Manifest, Grid]:
+    """The sweep to resume, reconciled with its run dirs; what it was started with holds in `spec`
+    (metric, mode, seed, sampler and pruner), unless given again now."""
+    manifest = _load_resumed(spec, grid)
+    sweep_id = manifest.id
+    if client_alive(manifest.data.get("client")):
+        c = manifest.data["client"]
+        raise GridrunError(
+            f"sweep {sweep_id} is still being run by process {c.get('pid')} on {c.get('hostname')}: "
+            f"stop that process first, or wait for it to finish"
+        )
+    if not Path(manifest.data["script_path"]).is_file():
+        raise GridrunError(f"the sweep's script {manifest.data['script_path']} no longer exists: restore it")
+    reconcile(manifest, spec.runs_dir)
+    manifest.save()
+    done = manifest.completed()
+    if not spec.quiet:
+        print(f"Resuming sweep {sweep_id}: {done} of {len(manifest.trials)} trials ended, "
+              f"{len(manifest.trials) - done} to run", flush=True)
+    _recorded_settings(spec, manifest)
+    return manifest, _manifest_grid(manifest)
+
+
+def _resumed_sampler(spec: SweepSpec, manifest: Manifest, grid: Grid) -> Sampler:
+    """The sampler a resumed sweep was run with: the object given again, else its name and options."""
+    d = manifest.data
+    if spec.sampler is not None and not isinstance(spec.sampler, str):
+        return make_sampler(spec.sampler, grid, d["seed"], spec.metric, spec.mode)
+    name = d.get("sampler") or spec.sampler
+    if name not in SAMPLER_REGISTRY:
+        raise GridrunError(f"sweep {manifest.id} was run with the sampler {name!r}, which is not a registered name: "
+                           f"resume it from Python with the same sampler object (tuning_run(resume=..., sampler=...))")
+    return make_sampler(name, grid, d["seed"], spec.metric, spec.mode, d.get("sampler_options") or None)
+
+
+def _pruner(spec: SweepSpec, manifest: Manifest) -> Pruner | None:
+    """The sweep's pruner, recorded in the manifest (with the options to build it again on resume)."""
+    pruner = make_pruner(spec.prune, spec.prune_options)
+    if pruner is not None:
+        by_name = isinstance(spec.prune, str)
+        manifest.data["pruner"] = {**pruner.describe(), "name": spec.prune if by_name else pruner.name,
+                                   "options": PRUNER_REGISTRY.options(spec.prune, spec.prune_options) if by_name else {}}
+    return pruner
+
+
+def _advise(spec: SweepSpec, manifest: Manifest, pruner: Pruner | None) -> None:
+    """Before a sweep starts: say so when it is too small for its pruner, and what to change."""
+    text = pruner.advice(len(manifest.trials)) if pruner is not None else None
+    if text and not spec.quiet:
+        print(f"note: {text}", flush=True)
+
+
+def _grouper(spec: SweepSpec, manifest: Manifest) -> Grouper | None:
+    """Population mode's grouping of trials (None without --population)."""
+    if not spec.population:
+        return None
+    from ..flagspec import declared_flags
+    from ..train.population import PopulationConfig  # no JAX: the configuration the groups' workers get
+
+    specs = declared_flags(manifest.data["script_path"])
+    return Grouper([name for name, s in specs.items() if s.is_static],
+                   PopulationConfig.from_env(max_size=spec.population_size), workers=spec.jobs)
+
+
+def _executor(spec: SweepSpec) -> Executor:
+    backend = spec.backend
+    if spec.worker_devices and backend is None and spec.jobs > 1:
+        backend = "local"
+    return get_executor(backend, spec.jobs, spec.scheduler, devices=spec.worker_devices)
+
+
+def _run(spec: SweepSpec, manifest: Manifest, executor: Executor, grouper: Grouper | None,
+         sampler: Sampler, pruner: Pruner | None) -> float:
+    """The sweep loop, with the executor closed and the manifest saved however it ends; its seconds."""
+    t0 = time.monotonic()
+    try:
+        run_sweep(manifest, executor, spec.runs_dir, retries=spec.retries, max_failures=spec.max_failures,
+                  quiet=spec.quiet, max_bytes=spec.max_artifact_bytes, grouper=grouper, sampler=sampler,
+                  pruner=pruner)
+    except KeyboardInterrupt:
+        print(f"\nSweep {manifest.id} interrupted; continue it with: gridrun tuning-run --resume {manifest.id}"
+              f"{runs_dir_hint(spec.runs_dir)}", file=sys.stderr, flush=True)
+        raise
+    finally:
+        executor.close()
+        close_orphans(manifest, spec.runs_dir)
+        manifest.save()
+    return time.monotonic() - t0
+
+
+def _results(spec: SweepSpec, manifest: Manifest):
+    """This sweep's runs, as `ls_runs` lists them, with the sweep's counts in `attrs`."""
+    from ..runs import ls_runs
+
+    df = ls_runs(spec.runs_dir, sweep=manifest.id)
+    df.attrs.update(sweep=manifest.id, manifest=str(manifest.path), trials=len(manifest.trials),
+                    trials_completed=sum(t.status == Status.COMPLETED for t in manifest.trials),
+                    trials_ended=manifest.completed())
+    return df
 
 
 def _confirm(n_total: int, n_trials: int, confirm: bool, yes: bool) -> None:
@@ -56,176 +378,6 @@ def _confirm(n_total: int, n_trials: int, confirm: bool, yes: bool) -> None:
         )
     if not answer:
         raise GridrunError("tuning run cancelled")
-
-
-def tuning_run(
-    script: str | os.PathLike | None = None,
-    flags: Mapping[str, Any] | None = None,
-    *,
-    combinations: Any = None,
-    sample: float | int | None = None,
-    seed: int | None = None,
-    ordered: bool = False,
-    runs_dir: str | os.PathLike = "runs",
-    jobs: int = 1,
-    backend: str | None = None,
-    scheduler: str | None = None,
-    retries: int = 0,
-    max_failures: int | None = None,
-    resume: str | bool | None = None,
-    confirm: bool = False,
-    yes: bool = False,
-    quiet: bool = False,
-    max_artifact_bytes: int = MAX_REMOTE_BYTES,
-    population: bool = False,
-    population_size: int | None = None,
-    metric: str | None = None,
-    mode: str | None = None,
-    sampler: str | None = None,
-    prune: str | None = None,
-    prune_options: Mapping[str, Any] | None = None,
-    dry_run: bool = False,
-    worker_devices: list[str] | None = None,
-):
-    """Run `script` once per flag combination; return this sweep's runs (a DataFrame like `ls_runs`).
-
-    The search space is the script's own flag declarations (`values=[...]` or a range such as
-    `values=gridrun.loguniform(1e-4, 1e-1)`), overridden per flag by `flags` (flag -> list of values or
-    a range); `combinations` is an explicit table (DataFrame, list of dicts or CSV path) used as given.
-    `sample` draws a fraction (0 < F <= 1, at least one) or a count (> 1) of combinations (with ranges:
-    a count); `seed` makes the draw and the order reproducible (a random seed is chosen and recorded
-    otherwise); the order is random unless `ordered`. `sampler` is grid, random, tpe or cmaes
-    (gridrun/sweep/samplers.py). `metric`/`mode` say what the sweep optimizes (default val_loss; mode
-    by gridrun's scoring rule); `prune` (asha, median) stops bad trials early, with `prune_options`
-    (grace, reduction, max_epochs; warmup, startup). `jobs` > 1 runs trials in a pool of reused worker
-    processes; `backend` picks the executor (inprocess, local, dask, ray). `resume` is a sweep id, or
-    True for the latest sweep of this script. `confirm` asks before a sweep of more than 100 trials
-    (the CLI does, unless --yes). `population` trains trials that share their static flags together as
-    one vmapped program (docs/population.md); `population_size` caps the trials per program.
-    `dry_run` prints the plan and returns None without running anything. `worker_devices` pins local
-    workers to device sets, one per worker, round robin (e.g. ["0", "1"]; see docs/own-loop.md).
-    """
-    script_path: Path | None = None
-    if script is not None:
-        script_path = Path(script)
-        if not script_path.is_file():
-            raise GridrunError(f"script {script_path} does not exist: check the path (relative to {Path.cwd()})")
-        script_path = script_path.resolve()
-    if jobs < 1:
-        raise GridrunError(f"--jobs {jobs} must be at least 1")
-    if retries < 0:
-        raise GridrunError(f"--retries {retries} must be 0 or more")
-    if max_failures is not None and max_failures < 1:
-        raise GridrunError(f"--max-failures {max_failures} must be at least 1")
-    if population_size is not None and population_size < 1:
-        raise GridrunError(f"--population-size {population_size} must be at least 1")
-    if mode not in (None, "min", "max"):
-        raise GridrunError(f"--mode {mode!r}: use min or max")
-    pruner_opts = dict(prune_options or {})
-    make_pruner(prune, **pruner_opts)  # bad pruner settings fail before anything runs
-
-    grid = None
-    if (flags is not None or combinations is not None) and script_path is None:
-        raise GridrunError("a grid needs the script it is for: give the script path")
-    if script_path is not None and not (resume and flags is None and combinations is None):
-        grid = _search_space(script_path, flags, combinations)
-
-    if resume:
-        sweep_id = resume if isinstance(resume, str) and resume != "latest" else find_sweep(
-            runs_dir, script_path, grid, sample
-        )
-        manifest = Manifest.load(runs_dir, sweep_id)
-        if client_alive(manifest.data.get("client")):
-            c = manifest.data["client"]
-            raise GridrunError(
-                f"sweep {sweep_id} is still being run by process {c.get('pid')} on {c.get('hostname')}: "
-                f"stop that process first, or wait for it to finish"
-            )
-        if not Path(manifest.data["script_path"]).is_file():
-            raise GridrunError(f"the sweep's script {manifest.data['script_path']} no longer exists: restore it")
-        reconcile(manifest, runs_dir)
-        manifest.save()
-        done = manifest.completed()
-        if not quiet:
-            print(f"Resuming sweep {sweep_id}: {done} of {len(manifest.trials)} trials ended, "
-                  f"{len(manifest.trials) - done} to run", flush=True)
-        grid = _manifest_grid(manifest)
-        # what the sweep was started with holds, unless given again now
-        metric = metric or manifest.data.get("metric")
-        mode = mode or manifest.data.get("mode")
-        sampler = manifest.data.get("sampler") or sampler
-        seed = manifest.data.get("seed")
-        prune = prune or (manifest.data.get("pruner") or {}).get("name")
-        if not pruner_opts:
-            pruner_opts = {k: v for k, v in (manifest.data.get("pruner") or {}).items() if k != "name"}
-    else:
-        if grid is None:
-            where = f"{script_path.name} declares no values to search" if script_path else "no script given"
-            raise GridrunError(
-                f"nothing to tune: {where}. Declare them in the script (gridrun.flag_integer('nodes1', 128, "
-                f"values=[64, 128, 256]), or values=gridrun.loguniform(1e-4, 1e-1)) or give --flag NAME=V1,V2, "
-                f"--grid FILE.yml or --combinations FILE.csv")
-        assert script_path is not None
-        if sample is not None and len(grid) <= 1 and not grid.has_ranges and flags is None and combinations is None:
-            raise GridrunError(
-                f"--sample with {script_path.name}: its flags declare no values to search, so there is only one "
-                f"combination. Declare them (gridrun.flag_integer('nodes1', 128, values=[64, 128, 256])) or "
-                f"give them: --flag nodes1=64,128,256"
-            )
-        manifest = plan_sweep(script_path, grid, sample=sample, seed=seed, ordered=ordered, runs_dir=runs_dir,
-                              sampler=sampler, metric=metric, mode=mode)
-        total = None if grid.has_ranges else len(grid)
-        n = len(manifest.trials)
-        if dry_run:
-            _print_plan(manifest, grid, total)
-            return None
-        if not quiet:
-            print(describe_size(total, n), flush=True)
-        _confirm(total or n, n, confirm, yes)
-        sweeps_dir(runs_dir).mkdir(parents=True, exist_ok=True)
-        manifest.save()
-        if not quiet:
-            print(f"Sweep {manifest.id}: {n} trials, manifest {manifest.path}", flush=True)
-
-    pruner = make_pruner(prune, **pruner_opts)
-    if pruner is not None:
-        manifest.data["pruner"] = pruner.describe()
-    chosen = make_sampler(sampler, grid, manifest.data["seed"], metric, mode)
-    for t in manifest.trials:  # a resumed adaptive sampler learns every trial that ended before
-        if t.status not in (Status.PENDING, Status.RUNNING):
-            chosen.tell(t)
-    grouper = None
-    if population:
-        from ..flagspec import declared_flags
-
-        specs = declared_flags(manifest.data["script_path"])
-        from ..train.population import PopulationConfig
-
-        grouper = Grouper([name for name, spec in specs.items() if spec.is_static],
-                          PopulationConfig.from_env(max_size=population_size), workers=jobs)
-    if worker_devices and backend is None and jobs > 1:
-        backend = "local"
-    executor = get_executor(backend, jobs, scheduler, devices=worker_devices)
-    t0 = time.monotonic()
-    try:
-        run_sweep(manifest, executor, runs_dir, retries=retries, max_failures=max_failures, quiet=quiet,
-                  max_bytes=max_artifact_bytes, grouper=grouper, sampler=chosen, pruner=pruner)
-    except KeyboardInterrupt:
-        print(f"\nSweep {manifest.id} interrupted; continue it with: gridrun tuning-run --resume {manifest.id}"
-              f"{runs_dir_hint(runs_dir)}", file=sys.stderr, flush=True)
-        raise
-    finally:
-        executor.close()
-        close_orphans(manifest, runs_dir)
-        manifest.save()
-    print_results(manifest, time.monotonic() - t0, quiet=quiet, hint_args=runs_dir_hint(runs_dir))
-    from ..runs import ls_runs
-
-    df = ls_runs(runs_dir, sweep=manifest.id)
-    df.attrs.update(sweep=manifest.id, manifest=str(manifest.path), trials=len(manifest.trials),
-                    trials_completed=sum(t.status == Status.COMPLETED for t in manifest.trials),
-                    trials_ended=manifest.completed())
-    return df
 
 
 def _search_space(script: Path, flags: Mapping[str, Any] | None, combinations: Any) -> Any:
@@ -266,7 +418,68 @@ def _manifest_grid(manifest: Manifest) -> Any:
         return build_grid(space)
 
 
-def _print_plan(manifest: Manifest, grid: Any, total: int | None, show: int = 5) -> None:
+def _print_resume_plan(spec: SweepSpec, grid: Grid | None, show: int = 10) -> None:
+    """--resume ID --dry-run: what a resume would run, and the state its sampler and pruner would
+    start from, read from the manifest and the run dirs; nothing is run, written or reconciled."""
+    manifest = _load_resumed(spec, grid)
+    _recorded_settings(spec, manifest)
+    grid = _manifest_grid(manifest)
+    d = manifest.data
+    trials = manifest.trials
+    # what a resume would see: run dirs that ended count, whatever the manifest says
+    for t in trials:
+        if t.status in FINAL or not t.run_dir:
+            continue
+        props = read_json(Path(spec.runs_dir) / t.run_dir / "properties.json", {}) or {}
+        if props.get("status") in FINAL:
+            t.status = Status(props["status"])
+    ended = [t for t in trials if t.status in FINAL]
+    left = [t for t in trials if t.status not in FINAL]
+    print(f"Dry run of resuming sweep {manifest.id} ({d.get('script')}): {len(ended)} of {len(trials)} trials "
+          f"ended, {len(left)} would run")
+    settings = d.get("settings") or {}
+    print(f"Settings recorded: backend {settings.get('backend', 'inprocess')}, jobs {settings.get('jobs', 1)}, "
+          f"retries {settings.get('retries', 0)}, population {bool(settings.get('population'))}; "
+          f"metric {spec.metric or 'val_loss (else loss)'} ({spec.mode or 'by the scoring rule'})")
+    sampler = None
+    if d.get("sampler") in SAMPLER_REGISTRY or spec.sampler is not None:
+        sampler = _resumed_sampler(spec, manifest, grid)
+    pruner = make_pruner(spec.prune, spec.prune_options)
+    replay(manifest, spec.runs_dir, sampler, pruner)  # in memory only: reads the run dirs' metrics.json
+    counts = {s: sum(t.status == s for t in trials) for s in (Status.COMPLETED, Status.PRUNED, Status.FAILED)}
+    learned = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing yet"
+    options = d.get("sampler_options") or {}
+    print(f"Sampler: {d.get('sampler')}{' ' + str(options) if options else ''}, seed {d.get('seed')}; "
+          f"it would start having been told {learned}")
+    if pruner is None:
+        print("Pruner: none")
+    else:
+        print(f"Pruner: {pruner.describe()}; it would start from {describe_pruner_state(pruner)}")
+    print(f"Trials that would run{f' (the first {show})' if len(left) > show else ''}:" if left else
+          "No trial left to run.")
+    for t in left[:show]:
+        flags = ", ".join(f"{k}={v}" for k, v in t.flags.items()) if t.flags else \
+            f"values chosen by {d.get('sampler')} when it starts"
+        print(f"  trial {t.trial} ({t.status}, {len(t.attempts)} attempt(s) so far): {flags}")
+    print("Dry run: nothing was run or written.")
+
+
+def describe_pruner_state(pruner: Pruner) -> str:
+    """What a pruner has recorded, in words (its rungs, or its values per epoch)."""
+    rungs = getattr(pruner, "rungs", None)
+    if isinstance(rungs, dict):
+        return ("rungs " + ", ".join(f"epoch {e}: {len(v)} value(s)" for e, v in sorted(rungs.items()))) if rungs \
+            else "empty rungs"
+    brackets = getattr(pruner, "brackets", None)
+    if isinstance(brackets, list):
+        return "; ".join(f"bracket of grace {b.grace}: {describe_pruner_state(b)}" for b in brackets)
+    values = getattr(pruner, "values", None)
+    if isinstance(values, dict):
+        return f"values at {len(values)} epoch(s) from {len({t for v in values.values() for t in v})} trial(s)"
+    return "what its replay() recorded"
+
+
+def _print_plan(manifest: Manifest, grid: Any, total: int | None, sampler: Sampler, show: int = 5) -> None:
     """--dry-run: the plan, and nothing else."""
     n = len(manifest.trials)
     print(describe_size(total, n))
@@ -278,9 +491,8 @@ def _print_plan(manifest: Manifest, grid: Any, total: int | None, show: int = 5)
     for name, r in grid.ranges.items():
         print(f"  {name}: {r}")
     print(f"First {min(show, n)} trial(s):" if n else "No trials.")
-    chosen = make_sampler(d["sampler"], grid, d["seed"], d.get("metric"), d.get("mode"))
     for t in manifest.trials[:show]:
-        flags = t.flags or (chosen.ask(t) if d["sampler"] == "random" else None)
+        flags = t.flags or (sampler.ask(t) if d["sampler"] == "random" else None)
         shown = ", ".join(f"{k}={v}" for k, v in flags.items()) if flags else f"chosen by {d['sampler']} when it starts"
         print(f"  trial {t.trial}: {shown}")
     print("Dry run: nothing was run or written.")
