@@ -185,3 +185,52 @@ def test_a_population_sweep_leaves_the_main_module_as_it_found_it(tmp_path):
     assert sys.modules["__main__"] is main
     with mp.get_context("spawn").Pool(1) as pool:
         assert pool.apply_async(_pid).get(timeout=120) != _pid()
+
+
+def _leaves(tree):
+    import jax
+
+    return jax.tree_util.tree_leaves_with_path(tree)
+
+
+def _assert_same_checkpoints(seq_row, pop_row):
+    for which in ("best", "last"):
+        s = gridrun.load_state(seq_row.run_dir, which)
+        p = gridrun.load_state(pop_row.run_dir, which)
+        ls, lp = _leaves(s), _leaves(p)
+        assert [k for k, _ in ls] == [k for k, _ in lp], which
+        for (path, a), (_, b) in zip(ls, lp, strict=True):
+            a, b = np.asarray(a), np.asarray(b)
+            assert a.shape == b.shape and a.dtype == b.dtype, (which, path)
+            if np.issubdtype(a.dtype, np.floating):
+                # float rounding (a vmapped program sums in another order), grown over the epochs: weights
+                # and statistics to 0.1% of the leaf's scale, the optimizer's moments (running averages of
+                # small gradients) to 1%
+                scale = float(np.abs(a).max(initial=0.0))
+                atol = (1e-2 if "opt_state" in str(path) else 1e-3) * scale + 1e-7
+                np.testing.assert_allclose(b, a, rtol=1e-4, atol=atol, err_msg=f"{which} {path}")
+            else:
+                np.testing.assert_array_equal(b, a, err_msg=f"{which} {path}")
+
+
+def test_a_population_trial_saves_what_it_saves_alone(runs):
+    """Each slot's state is cut from the vmapped state into its own trial's run dir: leaf by leaf the
+    same checkpoints (best and last, same epochs) as the trial trained alone."""
+    seq, pop = by_flags(runs["seq"]), by_flags(runs["pop"])
+    for key, s in seq.items():
+        p = pop[key]
+        assert p.checkpoint_epoch == s.checkpoint_epoch and p.checkpoint_last_epoch == s.checkpoint_last_epoch, key
+        _assert_same_checkpoints(s, p)
+
+
+def test_a_width_merged_trial_saves_its_own_shapes(project):
+    """Trials of different widths train padded to the widest; each checkpoint holds the trial's own
+    (cropped) shapes and equals the alone-trained one."""
+    flags = {"lr": [1e-3], "dropout": [0.1], "units": [8, 16], "epochs": [3]}
+    seq = by_flags(sweep(project, "wseq", flags=flags))
+    pop_df = sweep(project, "wpop", flags=flags, population=True)
+    assert {tuple(read_json(f"{r.run_dir}/properties.json")["population"].get("padded_units", ()))
+            for r in pop_df.itertuples()} == {(16,)}
+    pop = {(r.flag_units,): r for r in pop_df.itertuples()}
+    for s in seq.values():
+        _assert_same_checkpoints(s, pop[(s.flag_units,)])

@@ -161,6 +161,8 @@ class Member:
         for observe in self.observers:
             observe(e, record, state)
         self.stop = stop_rule(record, stopped, pruned, asked, e, self.epochs)
+        if self.stop is not None:  # now, while `state` is alive (a population's next epoch may donate it)
+            self._close_observers()
         if self.progress is not None:
             if self.stop is Stop.DIVERGED:
                 bad = nonfinite_loss(record) or "loss"
@@ -193,7 +195,11 @@ class Member:
         writes what `every=N` left unsaved)."""
         if self.progress is not None:
             self.progress.close()
-        for observe in self.observers:
+        self._close_observers()
+
+    def _close_observers(self) -> None:
+        observers, self.observers = self.observers, []  # once: at the stop, or when training ends otherwise
+        for observe in observers:
             close = getattr(observe, "close", None)
             if close is not None:
                 close()

@@ -165,7 +165,7 @@ def fit(
     if restore.restoring():  # gridrun.load_model reruns the script: restore the saved state, train nothing
         restore.restore(history, {"state": state, "rng": k_train}, lambda tree: _restored(model, eng, history, tree))
     ctx = rundir.current()
-    saver = ckpt.for_run(ctx, checkpoint) if pop is None else None
+    saver = ckpt.for_run(ctx, checkpoint)  # alone or in a population: the trial's own state, its own run dir
     observers = [ckpt.CheckpointObserver(saver, k_train)] if saver is not None else []
     if ctx is not None:
         ctx.write_properties(**params)

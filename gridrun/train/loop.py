@@ -657,7 +657,7 @@ def fit_loop(
         ctx.write_properties(**params)
     alone = population.active() is None
     progress = EpochProgress(int(epochs)) if verbose and alone else None
-    saver = ckpt.for_run(ctx, checkpoint) if alone else None
+    saver = ckpt.for_run(ctx, checkpoint)  # alone or in a population: the trial's own state, its own run dir
     observers = [ckpt.CheckpointObserver(saver, k_train)] if saver is not None else []
     member = Member.for_trial(int(epochs), config.log_names, history, ctx, lambdas, progress, observers)
     state = _train(eng, hp, inputs, k_init, k_train, member, ctx, verbose)

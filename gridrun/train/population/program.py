@@ -151,7 +151,8 @@ def train_group(requests: list[FitRequest], stats: PopulationStats | None = None
         for i, r in enumerate(requests):
             if logs["active"][i]:
                 r.member.record({k: logs[k][i] for k in names}, bool(logs["stopped"][i]),
-                                lambda i=i, state=state: unstack(state, i))
+                                lambda i=i, state=state: (widths.crop(unstack(state, i), true_shapes[i]) if merged
+                                                          else unstack(state, i)))
         stop = np.array([r.member.stop is not None for r in requests])
         if stop.all():
             break
