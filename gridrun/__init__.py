@@ -70,6 +70,9 @@ _API: dict[str, str] = {
     "compare_runs": "report",
     "sweep_report": "report",
     "serve_run": "report",
+    # what a sweep's runs say
+    "importance": "analysis",
+    "pareto": "analysis",
 }
 
 __all__ = sorted(_API) + ["datasets", "__version__"]
@@ -92,6 +95,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs
     from . import datasets  # noqa: F401
+    from .analysis import importance, pareto  # noqa: F401
     from .errors import FlagError, GridrunError  # noqa: F401
     from .flagspec import Flags, flag_boolean, flag_integer, flag_numeric, flag_string, flags  # noqa: F401
     from .rundir import (  # noqa: F401
