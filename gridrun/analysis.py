@@ -228,6 +228,8 @@ def importance(
     keep = np.isfinite(y) & status.isin(statuses).to_numpy()
     used = df[keep]
     y = y[keep]
+    order = np.argsort(used["run_dir"].astype(str).to_numpy(), kind="stable")  # the same resamples in any row order
+    used, y = used.iloc[order], y[order]
     if len(used) < MIN_TRIALS:
         raise GridrunError(
             f"importance needs at least {MIN_TRIALS} completed runs with a value of {metric}, and these runs "

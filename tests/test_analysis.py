@@ -212,3 +212,77 @@ def test_ls_importance_and_pareto_cli(tmp_path):
     assert bad.returncode == 2 and "two or more metrics" in bad.stderr
     bad = run_cli("ls", "--runs-dir", tmp_path, "--metric", "val_loss")
     assert bad.returncode == 2 and "--metric and --mode go with --importance or --pareto" in bad.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# The sweep report's analysis charts (their figures' JSON)
+
+
+def figures(page: Path) -> dict[str, dict]:
+    import re
+
+    html = page.read_text()
+    return {m.group(1): json.loads(m.group(2)) for m in re.finditer(
+        r'<script type="application/json" id="figure-([a-z0-9-]+)">(.*?)</script>', html, re.S)}
+
+
+def test_sweep_report_analysis_charts(tmp_path):
+    rows = lr_sweep(tmp_path, n=40, pruned=4)
+    page = gridrun.sweep_report(SWEEP, runs_dir=tmp_path, open_browser=False, pareto=["val_loss", "n_params"])
+    figs = figures(page)
+    assert {"analysis-importance", "analysis-curves", "analysis-heatmap", "analysis-pareto"} <= set(figs)
+    bars = figs["analysis-importance"]["data"][0]
+    table = gridrun.importance(SWEEP, runs_dir=tmp_path)
+    assert bars["y"] == table["flag"].tolist()[::-1]  # most important on top
+    assert bars["x"] == pytest.approx(table["importance"].tolist()[::-1])
+    assert bars["error_x"]["array"] == pytest.approx(table["spread"].tolist()[::-1])
+    curves = {t["name"]: t for t in figs["analysis-curves"]["data"]}
+    best = best_trial(rows)
+    assert set(curves) == {"completed trials", "pruned trials", f"best: trial {best}"}
+    pruned = sum(r["status"] == "pruned" for i, r in enumerate(rows) if i != best)
+    assert sum(x is None for x in curves["pruned trials"]["x"]) == pruned  # a gap after each curve
+    assert curves["completed trials"]["type"] == "scattergl"
+    heat = figs["analysis-heatmap"]
+    assert heat["layout"]["xaxis"]["title"]["text"] == "lr" and heat["layout"]["xaxis"]["type"] == "log"
+    assert heat["layout"]["yaxis"]["title"]["text"] == "dropout"
+    assert heat["data"][0]["y"] == [0.1, 0.2, 0.3, 0.4, 0.5]  # few distinct values: one row each
+    done = [r for r in rows if r["status"] in ("completed", "pruned")]
+    counted = sum(c for row in heat["data"][0]["customdata"] for c in row)
+    assert counted == len(done)
+    front = figs["analysis-pareto"]["data"][1]
+    expect = gridrun.pareto(SWEEP, metrics=["val_loss", "n_params"], runs_dir=tmp_path)
+    assert front["x"] == pytest.approx(expect["metric_val_loss"].tolist())
+
+
+def best_trial(rows: list[dict]) -> int:
+    """The sweep report's best trial (pruned trials count, at their last epoch: sweepdata's rule)."""
+    done = [(r["val_loss"], i) for i, r in enumerate(rows) if r["status"] in ("completed", "pruned")]
+    return min(done)[1]
+
+
+def test_curves_downsampled_at_thousands():
+    from gridrun.report import analysis_charts as ac
+
+    n = 3000
+    rng = random.Random(0)
+    values = [rng.random() for _ in range(n)]
+    curves = [[v + 1.0 / (e + 1) for e in range(500)] for v in values]
+    chart = ac.curves_chart("val_loss", curves, ["completed"] * n, [f"trial {i}" for i in range(n)], values,
+                            maximize=False, best=values.index(min(values)))
+    data = chart.figure["data"]
+    drawn = sum(x is None for x in data[0]["x"])
+    assert drawn == ac.MAX_CURVES - 1  # the best is its own trace
+    assert f"{ac.MAX_CURVES:,} of {n:,} shown" in chart.title
+    assert max(len(ac._thin(c)[0]) for c in curves) <= ac.MAX_POINTS + 1 and ac._thin(curves[0])[0][-1] == 500
+    shown = ac.choose_curves(values, maximize=False)
+    best50 = sorted(range(n), key=values.__getitem__)[: ac.MAX_BEST]
+    assert set(best50) <= set(shown) and shown == ac.choose_curves(values, maximize=False)  # seeded
+
+
+def test_pareto_chart_only_with_two_metrics(tmp_path):
+    lr_sweep(tmp_path, n=12)
+    page = gridrun.sweep_report(SWEEP, runs_dir=tmp_path, open_browser=False)
+    assert "analysis-pareto" not in figures(page)  # the manifest names one metric
+    write_manifest(tmp_path, metric=["val_loss", "n_params"], mode=["min", "min"])
+    page = gridrun.sweep_report(SWEEP, metric="val_loss", runs_dir=tmp_path, open_browser=False)
+    assert "analysis-pareto" in figures(page)
