@@ -345,7 +345,7 @@ def importance_lines(table: pd.DataFrame, width: int = 100) -> list[str]:
     """The importance table as terminal lines, with a bar per flag (for `gridrun ls --importance`)."""
     a = table.attrs
     head = (f"Importance of flags for {a.get('metric')} ({'higher' if a.get('mode') == 'max' else 'lower'} is "
-            f"better), {a.get('trials')} runs, {a.get('evaluator', 'PED-ANOVA')}; spread: std over bootstraps")
+            f"better), {a.get('trials', 0):,} runs, {a.get('evaluator', 'PED-ANOVA')}; spread: std over bootstraps")
     if not len(table):
         lines = [head, "No flag varied among these runs."]
     else:

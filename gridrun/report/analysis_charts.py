@@ -61,7 +61,7 @@ def importance_chart(table: Any) -> Chart | None:
 
 def _thin(values: Sequence[Any], n: int = MAX_POINTS) -> tuple[list[int], list[Any]]:
     """(epochs, values) of a curve, every k-th point when longer than n (the last point always kept)."""
-    ys = [v if _number(v) else None for v in values]
+    ys = [float(f"{v:.5g}") if _number(v) else None for v in values]  # 5 digits: a smaller page
     xs = list(range(1, len(ys) + 1))
     if len(ys) <= n:
         return xs, ys
@@ -93,6 +93,7 @@ def curves_chart(metric: str, curves: Sequence[Sequence[Any]], statuses: Sequenc
         return None
     shown = choose_curves(values, maximize)
     fig = go.Figure()
+    bulk: list[dict[str, Any]] = []
     longest = 1
     for status in sorted({statuses[i] for i in shown}, key=lambda s: list(STATUS_COLORS).index(s)
                          if s in STATUS_COLORS else 99):
@@ -107,11 +108,11 @@ def curves_chart(metric: str, curves: Sequence[Sequence[Any]], statuses: Sequenc
             xs += [*x, None]
             ys += [*y, None]
             text += [label(labels[i])] * len(x) + [None]
-        if xs:
-            fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", name=f"{status} trials", text=text,
-                                       line=dict(color=STATUS_COLORS.get(status, FAILED_COLOR), width=1),
-                                       opacity=0.45, connectgaps=False,
-                                       hovertemplate="%{text}: %{y:.4g} at epoch %{x}<extra></extra>"))
+        if xs:  # a plain trace dict: plotly's validation of long lists costs seconds at 10,000 trials
+            bulk.append(dict(type="scattergl", x=xs, y=ys, mode="lines", name=f"{status} trials", text=text,
+                             line=dict(color=STATUS_COLORS.get(status, FAILED_COLOR), width=1),
+                             opacity=0.45, connectgaps=False,
+                             hovertemplate="%{text}: %{y:.4g} at epoch %{x}<extra></extra>"))
     if best is not None and curves[best]:
         x, y = _thin(curves[best])
         longest = max(longest, len(curves[best]))
@@ -122,7 +123,9 @@ def curves_chart(metric: str, curves: Sequence[Sequence[Any]], statuses: Sequenc
         title += f" ({len(shown):,} of {len(curves):,} shown: the best {MAX_BEST} and a sample)"
     fig.update_layout(**_layout(title, "epoch", metric, hovermode="closest", height=380))
     fig.update_xaxes(rangemode="tozero", dtick=None if longest > 10 else 1)
-    return Chart("analysis-curves", title, _figure(fig))
+    figure = _figure(fig)
+    figure["data"] = bulk + figure["data"]  # the best trial's trace last: drawn on top
+    return Chart("analysis-curves", title, figure)
 
 
 def _edges(values: list[float], bins: int) -> tuple[list[float], bool]:
@@ -199,16 +202,18 @@ def pareto_chart(names: Sequence[str], modes: Sequence[str], points: Sequence[tu
     signs = np.array([1.0 if m == "min" else -1.0 for m in modes[:2]])
     front = non_dominated(arr * signs)
     fig = go.Figure()
-    fig.add_trace(go.Scattergl(x=arr[~front, 0].tolist(), y=arr[~front, 1].tolist(), mode="markers", name="trials",
-                               text=[label(labels[i]) for i in np.flatnonzero(~front)],
-                               marker=dict(size=6, color=TRAIN_COLOR, opacity=0.5)))
     order = np.flatnonzero(front)[np.argsort(arr[front, 0] * signs[0], kind="stable")]
     fig.add_trace(go.Scatter(x=arr[order, 0].tolist(), y=arr[order, 1].tolist(), mode="lines+markers", name="Pareto front",
                              text=[label(labels[i]) for i in order], line=dict(color=BEST_COLOR, shape="hv"),
                              marker=dict(size=9, color=BEST_COLOR)))
     title = f"Pareto front: {names[0]} ({modes[0]}) against {names[1]} ({modes[1]})"
     fig.update_layout(**_layout(title, names[0], names[1], hovermode="closest", height=400))
-    return Chart("analysis-pareto", title, _figure(fig))
+    figure = _figure(fig)
+    rest = np.flatnonzero(~front)
+    figure["data"].insert(0, dict(type="scattergl", x=arr[rest, 0].tolist(), y=arr[rest, 1].tolist(),
+                                  mode="markers", name="trials", text=[label(labels[i]) for i in rest],
+                                  marker=dict(size=6, color=TRAIN_COLOR, opacity=0.5)))  # a plain dict: fast
+    return Chart("analysis-pareto", title, figure)
 
 
 def live_js() -> str:
