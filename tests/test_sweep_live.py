@@ -131,3 +131,18 @@ def test_live_page_follows_a_running_sweep(driver, tmp_path):  # noqa: F811
         if sweep.poll() is None:
             sweep.kill()
             sweep.wait(timeout=30)
+
+
+def test_live_cli_on_an_ended_sweep_writes_the_static_report(tmp_path):
+    from _util import run_cli
+
+    runs = tmp_path / "runs"
+    sweep_runs(runs, "sweep-20261127-a1b2")
+    (runs / "sweeps").mkdir()
+    (runs / "sweeps" / "sweep-20261127-a1b2.json").write_text(json.dumps(
+        {"id": "sweep-20261127-a1b2", "status": "completed", "trials": []}))
+    proc = run_cli("sweep-report", "--live", "--no-open", "--runs-dir", runs, timeout=120, check=True)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("Live report of sweep sweep-20261127-a1b2: http://127.0.0.1:")
+    assert lines[-1] == f"Live server stopped. Sweep report: {runs / 'reports' / 'sweep-20261127-a1b2.html'}"
+    assert 'id="figure-analysis-importance"' in (runs / "reports" / "sweep-20261127-a1b2.html").read_text()
