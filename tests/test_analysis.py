@@ -272,7 +272,8 @@ def test_curves_downsampled_at_thousands():
     data = chart.figure["data"]
     drawn = sum(x is None for x in data[0]["x"])
     assert drawn == ac.MAX_CURVES - 1  # the best is its own trace
-    assert f"{ac.MAX_CURVES:,} of {n:,} shown" in chart.title
+    assert f"{ac.MAX_CURVES:,} of {n:,} trials shown" in chart.title
+    assert f"{ac.MAX_CURVES:,} of {n:,} trials shown" in chart.figure["layout"]["xaxis"]["title"]["text"]
     assert max(len(ac._thin(c)[0]) for c in curves) <= ac.MAX_POINTS + 1 and ac._thin(curves[0])[0][-1] == 500
     shown = ac.choose_curves(values, maximize=False)
     best50 = sorted(range(n), key=values.__getitem__)[: ac.MAX_BEST]

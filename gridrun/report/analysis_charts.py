@@ -51,7 +51,7 @@ def importance_chart(table: Any) -> Chart | None:
                                 hovermode="closest", height=max(220, 60 + 34 * len(rows)),
                                 margin=dict(l=120, r=20, t=45, b=45)))
     fig.update_xaxes(rangemode="tozero")
-    note = f"{a.get('trials')} runs"
+    note = f"{a.get('trials', 0):,} runs"
     if a.get("constant"):
         note += f"; same in every run: {', '.join(a['constant'])}"
     fig.add_annotation(text=label(note), xref="paper", yref="paper", x=1, y=1.08, showarrow=False,
@@ -119,9 +119,11 @@ def curves_chart(metric: str, curves: Sequence[Sequence[Any]], statuses: Sequenc
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=label(f"best: {labels[best]}"),
                                  line=dict(color=BEST_COLOR, width=3), marker=dict(size=5)))
     title = f"{metric} of every trial"
+    xlabel = "epoch"
     if len(shown) < len(curves):
-        title += f" ({len(shown):,} of {len(curves):,} shown: the best {MAX_BEST} and a sample)"
-    fig.update_layout(**_layout(title, "epoch", metric, hovermode="closest", height=380))
+        xlabel += f" ({len(shown):,} of {len(curves):,} trials shown: the best {MAX_BEST} and a sample)"
+    fig.update_layout(**_layout(title, xlabel, metric, hovermode="closest", height=380))
+    title = f"{title} ({xlabel.partition('(')[2]}" if len(shown) < len(curves) else title
     fig.update_xaxes(rangemode="tozero", dtick=None if longest > 10 else 1)
     figure = _figure(fig)
     figure["data"] = bulk + figure["data"]  # the best trial's trace last: drawn on top
@@ -206,8 +208,9 @@ def pareto_chart(names: Sequence[str], modes: Sequence[str], points: Sequence[tu
     fig.add_trace(go.Scatter(x=arr[order, 0].tolist(), y=arr[order, 1].tolist(), mode="lines+markers", name="Pareto front",
                              text=[label(labels[i]) for i in order], line=dict(color=BEST_COLOR, shape="hv"),
                              marker=dict(size=9, color=BEST_COLOR)))
-    title = f"Pareto front: {names[0]} ({modes[0]}) against {names[1]} ({modes[1]})"
-    fig.update_layout(**_layout(title, names[0], names[1], hovermode="closest", height=400))
+    title = f"Pareto front of {names[0]} and {names[1]}"
+    fig.update_layout(**_layout(title, f"{names[0]} ({modes[0]})", f"{names[1]} ({modes[1]})",
+                                hovermode="closest", height=400))
     figure = _figure(fig)
     rest = np.flatnonzero(~front)
     figure["data"].insert(0, dict(type="scattergl", x=arr[rest, 0].tolist(), y=arr[rest, 1].tolist(),
