@@ -67,7 +67,7 @@ def baseline(df: pd.DataFrame) -> float:
     return time.perf_counter() - t
 
 
-def fanova(df: pd.DataFrame) -> float:
+def fanova(df: pd.DataFrame) -> tuple[float, dict[str, float]]:
     import optuna
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
@@ -83,8 +83,8 @@ def fanova(df: pd.DataFrame) -> float:
     study = optuna.create_study()
     study.add_trials(trials)
     t = time.perf_counter()
-    get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
-    return time.perf_counter() - t
+    ranking = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+    return time.perf_counter() - t, ranking
 
 
 def main() -> None:
@@ -111,8 +111,11 @@ def main() -> None:
     if args.fanova_trials:
         small = table(args.fanova_trials)
         ped = min(baseline(small) for _ in range(3))
-        fa = fanova(small)
+        fa, ranking = fanova(small)
+        ours_small = gridrun.importance(small, n_bootstrap=0)
         print(f"{args.fanova_trials:,} trials: fANOVA {fa:.2f} s, PED-ANOVA {ped:.3f} s ({fa / ped:.0f}x)")
+        print("  fANOVA:    " + ", ".join(f"{k} {v:.3f}" for k, v in ranking.items()))
+        print("  PED-ANOVA: " + ", ".join(f"{r.flag} {r.importance:.3f}" for r in ours_small.itertuples()))
     print(f"load average: {os.getloadavg()[0]:.1f}")
 
 
