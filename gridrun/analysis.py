@@ -356,7 +356,7 @@ def importance_lines(table: pd.DataFrame, width: int = 100) -> list[str]:
         for _, r in table.iterrows():
             bar = "█" * int(round(r["importance"] * bar_w))
             lines.append(f"{str(r['flag']).ljust(name_w)}  {r['importance']:10.3f}  {r['spread']:6.3f}  "
-                         f"{str(r['scale']).ljust(16)}  {bar}")
+                         f"{str(r['scale']).ljust(16)}  {bar}".rstrip())
     if a.get("constant"):
         lines.append(f"(same in every run, no importance: {', '.join(a['constant'])})")
     return lines
