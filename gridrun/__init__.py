@@ -78,6 +78,9 @@ _API: dict[str, str] = {
     "compare_runs": "report",
     "sweep_report": "report",
     "serve_run": "report",
+    # what a sweep's runs say
+    "importance": "analysis",
+    "pareto": "analysis",
 }
 
 __all__ = sorted(_API) + ["datasets", "__version__"]
@@ -102,6 +105,7 @@ def __dir__() -> list[str]:
 # keeps the two lists equal).
 if TYPE_CHECKING:
     from . import datasets  # noqa: F401
+    from .analysis import importance, pareto  # noqa: F401
     from .checkpoint import load_state  # noqa: F401
     from .errors import FlagError, GridrunError, TrialPruned  # noqa: F401
     from .executors import Executor  # noqa: F401

@@ -24,6 +24,7 @@ COMMANDS = (
     "view",
     "compare",
     "sweep_report",
+    "export",
 )
 
 

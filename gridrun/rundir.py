@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextvars
 import datetime as _dt
 import enum
+import math
 import operator
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -366,3 +367,47 @@ def artifacts_dir() -> str | None:
 
 def hostname() -> str:
     return socket.gethostname()
+
+
+# --------------------------------------------------------------------------------------------------
+# Is the process behind a run or a sweep still alive? (the sweep client, the live sweep report)
+
+STALE_SECONDS = 180.0  # a client whose heartbeat is older than this is taken as dead
+
+
+def pid_alive(pid: int) -> bool:
+    """Does process `pid` exist on this host (a zombie, killed but not yet reaped, does not count)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def heartbeat_age(stamp: str | None) -> float:
+    if not stamp:
+        return math.inf
+    import datetime as _dt
+
+    try:
+        ts = _dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return math.inf
+    return (utc_now() - ts).total_seconds()
+
+
+def client_alive(client: Mapping[str, Any] | None) -> bool:
+    """Is the process that ran a sweep (or a run) still alive? pid on this host, else a fresh heartbeat."""
+    if not client or client.get("ended"):
+        return False
+    if client.get("hostname") == hostname() and client.get("pid") is not None:
+        if int(client["pid"]) == os.getpid():
+            return False
+        return pid_alive(int(client["pid"])) and heartbeat_age(client.get("heartbeat")) < STALE_SECONDS
+    return heartbeat_age(client.get("heartbeat")) < STALE_SECONDS

@@ -304,7 +304,8 @@ def test_sweep_report_page(runs: Path) -> None:
     assert pc["dimensions"][-1]["values"] == pytest.approx([0.41, 0.39, 0.35, 0.33, 0.28])
     # text flags: one tick per value; run content is entity-escaped for plotly, which draws it as text
     assert pc["dimensions"][2]["ticktext"] == [html_lib.escape(v, quote=False) for v in sorted({"relu", "tanh", XSS})]
-    kinds = {f["layout"]["title"]["text"]: f["data"][0]["type"] for k, f in figs.items() if k != "parcoords"}
+    kinds = {f["layout"]["title"]["text"]: f["data"][0]["type"] for k, f in figs.items()
+             if k != "parcoords" and not k.startswith("analysis-")}  # analysis charts: tests/test_analysis.py
     assert kinds == {"dropout1": "scatter", "units": "scatter", "activation": "box", "best val_loss so far": "scatter"}
     best_marks = [t for f in figs.values() for t in f["data"] if t.get("name") == "best trial"]
     assert len(best_marks) == 3 and all(t["y"] == [pytest.approx(0.28)] for t in best_marks)

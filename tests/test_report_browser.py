@@ -170,7 +170,9 @@ def test_sweep_page_parcoords_sorting_and_best_link(driver, tmp_path: Path) -> N
     assert charts[0][0]["type"] == "parcoords"
     assert charts[0][0]["dims"] == ["dropout1", "units", "activation", "val_loss"]
     assert count(driver, "#parcoords .parcoords .y-axis") == 4  # the axes are drawn
-    assert [c[0]["type"] for c in charts[1:]] == ["scatter", "scatter", "box", "scatter"]  # 3 flags, best so far
+    assert [c[0]["type"] for c in charts[1:5]] == ["scatter", "scatter", "box", "scatter"]  # 3 flags, best so far
+    # then the analysis charts (tests/test_analysis.py): importance, every trial's curve, the heat map
+    assert [c[0]["type"] for c in charts[5:]] == ["bar", "scattergl", "heatmap"]
     units = charts[2][0]
     pairs = sorted(zip(units["x"], units["y"]))  # pytest 9's approx takes no nested tuples: compare flat
     expected = sorted([(64, 0.41), (64, 0.39), (128, 0.35), (128, 0.33), (256, 0.28)])

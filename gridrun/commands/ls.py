@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wide", action="store_true",
                         help="show every metric and flag column (run_dir status metric_* flag_*), unfitted")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    from ._analysis_ls import add_ls_arguments  # --importance, --pareto, --metric, --mode (issue 21)
+
+    add_ls_arguments(parser)
 
 
 def sort_decreasing(args: argparse.Namespace) -> bool:
@@ -72,6 +75,10 @@ def select_columns(columns: list[str], patterns: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ._analysis_ls import run_ls_analysis, wanted
+
+    if wanted(args):
+        return run_ls_analysis(args, terminal_width())
     decreasing = sort_decreasing(args)
     if args.format == "table":
         _print(table_lines(args, decreasing, terminal_width()))

@@ -1,8 +1,10 @@
-"""gridrun sweep-report: a tuning run's trials, flags against its metric, the best trial and failures."""
+"""gridrun sweep-report: a tuning run's trials, flags against its metric, which flags matter, the best
+trial and failures; `--live` serves a page that follows a running sweep."""
 
 from __future__ import annotations
 
 import argparse
+import time
 
 from ._common import add_runs_dir
 
@@ -26,13 +28,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--self-contained", action="store_true",
                         help="inline plotly.js: one ~5 MB file to send (default: a small page that loads "
                              "the runs dir's shared plotly.js)")
+    parser.add_argument("--pareto", action="append", metavar="METRIC",
+                        help="draw the Pareto front of two metrics (repeat: --pareto val_loss --pareto n_params; "
+                             "default: the sweep's metrics when it has several)")
+    parser.add_argument("--live", action="store_true",
+                        help="serve the page on 127.0.0.1 while the sweep runs, refreshing as trials report "
+                             "(Ctrl-C to stop; the static page is written when it ends)")
+    parser.add_argument("--port", type=int, default=0, help="port of the --live server (default: a free one)")
+
+
+LINGER_S = 10.0  # a live server keeps answering this long after the sweep ended, then exits
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import GridrunError
     from ..report import sweep_report
 
+    if args.pareto is not None and len(args.pareto) != 2:
+        raise GridrunError(f"--pareto takes two metrics (got {len(args.pareto)}): --pareto val_loss --pareto n_params")
+    if args.live:
+        return _serve(args)
     page = sweep_report(args.sweep, args.runs_dir, output=args.output, open_browser=not args.no_open,
                         metric=args.metric, maximize=args.maximize,
-                        self_contained=args.self_contained)
+                        self_contained=args.self_contained, pareto=args.pareto)
     print(f"Sweep report: {page}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ..errors import GridrunError
+    from ..report import sweep_report
+    from ..report.live import serve_sweep
+
+    server = serve_sweep(args.sweep, args.runs_dir, port=args.port, open_browser=not args.no_open,
+                         metric=args.metric, maximize=args.maximize, pareto=args.pareto)
+    print(f"Live report of sweep {server.sweep}: {server.url}  (Ctrl-C to stop)", flush=True)
+    ended_at = None
+    try:
+        while True:
+            time.sleep(0.5)
+            if ended_at is None and server.state()[1]:
+                ended_at = time.monotonic()
+            if ended_at is not None and time.monotonic() - ended_at >= LINGER_S:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    try:
+        page = sweep_report(server.sweep, args.runs_dir, output=args.output, open_browser=False, metric=args.metric,
+                            maximize=args.maximize, self_contained=args.self_contained, pareto=args.pareto)
+    except GridrunError as exc:  # stopped before any trial ran
+        print(f"Live server stopped ({exc}).")
+        return 0
+    print(f"Live server stopped. Sweep report: {page}")
     return 0

@@ -409,7 +409,8 @@ def compare_runs(
 # A sweep
 
 
-def sweep_page(data: SweepData, plotly_src: str | None = None) -> str:
+def sweep_page(data: SweepData, plotly_src: str | None = None, live: bool = False,
+               pareto: list[str] | None = None) -> str:
     labels = [t.label for t in data.trials]
     trials = [{"flags": t.run.flags, "value": t.value} for t in data.trials]
     chart_list = []
@@ -423,14 +424,20 @@ def sweep_page(data: SweepData, plotly_src: str | None = None) -> str:
                                 [t.run.status for t in ended], data.metric, data.maximize, [t.label for t in ended])
     if budget is not None:
         chart_list.append(budget)
+    from . import analysis_charts  # importance, all curves, heat map, Pareto front (issue 21)
+
+    extra = analysis_charts.sweep_charts(data, pareto)
     return render(
         "sweep.html",
         plotly_src=plotly_src,
         title=f"Sweep {data.sweep}",
         sweep=data,
-        charts=chart_list,
+        charts=chart_list + extra,
+        analysis_charts=extra,
         has_parcoords=pc is not None,
-        page_data={"sweep": data.sweep, "metric": data.metric},
+        live=live,
+        live_js=Markup(analysis_charts.live_js()) if live else None,
+        page_data={"sweep": data.sweep, "metric": data.metric, "live": live},
     )
 
 
@@ -442,6 +449,7 @@ def sweep_report(
     metric: str | None = None,
     maximize: bool | None = None,
     self_contained: bool = False,
+    pareto: list[str] | None = None,
 ) -> ReportPath:
     """The report of a tuning run: its trials in a table sorted by `metric` (best first; click a header
     to sort by another column), flags against `metric` (parallel coordinates and one chart per flag),
@@ -451,7 +459,9 @@ def sweep_report(
     `metric` / `maximize` default to the sweep's own (its manifest's "metric" and "mode"), else
     val_loss, lower is better. Written to `<runs_dir>/reports/sweep-<id>.html` (`<id>.html` when the id
     already starts with "sweep") unless `output` is given; returns the path (in Jupyter it shows the
-    page inline). `self_contained=True` inlines plotly.js (see view_run).
+    page inline). `self_contained=True` inlines plotly.js (see view_run). The page also shows which
+    flags matter, every trial's curve, the metric over two numeric flags and, for `pareto` (two
+    metrics; default: the sweep's when it has several), the Pareto front (report/analysis_charts.py).
     """
     if sweep_id_or_df is None or isinstance(sweep_id_or_df, str):
         sweep = sweep_id_or_df or latest_sweep(runs_dir)
@@ -487,7 +497,7 @@ def sweep_report(
         report = trial.run.path / REPORT_FILE
         if report.exists():
             trial.report = Path(os.path.relpath(report.resolve(), target.parent.resolve())).as_posix()
-    _write_report(lambda src: sweep_page(data, src), target, runs_dir, self_contained)
+    _write_report(lambda src: sweep_page(data, src, pareto=pareto), target, runs_dir, self_contained)
     if open_browser:
         open_in_browser(target)
     return ReportPath(target)

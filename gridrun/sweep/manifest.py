@@ -12,7 +12,6 @@ submitting its trial) is removed.
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
 import random
 import secrets
@@ -28,11 +27,11 @@ from .._io import dumps, read_json, write_json
 from ..errors import GridrunError
 from ..grid import Grid, sample_size
 from ..record import Status, close_run, last_metrics
+from ..rundir import STALE_SECONDS, client_alive, heartbeat_age, pid_alive  # noqa: F401 - re-exported
 from .state import FINAL, Attempt, Trial, as_status
 
 MAX_TRIALS = 1_000_000  # a trial list longer than this is surely a mistake: sample instead
 SAVE_INTERVAL = 0.5  # seconds between two manifest writes while trials finish quickly
-STALE_SECONDS = 180.0  # a client whose heartbeat is older than this is taken as dead
 ORPHAN_WAIT_SECONDS = 60.0  # on resume, how long to wait for a trial's earlier attempt still running
 EMPTY_DIR_AGE = 2.0  # seconds: an empty run dir older than this, in a dead sweep's time, is left over
 SWEEPS_DIR = "sweeps"
@@ -117,44 +116,6 @@ def list_sweeps(runs_dir: str | os.PathLike = "runs") -> list[Path]:
     """Manifest files, oldest first (ids sort by time)."""
     folder = sweeps_dir(runs_dir)
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
-
-
-def pid_alive(pid: int) -> bool:
-    """Does process `pid` exist on this host (a zombie, killed but not yet reaped, does not count)?"""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except (OSError, IndexError):
-        return True
-
-
-def _age_seconds(stamp: str | None) -> float:
-    if not stamp:
-        return math.inf
-    import datetime as _dt
-
-    try:
-        ts = _dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return math.inf
-    return (rundir.utc_now() - ts).total_seconds()
-
-
-def client_alive(client: Mapping[str, Any] | None) -> bool:
-    """Is the process that ran a sweep (or a run) still alive? pid on this host, else a fresh heartbeat."""
-    if not client or client.get("ended"):
-        return False
-    if client.get("hostname") == rundir.hostname() and client.get("pid") is not None:
-        if int(client["pid"]) == os.getpid():
-            return False
-        return pid_alive(int(client["pid"])) and _age_seconds(client.get("heartbeat")) < STALE_SECONDS
-    return _age_seconds(client.get("heartbeat")) < STALE_SECONDS
 
 
 # --------------------------------------------------------------------------------------------------
@@ -401,5 +362,5 @@ def _run_alive(props: Mapping[str, Any]) -> bool:
     """Is the process executing a run still alive (its pid on this host, or a fresh heartbeat)?"""
     if props.get("hostname") == rundir.hostname() and props.get("pid"):
         return int(props["pid"]) != os.getpid() and pid_alive(int(props["pid"]))
-    return _age_seconds(props.get("heartbeat")) < STALE_SECONDS
+    return heartbeat_age(props.get("heartbeat")) < STALE_SECONDS
 
