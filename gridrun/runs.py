@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import rundir, runindex
+from . import rundir, runindex, scoring
 from ._io import decode_float, read_json
 from .errors import GridrunError
 from .record import (
@@ -135,7 +135,7 @@ def _typed(raw: list[Any]) -> Any:
 def ls_runs(
     runs_dir: str | os.PathLike = "runs",
     order: str | list[str] | None = None,
-    decreasing: bool = True,
+    decreasing: bool | None = None,
     latest_n: int | None = None,
     sweep: str | None = None,
     subset: str | Any = None,
@@ -143,13 +143,18 @@ def ls_runs(
 ) -> pd.DataFrame:
     """One row per run in `runs_dir`, with tfruns' columns (run_dir, metric_*, flag_*, eval_*, ...).
 
-    Ordered by `order` (default: start time), newest / largest first unless `decreasing=False`.
+    Ordered by `order` (default: start time), newest / largest first; a metric column (`metric_*`,
+    `eval_*`, `best_*`) sorts best first by gridrun's scoring rule (losses smallest, accuracies largest:
+    `ls_runs(order="metric_val_loss").iloc[0]` is the best run), as `gridrun ls --order` does;
+    `decreasing=True` / `False` forces largest / smallest first.
     `sweep` keeps the runs of one tuning run, `script` those of one script (`"train.py"` or `"train"`;
     a name no run has is an error naming the scripts there are). `subset` keeps the rows it selects, before `latest_n`
     (tfruns' `subset`): a `DataFrame.query` expression such as `"metric_val_acc > 0.98"`, or a function
     of the table returning a boolean mask. Best run: `df.query("metric_val_loss == metric_val_loss.min()")`.
     Rows come from the runs dir's index where it is current (gridrun/runindex.py), else from the run dirs.
     """
+    if decreasing is None:
+        decreasing = scoring.default_decreasing(order)
     quick = latest_n is not None and order is None and subset is None and script is None  # stop after latest_n
     scan = runindex.scan(runs_dir, sweep=sweep, newest_first=quick and decreasing,
                          limit=latest_n if quick else None)

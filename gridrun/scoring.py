@@ -95,3 +95,12 @@ def rank_key(value: float | None, metric: str, mode: str | None = "auto") -> tup
     if value is None:
         return (1, 0.0)
     return (0, sign(metric, mode) * value)
+
+
+def default_decreasing(order: str | list[str] | None) -> bool:
+    """How a runs table sorts by `order` when not told (ls_runs, gridrun ls): largest / newest first,
+    except a metric column first in `order` (metric_*, eval_*, best_*): best first by this rule."""
+    first = order if isinstance(order, str) else (order[0] if order else None)
+    if first and first.startswith(("metric_", "eval_", "best_")):
+        return direction(first) == "max"
+    return True

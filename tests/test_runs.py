@@ -58,6 +58,11 @@ def test_order_latest_n_and_sweep(tmp_path):
         make_run(tmp_path, i, sweep="s1" if i < 2 else None)
     df = gridrun.ls_runs(tmp_path, order="metric_val_loss", decreasing=False)
     assert list(df["metric_val_loss"]) == sorted(df["metric_val_loss"])
+    # not told a direction, a metric column sorts best first (a loss: smallest), as `gridrun ls --order` does
+    assert list(gridrun.ls_runs(tmp_path, order="metric_val_loss")["metric_val_loss"]) == sorted(df["metric_val_loss"])
+    assert list(gridrun.ls_runs(tmp_path, order="metric_val_loss", decreasing=True)["metric_val_loss"]) == sorted(
+        df["metric_val_loss"], reverse=True)
+    assert gridrun.ls_runs(tmp_path, order="flag_nodes1")["flag_nodes1"].tolist() == [320, 256, 192, 128, 64]
     assert len(gridrun.ls_runs(tmp_path, latest_n=2)) == 2
     assert gridrun.ls_runs(tmp_path, latest_n=2)["flag_nodes1"].tolist() == [320, 256]
     (tmp_path / "zz-not-a-run").mkdir()  # sorts last: must not take a place among the latest

@@ -48,16 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def sort_decreasing(args: argparse.Namespace) -> bool:
     """--ascending / --descending when given; else best first for metric columns (the scoring rule)."""
-    from .. import scoring
     from ..errors import GridrunError
+    from ..scoring import default_decreasing
 
     if args.ascending and args.descending:
         raise GridrunError("give --ascending or --descending, not both")
     if args.ascending or args.descending:
         return bool(args.descending)
-    if args.order and args.order.startswith(("metric_", "eval_", "best_")):
-        return scoring.direction(args.order) == "max"
-    return True
+    return default_decreasing(args.order)
 
 
 def select_columns(columns: list[str], patterns: list[str]) -> list[str]:
