@@ -47,12 +47,12 @@ def _runs_table(runs: Any, runs_dir: str | os.PathLike) -> tuple[pd.DataFrame, s
 
     if runs is None or isinstance(runs, str):
         if runs is None:
-            from .report.sweepdata import latest_sweep
+            from .runs import latest_sweep
 
             runs = latest_sweep(runs_dir)
         df = ls_runs(runs_dir, sweep=runs)
         if not len(df):
-            from .report.sweepdata import find_sweep_runs
+            from .runs import find_sweep_runs
 
             find_sweep_runs(runs, runs_dir)  # raises the one-line error naming the sweeps there
         return df, runs, Path(runs_dir)
@@ -150,14 +150,14 @@ def flag_distribution(name: str, values: Sequence[Any], declared: dict[str, Any]
             return FloatDistribution(lo, hi, log=log)
     if all(_is_number(v) for v in present):
         lo, hi = min(map(float, present)), max(map(float, present))
-        log = _log_spaced([float(v) for v in present])
+        log = log_spaced([float(v) for v in present])
         if all(isinstance(v, (int, np.integer)) for v in present):
             return IntDistribution(int(lo), int(hi), log=log)
         return FloatDistribution(lo, hi, log=log)
     return CategoricalDistribution(sorted({_category(v) for v in present}, key=lambda c: (type(c).__name__, c)))
 
 
-def _log_spaced(values: list[float]) -> bool:
+def log_spaced(values: list[float]) -> bool:
     """Do these numbers look spread on a log scale? All > 0, spanning LOG_RATIO or more, and their median
     nearer (in log terms) to the geometric middle of their range than to its arithmetic middle: a grid
     1e-4, 1e-3, 1e-2 or log-uniform draws, not uniform draws from [0, 0.5] that come close to 0."""

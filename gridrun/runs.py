@@ -515,3 +515,40 @@ def _copy_one(src: Path, dest: Path, rename: str | None) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(src, target)
     return target
+
+
+# --------------------------------------------------------------------------------------------------
+# Sweeps in the runs table (reports, analysis)
+
+
+def find_sweep_runs(sweep: str, runs_dir: str | os.PathLike = "runs") -> list[Path]:
+    """Run dirs of the sweep, in run-name (start time) order."""
+    df = ls_runs(runs_dir, sweep=str(sweep))
+    if not len(df):
+        known = latest_sweeps(runs_dir)
+        hint = f"sweeps there: {', '.join(known)}" if known else "it has no sweeps yet"
+        raise GridrunError(
+            f"no runs of sweep '{sweep}' in runs dir '{runs_dir}' ({hint}); "
+            "list them with `gridrun ls --columns run_dir sweep trial`"
+        )
+    return sorted((Path(str(p)) for p in df["run_dir"]), key=lambda p: p.name)
+
+
+def latest_sweeps(runs_dir: str | os.PathLike = "runs") -> list[str]:
+    """Sweep ids in the runs dir, most recent first."""
+    df = ls_runs(runs_dir)  # newest first
+    out: list[str] = []
+    for value in df["sweep"]:
+        if isinstance(value, str) and value and value not in out:
+            out.append(value)
+    return out
+
+
+def latest_sweep(runs_dir: str | os.PathLike = "runs") -> str:
+    known = latest_sweeps(runs_dir)
+    if not known:
+        raise GridrunError(
+            f"no sweep found in runs dir '{runs_dir}': start one with `gridrun tuning-run SCRIPT`, "
+            "or pass the sweep id (the `sweep` column of `gridrun ls`)"
+        )
+    return known[0]

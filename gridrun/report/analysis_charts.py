@@ -133,10 +133,10 @@ def curves_chart(metric: str, curves: Sequence[Sequence[Any]], statuses: Sequenc
 def _edges(values: list[float], bins: int) -> tuple[list[float], bool]:
     """Bin edges for a numeric flag: its distinct values when few, else equal bins (on a log scale when
     the values look log-spread, the rule of gridrun.analysis)."""
-    from ..analysis import _log_spaced
+    from ..analysis import log_spaced
 
     distinct = sorted(set(values))
-    log = _log_spaced(values)
+    log = log_spaced(values)
     if len(distinct) <= bins:
         return distinct, log
     lo, hi = (math.log(distinct[0]), math.log(distinct[-1])) if log else (distinct[0], distinct[-1])

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from .. import scoring
 from .._io import read_json
-from ..errors import GridrunError
 from .rundata import RunData, load_run
 
 DEFAULT_METRIC = scoring.DEFAULT_METRIC
@@ -96,40 +95,17 @@ def safe_file_part(text: str) -> str:
 
 
 def find_sweep_runs(sweep: str, runs_dir: str | os.PathLike = "runs") -> list[Path]:
-    """Run dirs of the sweep, in run-name (start time) order."""
-    from ..runs import ls_runs
+    """runs.find_sweep_runs, imported when called (report pages load pandas only when they need it)."""
+    from ..runs import find_sweep_runs as find
 
-    df = ls_runs(runs_dir, sweep=str(sweep))
-    if not len(df):
-        known = latest_sweeps(runs_dir)
-        hint = f"sweeps there: {', '.join(known)}" if known else "it has no sweeps yet"
-        raise GridrunError(
-            f"no runs of sweep '{sweep}' in runs dir '{runs_dir}' ({hint}); "
-            "list them with `gridrun ls --columns run_dir sweep trial`"
-        )
-    return sorted((Path(str(p)) for p in df["run_dir"]), key=lambda p: p.name)
-
-
-def latest_sweeps(runs_dir: str | os.PathLike = "runs") -> list[str]:
-    """Sweep ids in the runs dir, most recent first."""
-    from ..runs import ls_runs
-
-    df = ls_runs(runs_dir)  # newest first
-    out: list[str] = []
-    for value in df["sweep"]:
-        if isinstance(value, str) and value and value not in out:
-            out.append(value)
-    return out
+    return find(sweep, runs_dir)
 
 
 def latest_sweep(runs_dir: str | os.PathLike = "runs") -> str:
-    known = latest_sweeps(runs_dir)
-    if not known:
-        raise GridrunError(
-            f"no sweep found in runs dir '{runs_dir}': start one with `gridrun tuning-run SCRIPT`, "
-            "or pass the sweep id (the `sweep` column of `gridrun ls`)"
-        )
-    return known[0]
+    """runs.latest_sweep, imported when called."""
+    from ..runs import latest_sweep as latest
+
+    return latest(runs_dir)
 
 
 def sweep_metric(sweep: str, runs_dir: str | os.PathLike = "runs") -> tuple[str, str | None]:
