@@ -250,7 +250,7 @@ class Flags(Mapping[str, Any]):
         """Whether flag `name` applies with these values (its when= holds); a flag that does not apply
         still has a value (its default, or what flags.yml or the command line gave)."""
         if name not in self._specs:
-            raise KeyError(undeclared_message([name], list(self._specs)))
+            raise FlagError(undeclared_message([name], list(self._specs)))
         return applies(self._specs, self._values)[name]
 
     def source(self, name: str) -> str:
