@@ -546,7 +546,9 @@ def help_text(declared: dict[str, FlagSpec]) -> str:
     lines = [f"usage: python {script} [--config PROFILE] [--NAME VALUE ...]", "", "flags:"]
     width = max((len(n) for n in declared), default=4) + 2
     for name, s in declared.items():
-        lines.append(f"  --{name:<{width}} {s.type:<8} default: {s.default!r}  {s.description}".rstrip())
+        cond = " and ".join(f"{o} in ({', '.join(map(repr, v))})" for o, v in s.when or ())
+        lines.append(f"  --{name:<{width}} {s.type:<8} default: {s.default!r}  {s.description}".rstrip()
+                     + (f" (applies only if {cond})" if cond else ""))
     lines.append("")
     lines.append("Values also come from flags.yml beside the script (or a profile of it), and from gridrun.")
     return "\n".join(lines)

@@ -170,11 +170,15 @@ def test_random_draws_only_flags_that_apply():
     assert {d["layers"] for d in draws} == {2, 3, 4}
 
 
-def test_tpe_suggests_a_flag_only_where_it_applies():
+@pytest.mark.parametrize("name", ["tpe", "cmaes"])
+def test_optuna_samplers_suggest_a_flag_only_where_it_applies(name):
     pytest.importorskip("optuna")
-    specs = _specs()
-    grid = build_grid({n: list(s.values) for n, s in specs.items()}, specs)
-    sampler = make_sampler("tpe", grid, seed=0, metric="val_loss", mode=None, options={"n_startup_trials": 3})
+    if name == "cmaes":
+        pytest.importorskip("cmaes")
+    specs = _specs(flag_numeric("lr", 0.1, values=gridrun.loguniform(1e-4, 1e-1)))
+    grid = build_grid({n: s.values if isinstance(s.values, gridrun.space.Range) else list(s.values)
+                       for n, s in specs.items()}, specs)
+    sampler = make_sampler(name, grid, seed=0, metric="val_loss", mode=None, options={"n_startup_trials": 3})
     seen = []
     for i in range(12):
         t = Trial(trial=i, flags={})
@@ -253,6 +257,16 @@ def test_dry_run_shows_the_tree(script, tmp_path):
     assert "  layers: 2, 3, 4\n    if layers in (3, 4):\n      nodes3: 32, 64, 128\n" in out
     assert "  optimizer: adam, sgd\n    if optimizer == 'sgd':\n      momentum: uniform(0, 0.99)\n" in out
     assert not (tmp_path / "runs").exists()
+
+
+def test_help_says_when_a_flag_applies(tmp_path):
+    path = tmp_path / "train.py"
+    path.write_text(SCRIPT)
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, check=True).stdout
+    assert "(applies only if layers in (3, 4))" in out
 
 
 def test_flags_applies_at_run_time():
