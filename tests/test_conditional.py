@@ -282,3 +282,22 @@ def test_flags_applies_at_run_time():
     assert not flags.applies("nodes3") and flags.nodes3 == 64
     with pytest.raises(FlagError, match="did you mean 'nodes3'"):
         flags.applies("nodes9")
+
+
+def test_resumed_tpe_sweep_rebuilds_the_conditional_space_and_learns_the_past(script, tmp_path):
+    pytest.importorskip("optuna")
+    from gridrun.sweep.tuning import _manifest_grid
+
+    runs_dir = tmp_path / "runs"
+    df = gridrun.tuning_run(script, sample=5, seed=4, runs_dir=runs_dir, quiet=True, sampler="tpe")
+    m = gridrun.sweep.Manifest.load(runs_dir, df.attrs["sweep"])
+    assert m.data["grid"]["when"] == {"nodes3": {"layers": [3, 4]}, "momentum": {"optimizer": ["sgd"]}}
+    grid = _manifest_grid(m)
+    assert grid.when == {"nodes3": {"layers": (3, 4)}, "momentum": {"optimizer": ("sgd",)}}
+    sampler = make_sampler("tpe", grid, seed=4, metric="val_loss", mode=None)
+    for t in m.trials:  # what a resume's replay does: each ended trial, with only the flags that applied
+        sampler.tell(t)
+    assert len(sampler.study.trials) == 5
+    assert [set(ot.params) for ot in sampler.study.trials] == [set(t.flags) for t in m.trials]
+    again = gridrun.tuning_run(resume=df.attrs["sweep"], runs_dir=runs_dir, quiet=True)
+    assert again.attrs["trials_ended"] == 5
