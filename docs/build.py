@@ -22,6 +22,12 @@ Markers are HTML comments, invisible when the page is rendered:
 
     <!-- gridrun:machine -->...<!-- gridrun:end -->   where and when the numbers were made
 
+    <!-- gridrun:screenshot analysis #analysis img/sweep-analysis.png -->
+                                        after session `analysis` ran, the element `#analysis` of the last
+                                        report page it printed (`Sweep report: PATH`) is captured in
+                                        headless Chromium into img/sweep-analysis.png (relative to the
+                                        page; a palette PNG, to stay small)
+
     <!-- gridrun:session quickstart -->  the next fenced block is a session (the README's quick start):
     ```bash                             its commands run in order, as a user types them, in one fresh
     python train.py                     folder holding the page's `# NAME.py` python blocks (and the
@@ -65,6 +71,8 @@ VALUE_MARK = re.compile(r"(<!--=([\w-]+)\.(\w+)(?::([^>]*?))?-->)(.*?)(<!--/-->)
 SESSION_MARK = re.compile(r"<!-- gridrun:session ([\w-]+) -->\n```[^\n]*\n(.*?)\n```", re.S)
 FILE_BLOCK = re.compile(r"```python\n# ([\w-]+\.py)\n(.*?)```", re.S)
 MACHINE_MARK = re.compile(r"(<!-- gridrun:machine -->)(.*?)(<!-- gridrun:end -->)", re.S)
+SCREENSHOT_MARK = re.compile(r"<!-- gridrun:screenshot ([\w-]+) (\S+) (\S+\.png) -->")
+REPORT_LINE = re.compile(r"report: (\S+\.html)")
 
 
 class BuildError(Exception):
@@ -84,6 +92,7 @@ class Result:
     seconds: float
     output: str  # what the script printed (output.log of its run dir)
     values: dict[str, Any] = field(default_factory=dict)
+    page: Path | None = None  # a session's last report page (for screenshots)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -289,6 +298,7 @@ def run_session(session: Session, work: Path) -> Result:
     (folder / "scripts").symlink_to(ROOT / "scripts", target_is_directory=True)
     say(f"[{session.name}] {len(session.commands)} commands in {folder}")
     plain = 0
+    page = None
     t0 = time.perf_counter()
     for cmd in session.commands:
         argv = session_argv(cmd)
@@ -297,11 +307,13 @@ def run_session(session: Session, work: Path) -> Result:
         if proc.returncode != 0:
             raise BuildError(f"[{session.name}] `{cmd}` failed with status {proc.returncode}:\n"
                              f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")  # fmt: skip
+        for m in REPORT_LINE.finditer(proc.stdout):
+            page = folder / m.group(1)
     seconds = time.perf_counter() - t0
     values = session_values(folder / "runs", plain, seconds)
     shown = ", ".join(f"{k}={format_value(v, k, None)}" for k, v in values.items())
     say(f"[{session.name}] ok in {seconds:.1f} s: {shown}")
-    return Result(session.name, seconds, "", values)
+    return Result(session.name, seconds, "", values, page=page)
 
 
 def session_values(runs_dir: Path, plain: int, seconds: float) -> dict[str, Any]:
@@ -316,6 +328,59 @@ def session_values(runs_dir: Path, plain: int, seconds: float) -> dict[str, Any]
                               "sweeps": len(trials)}  # fmt: skip
     values.update({f"trials_{k}": n for k, n in enumerate(trials.values(), 1)})
     return values
+
+
+def screenshot(page: Path, selector: str, out: Path, width: int = 1100) -> int:
+    """Capture element `selector` of `page` in headless Chromium (every plotly chart drawn first) into
+    `out`, a palette PNG; returns its size in bytes."""
+    from io import BytesIO
+
+    from PIL import Image
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    os.environ["SE_OFFLINE"] = "true"
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                f"--window-size={width},3000", "--hide-scrollbars", "--enable-unsafe-swiftshader",
+                "--disable-background-networking", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+    try:
+        driver.set_page_load_timeout(300)
+        driver.get(page.resolve().as_uri())
+        WebDriverWait(driver, 300, poll_frequency=0.1).until(lambda d: d.execute_script(
+            "return document.readyState === 'complete' && Array.from(document.querySelectorAll('.chart'))"
+            ".every(function (c) { return c.classList.contains('js-plotly-plot'); })"))
+        found = driver.find_elements(By.CSS_SELECTOR, selector)
+        if not found:
+            raise BuildError(f"{page}: no element {selector!r} to capture")
+        driver.execute_script("arguments[0].scrollIntoView(); window.dispatchEvent(new Event('resize'));", found[0])
+        time.sleep(1.0)  # charts laid out again at the window's size
+        png = found[0].screenshot_as_png
+    finally:
+        driver.quit()
+    image = Image.open(BytesIO(png)).convert("RGB").quantize(colors=128)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out, optimize=True)
+    return out.stat().st_size
+
+
+def take_screenshots(doc: Path, text: str, results: dict[str, Result], work: Path, check: bool) -> None:
+    """The page's screenshot markers whose session ran: written beside the page (into `work` with --check)."""
+    for m in SCREENSHOT_MARK.finditer(text):
+        r = results.get(m.group(1))
+        if r is None:
+            continue
+        if r.page is None or not r.page.is_file():
+            raise BuildError(f"[{r.name}] the screenshot needs a report page, and the session printed none "
+                             f"(end it with `gridrun sweep-report --no-open`)")
+        out = work / Path(m.group(3)).name if check else doc.parent / m.group(3)
+        size = screenshot(r.page, m.group(2), out)
+        say(f"[{r.name}] {m.group(2)} of {r.page.name} -> {out} ({size / 1024:.0f} KiB)")
 
 
 def stale_counts(text: str, results: dict[str, Result], names: set[str]) -> list[str]:
@@ -419,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
                         what = SESSION_VALUES if isinstance(c, Session) else VALUES
                         raise BuildError(f"[{c.name}] the doc quotes {', '.join(missing)}, which the run does "
                                          f"not give; values: {what}")  # fmt: skip
+                if not args.epochs:
+                    take_screenshots(doc, text, results, work, args.check)
                 new = rewrite(text, results, None if args.check else machine_line(results))
                 if args.check and (stale := stale_counts(text, results, {s.name for s in chosen})):
                     raise BuildError(f"{doc.relative_to(ROOT)}: " + "; ".join(stale)

@@ -44,6 +44,9 @@ class FlagSpec:
     description: str = ""
     static: bool | None = None
     values: Any = None  # search values for tuning runs: a tuple of values, or a space.Range
+    # the flag applies only when each named flag has one of its values: (("layers", (3, 4)),);
+    # given as when={"layers": [3, 4]} (checked against the other flags in gridrun.flags())
+    when: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -54,6 +57,8 @@ class FlagSpec:
             object.__setattr__(self, "default", self.parse(self.default, source="its default"))
         if self.values is not None:
             object.__setattr__(self, "values", self._search_values(self.values))
+        if self.when is not None:
+            object.__setattr__(self, "when", _normal_when(self.name, self.when))
 
     def _search_values(self, values: Any) -> Any:
         from .space import Range
@@ -71,6 +76,11 @@ class FlagSpec:
         if not typed:
             raise FlagError(f"flag '{self.name}': values= is empty: give at least one value")
         return typed
+
+    @property
+    def conditions(self) -> dict[str, tuple[Any, ...]]:
+        """`when=` as {other flag: the values for which this flag applies} ({} when it always applies)."""
+        return dict(self.when or ())
 
     @property
     def is_static(self) -> bool:
@@ -160,23 +170,23 @@ _CONVERT = {"numeric": _to_float, "integer": _to_int, "boolean": _to_bool, "stri
 
 
 def flag_numeric(name: str, default: float | None, description: str = "", static: bool | None = None,
-             values: Any = None) -> FlagSpec:
-    return FlagSpec(name, "numeric", default, description, static, values)
+             values: Any = None, when: Any = None) -> FlagSpec:
+    return FlagSpec(name, "numeric", default, description, static, values, when)
 
 
 def flag_integer(name: str, default: int | None, description: str = "", static: bool | None = None,
-             values: Any = None) -> FlagSpec:
-    return FlagSpec(name, "integer", default, description, static, values)
+             values: Any = None, when: Any = None) -> FlagSpec:
+    return FlagSpec(name, "integer", default, description, static, values, when)
 
 
 def flag_boolean(name: str, default: bool | None, description: str = "", static: bool | None = None,
-             values: Any = None) -> FlagSpec:
-    return FlagSpec(name, "boolean", default, description, static, values)
+             values: Any = None, when: Any = None) -> FlagSpec:
+    return FlagSpec(name, "boolean", default, description, static, values, when)
 
 
 def flag_string(name: str, default: str | None, description: str = "", static: bool | None = None,
-             values: Any = None) -> FlagSpec:
-    return FlagSpec(name, "string", default, description, static, values)
+             values: Any = None, when: Any = None) -> FlagSpec:
+    return FlagSpec(name, "string", default, description, static, values, when)
 
 
 def _infer(name: str, default: Any) -> FlagSpec:
@@ -236,6 +246,13 @@ class Flags(Mapping[str, Any]):
     def specs(self) -> dict[str, FlagSpec]:
         return dict(self._specs)
 
+    def applies(self, name: str) -> bool:
+        """Whether flag `name` applies with these values (its when= holds); a flag that does not apply
+        still has a value (its default, or what flags.yml or the command line gave)."""
+        if name not in self._specs:
+            raise FlagError(undeclared_message([name], list(self._specs)))
+        return applies(self._specs, self._values)[name]
+
     def source(self, name: str) -> str:
         """Where a value came from: default, flags.yml, command line or runner."""
         return self._sources[name]
@@ -282,6 +299,9 @@ def flags(
         raise SystemExit(0)
     if ctx is not None:
         ctx.write_flags(resolved.as_dict())
+        if any(s.when for s in resolved.specs.values()):  # the runs table shows NA for these
+            on = applies(resolved.specs, resolved.as_dict())
+            ctx.write_properties(flags_inactive=[n for n, ok in on.items() if not ok])
     return resolved
 
 
@@ -294,6 +314,104 @@ def _collect(specs: tuple[FlagSpec, ...], keyword_defaults: dict[str, Any]) -> d
         if name in out:
             raise FlagError(f"flag '{name}' is declared twice: keep one declaration")
         out[name] = spec
+    check_conditions(out)
+    return out
+
+
+def _normal_when(name: str, when: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """`when={"layers": [3, 4], "act": "relu"}` -> (("layers", (3, 4)), ("act", ("relu",))), checked for form."""
+    example = 'when={"layers": [3, 4]}'
+    if not isinstance(when, Mapping) or not when:
+        raise FlagError(f"flag '{name}': when= takes a mapping of another flag to the values for which "
+                        f"'{name}' applies, e.g. {example}, not {when!r}")
+    out = []
+    for other, vals in when.items():
+        if not isinstance(other, str) or not other.isidentifier():
+            raise FlagError(f"flag '{name}': when= names flags by their names, e.g. {example}, not {other!r}")
+        if other == name:
+            raise FlagError(f"flag '{name}': when= names the flag itself: a flag cannot depend on its own value")
+        vals = tuple(vals) if isinstance(vals, (list, tuple, set, frozenset)) else (vals,)
+        if not vals:
+            raise FlagError(f"flag '{name}': when={{{other!r}: []}} never holds: give at least one value of '{other}'")
+        out.append((other, vals))
+    return tuple(out)
+
+
+def check_conditions(specs: Mapping[str, FlagSpec]) -> None:
+    """Every `when=` names a declared flag and values that flag can take, and no flag depends on
+    itself through others: one-line FlagErrors, raised where the flags are declared (and read
+    statically before a sweep starts). The values are typed in place by the other flag's type."""
+    for name, spec in specs.items():
+        if not spec.when:
+            continue
+        typed = []
+        for other, vals in spec.when:
+            if other not in specs:
+                close = difflib.get_close_matches(other, list(specs), n=1, cutoff=0.5)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise FlagError(f"flag '{name}': when= names '{other}'{hint}, which is not declared: "
+                                f"use one of {', '.join(n for n in specs if n != name)}")
+            parent = specs[other]
+            vals = tuple(parent.parse(v, source=f"flag '{name}''s when=") for v in vals)
+            from .space import Range
+
+            if isinstance(parent.values, Range):
+                raise FlagError(f"flag '{name}': when= conditions on '{other}', which draws from the range "
+                                f"{parent.values}: condition on a flag with a list of values")
+            allowed = list(parent.values) if parent.values is not None else None
+            if parent.type == "boolean" and allowed is None:
+                allowed = [True, False]
+            if allowed is not None:
+                outside = [v for v in vals if v not in allowed]
+                if outside:
+                    raise FlagError(f"flag '{name}': when= gives '{other}' the value {outside[0]!r}, which is not "
+                                    f"one of its values ({', '.join(map(repr, allowed))}): fix the value")
+            typed.append((other, vals))
+        object.__setattr__(spec, "when", tuple(typed))
+    cycle = _find_cycle({n: [o for o, _ in s.when or ()] for n, s in specs.items()})
+    if cycle:
+        raise FlagError(f"flags depend on each other in a cycle through when= ({' -> '.join(cycle)}): "
+                        f"a flag can apply depending on another only if that one does not depend on it")
+
+
+def _find_cycle(parents: Mapping[str, list[str]]) -> list[str] | None:
+    """A cycle of `parents` links, as a path that ends where it starts, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for p in parents.get(node, []):
+            if state.get(p) == 1:
+                return [*path[path.index(p):], p] if p in path else [node, p]
+            if state.get(p) is None:
+                found = visit(p, [*path, p])
+                if found:
+                    return found
+        state[node] = 2
+        return None
+
+    for n in parents:
+        if state.get(n) is None:
+            found = visit(n, [n])
+            if found:
+                return found
+    return None
+
+
+def applies(specs: Mapping[str, FlagSpec], values: Mapping[str, Any]) -> dict[str, bool]:
+    """Which flags apply given resolved `values`: a flag with when= applies when every flag it names
+    applies and has one of the values listed."""
+    out: dict[str, bool] = {}
+
+    def check(name: str) -> bool:
+        if name not in out:
+            out[name] = True  # no cycles (checked at declaration); guards recursion all the same
+            spec = specs[name]
+            out[name] = all(o in specs and check(o) and values.get(o) in vals for o, vals in spec.when or ())
+        return out[name]
+
+    for name in specs:
+        check(name)
     return out
 
 
@@ -428,7 +546,9 @@ def help_text(declared: dict[str, FlagSpec]) -> str:
     lines = [f"usage: python {script} [--config PROFILE] [--NAME VALUE ...]", "", "flags:"]
     width = max((len(n) for n in declared), default=4) + 2
     for name, s in declared.items():
-        lines.append(f"  --{name:<{width}} {s.type:<8} default: {s.default!r}  {s.description}".rstrip())
+        cond = " and ".join(f"{o} in ({', '.join(map(repr, v))})" for o, v in s.when or ())
+        lines.append(f"  --{name:<{width}} {s.type:<8} default: {s.default!r}  {s.description}".rstrip()
+                     + (f" (applies only if {cond})" if cond else ""))
     lines.append("")
     lines.append("Values also come from flags.yml beside the script (or a profile of it), and from gridrun.")
     return "\n".join(lines)
@@ -547,6 +667,8 @@ class _ConstantReader:
             values = self.assigned.get(node.id, [])
             if len(values) == 1 and values[0] is not None:
                 return self._eval(values[0], (*seen, node.id))
+        if isinstance(node, ast.Dict) and all(k is not None for k in node.keys):  # when={"layers": [3, 4]}
+            return {self._eval(k, seen): self._eval(v, seen) for k, v in zip(node.keys, node.values)}  # type: ignore[arg-type]
         if isinstance(node, (ast.List, ast.Tuple)):  # values=[64, 128, 256]
             return [self._eval(e, seen) for e in node.elts]
         if isinstance(node, ast.Call) and _call_name(node) in _RANGES:  # values=gridrun.loguniform(1e-4, 1e-1)

@@ -119,6 +119,8 @@ def summarize(run_dir: str | os.PathLike) -> dict[str, Any]:
     row.update({f"eval_{k}": v for k, v in evaluation.items()})
     row.update({f"metric_{k}": last_value(v) for k, v in metrics.items()})
     row.update({f"flag_{k}": v for k, v in flags.items()})
+    for k in props.get("flags_inactive") or []:  # a conditional flag that did not apply: NA in the table
+        row[f"flag_{k}"] = None
     for key in TRAINING_COLUMNS:
         row[key] = props.get(key)
     row["epochs_completed"] = epochs_recorded(metrics) or props.get("epochs_completed")

@@ -261,3 +261,19 @@ def test_own_loop_before_script_with_log_metrics_is_recorded(tmp_path: Path, fas
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics) >= {"loss", "accuracy", "val_loss", "val_accuracy"} and len(metrics["val_loss"]) == 1
     assert re.search(r"epoch 1: loss \d", (run / "output.log").read_text())
+
+
+def test_analysis_screenshot_comes_from_its_marked_session(build) -> None:
+    """docs/analysis.md's chart image is made by its session (a real sweep, then sweep-report), captured
+    by a screenshot marker, and is committed small."""
+    page = ROOT / "docs" / "analysis.md"
+    text = page.read_text(encoding="utf-8")
+    (mark,) = [m for m in build.SCREENSHOT_MARK.finditer(text)]
+    session, selector, image = mark.groups()
+    assert session in {s.name for s in build.sessions(text)} and selector == "#analysis"
+    (chosen,) = [s for s in build.sessions(text) if s.name == session]
+    assert chosen.commands[0].startswith("gridrun tuning-run") and chosen.commands[-1].startswith("gridrun sweep-report")
+    assert f"]({image})" in text
+    png = page.parent / image
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 100_000
+    assert build.REPORT_LINE.search("Sweep report: runs/sweep-x.html").group(1) == "runs/sweep-x.html"

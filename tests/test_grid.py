@@ -83,7 +83,7 @@ def test_combinations_table_used_as_given(tmp_path):
     csv.write_text("nodes1,lr\n16,\n")
     with pytest.raises(GridrunError, match="row 1"):
         build_grid(combinations=str(csv), specs=SPECS)
-    with pytest.raises(GridrunError, match="either"):
+    with pytest.raises(GridrunError, match="both a column"):  # a constant beside a table is for other flags
         build_grid({"nodes1": [1]}, SPECS, combinations=df)
 
 

@@ -22,12 +22,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flag", action="append", metavar="NAME=V1,V2,...",
                         help="values of one flag (repeatable, once per flag); quote a value with commas: 'name=\"a,b\",c'")
     parser.add_argument("--grid", metavar="FILE.yml", help="YAML mapping of flag -> list of values")
-    parser.add_argument("--combinations", metavar="FILE.csv",
-                        help="CSV table of combinations, one trial per row, used as given")
+    parser.add_argument("--combinations", metavar="FILE",
+                        help="an explicit table, one trial per row, run as given and in its own order (unless "
+                             "--shuffle): CSV (a header of flag names), JSON (a list of objects) or YAML (a list of "
+                             "mappings); --flag NAME=VALUE adds a constant to every row")
     parser.add_argument("--sample", metavar="F|N",
                         help="draw a fraction 0<F<=1 of the combinations (at least one), or N > 1 of them")
     parser.add_argument("--seed", type=int, help="seed of the random draw and order (recorded in the manifest)")
     parser.add_argument("--ordered", action="store_true", help="run in grid order instead of a random order")
+    parser.add_argument("--shuffle", action="store_true",
+                        help="run a --combinations table in a random order (seeded by --seed); a grid's order is "
+                             "random already unless --ordered")
     parser.add_argument("--jobs", type=int, default=1, help="trials at a time (default 1; >1: a local worker pool)")
     parser.add_argument("--backend", choices=BACKENDS, metavar="NAME",
                         help="where trials run: %(choices)s (default: inprocess for --jobs 1, local for more, "
@@ -103,14 +108,15 @@ def run(args: argparse.Namespace) -> int:
     for name, values in parse_flag_options(args.flag).items():  # a flag given twice is an error
         flags = flags or {}
         flags[name] = values  # the command line wins over the grid file
-    if args.combinations and flags:
-        raise GridrunError("give either --combinations or --flag/--grid, not both")
+    if args.combinations and args.grid:
+        raise GridrunError("give either --combinations or --grid, not both (--flag NAME=VALUE adds a constant to "
+                           "every row of the table)")
     if not args.script and not args.resume:
         raise GridrunError("give the script to tune (gridrun tuning-run script.py --flag lr=0.1,0.01), "
                            "or --resume SWEEP_ID")
     df = tuning_run(
         args.script, flags, combinations=args.combinations, sample=parse_sample(args.sample), seed=args.seed,
-        ordered=args.ordered, runs_dir=args.runs_dir, jobs=args.jobs, backend=args.backend,
+        ordered=args.ordered, shuffle=args.shuffle, runs_dir=args.runs_dir, jobs=args.jobs, backend=args.backend,
         population=args.population, population_size=args.population_size,
         scheduler=args.scheduler, retries=args.retries, max_failures=args.max_failures, resume=args.resume,
         confirm=True, yes=args.yes, quiet=args.quiet, metric=args.metric, mode=args.mode, sampler=args.sampler,

@@ -62,8 +62,11 @@ class Grouper:
         self.workers = max(1, workers)
 
     def key(self, task: TrialTask) -> tuple[Any, ...]:
-        values = [task.flags.get(name) for name in self.static_flags]
-        return tuple(repr(v) for v in values if not _is_int(v))
+        """The static flags' values that split trials into groups. A conditional flag that does not
+        apply to a trial is absent from its flags (the script keeps its default): it is keyed as
+        absent, so it never splits trials by a value the script does not use."""
+        return tuple((name, repr(task.flags[name])) for name in self.static_flags
+                     if name in task.flags and not _is_int(task.flags[name]))
 
     def groups(self, tasks: list[TrialTask]) -> list[PopulationTask]:
         by_key: dict[tuple[Any, ...], list[TrialTask]] = {}

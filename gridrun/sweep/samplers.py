@@ -176,6 +176,8 @@ class OptunaSampler(Sampler):
     def ask(self, trial: Trial) -> dict[str, Any]:
         if trial.flags:  # asked before a resume: run the same values again
             return trial.flags
+        if self.grid.when:
+            return self._ask_conditional(trial)
         ot = self.study.ask(self.distributions)
         self.live[trial.trial] = ot
         out = {}
@@ -183,6 +185,18 @@ class OptunaSampler(Sampler):
             v = ot.params[name]
             out[name] = int(v) if self.grid.types.get(name) == "integer" and isinstance(v, float) else v
         return out
+
+    def _ask_conditional(self, trial: Trial) -> dict[str, Any]:
+        """Define-by-run, as Optuna does conditional spaces: each flag is suggested after the flags it
+        depends on, and only when it applies (so TPE models it on the trials where it did)."""
+        ot = self.study.ask()
+        self.live[trial.trial] = ot
+        out: dict[str, Any] = {}
+        for name in self.grid.flag_order():
+            if name in self.distributions and self.grid.applies(name, out):
+                v = _suggest(ot, name, self.distributions[name])
+                out[name] = int(v) if self.grid.types.get(name) == "integer" and isinstance(v, float) else v
+        return {name: out[name] for name in self.grid.names if name in out}
 
     def tell(self, trial: Trial) -> None:
         state = self.optuna.trial.TrialState
@@ -211,6 +225,16 @@ class OptunaSampler(Sampler):
                 intermediate_values=steps or None, state=st))
         except (ValueError, TypeError):  # values outside today's space (the grid changed): skip
             pass
+
+
+def _suggest(ot: Any, name: str, dist: Any) -> Any:
+    """One value of an Optuna distribution, through the trial's public suggest_* methods."""
+    kind = type(dist).__name__
+    if kind == "CategoricalDistribution":
+        return ot.suggest_categorical(name, dist.choices)
+    if kind == "IntDistribution":
+        return ot.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    return ot.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
 
 
 class TPESampler(OptunaSampler):

@@ -60,6 +60,7 @@ class SweepSpec:
     sample: float | int | None = None
     seed: int | None = None
     ordered: bool = False
+    shuffle: bool = False
     runs_dir: str | os.PathLike = "runs"
     jobs: int = 1
     backend: str | Executor | None = None
@@ -97,6 +98,8 @@ class SweepSpec:
             raise GridrunError(f"--max-failures {self.max_failures} must be at least 1")
         if self.population_size is not None and self.population_size < 1:
             raise GridrunError(f"--population-size {self.population_size} must be at least 1")
+        if self.ordered and self.shuffle:
+            raise GridrunError("--ordered and --shuffle contradict each other: give one")
         if self.mode not in (None, "min", "max"):
             raise GridrunError(f"--mode {self.mode!r}: use min or max")
         if (self.flags is not None or self.combinations is not None) and self.script is None:
@@ -118,6 +121,7 @@ def tuning_run(
     sample: float | int | None = None,
     seed: int | None = None,
     ordered: bool = False,
+    shuffle: bool = False,
     runs_dir: str | os.PathLike = "runs",
     jobs: int = 1,
     backend: str | Executor | None = None,
@@ -144,7 +148,8 @@ def tuning_run(
 
     The search space is the script's own flag declarations (`values=[...]` or a range such as
     `values=gridrun.loguniform(1e-4, 1e-1)`), overridden per flag by `flags` (flag -> list of values or
-    a range); `combinations` is an explicit table (DataFrame, list of dicts or CSV path) used as given.
+    a range); `combinations` is an explicit table (DataFrame, list of dicts, or a CSV, JSON or YAML
+    path) run as given, in its own order unless `shuffle`, with `flags` as constants (one value each).
     `sample` draws a fraction (0 < F <= 1, at least one) or a count (> 1) of combinations (with ranges:
     a count); `seed` makes the draw and the order reproducible (a random seed is chosen and recorded
     otherwise); the order is random unless `ordered`. `sampler` is a name (grid, random, tpe, cmaes,
@@ -164,7 +169,7 @@ def tuning_run(
     """
     spec = SweepSpec(
         script=Path(script) if script is not None else None, flags=flags, combinations=combinations,
-        sample=sample, seed=seed, ordered=ordered, runs_dir=runs_dir, jobs=jobs, backend=backend,
+        sample=sample, seed=seed, ordered=ordered, shuffle=shuffle, runs_dir=runs_dir, jobs=jobs, backend=backend,
         scheduler=scheduler, retries=retries, max_failures=max_failures, resume=resume, confirm=confirm,
         yes=yes, quiet=quiet, max_artifact_bytes=max_artifact_bytes, population=population,
         population_size=population_size, metric=metric, mode=mode, sampler=sampler,
@@ -226,9 +231,14 @@ def _plan(spec: SweepSpec, grid: Grid | None) -> tuple[Sampler, Manifest]:
         )
     seed = spec.seed if spec.seed is not None else random.SystemRandom().randrange(2**31)
     sampler = make_sampler(spec.sampler, grid, seed, spec.metric, spec.mode, spec.sampler_options)
-    manifest = plan_sweep(script, grid, sample=spec.sample, seed=seed, ordered=spec.ordered, runs_dir=spec.runs_dir,
+    manifest = plan_sweep(script, grid, sample=spec.sample, seed=seed, ordered=_ordered(spec, grid), runs_dir=spec.runs_dir,
                           sampler=sampler, metric=spec.metric, mode=spec.mode)
     return sampler, manifest
+
+
+def _ordered(spec: SweepSpec, grid: Grid) -> bool:
+    """An explicit table runs in its own order unless --shuffle; a product in a random order unless --ordered."""
+    return spec.ordered or (grid.rows is not None and not spec.shuffle)
 
 
 def _start(spec: SweepSpec, manifest: Manifest, grid: Grid) -> None:
@@ -407,15 +417,15 @@ def _manifest_grid(manifest: Manifest) -> Any:
 
     desc = manifest.data.get("grid") or {}
     if "combinations" in desc:
-        return build_grid(combinations=desc["combinations"])
+        return build_grid(combinations=desc["combinations"], when=desc.get("when") or {})
     space: dict[str, Any] = dict(desc.get("flags") or {})
     for name, r in (desc.get("ranges") or {}).items():
         space[name] = from_yaml(r)
     try:
         specs = declared_flags(manifest.data["script_path"]) or None
-        return build_grid(space, specs, script=manifest.data.get("script", ""))
+        return build_grid(space, specs, script=manifest.data.get("script", ""), when=desc.get("when") or {})
     except GridrunError:  # the script's flags changed since: keep the values as recorded
-        return build_grid(space)
+        return build_grid(space, when=desc.get("when") or {})
 
 
 def _print_resume_plan(spec: SweepSpec, grid: Grid | None, show: int = 10) -> None:
@@ -486,10 +496,8 @@ def _print_plan(manifest: Manifest, grid: Any, total: int | None, sampler: Sampl
     d = manifest.data
     print(f"Sampler: {d['sampler']}, seed {d['seed']}; metric: {d.get('metric') or 'val_loss'} "
           f"({d.get('mode') or 'by the scoring rule'})")
-    for name, values in grid.values.items():
-        print(f"  {name}: {', '.join(map(str, values))}")
-    for name, r in grid.ranges.items():
-        print(f"  {name}: {r}")
+    for line in grid.tree_lines():  # each flag's values; a conditional flag under the flag it depends on
+        print(line)
     print(f"First {min(show, n)} trial(s):" if n else "No trials.")
     for t in manifest.trials[:show]:
         flags = t.flags or (sampler.ask(t) if d["sampler"] == "random" else None)
