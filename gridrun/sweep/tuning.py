@@ -86,6 +86,7 @@ def tuning_run(
     prune_options: Mapping[str, Any] | None = None,
     dry_run: bool = False,
     worker_devices: list[str] | None = None,
+    pbt: Any = None,
 ):
     """Run `script` once per flag combination; return this sweep's runs (a DataFrame like `ls_runs`).
 
@@ -104,6 +105,8 @@ def tuning_run(
     one vmapped program (docs/population.md); `population_size` caps the trials per program.
     `dry_run` prints the plan and returns None without running anything. `worker_devices` pins local
     workers to device sets, one per worker, round robin (e.g. ["0", "1"]; see docs/own-loop.md).
+    `pbt` (True, a dict of interval / quantile / resample, or a gridrun.pbt.PBTConfig; needs
+    `population`) runs population-based training inside each population program (docs/population.md).
     """
     script_path: Path | None = None
     if script is not None:
@@ -121,6 +124,10 @@ def tuning_run(
         raise GridrunError(f"--population-size {population_size} must be at least 1")
     if mode not in (None, "min", "max"):
         raise GridrunError(f"--mode {mode!r}: use min or max")
+    wants_pbt = pbt is not None and pbt is not False
+    if wants_pbt and not population:
+        raise GridrunError("--pbt needs --population: PBT runs inside a population's vmapped program "
+                           "(sequential PBT through checkpoints is not built yet)")
     pruner_opts = dict(prune_options or {})
     make_pruner(prune, **pruner_opts)  # bad pruner settings fail before anything runs
 
@@ -129,6 +136,13 @@ def tuning_run(
         raise GridrunError("a grid needs the script it is for: give the script path")
     if script_path is not None and not (resume and flags is None and combinations is None):
         grid = _search_space(script_path, flags, combinations)
+
+    if wants_pbt and grid is not None:  # nothing to mutate fails before anything is planned
+        from ..flagspec import declared_flags
+        from ..pbt import sweep_config
+
+        assert script_path is not None
+        sweep_config(pbt, grid=grid, specs=declared_flags(script_path), metric=metric, mode=mode, seed=0)
 
     if resume:
         sweep_id = resume if isinstance(resume, str) and resume != "latest" else find_sweep(
@@ -201,8 +215,13 @@ def tuning_run(
         specs = declared_flags(manifest.data["script_path"])
         from ..train.population import PopulationConfig
 
+        pbt_config = None
+        if wants_pbt:
+            from ..pbt import sweep_config
+
+            pbt_config = sweep_config(pbt, grid=grid, specs=specs, metric=metric, mode=mode, seed=manifest.data["seed"])
         grouper = Grouper([name for name, spec in specs.items() if spec.is_static],
-                          PopulationConfig.from_env(max_size=population_size), workers=jobs)
+                          PopulationConfig.from_env(max_size=population_size, pbt=pbt_config), workers=jobs)
     if worker_devices and backend is None and jobs > 1:
         backend = "local"
     executor = get_executor(backend, jobs, scheduler, devices=worker_devices)
