@@ -129,9 +129,9 @@ def quantile_count(n: int, quantile: float) -> int:
 def decide(values: Sequence[float], mode: str, quantile: float, gen: np.random.Generator,
            eligible: Sequence[bool] | None = None) -> dict[int, int]:
     """{recipient: donor}: which members (indices into `values`) copy which. `values` are the members'
-    current metric values; a non-finite value (NaN, inf) counts as the worst. The bottom quantile (and
-    every non-finite member, as long as a finite one is left to copy) copies a member drawn uniformly
-    from the top quantile; a non-finite member is never a donor. `eligible` (default: all) marks the
+    current metric values. The bottom quantile of the finite values, and every non-finite member (NaN,
+    inf: the worst) beyond it, copies a member drawn uniformly from the top quantile; a non-finite member
+    is never a donor. `eligible` (default: all) marks the
     members that may be replaced now (e.g. those at their interval in refilled slots); every member
     with a value may donate."""
     v = np.asarray(values, np.float64)
@@ -144,8 +144,8 @@ def decide(values: Sequence[float], mode: str, quantile: float, gen: np.random.G
     if k == 0 or not finite:
         return {}
     top = finite[:min(k, len(finite))]
-    bottom = set(order[n - k:]) | {i for i in range(n) if not np.isfinite(key[i])}
-    bottom -= set(top)
+    # the k worst finite members (not the top ones) and, beyond them, every non-finite member
+    bottom = set(finite[max(len(top), len(finite) - k):]) | {i for i in range(n) if not np.isfinite(key[i])}
     ok = [True] * n if eligible is None else [bool(x) for x in eligible]
     out: dict[int, int] = {}
     for i in sorted(bottom):
