@@ -148,13 +148,16 @@ def train_group(requests: list[FitRequest], stats: PopulationStats | None = None
     state = put(state, shard)
     state["stopped"] = put(jnp.asarray(limits <= 0), shard)
     fold = jax.jit(jax.vmap(epoch_key, in_axes=(0, None)))
+    from time import perf_counter
+
     from .exploit import GroupPBT
 
     group_pbt = GroupPBT.create(pbt, requests, trial_hparams, stats)
     for e in range(int(limits.max(initial=0))):
+        t_epoch = perf_counter()
         state, logs = vepoch(state, hparams, data, fold(k_train, e))
         logs = jax.device_get(logs)
-        stats.count(int(np.sum(logs["active"])), len(requests))
+        stats.count(int(np.sum(logs["active"])), len(requests), epoch_seconds=perf_counter() - t_epoch)
         for i, r in enumerate(requests):
             if logs["active"][i]:
                 r.member.record({k: logs[k][i] for k in names}, bool(logs["stopped"][i]),
