@@ -216,3 +216,14 @@ def sweep_config(options: Mapping[str, Any] | bool | PBTConfig, *, grid: Any, sp
             f"several values, e.g. --flag lr='loguniform(1e-4,1e-1)'")
     name = metric or scoring.DEFAULT_METRIC
     return PBTConfig(metric=name, mode=scoring.direction(name, mode), seed=int(seed), flags=flags, **given)
+
+
+def schedule(run_dir: str | Any) -> dict[str, list[Any]]:
+    """The per-epoch values of the flags PBT mutated in a trial's run dir (its metrics `hp_<flag>`):
+    {flag: [value of epoch 1, value of epoch 2, ...]}; empty for a run trained without PBT."""
+    import json
+    from pathlib import Path
+
+    path = Path(run_dir) / "metrics.json"
+    metrics = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return {k[3:]: list(v) for k, v in metrics.items() if k.startswith("hp_")}

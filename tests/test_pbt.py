@@ -323,3 +323,13 @@ def test_pbt_needs_a_population_and_something_to_mutate(sweep, tmp_path, capsys)
                      "--runs-dir", str(tmp_path), "--quiet"])
     assert code == 2 and "--pbt-interval need --pbt" in capsys.readouterr().err
     assert not (tmp_path / "sweeps").exists()  # nothing was planned
+
+
+def test_schedule_reads_the_per_epoch_values_back(sweep):
+    from gridrun.pbt import schedule
+
+    _, _, (df, _) = sweep
+    r = df.iloc[0]
+    got = schedule(r["run_dir"])
+    assert sorted(got) == ["dropout", "lr"] and got["lr"][-1] == pytest.approx(r["metric_hp_lr"])
+    assert len(got["lr"]) == 4 and schedule(df.iloc[0]["run_dir"] + "-missing") == {}
