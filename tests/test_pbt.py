@@ -333,3 +333,108 @@ def test_schedule_reads_the_per_epoch_values_back(sweep):
     got = schedule(r["run_dir"])
     assert sorted(got) == ["dropout", "lr"] and got["lr"][-1] == pytest.approx(r["metric_hp_lr"])
     assert len(got["lr"]) == 4 and schedule(df.iloc[0]["run_dir"] + "-missing") == {}
+
+
+WIDE = """
+import gridrun
+from gridrun import BatchNorm, Dense, Dropout, Sequential
+from gridrun.datasets import load_prepared
+
+FLAGS = gridrun.flags(
+    gridrun.flag_numeric("lr", 1e-3, "learning rate", values=gridrun.loguniform(1e-4, 3e-2)),
+    gridrun.flag_numeric("dropout", 0.1, "dropout", values=gridrun.uniform(0.0, 0.5)),
+    gridrun.flag_integer("units", 16, "units", values=[16, 32]),
+)
+(x, y), _ = load_prepared("digits")
+model = Sequential([Dense(FLAGS.units, activation="relu"), BatchNorm(), Dropout(FLAGS.dropout),
+                    Dense(10, activation="softmax")])
+gridrun.fit(model, x[:400], y[:400], loss="categorical_crossentropy", metrics=("accuracy",),
+            optimizer=gridrun.optimizer("adam", learning_rate=FLAGS.lr), epochs=4, batch_size=50,
+            validation_split=0.25, seed=0, verbose=0,
+            callbacks=[gridrun.EarlyStopping(patience=2, restore_best_weights=True)])
+"""
+
+
+def test_pbt_in_a_width_merged_group_copies_only_trials_of_the_same_widths(tmp_path):
+    script = tmp_path / "wide.py"
+    script.write_text(WIDE)
+    df = gridrun.tuning_run(script, sample=8, seed=3, population=True, pbt={"interval": 1, "quantile": 0.5},
+                            runs_dir=tmp_path / "runs", quiet=True)
+    assert set(df["status"]) == {"completed"}
+    units = {_read(r.run_dir, "properties.json")["trial"]: r.flag_units for r in df.itertuples()}
+    assert len(set(units.values())) == 2
+    events = 0
+    for r in df.itertuples():
+        props = _read(r.run_dir, "properties.json")
+        assert props["population"]["padded_units"] == [32]  # one program for both widths
+        for ev in props["pbt"]:
+            events += 1
+            assert units[ev["copied_from"]] == r.flag_units  # a width never mutates
+    assert events > 0
+
+
+OWN_LOOP = """
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import gridrun
+
+FLAGS = gridrun.flags(gridrun.flag_numeric("lr", 1e-2, "learning rate", values=gridrun.loguniform(1e-3, 1e-1)))
+rng = np.random.default_rng(0)
+centers = rng.normal(0, 2.0, (3, 8))
+y = rng.integers(0, 3, 300)
+x = (centers[y] + rng.normal(0, 1.0, (300, 8))).astype(np.float32)
+
+
+class MLP(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(3)(nn.relu(nn.Dense(16)(x)))
+
+
+model = MLP()
+
+
+def init(key, hp):
+    params = model.init(key, jnp.zeros((1, 8)))["params"]
+    return params, optax.adam(hp["learning_rate"]).init(params)
+
+
+def train_step(state, batch, hp, key):
+    params, opt_state = state
+    xb, yb = batch
+
+    def loss_fn(p):
+        return optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, xb), yb).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = optax.adam(hp["learning_rate"]).update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), {"loss": loss}
+
+
+def eval_step(state, batch, hp):
+    logits = model.apply({"params": state[0]}, batch[0])
+    return {"loss": optax.softmax_cross_entropy_with_integer_labels(logits, batch[1]).mean()}
+
+
+gridrun.fit_loop(init, train_step, (x[:240], y[:240]), hparams={"learning_rate": FLAGS.lr}, eval_step=eval_step,
+                 validation_data=(x[240:], y[240:]), epochs=4, batch_size=32, seed=0)
+"""
+
+
+def test_pbt_with_fit_loop(tmp_path):
+    """An own training loop's traced hyperparameters mutate too; its logged lr follows the schedule."""
+    script = tmp_path / "loop.py"
+    script.write_text(OWN_LOOP)
+    df = gridrun.tuning_run(script, sample=4, seed=2, population=True, pbt={"interval": 1, "quantile": 0.5},
+                            runs_dir=tmp_path / "runs", quiet=True)
+    assert set(df["status"]) == {"completed"}
+    events = 0
+    for r in df.itertuples():
+        metrics, props = _read(r.run_dir, "metrics.json"), _read(r.run_dir, "properties.json")
+        np.testing.assert_allclose(metrics["lr"], metrics["hp_lr"], rtol=1e-6)
+        events += len(props["pbt"])
+    assert events == 2 * 3  # 2 of 4 copied after each of epochs 1-3
