@@ -227,4 +227,4 @@ def test_population_stats_are_appended_to_the_configured_file_and_summed(tmp_pat
         stats.count(trial_epochs=3 * k, slot_epochs=4 * k, epoch_seconds=0.5, train_seconds=1.0)
         stats.append_to(path)
     assert PopulationStats.read_totals(path) == {"train_seconds": 2.0, "trial_epochs": 9, "slot_epochs": 12,
-                                                 "epoch_seconds": 1.0, "release_seconds": 0.0}
+                                                 "epoch_seconds": 1.0, "release_seconds": 0.0, "pbt_seconds": 0.0}

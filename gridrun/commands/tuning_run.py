@@ -42,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "program per group (scripts that train with gridrun.fit or gridrun.fit_loop; see docs/population.md)")
     parser.add_argument("--population-size", type=int, metavar="N",
                         help="at most N trials per compiled program (default: as many as device memory allows)")
+    parser.add_argument("--pbt", action="store_true",
+                        help="with --population: population-based training, the bottom members copy the top "
+                             "members' training state every --pbt-interval epochs and perturb their numeric flags")
+    parser.add_argument("--pbt-interval", type=int, metavar="E", help="--pbt: epochs between exploits (default: epochs // 5)")
+    parser.add_argument("--pbt-quantile", type=float, metavar="Q", help="--pbt: bottom/top fraction (default 0.25)")
+    parser.add_argument("--pbt-resample", type=float, metavar="P",
+                        help="--pbt: probability of drawing a value afresh instead of x0.8 / x1.2 (default 0.25)")
     parser.add_argument("--worker-devices", metavar="D,D,...",
                         help="pin local workers to accelerators, round robin: 0,1,2,3 (one each) or 0+1,2+3 (a set "
                              "each), through CUDA_VISIBLE_DEVICES/ROCR_VISIBLE_DEVICES")
@@ -123,10 +130,22 @@ def run(args: argparse.Namespace) -> int:
         sampler_options=parse_key_values(args.sampler_opt, "--sampler-opt"),
         prune=args.prune, prune_options=prune_options(args), dry_run=args.dry_run,
         worker_devices=parse_devices(args.worker_devices) if args.worker_devices else None,
+        pbt=pbt_options(args),
     )
     if df is None:  # --dry-run
         return 0
     return 0 if df.attrs.get("trials_ended") == df.attrs.get("trials") else 1
+
+
+def pbt_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """tuning_run's `pbt`: the --pbt-* options given (None without --pbt; they need it)."""
+    given = {k: getattr(args, f"pbt_{k}", None) for k in ("interval", "quantile", "resample")}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not getattr(args, "pbt", False):
+        if given:
+            raise GridrunError(f"{', '.join('--pbt-' + k for k in given)} need --pbt")
+        return None
+    return given
 
 
 def prune_options(args: argparse.Namespace) -> dict[str, Any]:

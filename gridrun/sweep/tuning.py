@@ -82,6 +82,11 @@ class SweepSpec:
     prune_options: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
     worker_devices: list[str] | None = None
+    pbt: Any = None  # True, a dict (interval, quantile, resample) or a gridrun.pbt.PBTConfig: PBT in each population
+
+    @property
+    def wants_pbt(self) -> bool:
+        return self.pbt is not None and self.pbt is not False
 
     def check(self) -> SweepSpec:
         """Every mistake that can be seen before anything runs: a one-line error naming the fix."""
@@ -102,6 +107,9 @@ class SweepSpec:
             raise GridrunError("--ordered and --shuffle contradict each other: give one")
         if self.mode not in (None, "min", "max"):
             raise GridrunError(f"--mode {self.mode!r}: use min or max")
+        if self.wants_pbt and not self.population:
+            raise GridrunError("--pbt needs --population: PBT runs inside a population's vmapped program "
+                               "(sequential PBT through checkpoints is not built yet)")
         if (self.flags is not None or self.combinations is not None) and self.script is None:
             raise GridrunError("a grid needs the script it is for: give the script path")
         self.sampler_options, self.prune_options = dict(self.sampler_options), dict(self.prune_options)
@@ -143,6 +151,7 @@ def tuning_run(
     prune_options: Mapping[str, Any] | None = None,
     dry_run: bool = False,
     worker_devices: list[str] | None = None,
+    pbt: Any = None,
 ):
     """Run `script` once per flag combination; return this sweep's runs (a DataFrame like `ls_runs`).
 
@@ -163,7 +172,9 @@ def tuning_run(
     sweep id, or True for the latest sweep of this script. `confirm` asks before a sweep of more than
     100 trials (the CLI does, unless --yes). `population` trains trials that share their static flags
     together as one vmapped program (docs/population.md); `population_size` caps the trials per
-    program. `dry_run` prints the plan and returns None without running anything. `worker_devices`
+    program. `pbt` (True, a dict of interval / quantile / resample, or a gridrun.pbt.PBTConfig; needs
+    `population`) runs population-based training inside each population program (docs/population.md).
+    `dry_run` prints the plan and returns None without running anything. `worker_devices`
     pins local workers to device sets, one per worker, round robin (e.g. ["0", "1"]; docs/own-loop.md).
     Extending samplers, pruners and executors: docs/extending.md.
     """
@@ -174,7 +185,7 @@ def tuning_run(
         yes=yes, quiet=quiet, max_artifact_bytes=max_artifact_bytes, population=population,
         population_size=population_size, metric=metric, mode=mode, sampler=sampler,
         sampler_options=dict(sampler_options or {}), prune=prune, prune_options=dict(prune_options or {}),
-        dry_run=dry_run, worker_devices=worker_devices,
+        dry_run=dry_run, worker_devices=worker_devices, pbt=pbt,
     )
     return run_spec(spec.check())
 
@@ -182,6 +193,9 @@ def tuning_run(
 def run_spec(spec: SweepSpec):
     """Run a checked sweep specification: plan it (or resume it), then run it; see `tuning_run`."""
     grid = _requested_grid(spec)
+    if spec.wants_pbt and grid is not None:  # nothing to mutate fails before anything is planned
+        assert spec.script is not None
+        _pbt_config(spec, grid, spec.script, seed=0)
     if spec.resume:
         if spec.dry_run:
             _print_resume_plan(spec, grid)
@@ -198,7 +212,7 @@ def run_spec(spec: SweepSpec):
             return None
         _start(spec, manifest, grid)
     replay(manifest, spec.runs_dir, sampler, pruner)  # a resumed sweep's sampler and pruner learn the past
-    grouper = _grouper(spec, manifest)
+    grouper = _grouper(spec, manifest, grid)
     executor = _executor(spec)
     seconds = _run(spec, manifest, executor, grouper, sampler, pruner)
     print_results(manifest, seconds, quiet=spec.quiet, hint_args=runs_dir_hint(spec.runs_dir))
@@ -328,7 +342,16 @@ def _advise(spec: SweepSpec, manifest: Manifest, pruner: Pruner | None) -> None:
         print(f"note: {text}", flush=True)
 
 
-def _grouper(spec: SweepSpec, manifest: Manifest) -> Grouper | None:
+def _pbt_config(spec: SweepSpec, grid: Grid | None, script: str | os.PathLike, seed: int) -> Any:
+    """The sweep's PBTConfig (gridrun/pbt.py): the flags it may mutate, its metric, mode and seed."""
+    from ..flagspec import declared_flags
+    from ..pbt import sweep_config
+
+    return sweep_config(spec.pbt, grid=grid, specs=declared_flags(script), metric=spec.metric, mode=spec.mode,
+                        seed=seed)
+
+
+def _grouper(spec: SweepSpec, manifest: Manifest, grid: Grid | None = None) -> Grouper | None:
     """Population mode's grouping of trials (None without --population)."""
     if not spec.population:
         return None
@@ -336,8 +359,9 @@ def _grouper(spec: SweepSpec, manifest: Manifest) -> Grouper | None:
     from ..train.population import PopulationConfig  # no JAX: the configuration the groups' workers get
 
     specs = declared_flags(manifest.data["script_path"])
+    pbt = _pbt_config(spec, grid, manifest.data["script_path"], manifest.data["seed"]) if spec.wants_pbt else None
     return Grouper([name for name, s in specs.items() if s.is_static],
-                   PopulationConfig.from_env(max_size=spec.population_size), workers=spec.jobs)
+                   PopulationConfig.from_env(max_size=spec.population_size, pbt=pbt), workers=spec.jobs)
 
 
 def _executor(spec: SweepSpec) -> Executor:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ...errors import GridrunError
+from ...pbt import PBTConfig
 
 _OFF = ("0", "false", "no", "off")
 
@@ -29,12 +30,15 @@ class PopulationConfig:
     size_cap: int | None = None  # caps the size estimated from device memory (per device)
     host_rows: bool | None = None  # refilled slots' rows cut with numpy (True), on the device (False), by backend (None)
     stats_file: str | None = None  # each population appends its PopulationStats here as one JSON line (benchmarks)
+    pbt: PBTConfig | None = None  # population-based training inside each program (gridrun/pbt.py); None: off
 
     def __post_init__(self) -> None:
         for name in ("max_size", "devices", "size_cap"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise GridrunError(f"PopulationConfig({name}={value!r}): use a positive integer or None")
+        if self.pbt is not None and not isinstance(self.pbt, PBTConfig):
+            raise GridrunError(f"PopulationConfig(pbt={self.pbt!r}): use a gridrun.pbt.PBTConfig or None")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **given: Any) -> PopulationConfig:
@@ -79,16 +83,18 @@ class PopulationStats:
     slot_epochs: int = 0
     epoch_seconds: float = 0.0
     release_seconds: float = 0.0
+    pbt_seconds: float = 0.0  # PBT's decisions, exploit gathers and explore updates
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count(self, trial_epochs: int = 0, slot_epochs: int = 0, epoch_seconds: float = 0.0,
-              release_seconds: float = 0.0, train_seconds: float = 0.0) -> None:
+              release_seconds: float = 0.0, train_seconds: float = 0.0, pbt_seconds: float = 0.0) -> None:
         with self._lock:
             self.trial_epochs += trial_epochs
             self.slot_epochs += slot_epochs
             self.epoch_seconds += epoch_seconds
             self.release_seconds += release_seconds
             self.train_seconds += train_seconds
+            self.pbt_seconds += pbt_seconds
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}

@@ -142,7 +142,7 @@ class Population:
             size = max(1, cfg.max_size or auto_size(padded_request(members), cap=cfg.size_cap) * n_dev)
             if len(members) > size > 1 and cfg.slot_refill and can_refill(members):  # `size` slots, refilled
                 try:
-                    self.slot_activity.append(train_slots(members, size, self.stats, cfg.host_rows))
+                    self.slot_activity.append(train_slots(members, size, self.stats, cfg.host_rows, cfg.pbt))
                     self.groups_trained.append(size)
                 except BaseException as exc:  # noqa: BLE001 - every trial of the group gets the error
                     for r in members:
@@ -154,7 +154,7 @@ class Population:
             for start in range(0, len(members), size):
                 chunk = members[start:start + size]
                 try:
-                    train_group(chunk, self.stats, cfg.devices)
+                    train_group(chunk, self.stats, cfg.devices, cfg.pbt)
                     self.groups_trained.append(len(chunk))
                 except BaseException as exc:  # noqa: BLE001 - every trial of the chunk gets the error
                     for r in chunk:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ...pbt import PBTConfig
 from ..driver import TrainingProgram
 from .config import PopulationStats
 from .request import FitRequest
@@ -100,13 +101,16 @@ def padded_request(requests: list[FitRequest]) -> FitRequest:
                       first.k_train, first.member, first.initial)
 
 
-def train_group(requests: list[FitRequest], stats: PopulationStats | None = None, devices: int | None = None) -> None:
+def train_group(requests: list[FitRequest], stats: PopulationStats | None = None, devices: int | None = None,
+                pbt: PBTConfig | None = None) -> None:
     """Train `requests` (width-compatible engines, same data) together; fill each request's `state`.
 
     With equal engines the states are initialized inside the vmapped program. With different hidden
     widths (see gridrun/train/widths.py) each trial is initialized by its own engine, zero-padded to the
     widest structure, trained with its unit masks, and cropped back to its own shapes at the end. The
-    group's arrays are sharded over at most `devices` local devices; `stats` counts what it trained."""
+    group's arrays are sharded over at most `devices` local devices; `stats` counts what it trained.
+    With `pbt`, every PBT interval the bottom members continue from the top members' states with
+    perturbed hyperparameters (train/population/exploit.py)."""
     import jax
     import jax.numpy as jnp
 
@@ -144,15 +148,25 @@ def train_group(requests: list[FitRequest], stats: PopulationStats | None = None
     state = put(state, shard)
     state["stopped"] = put(jnp.asarray(limits <= 0), shard)
     fold = jax.jit(jax.vmap(epoch_key, in_axes=(0, None)))
+    from time import perf_counter
+
+    from .exploit import GroupPBT
+
+    group_pbt = GroupPBT.create(pbt, requests, trial_hparams, stats)
     for e in range(int(limits.max(initial=0))):
+        t_epoch = perf_counter()
         state, logs = vepoch(state, hparams, data, fold(k_train, e))
         logs = jax.device_get(logs)
-        stats.count(int(np.sum(logs["active"])), len(requests))
+        stats.count(int(np.sum(logs["active"])), len(requests), epoch_seconds=perf_counter() - t_epoch)
         for i, r in enumerate(requests):
             if logs["active"][i]:
                 r.member.record({k: logs[k][i] for k in names}, bool(logs["stopped"][i]),
                                 lambda i=i, state=state: (widths.crop(unstack(state, i), true_shapes[i]) if merged
                                                           else unstack(state, i)))
+        if group_pbt is not None:  # PBT: exploit (one gather on the device) and explore, at its interval
+            state, hparams, _ = group_pbt.after_epoch(
+                e + 1, requests, [r.member.completed for r in requests], logs,
+                [bool(a) for a in logs["active"]], state, hparams, lambda tree: put(tree, shard))
         stop = np.array([r.member.stop is not None for r in requests])
         if stop.all():
             break

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ...pbt import PBTConfig
 from ..driver import TrainingProgram
 from .config import PopulationStats
 from .program import vmapped
@@ -157,7 +158,7 @@ class _SlotPrograms:
 
 
 def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | None = None,
-                host_rows: bool | None = None) -> list[tuple[int, int, int]]:
+                host_rows: bool | None = None, pbt: PBTConfig | None = None) -> list[tuple[int, int, int]]:
     """Train more trials than the program has slots: `size` slots, each refilled with the next waiting
     trial as soon as its trial ends (EarlyStopping, a Stopper such as the sweep's pruner, a non-finite
     loss, or its last epoch), so the compiled program keeps training a full population instead of
@@ -166,7 +167,9 @@ def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | 
     and dropout masks it gets when trained alone. The trials that end at an epoch are finalized together
     and released (their scripts go on) at once; their slots are refilled together in one call. Once
     nobody waits, the program shrinks for its survivors along `ladder(size)` when that pays (see
-    COMPILE_SECONDS_GUESS). Returns (active slots, trials waiting, program slots) after each epoch."""
+    COMPILE_SECONDS_GUESS). With `pbt`, a trial at a multiple of the PBT interval may continue from a
+    better slot's state with perturbed hyperparameters (train/population/exploit.py). Returns (active
+    slots, trials waiting, program slots) after each epoch."""
     import time
     from collections import deque
 
@@ -190,6 +193,9 @@ def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | 
     ep = np.zeros(len(slots), np.int32)  # epochs trained by each slot's current trial
     stop = np.array([r.epochs <= 0 for r in first])
     activity: list[tuple[int, int, int]] = []
+    from .exploit import GroupPBT
+
+    group_pbt = GroupPBT.create(pbt, requests, stats=stats)
     while any(r is not None for r in slots):
         t_release = time.perf_counter()
         ended = [i for i, r in enumerate(slots) if r is not None and stop[i]]
@@ -243,6 +249,12 @@ def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | 
             r.member.record({k: logs[k][i] for k in names}, bool(logs["stopped"][i]),
                             lambda i=i, state=state: unstack(state, i))
             stop[i] = r.member.stop is not None
+        if group_pbt is not None:  # PBT across the slots: exploit and explore the trials at their interval
+            state, hparams, changed = group_pbt.after_epoch(
+                len(activity) + 1, slots, ep, logs, [r is not None and bool(logs["active"][i]) for i, r in enumerate(slots)],
+                state, hparams)
+            for i, row in changed.items():
+                hp_rows[i] = row
         activity.append((active, len(waiting), n))
         stats.count(active, n, epoch_seconds=seconds)
     return activity
