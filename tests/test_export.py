@@ -146,3 +146,22 @@ def test_export_unknown_sweep(runs, tmp_path):
     root, _ = runs
     proc = run_cli("export", "tensorboard", tmp_path / "tb", "--runs-dir", root, "--sweep", "nope")
     assert proc.returncode == 2 and "no runs of sweep 'nope'" in proc.stderr
+
+
+def test_a_flag_that_did_not_apply_is_not_exported(tmp_path, monkeypatch):
+    """A conditional flag whose condition did not hold is NA in the runs table: the exports leave it out
+    too, instead of showing its default as if it had been set."""
+    pytest.importorskip("mlflow")
+    pytest.importorskip("tensorboard")
+    from mlflow.tracking import MlflowClient
+
+    root = tmp_path / "runs"
+    make_run(root, "2026-11-27T09-00-00.000Z", flags={"layers": 2, "nodes3": 64},
+             metrics={"loss": [0.5, 0.4]}, flags_inactive=["nodes3"])
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = (tmp_path / "mlruns").as_uri()
+    (run_id,) = export.mlflow(uri, root).values()
+    assert MlflowClient(uri).get_run(run_id).data.params == {"layers": "2"}
+    export.tensorboard(tmp_path / "tb", root)
+    hparams = b"".join(p.read_bytes() for p in (tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert b"layers" in hparams and b"nodes3" not in hparams

@@ -87,7 +87,7 @@ def export(tracking_uri: str | None = None, runs_dir: str | os.PathLike = "runs"
             steps = {k: max((m.step for m in client.get_metric_history(mlrun.info.run_id, k)), default=0)
                      for k in existing.data.metrics}
         run_id = mlrun.info.run_id
-        params = [Param(k, _param(v)) for k, v in run.flags.items() if k not in logged_params]
+        params = [Param(k, _param(v)) for k, v in run.applied_flags.items() if k not in logged_params]
         wall = start or time.time()
         metrics = []
         for name, values in run.metrics.items():

@@ -85,7 +85,7 @@ def export(logdir: str | os.PathLike, runs_dir: str | os.PathLike = "runs", swee
                     metric_tags.append(tag)
                 writer.add_event(_scalar(tag, max(last, 1), float(v), wall + last + 1))
         hparams = {}
-        for k, v in run.flags.items():
+        for k, v in run.applied_flags.items():
             if v is None:
                 continue
             hparams[k] = _hparam_value(v)

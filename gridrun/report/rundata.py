@@ -92,6 +92,13 @@ class RunData:
     artifacts: list[Artifact] = field(default_factory=list)
 
     @property
+    def applied_flags(self) -> dict[str, Any]:
+        """The flags that applied to this run: a conditional flag whose condition did not hold (the
+        `flags_inactive` property) is left out, as the runs table shows it NA."""
+        inactive = set(self.properties.get("flags_inactive") or [])
+        return {k: v for k, v in self.flags.items() if k not in inactive}
+
+    @property
     def status(self) -> str:
         return str(self.properties.get("status") or "unknown")
 
