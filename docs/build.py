@@ -149,12 +149,26 @@ def argv_for(cmd: str, runs_dir: Path, dataset: str | None, epochs: int | None) 
             extra += ["--flag", f"epochs={epochs}"]
         return [sys.executable, "-m", "gridrun.cli", *args[1:], *extra]
     if args[0] in ("python", "python3"):
+        args = [_earlier_run(a, runs_dir) for a in args]
         if dataset:
             args = _set_option(args, "--dataset", dataset)
         if epochs:
             args = _set_option(args, "--epochs", str(epochs))
         return [sys.executable, *args[1:]]
     raise BuildError(f"cannot run {cmd!r}: marked commands start with gridrun or python")
+
+
+def _earlier_run(arg: str, runs_dir: Path) -> str:
+    """`@NAME` in a python command: the run dir made by the page's earlier command NAME (its one run),
+    so a command can work on what another recorded (scripts/evaluate_run.py loads its model)."""
+    if not arg.startswith("@"):
+        return arg
+    made = runs_dir.parent / arg[1:]
+    found = sorted(p for p in made.glob("*") if (p / "properties.json").is_file()) if made.is_dir() else []
+    if len(found) != 1:
+        raise BuildError(f"{arg}: the command {arg[1:]!r} must run before, and record exactly one run "
+                         f"(found {len(found)} in {made})")
+    return str(found[0])
 
 
 def _set_option(args: list[str], option: str, value: str) -> list[str]:
@@ -474,8 +488,11 @@ def main(argv: list[str] | None = None) -> int:
                 known = {c.name for c in commands(text)} | {s.name for s in sessions(text)}
                 if unknown := sorted(set(refs) - known):
                     raise BuildError(f"{doc.name}: numbers refer to runs no marker runs: {', '.join(unknown)}")
+                later = [c for c in cmds if any(a.startswith("@") for a in shlex.split(c.text))]  # use others' runs
                 with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-                    done = list(pool.map(lambda c: run(c, work, args.dataset, args.epochs, quiet=False), cmds))
+                    done = list(pool.map(lambda c: run(c, work, args.dataset, args.epochs, quiet=False),
+                                         [c for c in cmds if c not in later]))
+                done += [run(c, work, args.dataset, args.epochs, quiet=False) for c in later]
                 done += [run_session(s, work) for s in chosen]  # alone: their durations are quoted
                 results = {r.name: r for r in done}
                 for c in [*cmds, *chosen]:

@@ -27,6 +27,7 @@ CHAPTER_SCRIPTS = [
     "mnist_tuned.py",
     "mnist_grid_search.py",
 ]
+TOOL_SCRIPTS = ["evaluate_run.py"]  # works on a recorded run (tested below)
 
 
 def run_script(name: str, *args: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_every_chapter_script_is_tested() -> None:
     on_disk = sorted(p.name for p in SCRIPTS.glob("*.py") if not p.name.startswith("_"))
-    assert on_disk == sorted(CHAPTER_SCRIPTS)
+    assert on_disk == sorted(CHAPTER_SCRIPTS + TOOL_SCRIPTS)
 
 
 @pytest.mark.parametrize("name", CHAPTER_SCRIPTS)
@@ -177,3 +178,24 @@ def test_tuned_script_takes_the_tuned_recipe_as_flags(tmp_path: Path) -> None:
         losses[name] = json.loads((run_dir / "metrics.json").read_text())["val_loss"]
     assert losses["a"] == losses["again"]
     assert losses["a"] != losses["seed1"] and losses["a"] != losses["chapter"]
+
+
+def test_evaluate_run_loads_the_model_and_evaluates_it_without_training(tmp_path: Path) -> None:
+    """scripts/evaluate_run.py (docs/chapter13.md) loads a run's model in a fresh process and evaluates
+    it on the test set: from the last checkpoint, the test figures the run itself recorded."""
+    import json
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDRUN_")}
+    runs = tmp_path / "runs"
+    train = subprocess.run([sys.executable, "-m", "gridrun.cli", "training-run", str(SCRIPTS / "mnist_mlp.py"),
+                            "--flag", "dataset=digits", "--flag", "epochs=2", "--runs-dir", str(runs), "--quiet"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert train.returncode == 0, train.stdout[-2000:] + train.stderr[-2000:]
+    (run,) = [p for p in runs.iterdir() if (p / "properties.json").is_file()]
+    recorded = json.loads((run / "evaluation.json").read_text())
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "evaluate_run.py"), str(run), "--which", "last"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"last checkpoint of run {run.name} (epoch 2); nothing retrained" in proc.stdout
+    assert f"test accuracy: {recorded['acc']:.4f}" in proc.stdout and f"Test loss: {recorded['loss']:.4f}" in proc.stdout
+
