@@ -87,21 +87,26 @@ def with_masks(hparams: Any, config: EngineConfig, padded: EngineConfig) -> Any:
     return dict(hparams, model=model)
 
 
-def _pad_leaf(leaf: Any, like: Any) -> jax.Array:
-    leaf = jnp.asarray(leaf)
+def _pad_leaf(leaf: Any, like: Any) -> np.ndarray:
+    leaf = np.asarray(leaf)
     if leaf.shape == tuple(like.shape):
         return leaf
-    return jnp.pad(leaf, [(0, w - s) for s, w in zip(leaf.shape, like.shape, strict=True)])
+    return np.pad(leaf, [(0, w - s) for s, w in zip(leaf.shape, like.shape, strict=True)])
 
 
 def pad(tree: Any, like: Any) -> Any:
-    """Zero-pad every leaf of `tree` at the end of each axis to the shape of the matching leaf of `like`."""
-    return jax.tree_util.tree_map(_pad_leaf, tree, like)
+    """Zero-pad every leaf of `tree` at the end of each axis to the shape of the matching leaf of `like`.
+    On the host (numpy) and put back in one transfer: eager jnp.pad dispatches (and on a busy CPU
+    compiles) one small program per leaf."""
+    return jax.device_put(jax.tree_util.tree_map(_pad_leaf, jax.device_get(tree), like))
 
 
 def crop(tree: Any, like: Any) -> Any:
-    """Every leaf of `tree` cut to the shape of the matching leaf of `like` (the inverse of `pad`)."""
-    return jax.tree_util.tree_map(lambda leaf, ref: leaf[tuple(slice(0, s) for s in ref.shape)], tree, like)
+    """Every leaf of `tree` cut to the shape of the matching leaf of `like` (the inverse of `pad`), on the
+    host and put back in one transfer."""
+    host = jax.device_get(tree)
+    return jax.device_put(jax.tree_util.tree_map(
+        lambda leaf, ref: np.asarray(leaf)[tuple(slice(0, s) for s in ref.shape)], host, like))
 
 
 # -- cost-aware merging ------------------------------------------------------------------------------------

@@ -193,13 +193,13 @@ class _Padding:
         return widths.with_masks(r.hparams, r.engine.config, self.engine.config)
 
     def initial(self, r: FitRequest) -> Any:
-        """The trial's own initial state (its own engine and keys, eagerly: one compilation per width
-        would cost more than the init), zero-padded into the wide shapes."""
+        """The trial's own initial state (its own engine's compiled init and keys, as sequential fit
+        runs it), zero-padded into the wide shapes."""
         import jax
 
         from .. import widths
 
-        own = r.engine.init(r.hparams, r.k_init)
+        own = r.engine.jit_init(r.hparams, r.k_init)
         r.padded_units = self.units
         self.shapes[id(r)] = jax.eval_shape(lambda: own)
         return widths.pad(own, self.wide)
@@ -208,7 +208,7 @@ class _Padding:
         """A stacked state of `n` rows: the padded initial states of `news` (slot -> trial), zeros elsewhere."""
         import jax
 
-        rows = {i: jax.device_get(self.initial(r)) for i, r in news.items()}
+        rows = {i: jax.device_get(self.initial(r)) for i, r in news.items()}  # padded on the host
         zero = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), self.wide)
         return jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *[rows.get(i, zero) for i in range(n)])
 
