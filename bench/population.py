@@ -21,9 +21,13 @@ Fashion-MNIST (12k train / 3k validation, 10 epochs), as `gridrun tuning-run` co
 processes with the persistent compilation cache off (every run compiles from scratch): the 24
 configurations units {64, 128, 256} x lr x dropout sequentially, with `--jobs 2` and with
 `--population`; then 48 random trials of a 72-point grid with ASHA sequentially, with `--jobs 2` and with
-`--population --population-size 8`. Each case's modes run interleaved (--rounds R times, median kept),
+`--population --population-size 8` (the grid case also runs `--jobs 2` with the workers' core pinning
+off, GRIDRUN_WORKER_CORES=0, to show what pinning does). Each case's modes run interleaved (--rounds R times, median kept),
 and the ratio of each mode to sequential is printed, with the machine's load average. `--quick`: 4k/1k
 rows, 4 epochs, 12 and 24 trials. `--markdown` also prints the table docs/population.md shows.
+
+--crossover: the cost model's (gridrun/train/widths.py) population/sequential ratio over model size x
+trials for that MLP, no training: where the model says the population stops paying.
 """
 
 from __future__ import annotations
@@ -149,11 +153,14 @@ gridrun.fit(model, x, y, loss="categorical_crossentropy", metrics=("accuracy",),
 
 
 def _cli(script: Path, flags: dict[str, str], extra: list[str]) -> tuple[float, dict[str, int]]:
-    """One cold `gridrun tuning-run` process; (wall seconds, trial statuses counted)."""
+    """One cold `gridrun tuning-run` process; (wall seconds, trial statuses counted). An extra argument
+    NAME=VALUE (upper case) is an environment variable of that process, not a CLI argument."""
+    env_extra = dict(a.split("=", 1) for a in extra if "=" in a and a.split("=", 1)[0].isupper())
+    extra = [a for a in extra if not ("=" in a and a.split("=", 1)[0].isupper())]
     with tempfile.TemporaryDirectory(prefix="gridrun-bench-modes-") as runs:
         cmd = [sys.executable, "-m", "gridrun.cli", "tuning-run", str(script), "--runs-dir", runs, "--yes",
                "--quiet", *[a for k, v in flags.items() for a in ("--flag", f"{k}={v}")], *extra]
-        env = dict(os.environ, GRIDRUN_JAX_CACHE="off",
+        env = dict(os.environ, **env_extra, GRIDRUN_JAX_CACHE="off",
                    PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
         t = time.perf_counter()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -175,7 +182,8 @@ def modes(quick: bool, rounds: int, markdown: bool) -> None:
     lrs = "0.001,0.003" if quick else "0.0005,0.001,0.002,0.004,0.008,0.016"
     cases = {
         "grid": ({"units": "64,128,256", "lr": "0.001,0.003", "dropout": "0.1,0.3" if quick else "0.1,0.2,0.3,0.4"},
-                 [], {"sequential": [], "jobs2": ["--jobs", "2"], "population": ["--population"]}),
+                 [], {"sequential": [], "jobs2": ["--jobs", "2"], "population": ["--population"],
+                      "jobs2_unpinned": ["--jobs", "2", "GRIDRUN_WORKER_CORES=0"]}),
         "asha": ({"units": "64,128,256", "lr": lrs, "dropout": "0.1,0.2,0.3,0.4"},
                  ["--sampler", "random", "--sample", "24" if quick else "48", "--seed", "1", "--prune", "asha"],
                  {"sequential": [], "jobs2": ["--jobs", "2"],
@@ -208,6 +216,36 @@ def modes(quick: bool, rounds: int, markdown: bool) -> None:
                   f"| {secs['population']:.1f} s ({ratios['population']:.2f}x) |")
 
 
+def crossover() -> None:
+    """The modelled crossover (gridrun/train/widths.py's cost model for this backend, not a measurement):
+    for the --modes MLP (784-u-u/2-10, 12k/3k rows, 10 epochs) with n trials per width at each of three
+    widths u, 2u, 4u, the modelled population time (widths.plan) over sequential training."""
+    from gridrun.train import widths
+    from gridrun.train.engine import EngineConfig
+
+    def config(u: int) -> EngineConfig:
+        model = (("dense", u, "relu", True, False), ("dropout",), ("dense", max(1, u // 2), "relu", True, False),
+                 ("dropout",), ("dense", 10, "softmax", True, False))
+        return EngineConfig(model=model, loss="categorical_crossentropy", optimizer=("adam", ()),
+                            metrics=("accuracy",), early_stopping=None, reduce_lr=None, batch_size=128,
+                            n_train=12000, n_val=3000, input_shape=(784,))
+
+    model = widths.costs()
+    trials = (1, 2, 4, 8, 16, 32)
+    print(f"\nmodelled population / sequential time, {jax.default_backend()} cost model {model}")
+    print("| widths | " + " | ".join(f"{n} per width" for n in trials) + " |")
+    print("|---|" + "---|" * len(trials))
+    for u in (16, 64, 256, 1024):
+        cells = []
+        for n in trials:
+            configs = [config(w) for w in (u, 2 * u, 4 * u) for _ in range(n)]
+            p = widths.plan(configs, [10] * len(configs), model=model)
+            how = "alone" if p.sequential else f"{sum(1 for _, t in p.parts if t)} prog"
+            cells.append(f"{p.seconds / p.sequential_seconds:.2f} ({how})")
+        out(case="crossover", units=[u, 2 * u, 4 * u], ratios=cells)
+        print(f"| {u}/{2 * u}/{4 * u} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="CPU sizes: P = 1, 4, 16")
@@ -224,7 +262,13 @@ def main() -> None:
                     help="only part 3: sequential vs --jobs 2 vs --population as cold CLI runs (with --quick: smaller)")
     ap.add_argument("--rounds", type=int, default=1, help="--modes: interleaved rounds per case (median kept)")
     ap.add_argument("--markdown", action="store_true", help="--modes: also print the docs' table")
+    ap.add_argument("--crossover", action="store_true",
+                    help="only print the cost model's crossover table (population vs sequential; no training)")
     args = ap.parse_args()
+
+    if args.crossover:
+        crossover()
+        return
 
     if args.modes:
         modes(args.quick, args.rounds, args.markdown)
