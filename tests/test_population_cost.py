@@ -144,10 +144,18 @@ def test_the_coordinator_follows_the_plan_and_records_it(monkeypatch, capsys):
     # arithmetic made expensive and vmapped programs slow: every trial alone
     monkeypatch.setattr(widths, "costs", lambda backend=None: dataclasses.replace(
         widths.COSTS["cpu"], flops_per_second=1e5, vmap_speedup=0.5))
+    from gridrun.train.population import coordinator
+
+    seen = []
+    real = coordinator.train_group
+    monkeypatch.setattr(coordinator, "train_group", lambda reqs, *a, **k: (seen.extend(reqs), real(reqs, *a, **k)))
     pop = Population()
     together = pop.run([lambda s=s, i=i: run(*s, i) for i, s in enumerate(settings)])
     assert pop.groups_trained == [1, 1, 1, 1] and pop.plans[0].sequential
     assert "trained one after another, as in a sequential sweep" in capsys.readouterr().err
+    for r in seen:  # what each trial's properties record under "population"
+        info = r.population_info()
+        assert info["size"] == 1 and info["sequential"].startswith("trained one after another")
     for a, b in zip(alone, together, strict=True):
         assert not isinstance(b, BaseException), b
         np.testing.assert_allclose(b.history["val_loss"], a.history["val_loss"], rtol=1e-6)
