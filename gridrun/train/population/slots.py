@@ -212,6 +212,12 @@ class _Padding:
         zero = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), self.wide)
         return jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *[rows.get(i, zero) for i in range(n)])
 
+    def own(self, r: FitRequest, state: Any) -> Any:
+        """A padded (unbatched) state of a live trial cut to its true shapes (for the epoch's observers)."""
+        from .. import widths
+
+        return widths.crop(state, self.shapes[id(r)])
+
     def release(self, r: FitRequest, final: Any) -> Any:
         """The trial's finalized padded state cropped to its true shapes; `r.padded` keeps the padded one
         (its script's evaluate/predict use the group's compiled padded engine, as train_group's)."""
@@ -319,7 +325,8 @@ def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | 
             active += 1
             ep[i] += 1
             r.member.record({k: logs[k][i] for k in names}, bool(logs["stopped"][i]),
-                            lambda i=i, state=state: unstack(state, i))
+                            lambda i=i, r=r, state=state: (unstack(state, i) if padding is None
+                                                           else padding.own(r, unstack(state, i))))
             stop[i] = r.member.stop is not None
         activity.append((active, len(waiting), n))
         stats.count(active, n, epoch_seconds=seconds)
