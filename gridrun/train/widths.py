@@ -94,16 +94,26 @@ def _pad_leaf(leaf: Any, like: Any) -> np.ndarray:
     return np.pad(leaf, [(0, w - s) for s, w in zip(leaf.shape, like.shape, strict=True)])
 
 
+def _typed_keys(tree: Any) -> bool:
+    return any(jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) for a in jax.tree_util.tree_leaves(tree))
+
+
 def pad(tree: Any, like: Any) -> Any:
     """Zero-pad every leaf of `tree` at the end of each axis to the shape of the matching leaf of `like`.
     On the host (numpy) and put back in one transfer: eager jnp.pad dispatches (and on a busy CPU
     compiles) one small program per leaf."""
+    if _typed_keys(tree):  # key arrays have no numpy form: pad on the device
+        return jax.tree_util.tree_map(
+            lambda a, r: a if a.shape == tuple(r.shape) else jnp.pad(a, [(0, w - s) for s, w in zip(a.shape, r.shape)]),
+            tree, like)
     return jax.device_put(jax.tree_util.tree_map(_pad_leaf, jax.device_get(tree), like))
 
 
 def crop(tree: Any, like: Any) -> Any:
     """Every leaf of `tree` cut to the shape of the matching leaf of `like` (the inverse of `pad`), on the
     host and put back in one transfer."""
+    if _typed_keys(tree):
+        return jax.tree_util.tree_map(lambda leaf, ref: leaf[tuple(slice(0, s) for s in ref.shape)], tree, like)
     host = jax.device_get(tree)
     return jax.device_put(jax.tree_util.tree_map(
         lambda leaf, ref: np.asarray(leaf)[tuple(slice(0, s) for s in ref.shape)], host, like))
