@@ -3,6 +3,7 @@
     python bench/population.py                      # GPU sizes: P = 1, 16, 64, 145 (+ 512 with --big)
     python bench/population.py --quick              # this 2-core CPU: P = 1, 4, 16
     python bench/population.py --sweep 145 --sweep-epochs 35 --sweep-dataset fashion_mnist
+    python bench/population.py --modes [--quick]    # sequential vs --jobs 2 vs --population, cold CLI runs
 
 Part 1, throughput: the chapter's tuned model (256-128-64, batch norm, dropout .4/.3/.2, Adam, batch
 128, EarlyStopping(5), ReduceLROnPlateau) on Fashion-MNIST, 48k/12k split. Sequential gridrun.fit
@@ -14,13 +15,29 @@ excluded from both (each is warmed up with one epoch first; later calls reuse th
 Part 2, end to end (--sweep N): the chapter's grid (scripts/mnist_grid_search.py, 2,916 combinations)
 sampled to N trials, run as a tuning run in population mode, and (unless --no-sequential) the same
 trials run sequentially in-process: wall time of each, compilation included.
+
+Part 3, modes (--modes, issue 22 item 8): a chapter-style MLP 784-u-u/2-10 (Adam, dropout) on
+Fashion-MNIST (12k train / 3k validation, 10 epochs), as `gridrun tuning-run` commands in fresh
+processes with the persistent compilation cache off (every run compiles from scratch): the 24
+configurations units {64, 128, 256} x lr x dropout sequentially, with `--jobs 2` and with
+`--population`; then 48 random trials of a 72-point grid with ASHA sequentially, with `--jobs 2` and with
+`--population --population-size 8` (the grid case also runs `--jobs 2` with the workers' core pinning
+off, GRIDRUN_WORKER_CORES=0, to show what pinning does). Each case's modes run interleaved (--rounds R times, median kept),
+and the ratio of each mode to sequential is printed, with the machine's load average. `--quick`: 4k/1k
+rows, 4 epochs, 12 and 24 trials. `--markdown` also prints the table docs/population.md shows.
+
+--crossover: the cost model's (gridrun/train/widths.py) population/sequential ratio over model size x
+trials for that MLP, no training: where the model says the population stops paying.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -112,6 +129,123 @@ def sweep(n: int, epochs: int, dataset: str, run_sequential: bool) -> None:
         out(case="sweep_ratio", sequential_over_population=round(times["sequential"] / times["population"], 2))
 
 
+MODES_SCRIPT = '''"""A chapter-style MLP 784-u-u/2-10 on Fashion-MNIST (bench/population.py --modes)."""
+import gridrun
+from gridrun import Dense, Dropout, Sequential
+from gridrun.datasets import load_prepared
+
+FLAGS = gridrun.flags(
+    gridrun.flag_integer("units", 128, "units of the first hidden layer (the second has half)"),
+    gridrun.flag_numeric("lr", 1e-3, "Adam's learning rate"),
+    gridrun.flag_numeric("dropout", 0.2, "dropout after each hidden layer"),
+    gridrun.flag_integer("epochs", 10, "epochs"),
+    gridrun.flag_integer("rows", 15000, "rows of the training set used (a fifth for validation)"),
+)
+(x, y), _ = load_prepared("fashion_mnist")
+x, y = x[: FLAGS.rows], y[: FLAGS.rows]
+model = Sequential([Dense(FLAGS.units, activation="relu"), Dropout(FLAGS.dropout),
+                    Dense(FLAGS.units // 2, activation="relu"), Dropout(FLAGS.dropout),
+                    Dense(10, activation="softmax")])
+gridrun.fit(model, x, y, loss="categorical_crossentropy", metrics=("accuracy",),
+            optimizer=gridrun.optimizer("adam", learning_rate=FLAGS.lr), epochs=FLAGS.epochs,
+            batch_size=128, validation_split=0.2, verbose=0)
+'''
+
+
+def _cli(script: Path, flags: dict[str, str], extra: list[str]) -> tuple[float, dict[str, int]]:
+    """One cold `gridrun tuning-run` process; (wall seconds, trial statuses counted). An extra argument
+    NAME=VALUE (upper case) is an environment variable of that process, not a CLI argument."""
+    env_extra = dict(a.split("=", 1) for a in extra if "=" in a and a.split("=", 1)[0].isupper())
+    extra = [a for a in extra if not ("=" in a and a.split("=", 1)[0].isupper())]
+    with tempfile.TemporaryDirectory(prefix="gridrun-bench-modes-") as runs:
+        cmd = [sys.executable, "-m", "gridrun.cli", "tuning-run", str(script), "--runs-dir", runs, "--yes",
+               "--quiet", *[a for k, v in flags.items() for a in ("--flag", f"{k}={v}")], *extra]
+        env = dict(os.environ, **env_extra, GRIDRUN_JAX_CACHE="off",
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        counts: dict[str, int] = {}
+        for folder in Path(runs).iterdir():
+            props = folder / "properties.json"
+            if props.is_file():
+                status = json.loads(props.read_text()).get("status", "?")
+                counts[status] = counts.get(status, 0) + 1
+        return wall, counts
+
+
+def modes(quick: bool, rounds: int, markdown: bool) -> None:
+    """Part 3: sequential vs --jobs 2 vs --population, cold processes, interleaved; ratios to sequential."""
+    rows, epochs = (5000, 4) if quick else (15000, 10)
+    lrs = "0.001,0.003" if quick else "0.0005,0.001,0.002,0.004,0.008,0.016"
+    cases = {
+        "grid": ({"units": "64,128,256", "lr": "0.001,0.003", "dropout": "0.1,0.3" if quick else "0.1,0.2,0.3,0.4"},
+                 [], {"sequential": [], "jobs2": ["--jobs", "2"], "population": ["--population"],
+                      "jobs2_unpinned": ["--jobs", "2", "GRIDRUN_WORKER_CORES=0"]}),
+        "asha": ({"units": "64,128,256", "lr": lrs, "dropout": "0.1,0.2,0.3,0.4"},
+                 ["--sampler", "random", "--sample", "24" if quick else "48", "--seed", "1", "--prune", "asha"],
+                 {"sequential": [], "jobs2": ["--jobs", "2"],
+                  "population": ["--population", "--population-size", "8"]}),
+    }
+    table = []
+    with tempfile.TemporaryDirectory(prefix="gridrun-bench-script-") as folder:
+        script = Path(folder) / "mlp.py"
+        script.write_text(MODES_SCRIPT)
+        for case, (grid, common, variants) in cases.items():
+            flags = dict(grid, epochs=str(epochs), rows=str(rows))
+            walls: dict[str, list[float]] = {m: [] for m in variants}
+            for r in range(rounds):
+                for mode, extra in variants.items():
+                    wall, counts = _cli(script, flags, common + extra)
+                    walls[mode].append(wall)
+                    out(case=f"modes_{case}", mode=mode, round=r, wall_s=round(wall, 2), statuses=counts,
+                        load=round(os.getloadavg()[0], 1))
+            seq = statistics.median(walls["sequential"])
+            ratios = {m: round(statistics.median(w) / seq, 3) for m, w in walls.items()}
+            out(case=f"modes_{case}_ratio", rows=rows, epochs=epochs,
+                **{f"{m}_s": round(statistics.median(w), 2) for m, w in walls.items()},
+                **{f"{m}_over_sequential": v for m, v in ratios.items() if m != "sequential"},
+                load=[round(v, 1) for v in os.getloadavg()])
+            table.append((case, {m: statistics.median(w) for m, w in walls.items()}, ratios))
+    if markdown:
+        print("\n| case | sequential | --jobs 2 | --population |\n|---|---|---|---|")
+        for case, secs, ratios in table:
+            print(f"| {case} | {secs['sequential']:.1f} s | {secs['jobs2']:.1f} s ({ratios['jobs2']:.2f}x) "
+                  f"| {secs['population']:.1f} s ({ratios['population']:.2f}x) |")
+
+
+def crossover() -> None:
+    """The modelled crossover (gridrun/train/widths.py's cost model for this backend, not a measurement):
+    for the --modes MLP (784-u-u/2-10, 12k/3k rows, 10 epochs) with n trials per width at each of three
+    widths u, 2u, 4u, the modelled population time (widths.plan) over sequential training."""
+    from gridrun.train import widths
+    from gridrun.train.engine import EngineConfig
+
+    def config(u: int) -> EngineConfig:
+        model = (("dense", u, "relu", True, False), ("dropout",), ("dense", max(1, u // 2), "relu", True, False),
+                 ("dropout",), ("dense", 10, "softmax", True, False))
+        return EngineConfig(model=model, loss="categorical_crossentropy", optimizer=("adam", ()),
+                            metrics=("accuracy",), early_stopping=None, reduce_lr=None, batch_size=128,
+                            n_train=12000, n_val=3000, input_shape=(784,))
+
+    model = widths.costs()
+    trials = (1, 2, 4, 8, 16, 32)
+    print(f"\nmodelled population / sequential time, {jax.default_backend()} cost model {model}")
+    print("| widths | " + " | ".join(f"{n} per width" for n in trials) + " |")
+    print("|---|" + "---|" * len(trials))
+    for u in (16, 64, 256, 1024):
+        cells = []
+        for n in trials:
+            configs = [config(w) for w in (u, 2 * u, 4 * u) for _ in range(n)]
+            p = widths.plan(configs, [10] * len(configs), model=model)
+            how = "alone" if p.sequential else f"{sum(1 for _, t in p.parts if t)} prog"
+            cells.append(f"{p.seconds / p.sequential_seconds:.2f} ({how})")
+        out(case="crossover", units=[u, 2 * u, 4 * u], ratios=cells)
+        print(f"| {u}/{2 * u}/{4 * u} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="CPU sizes: P = 1, 4, 16")
@@ -124,7 +258,21 @@ def main() -> None:
     ap.add_argument("--sweep-dataset", default="fashion_mnist")
     ap.add_argument("--no-sequential", action="store_true", help="skip the sequential sweep baseline")
     ap.add_argument("--no-throughput", action="store_true")
+    ap.add_argument("--modes", action="store_true",
+                    help="only part 3: sequential vs --jobs 2 vs --population as cold CLI runs (with --quick: smaller)")
+    ap.add_argument("--rounds", type=int, default=1, help="--modes: interleaved rounds per case (median kept)")
+    ap.add_argument("--markdown", action="store_true", help="--modes: also print the docs' table")
+    ap.add_argument("--crossover", action="store_true",
+                    help="only print the cost model's crossover table (population vs sequential; no training)")
     args = ap.parse_args()
+
+    if args.crossover:
+        crossover()
+        return
+
+    if args.modes:
+        modes(args.quick, args.rounds, args.markdown)
+        return
 
     if not args.no_throughput:
         (x, y), _ = gridrun.datasets.load_prepared("fashion_mnist")

@@ -228,3 +228,75 @@ def test_population_stats_are_appended_to_the_configured_file_and_summed(tmp_pat
         stats.append_to(path)
     assert PopulationStats.read_totals(path) == {"train_seconds": 2.0, "trial_epochs": 9, "slot_epochs": 12,
                                                  "epoch_seconds": 1.0, "release_seconds": 0.0, "pbt_seconds": 0.0}
+
+
+WIDTH_SWEEP_SCRIPT = """
+import gridrun
+from gridrun import Dense, Dropout, Sequential
+from gridrun.datasets import load_prepared
+
+FLAGS = gridrun.flags(
+    gridrun.flag_integer("units", 16, "hidden units", values=[8, 16, 32]),
+    gridrun.flag_numeric("lr", 1e-3, "learning rate", values=[1e-4, 1e-3, 3e-3, 1e-2]),
+)
+(x, y), _ = load_prepared("digits")
+model = Sequential([Dense(FLAGS.units, activation="relu"), Dropout(0.2), Dense(10, activation="softmax")])
+gridrun.fit(model, x[:600], y[:600], loss="categorical_crossentropy", metrics=("accuracy",),
+            optimizer=gridrun.optimizer("rmsprop", learning_rate=FLAGS.lr), epochs=6, batch_size=64,
+            validation_split=0.25, seed=0, verbose=0)
+"""
+
+
+def test_a_searched_width_with_asha_refills_padded_slots_with_alone_metrics(tmp_path):
+    """Issue 20: with a width searched (units 8/16/32), ASHA and 4 slots, the 12 trials are width-merged
+    into ONE program of 4 padded slots that is refilled as trials end (no chunks whose pruned slots stay
+    frozen): each trial records that it trained in a refilled, padded slot, and its per-epoch metrics are
+    those of training it alone for the epochs it was granted."""
+    import json
+
+    script = tmp_path / "train.py"
+    script.write_text(WIDTH_SWEEP_SCRIPT)
+    pop = gridrun.tuning_run(script, ordered=True, sample=1.0, population=True, population_size=4,
+                             prune="asha", prune_options={"grace": 1, "reduction": 2}, runs_dir=tmp_path / "pop",
+                             quiet=True)
+    alone = gridrun.tuning_run(script, ordered=True, sample=1.0, runs_dir=tmp_path / "alone", quiet=True)
+    assert len(pop) == 12 and set(pop["status"]) == {"completed", "pruned"}
+    full = {(r.flag_units, r.flag_lr): json.loads(open(f"{r.run_dir}/metrics.json").read())
+            for r in alone.itertuples()}
+    for r in pop.itertuples():
+        got = json.loads(open(f"{r.run_dir}/metrics.json").read())
+        want = full[(r.flag_units, r.flag_lr)]
+        n = len(got["val_loss"])
+        assert n == r.epochs_completed and (n < 6) == (r.status == "pruned")
+        for name in ("loss", "val_loss"):
+            np.testing.assert_allclose(got[name], want[name][:n], rtol=1e-4, atol=1e-6, err_msg=name)
+        props = json.loads(open(f"{r.run_dir}/properties.json").read())
+        # one 4-slot program for all 12 trials of three widths: 8 of them took a freed, padded slot
+        assert props["population"] == {"size": 4, "slot_refill": True, "padded_units": [32]}
+
+
+def test_width_merged_slots_refill_in_process_with_alone_metrics(digits):
+    """The same in one Population: 10 trials of widths 8..40 in 3 slots, trials ending at different epochs."""
+    def run(units, lr, epochs, stop_at, seed):
+        x, y = digits
+        callbacks = [] if stop_at is None else [gridrun.Stopper(lambda e, logs, s=stop_at: e >= s)]
+        model = Sequential([Dense(units, activation="relu"), Dropout(0.1), Dense(10, activation="softmax")])
+        return gridrun.fit(model, x, y, loss="categorical_crossentropy", metrics=("accuracy",),
+                           optimizer=gridrun.optimizer("rmsprop", learning_rate=lr), epochs=epochs, batch_size=64,
+                           validation_split=0.25, seed=seed, callbacks=callbacks, verbose=0)
+
+    runs = [(8 * (1 + k % 5), [1e-3, 3e-3][k % 2], 2 + k % 3, {2: 0, 7: 1}.get(k)) for k in range(10)]
+    alone = [run(*s, seed=40 + i) for i, s in enumerate(runs)]
+    pop = Population(PopulationConfig(max_size=3))
+    together = pop.run([lambda s=s, i=i: run(*s, seed=40 + i) for i, s in enumerate(runs)])
+    assert pop.groups_trained == [3] and len(pop.slot_activity) == 1
+    activity = pop.slot_activity[0]
+    assert all(active == 3 for active, waiting, _ in activity if waiting > 0)  # no dead slot while trials wait
+    for a, b in zip(alone, together, strict=True):
+        assert not isinstance(b, BaseException), b
+        assert b.state["params"].keys() == a.state["params"].keys()
+        for name in ("loss", "val_loss"):
+            np.testing.assert_allclose(b.history[name], a.history[name], rtol=1e-4, atol=1e-6, err_msg=name)
+        ea = gridrun.evaluate(a, *digits)
+        eb = gridrun.evaluate(b, *digits)
+        assert eb["loss"] == pytest.approx(ea["loss"], rel=1e-4)

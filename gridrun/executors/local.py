@@ -10,12 +10,24 @@ Workers die with their client: each one watches its parent process (a thread pol
 installed by the pool's initializer) and exits within PARENT_POLL_SECONDS when the client is gone, even
 after a kill -9 that gave the client no chance to stop them. Left alone, they would finish the trials
 they had (loky keeps idle workers for its idle timeout) while a resumed sweep runs the same trials again.
+
+Workers share the cores instead of fighting over them: before it imports JAX, each worker claims one
+of `jobs` disjoint blocks of the client's cores (`core_blocks`) and pins itself to it
+(`os.sched_setaffinity`), so XLA's CPU thread pool, which sizes itself by the schedulable cores, and
+the BLAS/OpenMP pools (OMP_NUM_THREADS and the like) use cores / jobs threads; a worker of one core
+also runs Eigen single-threaded (XLA_FLAGS). Without this, two workers on two cores each start a
+thread per core and `--jobs 2` ran slower than one process (issue 22). A block is claimed by holding
+a lock on its file for the worker's life (a dead worker's block is free again for its replacement).
+`GRIDRUN_WORKER_CORES=0` turns the pinning off.
 """
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -55,10 +67,73 @@ def _pin_device(counter: str, devices: list[str]) -> None:
         os.environ[name] = chosen
 
 
-def _init_worker(client_pid: int, counter: str | None = None, devices: list[str] | None = None) -> None:
-    """Pool initializer, run in each worker: pin its devices (when asked), watch its client."""
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")  # BLAS/OpenMP pools
+ONE_CORE_XLA_FLAGS = ("--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1")
+_held: list[Any] = []  # the worker's claimed block lock (kept open for the worker's life)
+
+
+def core_blocks(cores: list[int], jobs: int) -> list[list[int]]:
+    """`cores` cut into `jobs` disjoint blocks of (nearly) equal size; with more jobs than cores, one core
+    each, shared round robin."""
+    cores = sorted(cores)
+    if jobs <= 1 or not cores:
+        return [cores]
+    if jobs >= len(cores):
+        return [[cores[k % len(cores)]] for k in range(jobs)]
+    size, extra = divmod(len(cores), jobs)
+    out, start = [], 0
+    for k in range(jobs):
+        n = size + (k < extra)
+        out.append(cores[start:start + n])
+        start += n
+    return out
+
+
+def _claim_block(folder: str, n_blocks: int) -> int:
+    """The first block no live worker holds (a lock held for this worker's life); all held: round robin."""
+    import fcntl
+
+    for k in range(n_blocks):
+        fh = open(os.path.join(folder, f"block{k}"), "a+")  # noqa: SIM115 - held open while the worker lives
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            continue
+        _held.append(fh)
+        return k
+    with open(os.path.join(folder, "spill"), "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        k = int(fh.read().strip() or 0)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(k + 1))
+    return k % n_blocks
+
+
+def _share_cores(folder: str, blocks: list[list[int]]) -> list[int]:
+    """Pool initializer part, before the worker imports JAX: pin this worker to a free block of cores
+    and size its thread pools to it. Returns the cores it got."""
+    cores = blocks[_claim_block(folder, len(blocks))]
+    os.sched_setaffinity(0, cores)
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(len(cores))
+    if len(cores) == 1:
+        flags = os.environ.get("XLA_FLAGS", "").split()
+        flags += [f for f in ONE_CORE_XLA_FLAGS if f.split("=")[0] not in {g.split("=")[0] for g in flags}]
+        os.environ["XLA_FLAGS"] = " ".join(flags)
+    os.environ["GRIDRUN_WORKER_CORES"] = ",".join(map(str, cores))
+    return cores
+
+
+def _init_worker(client_pid: int, counter: str | None = None, devices: list[str] | None = None,
+                 cores: tuple[str, list[list[int]]] | None = None) -> None:
+    """Pool initializer, run in each worker: pin its devices (when asked) and its cores, watch its client."""
     if counter is not None and devices:
         _pin_device(counter, devices)
+    if cores is not None:
+        _share_cores(*cores)
     _watch_parent(client_pid)
 
 
@@ -83,7 +158,24 @@ class LocalExecutor(Executor):
         self.idle_timeout = idle_timeout
         self.devices = devices  # device sets, one per worker, round robin (CUDA/ROCR_VISIBLE_DEVICES)
         self._counter: str | None = None
+        self._cores: tuple[str, list[list[int]]] | None = None
         self._pool = None
+
+    def _core_plan(self) -> tuple[str, list[list[int]]] | None:
+        """(lock folder, blocks of cores) the workers pin themselves to; None when pinning is off, not
+        possible here or pointless (one job, one core)."""
+        if os.environ.get("GRIDRUN_WORKER_CORES", "1").strip().lower() in ("0", "off", "false", "no"):
+            return None
+        if not hasattr(os, "sched_setaffinity") or self.jobs <= 1:
+            return None
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) <= 1:
+            return None
+        if self._cores is None:
+            folder = tempfile.mkdtemp(prefix="gridrun-cores-")
+            atexit.register(shutil.rmtree, folder, True)
+            self._cores = (folder, core_blocks(cores, self.jobs))
+        return self._cores
 
     def _executor(self):
         from joblib.externals.loky import get_reusable_executor
@@ -98,7 +190,7 @@ class LocalExecutor(Executor):
         self._pool = get_reusable_executor(max_workers=self.jobs, timeout=self.idle_timeout,
                                            reuse="auto" if self.devices else True,
                                            initializer=_init_worker,
-                                           initargs=(os.getpid(), self._counter, self.devices))
+                                           initargs=(os.getpid(), self._counter, self.devices, self._core_plan()))
         return self._pool
 
     def submit(self, fn: Callable[[Any], Any], task: Any) -> cf.Future:

@@ -87,18 +87,188 @@ def with_masks(hparams: Any, config: EngineConfig, padded: EngineConfig) -> Any:
     return dict(hparams, model=model)
 
 
-def _pad_leaf(leaf: Any, like: Any) -> jax.Array:
-    leaf = jnp.asarray(leaf)
+def _pad_leaf(leaf: Any, like: Any) -> np.ndarray:
+    leaf = np.asarray(leaf)
     if leaf.shape == tuple(like.shape):
         return leaf
-    return jnp.pad(leaf, [(0, w - s) for s, w in zip(leaf.shape, like.shape, strict=True)])
+    return np.pad(leaf, [(0, w - s) for s, w in zip(leaf.shape, like.shape, strict=True)])
+
+
+def _typed_keys(tree: Any) -> bool:
+    return any(jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) for a in jax.tree_util.tree_leaves(tree))
 
 
 def pad(tree: Any, like: Any) -> Any:
-    """Zero-pad every leaf of `tree` at the end of each axis to the shape of the matching leaf of `like`."""
-    return jax.tree_util.tree_map(_pad_leaf, tree, like)
+    """Zero-pad every leaf of `tree` at the end of each axis to the shape of the matching leaf of `like`.
+    On the host (numpy) and put back in one transfer: eager jnp.pad dispatches (and on a busy CPU
+    compiles) one small program per leaf."""
+    if _typed_keys(tree):  # key arrays have no numpy form: pad on the device
+        return jax.tree_util.tree_map(
+            lambda a, r: a if a.shape == tuple(r.shape) else jnp.pad(a, [(0, w - s) for s, w in zip(a.shape, r.shape)]),
+            tree, like)
+    return jax.device_put(jax.tree_util.tree_map(_pad_leaf, jax.device_get(tree), like))
 
 
 def crop(tree: Any, like: Any) -> Any:
-    """Every leaf of `tree` cut to the shape of the matching leaf of `like` (the inverse of `pad`)."""
-    return jax.tree_util.tree_map(lambda leaf, ref: leaf[tuple(slice(0, s) for s in ref.shape)], tree, like)
+    """Every leaf of `tree` cut to the shape of the matching leaf of `like` (the inverse of `pad`), on the
+    host and put back in one transfer."""
+    if _typed_keys(tree):
+        return jax.tree_util.tree_map(lambda leaf, ref: leaf[tuple(slice(0, s) for s in ref.shape)], tree, like)
+    host = jax.device_get(tree)
+    return jax.device_put(jax.tree_util.tree_map(
+        lambda leaf, ref: np.asarray(leaf)[tuple(slice(0, s) for s in ref.shape)], host, like))
+
+
+# -- cost-aware merging ------------------------------------------------------------------------------------
+# Merging trades arithmetic for programs: a merged group computes every trial at the group's widest widths
+# (9x64, 7x128, 8x256 units padded to 256 is 1.75x the FLOPs of the true widths) but compiles one program
+# and dispatches one step for all its trials. Where the arithmetic dominates (a CPU, wide layers, many
+# epochs) one vmapped group per width is faster; where programs dominate (an accelerator, small models,
+# short sweeps over many widths) merging is. `plan` picks, by the modelled cost below, which widths train
+# as one padded program.
+
+
+@dataclasses.dataclass(frozen=True)
+class Costs:
+    """The modelled cost of training on one backend, in seconds: a program's arithmetic at
+    `flops_per_second` (a vmapped program of several trials `vmap_speedup` times faster per FLOP), a fixed
+    `step_seconds` per batch step of any program (dispatch, the scan's loop, small ops),
+    `compile_seconds` per compiled epoch program, and `group_seconds` more for a vmapped group (tracing
+    the vmap, stacking the trials' states, cutting them apart at the end)."""
+
+    flops_per_second: float
+    vmap_speedup: float
+    step_seconds: float
+    compile_seconds: float
+    group_seconds: float
+
+
+# Measured on the project's 2-core CPU (bench/population.py; a shared machine, so rough): about 1e11 FLOP/s
+# for one MLP, a vmapped group of 4-16 trials 1.2x faster per FLOP, 0.3 ms per batch step, 3 s a
+# compilation (5-7 s cold, 1.5 s from the persistent cache), about 0.5 s more to set up a vmapped group. The
+# accelerator figures are modelled, not measured here: small programs there are bound by dispatch and
+# compilation, so merging and grouping pay almost always.
+COSTS: dict[str, Costs] = {
+    "cpu": Costs(flops_per_second=1.0e11, vmap_speedup=1.2, step_seconds=3e-4, compile_seconds=3.0,
+                 group_seconds=0.5),
+    "gpu": Costs(flops_per_second=2.0e13, vmap_speedup=1.0, step_seconds=1e-4, compile_seconds=8.0,
+                 group_seconds=1.0),
+    "tpu": Costs(flops_per_second=5.0e13, vmap_speedup=1.0, step_seconds=1e-4, compile_seconds=15.0,
+                 group_seconds=1.0),
+}
+
+
+def costs(backend: str | None = None) -> Costs:
+    """The cost model of `backend` (default: JAX's default backend; unknown ones are modelled as GPUs)."""
+    if backend is None:
+        backend = jax.default_backend()
+    return COSTS.get(backend, COSTS["gpu"])
+
+
+def epoch_flops(config: EngineConfig, units: Sequence[int] | None = None) -> float:
+    """FLOPs of one epoch of a Sequential trial (its dense layers: forward and backward over the training
+    rows, forward over the validation rows), with the hidden layers at `units` (default: its own)."""
+    if not mergeable(config):
+        return 0.0
+    hidden = list(hidden_units(config) if units is None else units)
+    dense = hidden_dense(config.model)
+    fan_in = int(np.prod(config.input_shape))
+    macs = 0
+    for i, layer in enumerate(config.model):
+        if layer[0] == "dense":
+            out = hidden[dense.index(i)] if i in dense else int(layer[1])
+            macs += fan_in * out
+            fan_in = out
+    return 6.0 * macs * config.n_train + 2.0 * macs * config.n_val
+
+
+def _steps(config: EngineConfig) -> int:
+    return -(-config.n_train // max(1, config.batch_size)) + (1 if config.n_val else 0)
+
+
+def program_seconds(configs: Sequence[EngineConfig], epochs: Sequence[int], slots: int | None,
+                    model: Costs) -> float:
+    """Modelled seconds of training `configs` (width-compatible; each for its `epochs`) as ONE vmapped
+    program of the widest structure with at most `slots` trials at a time (refilled): one compilation and
+    group set-up, the steps of its epochs, and every trial's epochs at the padded FLOPs."""
+    wide = padded_config(configs)
+    n = len(configs)
+    s = min(slots or n, n)
+    program_epochs = max(max(epochs, default=0), -(-sum(epochs) // s))
+    rate = model.flops_per_second * (model.vmap_speedup if s > 1 else 1.0)
+    return (model.compile_seconds + (model.group_seconds if s > 1 else 0.0)
+            + program_epochs * _steps(wide) * model.step_seconds + sum(epochs) * epoch_flops(wide) / rate)
+
+
+def sequential_seconds(configs: Sequence[EngineConfig], epochs: Sequence[int], model: Costs) -> float:
+    """Modelled seconds of training `configs` one after another, each alone: one compilation per distinct
+    configuration, each trial's epochs at its own FLOPs."""
+    own = sum(e * (_steps(c) * model.step_seconds + epoch_flops(c) / model.flops_per_second)
+              for c, e in zip(configs, epochs, strict=True))
+    return model.compile_seconds * len(set(configs)) + own
+
+
+# A width's trials fall back to training alone only when that is modelled to be faster AND the work is
+# worth choosing for: below this many modelled seconds the population trains them together as asked.
+MIN_FALLBACK_SECONDS = 10.0
+
+
+@dataclasses.dataclass
+class Plan:
+    """How a width-compatible group trains: `parts`, each (indices into the group's trials, together),
+    where together means one vmapped program (padded to the part's widest trial when widths differ) and
+    not together means each trial alone, one after another, as in a sequential sweep; with the modelled
+    seconds of this plan, of one program padded to the widest, and of sequential training."""
+
+    parts: list[tuple[list[int], bool]]
+    seconds: float
+    merged_seconds: float
+    sequential_seconds: float
+
+    def describe(self) -> str:
+        """One line: what the plan does and why (for the sweep's output and the trials' properties)."""
+        if self.sequential:
+            return (f"trained one after another, as in a sequential sweep: modelled {self.sequential_seconds:.1f} s "
+                    f"alone against {self.merged_seconds:.1f} s as one population program")
+        merged = [idx for idx, together in self.parts if together]
+        return (f"{len(merged)} program(s) of {', '.join(str(len(i)) for i in merged)} trials: modelled {self.seconds:.1f} s "
+                f"against {self.merged_seconds:.1f} s padded to the widest and {self.sequential_seconds:.1f} s sequential")
+
+    @property
+    def sequential(self) -> bool:
+        """Every trial trains alone (the population falls back to sequential training)."""
+        return not any(together for _, together in self.parts)
+
+
+def plan(configs: Sequence[EngineConfig], epochs: Sequence[int], slots: int | None = None,
+         model: Costs | None = None) -> Plan:
+    """How the width-compatible `configs` (one per trial, each for its `epochs`) train, by the modelled
+    cost: trials of equal widths share a program (or train alone where a vmapped group would not pay for
+    its set-up); consecutive widths (ordered by FLOPs) are merged into one padded program where the
+    padded arithmetic costs less than the programs it saves. Dynamic programming over the distinct widths."""
+    model = model or costs()
+    by_width: dict[tuple[int, ...], list[int]] = {}
+    for i, c in enumerate(configs):
+        by_width.setdefault(hidden_units(c), []).append(i)
+    keys = sorted(by_width, key=lambda w: (epoch_flops(configs[by_width[w][0]]), w))
+    k = len(keys)
+    best: list[float] = [0.0] + [float("inf")] * k
+    choice: list[tuple[int, bool]] = [(0, True)] * (k + 1)
+    for j in range(1, k + 1):
+        for i in range(j):
+            idx = [m for w in keys[i:j] for m in by_width[w]]
+            cs, es = [configs[m] for m in idx], [epochs[m] for m in idx]
+            options = [(program_seconds(cs, es, slots, model), True)]
+            if j == i + 1 and sequential_seconds(cs, es, model) > MIN_FALLBACK_SECONDS:  # one width: or alone
+                options.append((sequential_seconds(cs, es, model), False))
+            cost, together = min(options, key=lambda o: o[0])
+            if best[i] + cost < best[j]:
+                best[j], choice[j] = best[i] + cost, (i, together)
+    parts: list[tuple[list[int], bool]] = []
+    j = k
+    while j > 0:
+        i, together = choice[j]
+        parts.append(([m for w in keys[i:j] for m in by_width[w]], together))
+        j = i
+    return Plan(parts[::-1], best[k], program_seconds(configs, epochs, slots, model),
+                sequential_seconds(configs, epochs, model))

@@ -47,6 +47,7 @@ class Population:
         # per refilled group, after each epoch: (active slots, trials waiting, slots of the program)
         self.slot_activity: list[list[tuple[int, int, int]]] = []
         self.notices: list[tuple[str | None, str]] = []  # (run dir, notice) of trials that trained nothing together
+        self.plans: list[Any] = []  # widths.Plan of each width-compatible group (how it trained, and why)
 
     # -- trial side -----------------------------------------------------------------------------------
     def submit(self, request: FitRequest) -> Any:
@@ -138,31 +139,66 @@ class Population:
             else:
                 home.append(r)
         for _, members in groups:
-            members.sort(key=lambda r: widths.hidden_units(r.engine.config))  # chunks of similar widths
-            size = max(1, cfg.max_size or auto_size(padded_request(members), cap=cfg.size_cap) * n_dev)
-            if len(members) > size > 1 and cfg.slot_refill and can_refill(members):  # `size` slots, refilled
-                try:
-                    self.slot_activity.append(train_slots(members, size, self.stats, cfg.host_rows, cfg.pbt))
-                    self.groups_trained.append(size)
-                except BaseException as exc:  # noqa: BLE001 - every trial of the group gets the error
-                    for r in members:
-                        r.error = r.error or exc
-                finally:
-                    for r in members:
-                        r.done.set()
-                continue
-            for start in range(0, len(members), size):
-                chunk = members[start:start + size]
-                try:
-                    train_group(chunk, self.stats, cfg.devices, cfg.pbt)
-                    self.groups_trained.append(len(chunk))
-                except BaseException as exc:  # noqa: BLE001 - every trial of the chunk gets the error
-                    for r in chunk:
-                        r.error = exc
-                finally:
-                    for r in chunk:
-                        r.done.set()
+            for part, together in self._plan(members):
+                if together:
+                    self._train_together(part, n_dev)
+                else:  # each alone, one after another: the very programs a sequential sweep runs
+                    for r in part:
+                        self._train_chunk([r])
 
+    def _plan(self, members: list[FitRequest]) -> list[tuple[list[FitRequest], bool]]:
+        """How a width-compatible group trains (widths.plan, the modelled cost): parts of one vmapped
+        program each (padded only where padding pays), or trials alone where a population would lose.
+        Each trial's "population" property says which, and a fallback to sequential training is said in
+        one line."""
+        from .. import widths
+
+        if not widths.mergeable(members[0].engine.config) or self.config.pbt is not None:
+            return [(members, True)]  # PBT: the group's trials exploit each other inside one program
+        plan = widths.plan([r.engine.config for r in members], [r.epochs for r in members], self.config.max_size)
+        self.plans.append(plan)
+        parts = [([members[i] for i in idx], together) for idx, together in plan.parts]
+        merged = len({widths.hidden_units(r.engine.config) for r in members}) > 1
+        for part, together in parts:
+            for r in part:
+                if not together:
+                    r.notes["sequential"] = plan.describe()
+                elif merged and len(parts) > 1:
+                    r.notes["width_plan"] = plan.describe()
+        if plan.sequential:
+            print(f"gridrun population: {len(members)} trials {plan.describe()}", file=sys.stderr, flush=True)
+        return parts
+
+    def _train_together(self, members: list[FitRequest], n_dev: int) -> None:
+        from .. import widths
+
+        cfg = self.config
+        members.sort(key=lambda r: widths.hidden_units(r.engine.config))  # chunks of similar widths
+        size = max(1, cfg.max_size or auto_size(padded_request(members), cap=cfg.size_cap) * n_dev)
+        if len(members) > size > 1 and cfg.slot_refill and can_refill(members):  # `size` slots, refilled
+            try:
+                self.slot_activity.append(train_slots(members, size, self.stats, cfg.host_rows, cfg.pbt))
+                self.groups_trained.append(size)
+            except BaseException as exc:  # noqa: BLE001 - every trial of the group gets the error
+                for r in members:
+                    r.error = r.error or exc
+            finally:
+                for r in members:
+                    r.done.set()
+            return
+        for start in range(0, len(members), size):
+            self._train_chunk(members[start:start + size])
+
+    def _train_chunk(self, chunk: list[FitRequest]) -> None:
+        try:
+            train_group(chunk, self.stats, self.config.devices, self.config.pbt)
+            self.groups_trained.append(len(chunk))
+        except BaseException as exc:  # noqa: BLE001 - every trial of the chunk gets the error
+            for r in chunk:
+                r.error = exc
+        finally:
+            for r in chunk:
+                r.done.set()
 
 NOTICE = ("gridrun population mode: this trial finished without calling gridrun.fit or gridrun.fit_loop, so "
           "there was nothing to train together with the other trials and it ran on its own, as in a sequential "

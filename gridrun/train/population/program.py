@@ -101,6 +101,19 @@ def padded_request(requests: list[FitRequest]) -> FitRequest:
                       first.k_train, first.member, first.initial)
 
 
+def _rows(state: Any, n: int) -> list[Any]:
+    """Each trial's row of a stacked state. On the CPU backend (device memory is host memory) cut with
+    numpy and put back one transfer per trial; elsewhere by indexing on the device."""
+    import jax
+
+    leaves = jax.tree_util.tree_leaves(state)
+    typed_keys = any(jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) for a in leaves)  # no numpy form
+    if jax.default_backend() != "cpu" or typed_keys or len(leaves[0].sharding.device_set) > 1:
+        return [jax.tree_util.tree_map(lambda a, i=i: a[i], state) for i in range(n)]
+    host = jax.device_get(state)
+    return [jax.device_put(jax.tree_util.tree_map(lambda a, i=i: np.array(a[i]), host)) for i in range(n)]
+
+
 def train_group(requests: list[FitRequest], stats: PopulationStats | None = None, devices: int | None = None,
                 pbt: PBTConfig | None = None) -> None:
     """Train `requests` (width-compatible engines, same data) together; fill each request's `state`.
@@ -137,8 +150,9 @@ def train_group(requests: list[FitRequest], stats: PopulationStats | None = None
     limits = np.array([r.epochs for r in requests])
     if merged:  # each trial's own initial weights, zero-padded into the wide shapes
         wide = jax.eval_shape(engine.init, trial_hparams[0], requests[0].k_init)
-        # eagerly, not jitted: one compilation per distinct width would cost more than the whole init
-        own = [r.engine.init(r.hparams, r.k_init) for r in requests]
+        # by each trial's own compiled init (the one sequential fit runs; one compilation per width): run
+        # eagerly, op by op, an init cost seconds per trial on a busy CPU
+        own = [r.engine.jit_init(r.hparams, r.k_init) for r in requests]
         true_shapes = [jax.eval_shape(lambda s=s: s) for s in own]
         state = stack([widths.pad(s, wide) for s in own])
     elif requests[0].initial is not None:  # nnx modules: each trial's own initial weights
@@ -174,8 +188,9 @@ def train_group(requests: list[FitRequest], stats: PopulationStats | None = None
     n_dev = len(jax.tree_util.tree_leaves(state)[0].sharding.device_set)  # measured, not intended
     state = vfinal(state)
     padded_units = widths.hidden_units(engine.config) if merged else None
+    rows = _rows(state, len(requests))
     for i, r in enumerate(requests):
-        r.state = jax.tree_util.tree_map(lambda a, i=i: a[i], state)
+        r.state = rows[i]
         if merged:
             r.padded = (engine, r.state, trial_hparams[i])
             r.state = widths.crop(r.state, true_shapes[i])

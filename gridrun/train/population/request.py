@@ -28,6 +28,7 @@ class FitRequest:
     padded_units: tuple[int, ...] | None = None  # the group's hidden widths when this trial was padded to them
     devices: int = 1  # how many devices the group's arrays were sharded over (along the trial axis)
     refilled: bool = False  # trained in a slot of a refilled program (train_slots)
+    notes: dict[str, Any] = field(default_factory=dict)  # how the coordinator chose to train it (its properties)
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -44,6 +45,7 @@ class FitRequest:
             info["devices"] = self.devices
         if self.refilled:
             info["slot_refill"] = True
+        info.update(self.notes)
         return info
 
     def same_data(self, other: FitRequest) -> bool:

@@ -18,11 +18,19 @@ from .request import FitRequest
 
 
 def can_refill(requests: list[FitRequest]) -> bool:
-    """Slot refilling needs one program for all: equal engines (no width merging) and weights
-    initialized by the engine. (Whether to refill at all is PopulationConfig.slot_refill: off, a group
+    """Slot refilling needs one program for all: equal engines, or width-compatible Sequential engines
+    (trained padded to the group's widest, train/widths.py), and weights initialized by an engine (not
+    nnx modules' own states). (Whether to refill at all is PopulationConfig.slot_refill: off, a group
     trains in chunks of its program's size and an ended trial's slot stays frozen until its chunk ends.)"""
+    from .. import widths
+
+    if any(r.initial is not None for r in requests):
+        return False
     first = requests[0].engine.config
-    return all(r.engine.config == first and r.initial is None for r in requests)
+    if all(r.engine.config == first for r in requests):
+        return True
+    key = widths.merge_key(first)
+    return widths.mergeable(first) and all(widths.merge_key(r.engine.config) == key for r in requests)
 
 
 # A program shrinks for its last survivors (nobody waits, slots are empty) when the time the empty slots
@@ -100,6 +108,9 @@ class _SlotPrograms:
             cache["rows"] = jit(rows)
             cache["refill"] = jax.jit(refill, donate_argnums=0, compiler_options=compiler_options())
             cache["take"] = jax.jit(lambda tree, idx: jax.tree_util.tree_map(lambda a: a[idx], tree))
+            cache["put"] = jax.jit(lambda state, take, fresh: jax.tree_util.tree_map(  # padded refills
+                lambda new, old: jnp.where(take.reshape((-1,) + (1,) * (old.ndim - 1)), new, old), fresh, state),
+                donate_argnums=0, compiler_options=compiler_options())
             cache["sizes"] = set()  # sizes of the epoch programs compiled in this process
             cache["compile_s"] = None  # the last measured compilation of an epoch program, seconds
         self.cache = cache
@@ -156,6 +167,66 @@ class _SlotPrograms:
     def refill(self, state: Any, take: np.ndarray, hparams: Any, k_init: Any) -> Any:
         return self.cache["refill"](state, take, hparams, k_init)
 
+    def put(self, state: Any, take: np.ndarray, fresh: Any) -> Any:
+        """`state` with the slots in `take` replaced by those rows of `fresh` (same shapes), in place."""
+        return self.cache["put"](state, take, fresh)
+
+
+class _Padding:
+    """A width-merged refilled group (train/widths.py): the padded engine, and per trial its masked
+    hyperparameters, its own initial state zero-padded to the wide shapes, and its true shapes."""
+
+    def __init__(self, requests: list[FitRequest]) -> None:
+        import jax
+
+        from .. import widths
+        from ..engine import get_engine
+
+        self.engine = get_engine(widths.padded_config([r.engine.config for r in requests]))
+        self.units = widths.hidden_units(self.engine.config)
+        r0 = requests[0]
+        self.wide = jax.eval_shape(self.engine.init, self.hparams(r0), r0.k_init)
+        self.shapes: dict[int, Any] = {}  # id(request) -> its true state shapes
+
+    def hparams(self, r: FitRequest) -> Any:
+        from .. import widths
+
+        return widths.with_masks(r.hparams, r.engine.config, self.engine.config)
+
+    def initial(self, r: FitRequest) -> Any:
+        """The trial's own initial state (its own engine's compiled init and keys, as sequential fit
+        runs it), zero-padded into the wide shapes."""
+        import jax
+
+        from .. import widths
+
+        own = r.engine.jit_init(r.hparams, r.k_init)
+        r.padded_units = self.units
+        self.shapes[id(r)] = jax.eval_shape(lambda: own)
+        return widths.pad(own, self.wide)
+
+    def fresh(self, news: dict[int, FitRequest], n: int) -> Any:
+        """A stacked state of `n` rows: the padded initial states of `news` (slot -> trial), zeros elsewhere."""
+        import jax
+
+        rows = {i: jax.device_get(self.initial(r)) for i, r in news.items()}  # padded on the host
+        zero = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), self.wide)
+        return jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *[rows.get(i, zero) for i in range(n)])
+
+    def own(self, r: FitRequest, state: Any) -> Any:
+        """A padded (unbatched) state of a live trial cut to its true shapes (for the epoch's observers)."""
+        from .. import widths
+
+        return widths.crop(state, self.shapes[id(r)])
+
+    def release(self, r: FitRequest, final: Any) -> Any:
+        """The trial's finalized padded state cropped to its true shapes; `r.padded` keeps the padded one
+        (its script's evaluate/predict use the group's compiled padded engine, as train_group's)."""
+        from .. import widths
+
+        r.padded = (self.engine, final, self.hparams(r))
+        return widths.crop(final, self.shapes.pop(id(r)))
+
 
 def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | None = None,
                 host_rows: bool | None = None, pbt: PBTConfig | None = None) -> list[tuple[int, int, int]]:
@@ -173,11 +244,14 @@ def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | 
     import time
     from collections import deque
 
+    import jax
     import jax.numpy as jnp
 
     from ..engine import stack, unstack
 
-    engine = requests[0].engine
+    configs = [r.engine.config for r in requests]
+    padding = _Padding(requests) if any(c != configs[0] for c in configs) else None  # width-merged
+    engine = requests[0].engine if padding is None else padding.engine
     names = engine.config.log_names
     progs = _SlotPrograms(engine, host_rows)
     stats = stats or PopulationStats()
@@ -185,11 +259,15 @@ def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | 
     waiting = deque(requests)
     slots: list[FitRequest | None] = [waiting.popleft() for _ in range(min(size, len(waiting)))]
     first = [r for r in slots if r is not None]
-    hp_rows = [r.hparams for r in first]  # each slot's hyperparameters and keys (a freed slot keeps its last)
+    # each slot's hyperparameters and keys (a freed slot keeps its last)
+    hp_rows = [r.hparams if padding is None else padding.hparams(r) for r in first]
     k_init_rows = [r.k_init for r in first]
     k_train_rows = [r.k_train for r in first]
     hparams, k_train = stack(hp_rows), jnp.stack(k_train_rows)
-    state = progs.vinit(hparams, jnp.stack(k_init_rows))
+    if padding is None:
+        state = progs.vinit(hparams, jnp.stack(k_init_rows))
+    else:  # each trial's own initial weights, zero-padded into the wide shapes
+        state = jax.device_put(padding.fresh(dict(enumerate(first)), len(first)))
     ep = np.zeros(len(slots), np.int32)  # epochs trained by each slot's current trial
     stop = np.array([r.epochs <= 0 for r in first])
     activity: list[tuple[int, int, int]] = []
@@ -202,21 +280,27 @@ def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | 
         if ended:  # release the trials that ended (one finalize for all), refill their slots (one call)
             finals = progs.released(state, ended)
             take = np.zeros(len(slots), bool)
+            news: dict[int, FitRequest] = {}
             for i in ended:
                 r = slots[i]
                 assert r is not None
-                r.state = finals[i]
+                r.state = finals[i] if padding is None else padding.release(r, finals[i])
                 r.group_size, r.refilled = size, True
                 r.done.set()
                 new = slots[i] = waiting.popleft() if waiting else None
                 if new is not None:
                     take[i] = True
-                    hp_rows[i], k_init_rows[i], k_train_rows[i] = new.hparams, new.k_init, new.k_train
+                    news[i] = new
+                    hp_rows[i] = new.hparams if padding is None else padding.hparams(new)
+                    k_init_rows[i], k_train_rows[i] = new.k_init, new.k_train
                     ep[i], stop[i] = 0, new.epochs <= 0
             del finals
             if take.any():
                 hparams, k_train = stack(hp_rows), jnp.stack(k_train_rows)
-                state = progs.refill(state, take, hparams, jnp.stack(k_init_rows))
+                if padding is None:
+                    state = progs.refill(state, take, hparams, jnp.stack(k_init_rows))
+                else:  # new trials of any width take padded slots, each with its own initial weights
+                    state = progs.put(state, take, padding.fresh(news, len(slots)))
             stats.count(release_seconds=time.perf_counter() - t_release)
             if not any(r is not None for r in slots):
                 break
@@ -247,7 +331,8 @@ def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | 
             active += 1
             ep[i] += 1
             r.member.record({k: logs[k][i] for k in names}, bool(logs["stopped"][i]),
-                            lambda i=i, state=state: unstack(state, i))
+                            lambda i=i, r=r, state=state: (unstack(state, i) if padding is None
+                                                           else padding.own(r, unstack(state, i))))
             stop[i] = r.member.stop is not None
         if group_pbt is not None:  # PBT across the slots: exploit and explore the trials at their interval
             state, hparams, changed = group_pbt.after_epoch(
