@@ -222,7 +222,7 @@ def run(command: Command, work: Path, dataset: str | None, epochs: int | None, q
                          f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")  # fmt: skip
     if not quiet:
         say(f"[{command.name}] ok in {seconds:.1f} s")
-    result = Result(command.name, seconds, proc.stdout)
+    result = Result(command.name, seconds, proc.stdout.strip("\n"))
     run_dirs = sorted(p for p in runs_dir.glob("*") if (p / "properties.json").is_file()) if runs_dir.is_dir() else []
     if len(run_dirs) == 1:
         result.output = (run_dirs[0] / "output.log").read_text(encoding="utf-8")
