@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,6 +118,11 @@ def test_a_two_metric_sweep_records_lists_shows_the_front_and_ls_pareto_uses_it(
     lines = proc.stdout.strip().splitlines()
     assert lines[0].startswith("run_dir,status,metric_val_loss,metric_n_params")
     assert {line.split(",")[0].rsplit("/", 1)[-1] for line in lines[1:]} == expected
+
+    # the sweep report draws the front (checked in headless Chromium by hand: docs/analysis.md) and
+    # ranks the trials by the first metric
+    page = Path(gridrun.sweep_report(m["id"], runs_dir=runs, open_browser=False)).read_text()
+    assert 'id="analysis-pareto"' in page and "Pareto front of val_loss and n_params" in page
 
 
 def test_a_one_metric_sweep_still_records_strings(trade_script, tmp_path):

@@ -125,7 +125,7 @@ class Reporter:
                 n = state.done + state.failed
                 shown = f" {metric}={value:.4g}" if value is not None and ok else ""
                 if self.objectives and ok:
-                    shown = "".join(f" {name}={trial.metrics[name]:.4g}" for name, _ in self.objectives
+                    shown = "".join(f" {name}={_value(trial.metrics[name])}" for name, _ in self.objectives
                                     if scoring.finite(trial.metrics.get(name)) is not None)
                 err = f" ({attempt.error})" if attempt.status != Status.COMPLETED and attempt.error else ""
                 print(f"[{n}/{state.total}] trial {trial.trial} {attempt.status}{shown}{err} "
@@ -206,6 +206,11 @@ def _print_best(manifest: Manifest, stream: Any) -> None:
               + " ".join(f"--flag {k}={v}" for k, v in top.flags.items()), file=stream)
 
 
+def _value(v: float) -> str:
+    """A metric value in the summary: whole numbers (a parameter count) as integers, others to 4 digits."""
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.4g}"
+
+
 def pareto_trials(manifest: Manifest) -> list[Trial]:
     """A multi-objective sweep's Pareto front: the completed trials with a finite value of every metric
     that no other such trial beats on every metric (better or equal on all, strictly better on one),
@@ -236,7 +241,7 @@ def _print_front(manifest: Manifest, stream: Any, show: int = 10) -> None:
     print(f"Pareto front of {what}: {len(front)} of {completed} completed trials (no other trial better on "
           f"every metric){more}:", file=stream)
     names = [name for name, _ in objectives]
-    cells = [[f"{t.metrics[n]:.4g}" for n in names] for t in front[:show]]
+    cells = [[_value(t.metrics[n]) for n in names] for t in front[:show]]
     widths = [max([len(n), *(len(c[i]) for c in cells)]) for i, n in enumerate(names)]
     print("  " + "  ".join(n.ljust(w) for n, w in zip(names, widths)) + "  run", file=stream)
     for t, row in zip(front, cells):
