@@ -534,8 +534,14 @@ def _print_plan(manifest: Manifest, grid: Any, total: int | None, sampler: Sampl
     n = len(manifest.trials)
     print(describe_size(total, n))
     d = manifest.data
-    print(f"Sampler: {d['sampler']}, seed {d['seed']}; metric: {d.get('metric') or 'val_loss'} "
-          f"({d.get('mode') or 'by the scoring rule'})")
+    if isinstance(d.get("metric"), list):  # a multi-objective sweep
+        from .. import scoring
+
+        what = ", ".join(f"{n} ({m})" for n, m in scoring.objectives(d["metric"], d.get("mode")))
+        print(f"Sampler: {d['sampler']}, seed {d['seed']}; metrics: {what}")
+    else:
+        print(f"Sampler: {d['sampler']}, seed {d['seed']}; metric: {d.get('metric') or 'val_loss'} "
+              f"({d.get('mode') or 'by the scoring rule'})")
     for name, values in grid.values.items():
         print(f"  {name}: {', '.join(map(str, values))}")
     for name, r in grid.ranges.items():
