@@ -335,3 +335,34 @@ def test_fit_loop_counts_params_of_a_dict_state_and_not_of_a_tuple(tmp_path):
     for init, step, expected in ((init_dict, step_dict, 6), (init_tuple, step_tuple, None)):
         history = gridrun.fit_loop(init, step, (x, y), hparams={"lr": 0.01}, epochs=2, batch_size=16)
         assert history.params.get("n_params") == expected
+
+
+def test_fit_loop_counts_the_nnx_params_of_a_model_and_its_optimizer():
+    """An nnx state (model, nnx.Optimizer): the model's nnx.Param variables count once (the optimizer
+    refers to the same model), the Adam moments and BatchNorm's running statistics do not."""
+    import optax
+    from flax import nnx
+
+    class MLP(nnx.Module):
+        def __init__(self, rngs):
+            self.l1 = nnx.Linear(5, 4, rngs=rngs)
+            self.bn = nnx.BatchNorm(4, rngs=rngs)
+            self.l2 = nnx.Linear(4, 2, rngs=rngs)
+
+        def __call__(self, x):
+            return self.l2(self.bn(nnx.relu(self.l1(x))))
+
+    def init(key, hp):
+        model = MLP(nnx.Rngs(key))
+        return model, nnx.Optimizer(model, optax.inject_hyperparams(optax.adam)(learning_rate=hp["lr"]), wrt=nnx.Param)
+
+    def step(state, batch, hp, key):
+        model, optimizer = state
+        model.train()
+        loss, grads = nnx.value_and_grad(lambda m: ((m(batch[0])[:, 0] - batch[1]) ** 2).mean())(model)
+        optimizer.update(model, grads)
+        return (model, optimizer), {"loss": loss}
+
+    x = np.random.default_rng(0).normal(size=(32, 5)).astype(np.float32)
+    history = gridrun.fit_loop(init, step, (x, x[:, 0]), hparams={"lr": 0.01}, epochs=1, batch_size=16)
+    assert history.params["n_params"] == (5 * 4 + 4) + 2 * 4 + (4 * 2 + 2)

@@ -35,6 +35,8 @@ def user_params(state: Any, nnx_split: bool = False) -> Any:
         from flax import nnx
 
         try:
+            if hasattr(nnx, "filter_state"):  # flax >= 0.11 (State.filter is deprecated there)
+                return nnx.filter_state(state, nnx.Param)
             return state.filter(nnx.Param)
         except Exception:  # noqa: BLE001 - not an nnx State after all
             return None
