@@ -31,6 +31,7 @@ import pandas as pd
 from . import scoring
 from ._io import read_json
 from .errors import GridrunError
+from .scoring import non_dominated  # noqa: F401 - gridrun.analysis.non_dominated, as before
 
 LOG_RATIO = 100.0  # a list of positive numbers spanning this ratio or more is taken as log-scaled
 MIN_TRIALS = 4  # fewer runs with a value than this: no importance to speak of
@@ -364,30 +365,6 @@ def importance_lines(table: pd.DataFrame, width: int = 100) -> list[str]:
 
 # --------------------------------------------------------------------------------------------------
 # The Pareto front
-
-
-def non_dominated(values: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    """Boolean mask of the rows of `values` (n x m, every column minimized) that no other row dominates.
-
-    A row dominates another when it is <= in every column and < in at least one; equal rows do not
-    dominate each other (ties are all on the front). Rows with a NaN are never on it, and dominate none.
-    Vectorized numpy, in chunks of rows (memory n x chunk x m booleans).
-    """
-    values = np.asarray(values, dtype="float64")
-    if values.ndim != 2:
-        raise ValueError("values must be a 2-d array (runs x metrics)")
-    n = len(values)
-    ok = ~np.isnan(values).any(axis=1)
-    pts = values[ok]
-    front = np.zeros(len(pts), dtype=bool)
-    for start in range(0, len(pts), chunk):
-        block = pts[start:start + chunk]  # rows to test
-        le = (pts[None, :, :] <= block[:, None, :]).all(axis=2)
-        lt = (pts[None, :, :] < block[:, None, :]).any(axis=2)
-        front[start:start + chunk] = ~(le & lt).any(axis=1)
-    out = np.zeros(n, dtype=bool)
-    out[np.flatnonzero(ok)[front]] = True
-    return out
 
 
 def pareto(

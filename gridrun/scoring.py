@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 Mode = Literal["min", "max"]
@@ -104,3 +104,47 @@ def default_decreasing(order: str | list[str] | None) -> bool:
     if first and first.startswith(("metric_", "eval_", "best_")):
         return direction(first) == "max"
     return True
+
+
+def objectives(metric: str | Sequence[str] | None, mode: str | Sequence[str | None] | None = None
+               ) -> list[tuple[str, Mode]]:
+    """What a sweep optimizes, as (metric, mode) pairs: its `metric` and `mode` as a manifest (or
+    `tuning_run`) records them. One metric is a string (the manifest of every one-metric sweep), several
+    a list; `mode` a string, a list (one per metric) or "min,max"; a missing mode follows the rule
+    (`direction`). None (no metric named): [] (the fallback rule, val_loss else loss, applies)."""
+    if metric is None or metric == "" or metric == []:
+        return []
+    names = [metric] if isinstance(metric, str) else [str(m) for m in metric]
+    if isinstance(mode, str):
+        modes: list[str | None] = [m.strip() or None for m in mode.split(",")]
+    else:
+        modes = list(mode) if mode is not None else []
+    modes += [None] * (len(names) - len(modes))
+    return [(name, direction(name, m)) for name, m in zip(names, modes)]
+
+
+def non_dominated(values: Any, chunk: int = 1024) -> Any:
+    """Boolean mask (numpy) of the rows of `values` (n x m, every column minimized) that no other row
+    dominates: the Pareto front.
+
+    A row dominates another when it is <= in every column and < in at least one; equal rows do not
+    dominate each other (ties are all on the front). Rows with a NaN are never on it, and dominate none.
+    Vectorized numpy (imported here, not with this module), in chunks of rows (memory n x chunk x m booleans).
+    """
+    import numpy as np
+
+    values = np.asarray(values, dtype="float64")
+    if values.ndim != 2:
+        raise ValueError("values must be a 2-d array (runs x metrics)")
+    n = len(values)
+    ok = ~np.isnan(values).any(axis=1)
+    pts = values[ok]
+    front = np.zeros(len(pts), dtype=bool)
+    for start in range(0, len(pts), chunk):
+        block = pts[start:start + chunk]  # rows to test
+        le = (pts[None, :, :] <= block[:, None, :]).all(axis=2)
+        lt = (pts[None, :, :] < block[:, None, :]).any(axis=2)
+        front[start:start + chunk] = ~(le & lt).any(axis=1)
+    out = np.zeros(n, dtype=bool)
+    out[np.flatnonzero(ok)[front]] = True
+    return out

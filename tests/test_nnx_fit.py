@@ -64,7 +64,7 @@ def test_nnx_module_in_fit_sequential_equals_population_of_4(runs):
         p = pop[lr]
         assert s.status == p.status == "completed", (s.error_message, p.error_message)
         ms, mp = read_json(f"{s.run_dir}/metrics.json"), read_json(f"{p.run_dir}/metrics.json")
-        assert set(ms) == set(mp) == {"loss", "acc", "val_loss", "val_acc", "lr"}
+        assert set(ms) == set(mp) == {"loss", "acc", "val_loss", "val_acc", "lr", "n_params"}  # n_params: issue 21
         for name in ms:
             tol = {"rtol": 1e-4, "atol": 1e-6} if "acc" not in name else {"rtol": 0, "atol": 1.01 / 60}
             np.testing.assert_allclose(mp[name], ms[name], err_msg=f"{lr} {name}", **tol)

@@ -66,7 +66,7 @@ def test_population_matches_sequential_per_epoch(runs):
         p = pop[key]
         assert p.status == s.status == "completed"
         ms, mp = metrics(s), metrics(p)
-        assert set(ms) == set(mp) == {"loss", "acc", "val_loss", "val_acc", "lr"}
+        assert set(ms) == set(mp) == {"loss", "acc", "val_loss", "val_acc", "lr", "n_params"}  # n_params: issue 21
         for name in ms:
             assert len(ms[name]) == len(mp[name]), (key, name)
             # losses agree to float rounding; an accuracy may differ by one sample whose argmax is a tie

@@ -111,7 +111,8 @@ def test_fit_records_metrics_properties_evaluation_and_plot_in_the_active_run(tm
         png = h.plot()
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["val_loss"] == pytest.approx(h.history["val_loss"])
-    assert set(metrics) == {"loss", "acc", "val_loss", "val_acc", "lr"}
+    assert set(metrics) == {"loss", "acc", "val_loss", "val_acc", "lr", "n_params"}  # n_params: issue 21
+    assert metrics["n_params"] == [259 - 2 * 16] * 3  # every epoch: trainable only (not the BatchNorm moving stats)
     props = json.loads((tmp_path / "properties.json").read_text())
     assert props["samples"] == 180 and props["validation_samples"] == 60
     assert props["batch_size"] == 32 and props["epochs"] == 3 and props["epochs_completed"] == 3

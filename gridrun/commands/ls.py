@@ -174,6 +174,8 @@ def sweep_metric(runs_dir: str, sweep: str | None) -> str | None:
 
     data = read_json(Path(runs_dir) / "sweeps" / f"{sweep}.json", {})
     metric = data.get("metric") if isinstance(data, dict) else None
+    if isinstance(metric, list):  # a multi-objective sweep: its first metric
+        metric = metric[0] if metric else None
     return metric if isinstance(metric, str) and metric else None
 
 

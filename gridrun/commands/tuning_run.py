@@ -58,18 +58,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", nargs="?", const="latest", metavar="SWEEP_ID",
                         help="run what did not complete in sweep SWEEP_ID (alone: the latest matching sweep)")
     search = parser.add_argument_group("search")
-    search.add_argument("--metric", help="the metric the sweep optimizes (default: val_loss, else loss)")
-    search.add_argument("--mode", choices=("min", "max"),
-                        help="minimize or maximize --metric (default: by name: losses min, accuracy-like max)")
+    search.add_argument("--metric", action="append", metavar="NAME",
+                        help="the metric the sweep optimizes (default: val_loss, else loss); repeat it for several "
+                             "(--metric val_loss --metric n_params): a multi-objective sweep, whose summary shows "
+                             "the Pareto front (samplers grid, random, nsga2, tpe; docs/analysis.md)")
+    search.add_argument("--mode", metavar="MIN|MAX[,...]",
+                        help="min or max, one per --metric, comma-separated: --mode min,max (default: by name: "
+                             "losses min, accuracy-like max)")
     search.add_argument("--sampler", choices=SAMPLERS, metavar="NAME",
                         help="how trial values are chosen: %(choices)s (default: grid for lists, random with "
-                             "ranges; tpe, cmaes: Optuna's TPE and CMA-ES, pip install 'gridrun[optuna]'; "
+                             "ranges; tpe, cmaes, nsga2: Optuna's TPE, CMA-ES and NSGA-II, pip install "
+                             "'gridrun[optuna]'; with several --metric: nsga2, tpe, random or grid; "
                              "packages add more, docs/extending.md)")
     search.add_argument("--sampler-opt", action="append", metavar="KEY=VALUE",
                         help="an option of the sampler's constructor (repeatable), e.g. n_startup_trials=5 for tpe")
     search.add_argument("--prune", choices=PRUNERS, metavar="NAME",
                         help="stop bad trials early: %(choices)s (asha: successive halving, hyperband: brackets "
                              "of ASHA, median; packages add more, docs/extending.md)")
+    search.add_argument("--prune-metric", metavar="NAME",
+                        help="with several --metric, the one --prune (and its rungs) judges trials by, in its "
+                             "--mode; required then, since a pruner compares one value per epoch")
     search.add_argument("--prune-opt", action="append", metavar="KEY=VALUE",
                         help="an option of the pruner's constructor (repeatable), e.g. brackets=2 for hyperband")
     search.add_argument("--prune-grace", type=int, metavar="E", help="asha, hyperband: epochs before the first rung (default 1)")
@@ -126,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         ordered=args.ordered, shuffle=args.shuffle, runs_dir=args.runs_dir, jobs=args.jobs, backend=args.backend,
         population=args.population, population_size=args.population_size,
         scheduler=args.scheduler, retries=args.retries, max_failures=args.max_failures, resume=args.resume,
-        confirm=True, yes=args.yes, quiet=args.quiet, metric=args.metric, mode=args.mode, sampler=args.sampler,
+        confirm=True, yes=args.yes, quiet=args.quiet, metric=metric_option(args.metric), mode=args.mode,
+        prune_metric=args.prune_metric, sampler=args.sampler,
         sampler_options=parse_key_values(args.sampler_opt, "--sampler-opt"),
         prune=args.prune, prune_options=prune_options(args), dry_run=args.dry_run,
         worker_devices=parse_devices(args.worker_devices) if args.worker_devices else None,
@@ -146,6 +155,13 @@ def pbt_options(args: argparse.Namespace) -> dict[str, Any] | None:
             raise GridrunError(f"{', '.join('--pbt-' + k for k in given)} need --pbt")
         return None
     return given
+
+
+def metric_option(given: list[str] | None) -> str | list[str] | None:
+    """`--metric` (repeatable): one name as a string (a one-metric sweep, as always), several as a list;
+    `--metric a,b` counts as two."""
+    names = [n.strip() for item in given or [] for n in item.split(",")]
+    return None if not names else names[0] if len(names) == 1 else names
 
 
 def prune_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -115,6 +115,8 @@ def sweep_metric(sweep: str, runs_dir: str | os.PathLike = "runs") -> tuple[str,
     data = data if isinstance(data, dict) else {}
     metric = data.get("metric")
     mode = data.get("mode")
+    if isinstance(metric, list):  # a multi-objective sweep: the page ranks by its first metric
+        metric, mode = metric[0] if metric else None, mode[0] if isinstance(mode, list) and mode else None
     return (metric if isinstance(metric, str) and metric else DEFAULT_METRIC,
             mode if mode in ("min", "max") else None)  # fmt: skip
 

@@ -23,7 +23,7 @@ from ..executors import Executor
 from ..record import Status, close_run, last_metrics, read_metrics
 from .groups import Grouper, expand, worker_function
 from .manifest import SAVE_INTERVAL, Manifest
-from .progress import Reporter, sweep_metric
+from .progress import Reporter, sweep_metric, sweep_objectives
 from .pruners import Pruner
 from .samplers import Sampler
 from .state import Outcome, SweepState, Trial, as_status
@@ -73,7 +73,7 @@ def run_sweep(
     _mark_running(manifest, executor, retries, max_failures, grouper)
     state = SweepState(manifest.trials, retries=retries, max_failures=max_failures, slots=executor.slots)
     metric, mode = sweep_metric(manifest)
-    reporter = Reporter(state, quiet, metric=metric, mode=mode)
+    reporter = Reporter(state, quiet, metric=metric, mode=mode, objectives=sweep_objectives(manifest))
     channel = executor.channel(_prune_handler(pruner, mode)) if pruner is not None else None
     heartbeat = _Heartbeat(manifest)
     make_task = _TaskMaker(manifest, state, executor, reporter, runs_dir, sampler, channel, metric, max_bytes,
@@ -230,12 +230,31 @@ class MetricCheck:
     def __init__(self, manifest: Manifest, metric: str | None, pruner: Pruner | None, reporter: Reporter) -> None:
         self.manifest, self.metric, self.pruner, self.reporter = manifest, metric, pruner, reporter
         self.checked = False
+        objectives = sweep_objectives(manifest)
+        self.metrics = [n for n, _ in objectives] if len(objectives) > 1 else []  # a multi-objective sweep's
 
     def __call__(self, t: Trial) -> None:
         if not self.checked and t.status in (Status.COMPLETED, Status.PRUNED) and t.metrics:
             self.checked = True
-            self.first(t)
-        _check_metric(t, self.metric)
+            if self.metrics:
+                self.first_of_several(t)
+            else:
+                self.first(t)
+        for name in self.metrics or [self.metric]:
+            _check_metric(t, name)
+
+    def first_of_several(self, t: Trial) -> None:
+        """A multi-objective sweep: every one of its metrics must be among what the first trial logged."""
+        missing = [name for name in self.metrics if name not in t.metrics]
+        if not missing:
+            return
+        logged = sorted(t.metrics)
+        others = [m for m in logged if m not in self.metrics]
+        hint = f"--metric {suggest_metric(others or logged)}" if logged else "--metric NAME"
+        raise GridrunError(
+            f"the sweep optimizes {', '.join(map(repr, self.metrics))}, but trial {t.trial} did not log "
+            f"{', '.join(map(repr, missing))} (it logged: {', '.join(logged) or 'none'}): replace it with one of "
+            f"those ({hint}), or log it from the script (gridrun.log_metrics({missing[0]}=...))")
 
     def first(self, t: Trial) -> None:
         wanted = (self.metric,) if self.metric else scoring.FALLBACK_METRICS

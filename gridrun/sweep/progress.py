@@ -16,20 +16,36 @@ from .state import FINAL, Attempt, SweepState, Trial
 
 
 def sweep_metric(manifest: Manifest) -> tuple[str | None, str | None]:
-    """The metric and mode recorded for a sweep (None, None: the default rule)."""
-    return manifest.data.get("metric"), manifest.data.get("mode")
+    """The one metric and mode that judge a sweep's trials one at a time (the pruner, the progress
+    bar's best, a trial that diverges): the recorded ones (None, None: the default rule); for a
+    multi-objective sweep, the pruner's metric (--prune-metric) when it has one, else the first."""
+    metric, mode = manifest.data.get("metric"), manifest.data.get("mode")
+    if not isinstance(metric, list):
+        return metric, mode
+    pairs = scoring.objectives(metric, mode)
+    chosen = (manifest.data.get("pruner") or {}).get("metric")
+    return next(((n, m) for n, m in pairs if n == chosen), pairs[0] if pairs else (None, None))
+
+
+def sweep_objectives(manifest: Manifest) -> list[tuple[str, str]]:
+    """Every (metric, mode) a sweep optimizes: [] with the default rule, one pair, or several (a
+    multi-objective sweep, whose manifest records `metric` and `mode` as lists)."""
+    return list(scoring.objectives(manifest.data.get("metric"), manifest.data.get("mode")))
 
 
 class Reporter:
     """Progress: a rich bar on a terminal, plain lines otherwise, nothing with quiet."""
 
     def __init__(self, state: SweepState, quiet: bool, stream=None, metric: str | None = None,
-                 mode: str | None = None):
+                 mode: str | None = None, objectives: list[tuple[str, str]] | None = None):
         self.state = state
         self.stream = stream or sys.stdout
         self.quiet = quiet
         self.metric, self.mode = metric, mode
         self.best: tuple[float, str, dict[str, Any]] | None = None
+        # a multi-objective sweep: its metrics, and the front so far (each point minimized, with its trial)
+        self.objectives = list(objectives or []) if objectives and len(objectives) > 1 else []
+        self.front: list[tuple[list[float], int]] = []
         self.notices: list[str] = []
         self.progress = None
         if not quiet and self.stream.isatty():
@@ -47,7 +63,24 @@ class Reporter:
                                                pruned=state.pruned, running=0, best="")
             self.progress.start()
 
+    def _add_to_front(self, trial: Trial) -> None:
+        """Keep the Pareto front of the completed trials so far (a point per trial, every metric minimized)."""
+        values = [scoring.finite(trial.metrics.get(name)) for name, _ in self.objectives]
+        if any(v is None for v in values):
+            return
+        point = [scoring.sign(name, mode) * v for (name, mode), v in zip(self.objectives, values)]  # type: ignore[operator]
+
+        def dominates(a: list[float], b: list[float]) -> bool:
+            return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+        if any(dominates(p, point) for p, _ in self.front):
+            return
+        self.front = [(p, i) for p, i in self.front if not dominates(point, p) and i != trial.trial]
+        self.front.append((point, trial.trial))
+
     def _best_text(self) -> str:
+        if self.objectives:
+            return f"Pareto front: {len(self.front)} trial(s)" if self.front else ""
         if not self.best:
             return ""
         value, metric, flags = self.best
@@ -86,9 +119,14 @@ class Reporter:
             if ok and value is not None and (
                     self.best is None or scoring.is_better(value, self.best[0], metric, self.mode)):
                 self.best = (value, metric, trial.flags)
+            if self.objectives and attempt.status == Status.COMPLETED:
+                self._add_to_front(trial)
             if self.progress is None and not self.quiet:
                 n = state.done + state.failed
                 shown = f" {metric}={value:.4g}" if value is not None and ok else ""
+                if self.objectives and ok:
+                    shown = "".join(f" {name}={_value(trial.metrics[name])}" for name, _ in self.objectives
+                                    if scoring.finite(trial.metrics.get(name)) is not None)
                 err = f" ({attempt.error})" if attempt.status != Status.COMPLETED and attempt.error else ""
                 print(f"[{n}/{state.total}] trial {trial.trial} {attempt.status}{shown}{err} "
                       f"run {attempt.run_dir}", file=self.stream, flush=True)
@@ -168,6 +206,51 @@ def _print_best(manifest: Manifest, stream: Any) -> None:
               + " ".join(f"--flag {k}={v}" for k, v in top.flags.items()), file=stream)
 
 
+def _value(v: float) -> str:
+    """A metric value in the summary: whole numbers (a parameter count) as integers, others to 4 digits."""
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.4g}"
+
+
+def pareto_trials(manifest: Manifest) -> list[Trial]:
+    """A multi-objective sweep's Pareto front: the completed trials with a finite value of every metric
+    that no other such trial beats on every metric (better or equal on all, strictly better on one),
+    sorted by the first metric, best first. Pruned trials stopped early and are not on it."""
+    objectives = sweep_objectives(manifest)
+    scored = []
+    for t in manifest.trials:
+        if t.status != Status.COMPLETED:
+            continue
+        values = [scoring.finite(t.metrics.get(name)) for name, _ in objectives]
+        if all(v is not None for v in values):
+            scored.append((t, [scoring.sign(name, mode) * v for (name, mode), v in zip(objectives, values)]))
+    if not scored:
+        return []
+    mask = scoring.non_dominated([v for _, v in scored])
+    front = [(v, t.trial, t) for (t, v), on in zip(scored, mask) if on]
+    return [t for _, _, t in sorted(front, key=lambda p: (p[0][0], p[1]))]
+
+
+def _print_front(manifest: Manifest, stream: Any, show: int = 10) -> None:
+    """The end-of-sweep summary of a multi-objective sweep: its Pareto front, with each metric's value."""
+    objectives = sweep_objectives(manifest)
+    front = pareto_trials(manifest)
+    completed = sum(t.status == Status.COMPLETED for t in manifest.trials)
+    what = " and ".join(f"{name} ({mode})" for name, mode in objectives)
+    pruned = sum(t.status == Status.PRUNED for t in manifest.trials)
+    more = "; pruned trials stopped early and are not on it" if pruned else ""
+    print(f"Pareto front of {what}: {len(front)} of {completed} completed trials (no other trial better on "
+          f"every metric){more}:", file=stream)
+    names = [name for name, _ in objectives]
+    cells = [[_value(t.metrics[n]) for n in names] for t in front[:show]]
+    widths = [max([len(n), *(len(c[i]) for c in cells)]) for i, n in enumerate(names)]
+    print("  " + "  ".join(n.ljust(w) for n, w in zip(names, widths)) + "  run", file=stream)
+    for t, row in zip(front, cells):
+        flags = ", ".join(f"{k}={v}" for k, v in t.flags.items())
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + f"  {t.run_dir}  {flags}", file=stream)
+    if len(front) > show:
+        print(f"  ... and {len(front) - show} more: gridrun ls --sweep {manifest.id} --pareto", file=stream)
+
+
 def print_results(manifest: Manifest, seconds: float, quiet: bool = False, stream=None,
                   hint_args: str = "") -> None:
     """The end-of-sweep summary: counts, the best trials, and what to run next (`hint_args` is
@@ -187,6 +270,17 @@ def print_results(manifest: Manifest, seconds: float, quiet: bool = False, strea
         return
     if manifest.data.get("metric_warning"):
         print(f"warning: {manifest.data['metric_warning']}", file=stream)
+    if len(sweep_objectives(manifest)) > 1:  # several metrics: the front instead of "best trials"
+        front = pareto_trials(manifest)
+        if front:
+            _print_front(manifest, stream)
+            print(f"View a run: gridrun view {front[0].run_dir}{hint_args}   "
+                  f"The sweep: gridrun sweep-report {manifest.id}{hint_args}", file=stream)
+            print(f"The front as a table: gridrun ls --sweep {manifest.id} --pareto{hint_args}", file=stream)
+        if failed:
+            print(f"Rerun the failed trials with: gridrun tuning-run --resume {manifest.id}{hint_args}", file=stream)
+        stream.flush()
+        return
     ranked = ranked_trials(manifest)
     if ranked:
         _print_best(manifest, stream)

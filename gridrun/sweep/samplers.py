@@ -6,6 +6,11 @@
 | random | as grid for lists alone; with ranges, each flag drawn independently | when the trial starts |
 | tpe | Optuna's Tree-structured Parzen Estimator (`pip install gridrun[optuna]`) | when the trial starts |
 | cmaes | Optuna's CMA-ES (numeric flags; a list of strings or booleans is drawn at random beside it) | when the trial starts |
+| nsga2 | Optuna's NSGA-II, a genetic algorithm for several metrics (or one) | when the trial starts |
+
+With several metrics (`--metric a --metric b`) a sweep is multi-objective: `metrics` and `modes` hold
+them all (`metric`, `mode` the first), `values(trial)` gives a trial's value of each. grid and random
+ignore them; nsga2 and tpe optimize them together (an Optuna study with `directions=`); cmaes refuses.
 
 A sampler plans the sweep's trial list (`plan`), gives a trial its values when it is about to run
 (`ask`, lazily: adaptive samplers learn from the trials that ended before), and is told every ended
@@ -37,7 +42,7 @@ from ..grid import Grid, sample_grid
 from ..record import Status
 from .state import Trial
 
-SAMPLERS = ("grid", "random", "tpe", "cmaes")
+SAMPLERS = ("grid", "random", "tpe", "cmaes", "nsga2")
 
 
 class Sampler(ABC):
@@ -47,14 +52,24 @@ class Sampler(ABC):
     seed: int
     metric: str
     mode: str
+    metrics: list[str]  # every metric the sweep optimizes (one, or several: a multi-objective sweep)
+    modes: list[str]
 
-    def bind(self, grid: Grid, seed: int, metric: str | None = None, mode: str | None = None) -> Sampler:
-        """Give the sampler the sweep's space, seed and metric (done by the sweep); returns itself."""
+    def bind(self, grid: Grid, seed: int, metric: str | list[str] | None = None,
+             mode: str | list[str] | None = None) -> Sampler:
+        """Give the sampler the sweep's space, seed and metric(s) (done by the sweep); returns itself."""
         self.grid, self.seed = grid, seed
-        self.metric = metric or scoring.DEFAULT_METRIC
-        self.mode = scoring.direction(self.metric, mode)
+        objectives = scoring.objectives(metric, mode) or [(scoring.DEFAULT_METRIC, scoring.direction(
+            scoring.DEFAULT_METRIC, mode if isinstance(mode, str) else None))]
+        self.metrics, self.modes = [n for n, _ in objectives], [m for _, m in objectives]
+        self.metric, self.mode = self.metrics[0], self.modes[0]
         self.setup()
         return self
+
+    @property
+    def multi_objective(self) -> bool:
+        """Does the sweep optimize several metrics?"""
+        return len(getattr(self, "metrics", ())) > 1
 
     def setup(self) -> None:
         """Called by `bind`, once `grid`, `seed`, `metric` and `mode` are set."""
@@ -79,6 +94,11 @@ class Sampler(ABC):
     def value(self, trial: Trial) -> float | None:
         """The sweep metric's final value of an ended trial (None: not logged or not finite)."""
         return scoring.finite(trial.metrics.get(self.metric))
+
+    def values(self, trial: Trial) -> list[float] | None:
+        """Each sweep metric's final value of an ended trial, in `metrics` order (None: one is missing)."""
+        out = [scoring.finite(trial.metrics.get(name)) for name in self.metrics]
+        return None if any(v is None for v in out) else out  # type: ignore[return-value]
 
     def intermediate(self, trial: Trial) -> list[tuple[int, float]]:
         """The sweep metric's (epoch, value) pairs an ended trial reported, finite ones only."""
@@ -150,8 +170,15 @@ class OptunaSampler(Sampler):
         self.distributions = self._distributions()
         chosen = self.given if self.given is not None else self.optuna_sampler(
             self.seed, min(10, max(2, len(self.grid) or 10)))
-        self.study = optuna.create_study(direction="minimize" if self.mode == "min" else "maximize", sampler=chosen)
+        self.study = self._create_study(chosen)
         self.live: dict[int, Any] = {}  # trial index -> the optuna trial asked for it
+
+    def _create_study(self, chosen: Any) -> Any:
+        """The in-memory study: one direction, or one per metric for a multi-objective sweep."""
+        directions = ["minimize" if m == "min" else "maximize" for m in self.modes]
+        if len(directions) > 1:
+            return self.optuna.create_study(directions=directions, sampler=chosen)
+        return self.optuna.create_study(direction=directions[0], sampler=chosen)
 
     def optuna_sampler(self, seed: int, startup: int) -> Any:
         """The Optuna sampler, seeded; `startup` trials are drawn at random before it models anything."""
@@ -200,13 +227,15 @@ class OptunaSampler(Sampler):
 
     def tell(self, trial: Trial) -> None:
         state = self.optuna.trial.TrialState
-        value = self.value(trial)
+        value: Any = self.values(trial) if self.multi_objective else self.value(trial)
         steps: dict[int, float] = {}
         if trial.status == Status.COMPLETED and value is not None:
             st, values = state.COMPLETE, value
         elif trial.status == Status.PRUNED:
             st, values = state.PRUNED, None
-            steps = dict(self.intermediate(trial))
+            # a multi-objective study takes no intermediate values (Optuna's Trial.report refuses them,
+            # and its TPE cannot rank pruned trials that carry some): told as pruned, without values
+            steps = {} if self.multi_objective else dict(self.intermediate(trial))
         elif trial.status == Status.FAILED or trial.status == Status.COMPLETED:
             st, values = state.FAIL, None
         else:
@@ -219,10 +248,15 @@ class OptunaSampler(Sampler):
             return
         try:  # a trial that ended before a resume: add it to the study as it ended
             params = {k: trial.flags[k] for k in self.distributions if k in trial.flags}
-            self.study.add_trial(self.optuna.trial.create_trial(
-                params=params, distributions={k: self.distributions[k] for k in params},
-                value=values if values is not None else (steps[max(steps)] if steps else None),
-                intermediate_values=steps or None, state=st))
+            if self.multi_objective:
+                made = self.optuna.trial.create_trial(
+                    params=params, distributions={k: self.distributions[k] for k in params}, values=values, state=st)
+            else:
+                made = self.optuna.trial.create_trial(
+                    params=params, distributions={k: self.distributions[k] for k in params},
+                    value=values if values is not None else (steps[max(steps)] if steps else None),
+                    intermediate_values=steps or None, state=st)
+            self.study.add_trial(made)
         except (ValueError, TypeError):  # values outside today's space (the grid changed): skip
             pass
 
@@ -239,7 +273,8 @@ def _suggest(ot: Any, name: str, dist: Any) -> Any:
 
 class TPESampler(OptunaSampler):
     """Optuna's Tree-structured Parzen Estimator; `n_startup_trials` random trials first (default:
-    the grid's size, between 2 and 10), `multivariate` models the flags jointly."""
+    the grid's size, between 2 and 10), `multivariate` models the flags jointly. With several metrics,
+    Optuna's multi-objective TPE (its "below" trials are the best non-dominated ones)."""
 
     name = "tpe"
 
@@ -268,6 +303,9 @@ class CmaEsSampler(OptunaSampler):
         self._options = {"n_startup_trials": n_startup_trials} if n_startup_trials is not None else {}
 
     def optuna_sampler(self, seed: int, startup: int) -> Any:
+        if self.multi_objective:
+            raise GridrunError(f"--sampler cmaes optimizes one metric and this sweep has {len(self.metrics)} "
+                               f"({', '.join(self.metrics)}): use --sampler nsga2 or tpe, or random")
         try:
             import cmaes  # noqa: F401 - Optuna imports it when the first generation starts
         except ImportError:
@@ -278,8 +316,41 @@ class CmaEsSampler(OptunaSampler):
             independent_sampler=self.optuna.samplers.RandomSampler(seed=seed))
 
 
+class NSGAIISampler(OptunaSampler):
+    """Optuna's NSGA-II (`optuna.samplers.NSGAIISampler`): a genetic algorithm whose generations of
+    `population_size` trials (default 50, Optuna's) are bred from the non-dominated trials of the last
+    ones; made for several metrics (`--metric a --metric b`), it also takes one. Its first generation is
+    random, so a sweep needs several times `population_size` trials for it to do better than random
+    search: with a small budget set `--sampler-opt population_size=8`. Pruned trials are told as pruned
+    (NSGA-II breeds from completed ones only)."""
+
+    name = "nsga2"
+
+    def __init__(self, population_size: int = 50, mutation_prob: float | None = None,
+                 crossover_prob: float = 0.9, swapping_prob: float = 0.5) -> None:
+        super().__init__()
+        if population_size < 2:
+            raise GridrunError(f"--sampler-opt population_size={population_size} must be at least 2")
+        if not 0.0 <= crossover_prob <= 1.0 or not 0.0 <= swapping_prob <= 1.0 or (
+                mutation_prob is not None and not 0.0 <= mutation_prob <= 1.0):
+            raise GridrunError("--sampler-opt mutation_prob, crossover_prob and swapping_prob are probabilities: "
+                               "give values in [0, 1]")
+        self.population_size, self.mutation_prob = population_size, mutation_prob
+        self.crossover_prob, self.swapping_prob = crossover_prob, swapping_prob
+        given = {"population_size": population_size, "mutation_prob": mutation_prob,
+                 "crossover_prob": crossover_prob, "swapping_prob": swapping_prob}
+        defaults = {"population_size": 50, "mutation_prob": None, "crossover_prob": 0.9, "swapping_prob": 0.5}
+        self._options = {k: v for k, v in given.items() if v != defaults[k]}
+
+    def optuna_sampler(self, seed: int, startup: int) -> Any:
+        return self.optuna.samplers.NSGAIISampler(
+            seed=seed, population_size=self.population_size, mutation_prob=self.mutation_prob,
+            crossover_prob=self.crossover_prob, swapping_prob=self.swapping_prob)
+
+
 REGISTRY = Registry("sampler", "gridrun.samplers", "--sampler",
-                    {"grid": GridSampler, "random": RandomSampler, "tpe": TPESampler, "cmaes": CmaEsSampler})
+                    {"grid": GridSampler, "random": RandomSampler, "tpe": TPESampler, "cmaes": CmaEsSampler,
+                     "nsga2": NSGAIISampler})
 
 
 def _is_optuna_sampler(obj: Any) -> bool:
@@ -310,7 +381,8 @@ def resolve_sampler(spec: str | Sampler | Any | None, grid: Grid, options: Mappi
     return made
 
 
-def make_sampler(name: str | Sampler | Any | None, grid: Grid, seed: int, metric: str | None, mode: str | None,
+def make_sampler(name: str | Sampler | Any | None, grid: Grid, seed: int, metric: str | list[str] | None,
+                 mode: str | list[str] | None,
                  options: Mapping[str, Any] | None = None) -> Sampler:
     """The sampler `name` (see resolve_sampler), bound to the sweep's grid, seed and metric."""
     return resolve_sampler(name, grid, options).bind(grid, seed, metric, mode)

@@ -74,8 +74,9 @@ class SweepSpec:
     max_artifact_bytes: int = MAX_REMOTE_BYTES
     population: bool = False
     population_size: int | None = None
-    metric: str | None = None
-    mode: str | None = None
+    metric: str | list[str] | None = None  # several: a multi-objective sweep (recorded as a list)
+    mode: str | list[str] | None = None  # one per metric ("min,max" or a list)
+    prune_metric: str | None = None  # with several metrics, the one --prune judges by
     sampler: str | Sampler | Any | None = None
     sampler_options: dict[str, Any] = field(default_factory=dict)
     prune: str | Pruner | None = None
@@ -105,8 +106,7 @@ class SweepSpec:
             raise GridrunError(f"--population-size {self.population_size} must be at least 1")
         if self.ordered and self.shuffle:
             raise GridrunError("--ordered and --shuffle contradict each other: give one")
-        if self.mode not in (None, "min", "max"):
-            raise GridrunError(f"--mode {self.mode!r}: use min or max")
+        self._check_objectives()
         if self.wants_pbt and not self.population:
             raise GridrunError("--pbt needs --population: PBT runs inside a population's vmapped program "
                                "(sequential PBT through checkpoints is not built yet)")
@@ -119,6 +119,48 @@ class SweepSpec:
             SAMPLER_REGISTRY.options(self.sampler, self.sampler_options)
         make_pruner(self.prune, self.prune_options)  # bad pruner settings fail before anything runs
         return self
+
+    def _check_objectives(self) -> None:
+        """--metric (repeatable), --mode (one per metric) and --prune-metric: checked, and normalized to
+        what the manifest records (one metric: strings, as always; several: lists, the modes resolved)."""
+        names = self.metric.split(",") if isinstance(self.metric, str) else list(self.metric or [])
+        names = [str(n).strip() for n in names]
+        modes = self.mode.split(",") if isinstance(self.mode, str) else list(self.mode or [])
+        modes = [str(m).strip() for m in modes]
+        for m in modes:
+            if m not in ("min", "max"):
+                raise GridrunError(f"--mode {m!r}: use min or max (one per --metric, e.g. --mode min,max)")
+        if any(not n for n in names):
+            raise GridrunError(f"--metric {self.metric!r} has an empty name: give each metric's name")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise GridrunError(f"--metric {twice[0]} is given twice: give each metric once")
+        if len(modes) > max(1, len(names)) or (len(names) > 1 and len(modes) not in (0, len(names))):
+            raise GridrunError(f"{len(names) or 1} metric(s) and {len(modes)} modes: give one mode per --metric, "
+                               f"e.g. --mode {','.join(['min'] * max(1, len(names)))}")
+        if self.prune_metric is not None and self.prune is None:
+            raise GridrunError(f"--prune-metric {self.prune_metric} goes with --prune (e.g. --prune asha)")
+        if len(names) <= 1:
+            self.metric = names[0] if names else None
+            self.mode = modes[0] if modes else None
+            if self.prune_metric is not None and self.prune_metric != self.metric:
+                raise GridrunError(f"--prune-metric {self.prune_metric}: the sweep optimizes "
+                                   f"{self.metric or 'val_loss (else loss)'}; to prune and rank by "
+                                   f"{self.prune_metric}, give --metric {self.prune_metric}")
+            return
+        from .. import scoring
+
+        self.metric = names
+        self.mode = [m for _, m in scoring.objectives(names, modes or None)]
+        if self.prune is not None and self.prune_metric is None:
+            raise GridrunError(f"--prune needs one metric and this sweep optimizes {len(names)} ({', '.join(names)}): "
+                               f"add --prune-metric NAME (one of them; prune_metric= in Python)")
+        if self.prune_metric is not None and self.prune_metric not in names:
+            raise GridrunError(f"--prune-metric {self.prune_metric} is not one of the sweep's metrics "
+                               f"({', '.join(names)}): name one of them")
+        if self.sampler == "cmaes":
+            raise GridrunError(f"--sampler cmaes optimizes one metric and this sweep has {len(names)}: use "
+                               f"--sampler nsga2 or tpe (multi-objective), or random")
 
 
 def tuning_run(
@@ -143,12 +185,13 @@ def tuning_run(
     max_artifact_bytes: int = MAX_REMOTE_BYTES,
     population: bool = False,
     population_size: int | None = None,
-    metric: str | None = None,
-    mode: str | None = None,
+    metric: str | list[str] | None = None,
+    mode: str | list[str] | None = None,
     sampler: str | Sampler | Any | None = None,
     sampler_options: Mapping[str, Any] | None = None,
     prune: str | Pruner | None = None,
     prune_options: Mapping[str, Any] | None = None,
+    prune_metric: str | None = None,
     dry_run: bool = False,
     worker_devices: list[str] | None = None,
     pbt: Any = None,
@@ -164,7 +207,10 @@ def tuning_run(
     otherwise); the order is random unless `ordered`. `sampler` is a name (grid, random, tpe, cmaes,
     or one a package registers), a `gridrun.Sampler` object or an Optuna sampler object
     (`optuna.samplers.GPSampler()`), with `sampler_options` for a name (e.g. {"n_startup_trials": 5}).
-    `metric`/`mode` say what the sweep optimizes (default val_loss; mode by gridrun's scoring rule);
+    `metric`/`mode` say what the sweep optimizes (default val_loss; mode by gridrun's scoring rule); a
+    list of metrics (`metric=["val_loss", "n_params"]`, `mode=["min", "min"]`) makes a multi-objective
+    sweep (samplers grid, random, nsga2, tpe; the summary shows the Pareto front; docs/analysis.md), whose
+    pruning judges by `prune_metric`, one of them;
     `prune` (asha, hyperband, median, a registered name, or a `gridrun.Pruner` object) stops bad
     trials early, with `prune_options` for a name (grace, reduction, max_epochs; warmup, startup).
     `jobs` > 1 runs trials in a pool of reused worker processes; `backend` picks the executor
@@ -185,6 +231,7 @@ def tuning_run(
         yes=yes, quiet=quiet, max_artifact_bytes=max_artifact_bytes, population=population,
         population_size=population_size, metric=metric, mode=mode, sampler=sampler,
         sampler_options=dict(sampler_options or {}), prune=prune, prune_options=dict(prune_options or {}),
+        prune_metric=prune_metric,
         dry_run=dry_run, worker_devices=worker_devices, pbt=pbt,
     )
     return run_spec(spec.check())
@@ -282,6 +329,7 @@ def _recorded_settings(spec: SweepSpec, manifest: Manifest) -> None:
     spec.mode = spec.mode or d.get("mode")
     spec.seed = d.get("seed")
     recorded = d.get("pruner") or {}
+    spec.prune_metric = spec.prune_metric or recorded.get("metric")
     if spec.prune is None:
         spec.prune = recorded.get("name")
         if not spec.prune_options:
@@ -332,6 +380,8 @@ def _pruner(spec: SweepSpec, manifest: Manifest) -> Pruner | None:
         by_name = isinstance(spec.prune, str)
         manifest.data["pruner"] = {**pruner.describe(), "name": spec.prune if by_name else pruner.name,
                                    "options": PRUNER_REGISTRY.options(spec.prune, spec.prune_options) if by_name else {}}
+        if spec.prune_metric:  # a multi-objective sweep's pruner judges by this one (sweep/progress.sweep_metric)
+            manifest.data["pruner"]["metric"] = spec.prune_metric
     return pruner
 
 
@@ -518,8 +568,14 @@ def _print_plan(manifest: Manifest, grid: Any, total: int | None, sampler: Sampl
     n = len(manifest.trials)
     print(describe_size(total, n))
     d = manifest.data
-    print(f"Sampler: {d['sampler']}, seed {d['seed']}; metric: {d.get('metric') or 'val_loss'} "
-          f"({d.get('mode') or 'by the scoring rule'})")
+    if isinstance(d.get("metric"), list):  # a multi-objective sweep
+        from .. import scoring
+
+        what = ", ".join(f"{n} ({m})" for n, m in scoring.objectives(d["metric"], d.get("mode")))
+        print(f"Sampler: {d['sampler']}, seed {d['seed']}; metrics: {what}")
+    else:
+        print(f"Sampler: {d['sampler']}, seed {d['seed']}; metric: {d.get('metric') or 'val_loss'} "
+              f"({d.get('mode') or 'by the scoring rule'})")
     for line in grid.tree_lines():  # each flag's values; a conditional flag under the flag it depends on
         print(line)
     print(f"First {min(show, n)} trial(s):" if n else "No trials.")

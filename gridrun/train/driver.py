@@ -131,6 +131,9 @@ class Member:
     observers: list[EpochObserver] = field(default_factory=list)
     completed: int = 0  # epochs recorded
     stop: Stop | None = None
+    # values logged with every epoch into the run's metrics.json only (not the History, nor the stop
+    # rule): the model's parameter count `n_params`, so that a sweep can optimize it (--metric n_params)
+    constants: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.epochs <= 0:
@@ -179,7 +182,7 @@ class Member:
         if self.ctx is not None:
             try:
                 self.ctx.last_epoch = e + 1 >= self.epochs
-                self.ctx.log_metrics(epoch=e + 1, **record)
+                self.ctx.log_metrics(epoch=e + 1, **{**self.constants, **record})
             except TrialPruned:
                 pruned = True
                 if self.progress is not None:

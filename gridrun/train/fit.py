@@ -30,7 +30,7 @@ from .layers import Sequential
 from .losses import resolve_loss
 from .optimizers import OptimizerSpec, resolve_optimizer
 from .progressbar import EpochProgress
-from .summary import summary_text
+from .summary import count_params, summary_text
 
 
 def _as_x(x: Any, model: Any, what: str = "x") -> np.ndarray:
@@ -160,6 +160,7 @@ def fit(
         "loss_function": _describe_loss(loss),
         "optimizer": opt.describe() if isinstance(opt, OptimizerSpec) else "optax",
         "learning_rate": opt.learning_rate if isinstance(opt, OptimizerSpec) else None,
+        "n_params": count_params(state["params"]),  # trainable parameters (the summary's "Trainable params")
     }
     history = History(params, eng, state if pop is None else None, hparams)
     if restore.restoring():  # gridrun.load_model reruns the script: restore the saved state, train nothing
@@ -171,6 +172,7 @@ def fit(
         ctx.write_properties(**params)
     progress = EpochProgress(int(epochs)) if verbose and pop is None else None
     member = Member.for_trial(int(epochs), config.log_names, history, ctx, lambdas, progress, observers)
+    member.constants["n_params"] = params["n_params"]  # a metric too: --metric n_params (docs/analysis.md)
 
     if pop is not None:
         lone = [what for what, key in (("optimizer", config.optimizer), ("model", config.model))

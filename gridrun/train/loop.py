@@ -576,6 +576,20 @@ def _describe_call(inputs: _Inputs, epochs: int, init: Any, train_step: Any, eva
     }
 
 
+def _n_params(eng: LoopEngine, hp: Any, k_init: jax.Array, fns: _Functions) -> int | None:
+    """The parameter count of the state `init` builds (from its shapes, nothing computed): its float
+    leaves under "params" (a dict, or flax's TrainState) or its nnx.Param variables; None when the
+    parameters cannot be told apart from the optimizer's state (a tuple): the script logs them then."""
+    from .summary import count_params, user_params
+
+    try:
+        shapes = jax.eval_shape(eng.init, hp, k_init)["user"]
+    except Exception:  # noqa: BLE001 - counting must never stop training
+        return None
+    found = user_params(shapes, nnx_split=fns.graphdef is not None)
+    return None if found is None else count_params(found)
+
+
 def _train(eng: LoopEngine, hp: Any, inputs: _Inputs, k_init: jax.Array, k_train: jax.Array, member: Member,
            ctx: Any, verbose: int) -> Any:
     """The trained, finalized engine state: alone through the epoch driver, or with the trial's
@@ -660,6 +674,11 @@ def fit_loop(
     saver = ckpt.for_run(ctx, checkpoint)  # alone or in a population: the trial's own state, its own run dir
     observers = [ckpt.CheckpointObserver(saver, k_train)] if saver is not None else []
     member = Member.for_trial(int(epochs), config.log_names, history, ctx, lambdas, progress, observers)
+    n_params = _n_params(eng, hp, k_init, fns)
+    if n_params is not None:  # the property and a per-epoch metric, as gridrun.fit records it
+        params["n_params"] = member.constants["n_params"] = n_params
+        if ctx is not None:
+            ctx.write_properties(n_params=n_params)
     state = _train(eng, hp, inputs, k_init, k_train, member, ctx, verbose)
     _finish(history, state, es, ctx, lambdas, fns)
     return history

@@ -15,6 +15,37 @@ def _count(tree: Any) -> int:
     return int(sum(np.prod(np.shape(leaf)) for leaf in jax.tree_util.tree_leaves(tree)))
 
 
+def count_params(tree: Any) -> int:
+    """The number of parameters in `tree`: the elements of its floating-point leaves (arrays, or the
+    shape structs of `jax.eval_shape`); integer leaves (step counters, keys) are not parameters."""
+    n = 0
+    for leaf in jax.tree_util.tree_leaves(tree):
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is not None and jax.numpy.issubdtype(dtype, jax.numpy.floating):
+            n += int(np.prod(np.shape(leaf)))
+    return n
+
+
+def user_params(state: Any, nnx_split: bool = False) -> Any:
+    """The parameters inside a `fit_loop` state (or its shapes), when they can be told apart from the
+    optimizer's state: `state["params"]` (a dict state), `state.params` (flax's TrainState), or an nnx
+    state's `nnx.Param` variables (`nnx_split`: the state is what `nnx.split` gave); None otherwise (a
+    tuple `(params, opt_state)` is not guessed at)."""
+    if nnx_split:
+        from flax import nnx
+
+        try:
+            if hasattr(nnx, "filter_state"):  # flax >= 0.11 (State.filter is deprecated there)
+                return nnx.filter_state(state, nnx.Param)
+            return state.filter(nnx.Param)
+        except Exception:  # noqa: BLE001 - not an nnx State after all
+            return None
+    if isinstance(state, dict) and "params" in state:
+        return state["params"]
+    params = getattr(state, "params", None)
+    return None if params is None or callable(params) else params
+
+
 def summary_text(structure: tuple[tuple[Any, ...], ...] | None, params: Any, extra: Any, input_shape: tuple[int, ...], name: str = "sequential") -> str:
     """The summary of a Sequential structure (per layer), or of any linen module (per top-level submodule)."""
     rows: list[tuple[str, str, int]] = []
