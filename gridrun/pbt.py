@@ -264,3 +264,13 @@ def schedule_flags(run_dir: str | Any, given: Mapping[str, Any] | None = None) -
     paths = (props.get("pbt_settings") or {}).get("paths") or {}
     prop = {"run": str(path.resolve()), "values": values, "paths": {k: v for k, v in paths.items() if k in values}}
     return {**flags, **dict(given or {})}, prop
+
+
+def manifest_options(options: Mapping[str, Any] | bool | PBTConfig) -> dict[str, Any]:
+    """PBT's options as a sweep manifest records them ("pbt": {interval, quantile, resample}, those given),
+    for `--resume` to run the sweep with PBT again; `sweep_config` takes them back."""
+    if isinstance(options, PBTConfig):
+        return {k: getattr(options, k) for k in ("interval", "quantile", "resample") if getattr(options, k) is not None}
+    if isinstance(options, Mapping):
+        return {k: v for k, v in options.items() if k in ("interval", "quantile", "resample") and v is not None}
+    return {}

@@ -325,6 +325,34 @@ def test_pbt_needs_a_population_and_something_to_mutate(sweep, tmp_path, capsys)
     assert not (tmp_path / "sweeps").exists()  # nothing was planned
 
 
+
+def test_resume_of_a_pbt_sweep_needs_no_pbt_again(sweep, tmp_path):
+    """The manifest records PBT's options: a resume runs the remaining trials as a PBT population again."""
+    import shutil
+
+    _, tmp, _ = sweep
+    runs = tmp_path / "runs"
+    shutil.copytree(tmp / "a", runs)
+    (path,) = list((runs / "sweeps").glob("*.json"))
+    data = json.loads(path.read_text())
+    assert data["pbt"] == {"interval": 1, "quantile": 0.5}
+    for t in data["trials"][3:]:  # as if interrupted before these three ran
+        shutil.rmtree(runs / t["run_dir"])
+        t.update(status="pending", run_dir=None, attempts=[])
+    data["client"] = {"pid": 999999, "hostname": "gone", "heartbeat": "2020-01-01T00:00:00Z"}
+    path.write_text(json.dumps(data))
+    assert cli.main(["tuning-run", "--resume", data["id"], "--runs-dir", str(runs), "--quiet"]) == 0
+    m = json.loads(path.read_text())
+    assert [t["status"] for t in m["trials"]] == ["completed"] * 6 and m["pbt"] == data["pbt"]
+    events = 0
+    for t in m["trials"][3:]:
+        props = _read(runs / t["run_dir"], "properties.json")
+        assert props["pbt_settings"]["quantile"] == 0.5 and props["pbt_settings"]["interval"] == 1
+        assert props["population"]["size"] == 3  # the resumed trials trained together, as a population
+        assert len(_read(runs / t["run_dir"], "metrics.json")["hp_lr"]) == 4
+        events += len(props["pbt"])
+    assert events == 3  # 1 of the 3 resumed trials copied after each of epochs 1-3
+
 def test_schedule_reads_the_per_epoch_values_back(sweep):
     from gridrun.pbt import schedule
 
