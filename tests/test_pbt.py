@@ -524,3 +524,8 @@ def test_pbt_with_fit_loop(tmp_path):
         np.testing.assert_allclose(metrics["lr"], metrics["hp_lr"], rtol=1e-6)
         events += len(props["pbt"])
     assert events == 2 * 3  # 2 of 4 copied after each of epochs 1-3
+    copied = next(r.run_dir for r in df.itertuples() if _read(r.run_dir, "properties.json")["pbt"])
+    want = _read(copied, "metrics.json")
+    got = _read(_replay(script, copied, tmp_path / "replay"), "metrics.json")  # its schedule, in a plain run
+    assert got["hp_lr"] == pytest.approx(want["hp_lr"], rel=1e-6)
+    np.testing.assert_allclose(got["lr"], want["hp_lr"], rtol=1e-6)  # the own loop's hp["learning_rate"] followed
