@@ -227,3 +227,50 @@ def schedule(run_dir: str | Any) -> dict[str, list[Any]]:
     path = Path(run_dir) / "metrics.json"
     metrics = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     return {k[3:]: list(v) for k, v in metrics.items() if k.startswith("hp_")}
+
+
+SCHEDULE_PROPERTY = "pbt_schedule"  # properties.json of a run replaying a PBT trial's schedule
+
+
+def schedule_flags(run_dir: str | Any, given: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a plain `training-run --schedule RUN_DIR` needs to replay the PBT trial of `run_dir`: its
+    starting flags (the trial's flags.json; `given` flags win, except the scheduled ones) and the
+    property the run records, {"run": the trial's run dir, "values": schedule(run_dir), "paths": where
+    each flag sat in the hparams of fit, as PBT found it}. The sequential driver then trains epoch `e`
+    with the values of the trial's epoch `e` (gridrun/train/population/exploit.py ScheduleReplay); past
+    the schedule's end the last values hold."""
+    import json
+    from pathlib import Path
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise GridrunError(f"--schedule {run_dir}: no such run dir; give the run dir of a PBT trial "
+                           f"(gridrun.ls_runs() column run_dir)")
+    values = schedule(path)
+    if not values:
+        raise GridrunError(f"--schedule {run_dir}: the run records no hp_<flag> metrics, so it has no PBT schedule "
+                           f"to replay; give a trial of a --pbt sweep")
+    flags_file = path / "flags.json"
+    flags = json.loads(flags_file.read_text(encoding="utf-8")) if flags_file.is_file() else {}
+    props_file = path / "properties.json"
+    props = json.loads(props_file.read_text(encoding="utf-8")) if props_file.is_file() else {}
+    clash = sorted(set(given or {}) & set(values))
+    if clash:
+        raise GridrunError(f"--flag {clash[0]}: that flag follows the schedule of {path.name} (its hp_{clash[0]} per "
+                           f"epoch); drop --flag {clash[0]}, or drop --schedule")
+    for name, seq in values.items():
+        if seq and name in flags:
+            flags[name] = seq[0]  # the value its first epoch trained with (flags.json's own)
+    paths = (props.get("pbt_settings") or {}).get("paths") or {}
+    prop = {"run": str(path.resolve()), "values": values, "paths": {k: v for k, v in paths.items() if k in values}}
+    return {**flags, **dict(given or {})}, prop
+
+
+def manifest_options(options: Mapping[str, Any] | bool | PBTConfig) -> dict[str, Any]:
+    """PBT's options as a sweep manifest records them ("pbt": {interval, quantile, resample}, those given),
+    for `--resume` to run the sweep with PBT again; `sweep_config` takes them back."""
+    if isinstance(options, PBTConfig):
+        return {k: getattr(options, k) for k in ("interval", "quantile", "resample") if getattr(options, k) is not None}
+    if isinstance(options, Mapping):
+        return {k: v for k, v in options.items() if k in ("interval", "quantile", "resample") and v is not None}
+    return {}

@@ -344,6 +344,7 @@ def training_run(
     summary: bool = True,
     args: list[str] | None = None,
     copy_new_files: bool = False,
+    schedule: str | os.PathLike | None = None,
 ):
     """Run `script` once in a new run dir (in a child Python process); return the run's row.
 
@@ -351,7 +352,9 @@ def training_run(
     mapping, or profiles chosen by `config`). `args` are the script's own arguments (sys.argv after
     its name; tfruns' `--args`), which gridrun.flags() leaves alone. With `copy_new_files`, files the
     script creates or changes in the working directory (e.g. a plot saved with matplotlib) are copied
-    into the run's artifacts/ when it ends (tfruns' `artifacts_dir = getwd()`).
+    into the run's artifacts/ when it ends (tfruns' `artifacts_dir = getwd()`). `schedule` is the run
+    dir of a PBT trial: the run starts at its flags and trains each epoch with the trial's recorded
+    `hp_<flag>` values of that epoch (docs/population.md, "Replaying the winner's schedule").
 
     The child's stdout and stderr are streamed live to the console (when `echo`) and to output.log.
     The run dir is complete and readable whatever happens: failure, kill, or Ctrl-C (status
@@ -368,6 +371,11 @@ def training_run(
         config = None  # it chose the profile of that file; the script's own flags.yml is outranked anyway
     elif flags is not None and not isinstance(flags, dict):
         raise GridrunError(f"flags must be a dict of flag values or the path of a YAML file, not {type(flags).__name__}")
+    if schedule is not None:  # replay a PBT trial's per-epoch hyperparameters (docs/population.md)
+        from .pbt import SCHEDULE_PROPERTY, schedule_flags
+
+        flags, replay = schedule_flags(schedule, flags)
+        properties = {**(properties or {}), SCHEDULE_PROPERTY: replay}
     overrides = check_flags(script, dict(flags or {}))
     script_args = [str(a) for a in args or []]
     watch = _WorkdirWatch(Path.cwd(), exclude=[Path(runs_dir)]) if copy_new_files else None

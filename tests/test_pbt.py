@@ -325,6 +325,34 @@ def test_pbt_needs_a_population_and_something_to_mutate(sweep, tmp_path, capsys)
     assert not (tmp_path / "sweeps").exists()  # nothing was planned
 
 
+
+def test_resume_of_a_pbt_sweep_needs_no_pbt_again(sweep, tmp_path):
+    """The manifest records PBT's options: a resume runs the remaining trials as a PBT population again."""
+    import shutil
+
+    _, tmp, _ = sweep
+    runs = tmp_path / "runs"
+    shutil.copytree(tmp / "a", runs)
+    (path,) = list((runs / "sweeps").glob("*.json"))
+    data = json.loads(path.read_text())
+    assert data["pbt"] == {"interval": 1, "quantile": 0.5}
+    for t in data["trials"][3:]:  # as if interrupted before these three ran
+        shutil.rmtree(runs / t["run_dir"])
+        t.update(status="pending", run_dir=None, attempts=[])
+    data["client"] = {"pid": 999999, "hostname": "gone", "heartbeat": "2020-01-01T00:00:00Z"}
+    path.write_text(json.dumps(data))
+    assert cli.main(["tuning-run", "--resume", data["id"], "--runs-dir", str(runs), "--quiet"]) == 0
+    m = json.loads(path.read_text())
+    assert [t["status"] for t in m["trials"]] == ["completed"] * 6 and m["pbt"] == data["pbt"]
+    events = 0
+    for t in m["trials"][3:]:
+        props = _read(runs / t["run_dir"], "properties.json")
+        assert props["pbt_settings"]["quantile"] == 0.5 and props["pbt_settings"]["interval"] == 1
+        assert props["population"]["size"] == 3  # the resumed trials trained together, as a population
+        assert len(_read(runs / t["run_dir"], "metrics.json")["hp_lr"]) == 4
+        events += len(props["pbt"])
+    assert events == 3  # 1 of the 3 resumed trials copied after each of epochs 1-3
+
 def test_schedule_reads_the_per_epoch_values_back(sweep):
     from gridrun.pbt import schedule
 
@@ -334,6 +362,64 @@ def test_schedule_reads_the_per_epoch_values_back(sweep):
     assert sorted(got) == ["dropout", "lr"] and got["lr"][-1] == pytest.approx(r["metric_hp_lr"])
     assert len(got["lr"]) == 4 and schedule(df.iloc[0]["run_dir"] + "-missing") == {}
 
+
+
+# -- replaying a trial's schedule in a plain training-run --------------------------------------------
+def _replay(script, run_dir, runs, *extra):
+    code = cli.main(["training-run", str(script), "--schedule", run_dir, *extra, "--runs-dir", str(runs), "--quiet"])
+    assert code == 0
+    df = gridrun.ls_runs(runs)
+    return df.sort_values("start").iloc[-1]["run_dir"] if "start" in df else df.iloc[0]["run_dir"]
+
+
+def test_replaying_a_trials_schedule_trains_each_epoch_with_its_values(sweep, tmp_path):
+    """The trial copied most often: the replay trains epoch by epoch with its recorded hp_* values (the
+    optimizer's logged lr follows), from its starting flags; until its first copy it is the same training
+    (the same metrics), after it the values changed: it departs from a plain run of the starting flags."""
+    script, _, (df, _) = sweep
+    stories = {r.run_dir: _read(r.run_dir, "properties.json")["pbt"] for r in df.itertuples()}
+    trial = max(stories, key=lambda d: (len(stories[d]), -min([e["epoch"] for e in stories[d]] or [9])))
+    first = min(e["epoch"] for e in stories[trial])
+    assert 1 <= first < 4
+    want = _read(trial, "metrics.json")
+    replay = _replay(script, trial, tmp_path / "replay")
+    got, props = _read(replay, "metrics.json"), _read(replay, "properties.json")
+    assert props["status"] == "completed" and props["pbt_schedule"]["run"].endswith(trial.split("/")[-1])
+    assert _read(replay, "flags.json")["lr"] == pytest.approx(_read(trial, "flags.json")["lr"])
+    for flag in ("lr", "dropout"):
+        assert got[f"hp_{flag}"] == pytest.approx(want[f"hp_{flag}"], rel=1e-6)
+    assert len(set(np.round(got["hp_lr"], 9))) > 1  # the values do change per epoch
+    np.testing.assert_allclose(got["lr"], got["hp_lr"], rtol=1e-6)  # the optimizer ran with them
+    np.testing.assert_allclose(got["val_loss"][:first], want["val_loss"][:first], rtol=2e-4, atol=1e-6)
+    flags = _read(trial, "flags.json")
+    code = cli.main(["training-run", str(script), "--flag", f"lr={flags['lr']}", "--flag", f"dropout={flags['dropout']}",
+                     "--runs-dir", str(tmp_path / "plain"), "--quiet"])
+    assert code == 0
+    plain = _read(gridrun.ls_runs(tmp_path / "plain").iloc[0]["run_dir"], "metrics.json")
+    np.testing.assert_allclose(plain["val_loss"][:first], got["val_loss"][:first], rtol=2e-4, atol=1e-6)
+    assert not np.allclose(plain["val_loss"][first:], got["val_loss"][first:], rtol=1e-3)
+
+
+def test_replaying_a_trial_that_never_copied_reproduces_its_metrics(sweep, tmp_path):
+    script, _, (df, _) = sweep
+    never = [r.run_dir for r in df.itertuples() if not _read(r.run_dir, "properties.json")["pbt"]]
+    assert never  # the top of the population is never replaced
+    want = _read(never[0], "metrics.json")
+    got = _read(_replay(script, never[0], tmp_path / "replay"), "metrics.json")
+    for name in ("loss", "val_loss", "val_acc", "hp_lr", "hp_dropout"):
+        np.testing.assert_allclose(got[name], want[name], rtol=2e-4, atol=1e-6, err_msg=name)
+
+
+def test_schedule_needs_a_pbt_trial_and_owns_its_flags(sweep, tmp_path, capsys):
+    script, _, (df, _) = sweep
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    code = cli.main(["training-run", str(script), "--schedule", str(plain), "--runs-dir", str(tmp_path / "r"), "--quiet"])
+    assert code == 2 and "no PBT schedule" in capsys.readouterr().err
+    code = cli.main(["training-run", str(script), "--schedule", df.iloc[0]["run_dir"], "--flag", "lr=0.01",
+                     "--runs-dir", str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--flag lr" in err and "follows the schedule" in err
 
 WIDE = """
 import gridrun
@@ -438,3 +524,8 @@ def test_pbt_with_fit_loop(tmp_path):
         np.testing.assert_allclose(metrics["lr"], metrics["hp_lr"], rtol=1e-6)
         events += len(props["pbt"])
     assert events == 2 * 3  # 2 of 4 copied after each of epochs 1-3
+    copied = next(r.run_dir for r in df.itertuples() if _read(r.run_dir, "properties.json")["pbt"])
+    want = _read(copied, "metrics.json")
+    got = _read(_replay(script, copied, tmp_path / "replay"), "metrics.json")  # its schedule, in a plain run
+    assert got["hp_lr"] == pytest.approx(want["hp_lr"], rel=1e-6)
+    np.testing.assert_allclose(got["lr"], want["hp_lr"], rtol=1e-6)  # the own loop's hp["learning_rate"] followed

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="copy files the script creates or changes in the working directory (saved plots, "
                              "models) into the run's artifacts/ when it ends")
     parser.add_argument("--config", metavar="PROFILE", help="profile of the script's flags.yml to use")
+    parser.add_argument("--schedule", metavar="RUN_DIR",
+                        help="replay a PBT trial's schedule: start at that run's flags and train each epoch with "
+                             "its recorded hp_<flag> values (docs/population.md)")
     add_runs_dir(parser)
     parser.add_argument("--quiet", action="store_true", help="do not echo the script's output")
 
@@ -40,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     flags.update(parse_flag_assignments(args.flag))
     config = None if args.flags_file else args.config  # with --flags-file, --config chose its profile
     row = training_run(args.script, flags, args.runs_dir, config=config, echo=not args.quiet,
-                       args=getattr(args, "script_args", None), copy_new_files=args.copy_new_files)
+                       args=getattr(args, "script_args", None), copy_new_files=args.copy_new_files,
+                       schedule=args.schedule)
     if args.quiet:
         print(row["run_dir"].iloc[0])
     code = row["status"].iloc[0]

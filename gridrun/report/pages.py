@@ -427,13 +427,17 @@ def sweep_page(data: SweepData, plotly_src: str | None = None, live: bool = Fals
     from . import analysis_charts  # importance, all curves, heat map, Pareto front (issue 21)
 
     extra = analysis_charts.sweep_charts(data, pareto)
+    from . import pbt_charts  # a PBT sweep's lineage and the best trial's schedules (issue 20)
+
+    pbt = pbt_charts.sweep_charts(data)
     return render(
         "sweep.html",
         plotly_src=plotly_src,
         title=f"Sweep {data.sweep}",
         sweep=data,
-        charts=chart_list + extra,
+        charts=chart_list + extra + pbt,
         analysis_charts=extra,
+        pbt_charts=pbt,
         has_parcoords=pc is not None,
         live=live,
         live_js=Markup(analysis_charts.live_js()) if live else None,

@@ -252,6 +252,10 @@ def run_spec(spec: SweepSpec):
         pruner = _pruner(spec, manifest)
     else:
         sampler, manifest = _plan(spec, grid)
+        if spec.wants_pbt:  # recorded, so that a resume needs no --pbt again
+            from ..pbt import manifest_options
+
+            manifest.data["pbt"] = manifest_options(spec.pbt)
         pruner = _pruner(spec, manifest)
         _advise(spec, manifest, pruner)
         if spec.dry_run:
@@ -323,11 +327,13 @@ def _load_resumed(spec: SweepSpec, grid: Grid | None) -> Manifest:
 
 
 def _recorded_settings(spec: SweepSpec, manifest: Manifest) -> None:
-    """What the sweep was started with holds (metric, mode, seed, pruner), unless given again now."""
+    """What the sweep was started with holds (metric, mode, seed, pruner, PBT's options), unless given again now."""
     d = manifest.data
     spec.metric = spec.metric or d.get("metric")
     spec.mode = spec.mode or d.get("mode")
     spec.seed = d.get("seed")
+    if not spec.wants_pbt and isinstance(d.get("pbt"), dict):  # a PBT sweep stays one (in population mode)
+        spec.pbt, spec.population = dict(d["pbt"]), True
     recorded = d.get("pruner") or {}
     spec.prune_metric = spec.prune_metric or recorded.get("metric")
     if spec.prune is None:

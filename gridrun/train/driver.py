@@ -211,9 +211,17 @@ class Member:
 def train_alone(program: TrainingProgram, state: State, hparams: Any, data: dict[str, jax.Array],
                 k_train: jax.Array, member: Member) -> State:
     """Train one trial (sequential `fit` / `fit_loop`): ask the program for an epoch, record it, until
-    the stop rule ends the trial; return the finalized state."""
+    the stop rule ends the trial; return the finalized state. A run replaying a PBT trial's schedule
+    (properties `pbt_schedule`: `training-run --schedule RUN`) gets each epoch's hparams from it."""
+    replay = None
+    if member.ctx is not None and member.ctx.properties.get("pbt_schedule"):
+        from .population.exploit import ScheduleReplay
+
+        replay = ScheduleReplay.create(member.ctx, program, hparams)
     try:
         while member.stop is None:
+            if replay is not None:
+                hparams, state = replay(member.completed, hparams, state)
             state, logs = program.jit_epoch(state, hparams, data, epoch_key(k_train, member.completed))
             logs = jax.device_get(logs)
             member.record(logs, bool(logs["stopped"]), lambda state=state: state)
