@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--prune", choices=PRUNERS, metavar="NAME",
                         help="stop bad trials early: %(choices)s (asha: successive halving, hyperband: brackets "
                              "of ASHA, median; packages add more, docs/extending.md)")
+    search.add_argument("--checkpoints", choices=("best", "last", "both", "none"),
+                        help="what each trial keeps of its training state, over the script's own checkpoint= "
+                             "(default: the script's; fit's default is both; --resume continues from last)")
+    search.add_argument("--keep-pruned", action="store_true", default=None,
+                        help="pruned and failed trials keep their checkpoints (default: deleted, to save disk)")
     search.add_argument("--prune-opt", action="append", metavar="KEY=VALUE",
                         help="an option of the pruner's constructor (repeatable), e.g. brackets=2 for hyperband")
     search.add_argument("--prune-grace", type=int, metavar="E", help="asha, hyperband: epochs before the first rung (default 1)")
@@ -116,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         confirm=True, yes=args.yes, quiet=args.quiet, metric=args.metric, mode=args.mode, sampler=args.sampler,
         sampler_options=parse_key_values(args.sampler_opt, "--sampler-opt"),
         prune=args.prune, prune_options=prune_options(args), dry_run=args.dry_run,
+        checkpoints=args.checkpoints, keep_pruned=args.keep_pruned,
         worker_devices=parse_devices(args.worker_devices) if args.worker_devices else None,
     )
     if df is None:  # --dry-run

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import rundir, scoring
+from .._io import write_json
 from ..errors import GridrunError
 from ..executors import Executor
 from ..record import Status, close_run, last_metrics, read_metrics
@@ -164,10 +165,64 @@ class _TaskMaker:
             self.state.start(i, run_dir.name, rundir.iso(rundir.utc_now()))
             manifest.touch()
             self.reporter.update()
+            resume_from = None if executor.remote else continue_trial(t, self.runs_dir, run_dir, self.context)
+            if resume_from is not None:
+                t.attempts[-1].extra.update(resumed_from_epoch=resume_from["epoch"], resumed_from_run=resume_from["run"])
+        settings = checkpoint_settings(manifest)
         return TrialTask(script=self.script, flags=dict(t.flags), sweep=manifest.id, trial=i,
                          attempt=len(t.attempts), run_dir=None if executor.remote else str(run_dir),
                          context=self.context, max_bytes=self.max_bytes, sources=self.sources, metric=self.metric,
-                         pruner=self.channel.caller if self.channel is not None else None)
+                         pruner=self.channel.caller if self.channel is not None else None,
+                         mode=manifest.data.get("mode"), checkpoint=settings.get("policy"), resume_from=resume_from)
+
+
+def checkpoint_settings(manifest: Manifest) -> dict[str, Any]:
+    """The sweep's checkpoint settings: {"policy": --checkpoints (None: each script's own), "keep_pruned": bool}."""
+    return dict(manifest.data.get("checkpoints") or {})
+
+
+CONTINUABLE = (Status.INTERRUPTED,)  # attempts a new attempt continues from (and crashed ones: extra["crashed"])
+
+
+def continuable(attempt: Any) -> bool:
+    """Did this attempt stop from outside (Ctrl-C, a killed client or worker), so that the next attempt
+    continues from its last checkpoint rather than from epoch 0?"""
+    return attempt.status in CONTINUABLE or bool(attempt.extra.get("crashed")) or attempt.status == Status.PAUSED
+
+
+def continue_trial(t: Trial, runs_dir: Path, run_dir: Path, context: str) -> dict[str, Any] | None:
+    """Prepare the new attempt's `run_dir` (just made, the last of t.attempts) to continue the latest
+    earlier attempt that stopped from outside and left a `last` checkpoint: its checkpoints (hard links)
+    and its metrics.json cut to the checkpoint's epoch. Returns the resume point the trial's fit /
+    fit_loop starts from ({"epoch": N, "run": the earlier run dir}), or None (start from epoch 0).
+    Population trials start from epoch 0 (a vmapped group trains its trials from the same epoch)."""
+    from .. import checkpoint as ckpt
+
+    if context == "population":
+        return None
+    for a in reversed(t.attempts[:-1]):
+        if not continuable(a):
+            return None  # a failure of the script itself, or a completed attempt: no continuing past it
+        source = runs_dir / a.run_dir
+        header = ckpt.read_header(ckpt.checkpoint_path(source, "last"))
+        epoch = header.get("epoch") if header else None
+        if not isinstance(epoch, int) or epoch < 1:
+            continue
+        (run_dir / ckpt.CHECKPOINT_DIR).mkdir(exist_ok=True)
+        for which in ckpt.WHICH:
+            src = ckpt.checkpoint_path(source, which)
+            if src.is_file():
+                dst = ckpt.checkpoint_path(run_dir, which)
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    import shutil
+
+                    shutil.copy2(src, dst)
+        metrics = read_metrics(source)
+        write_json(run_dir / rundir.METRICS_FILE, {k: v[:epoch] for k, v in metrics.items()}, indent=None)
+        return {"epoch": epoch, "run": a.run_dir}
+    return None
 
 
 def _ended(manifest: Manifest, state: SweepState, executor: Executor, reporter: Reporter, runs_dir: Path,
@@ -285,6 +340,13 @@ def _record(manifest: Manifest, state: SweepState, executor: Executor, reporter:
         outcome = RuntimeError(f"{outcome} [a worker process died while this trial was running "
                                f"beside others; it is run again alone]")
     props = outcome_properties(outcome, run_dir, manifest.data["script_path"], crash, max_bytes)
+    keep = checkpoint_settings(manifest).get("keep_pruned", False)
+    if props.get("status") in (Status.PRUNED, Status.FAILED) and not crash and not keep:
+        from .. import checkpoint as ckpt
+
+        what = "pruned" if props.get("status") == Status.PRUNED else "failed"
+        ckpt.drop(run_dir, f"a {what} trial of a sweep keeps no checkpoint: run the sweep with --keep-pruned "
+                           f"(keep_pruned=True) to keep them")
     attempt = state.record(i, Outcome(
         status=as_status(props.get("status"), Status.FAILED), error=props.get("error_message"), end=props.get("end"),
         metrics=last_metrics(run_dir), crash=crash, history=read_metrics(run_dir)))

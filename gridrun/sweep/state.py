@@ -190,6 +190,7 @@ class SweepState:
         t.history = dict(outcome.history)
         if outcome.crash:  # from now on this trial runs alone, so that it cannot take others down
             self.solo.add(i)
+            attempt.extra["crashed"] = True  # stopped from outside: the next attempt continues its checkpoint
         if outcome.crash and not alone and not self.closed:
             # a dead worker takes the whole pool down: every trial in flight gets the error. Each of
             # them runs again alone, free of charge, to find out which one killed its worker.

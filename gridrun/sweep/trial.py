@@ -37,6 +37,9 @@ class TrialTask:
     sources: dict[str, bytes] | None = None  # remote: the script's folder, for workers that lack it
     metric: str | None = None  # the sweep's metric (None: val_loss, else loss); the trial fails when it becomes non-finite
     pruner: Any = None  # the executor channel's caller to the sweep's pruner, when the sweep prunes
+    mode: str | None = None  # the sweep's mode for `metric` (checkpoints keep the best epoch by it)
+    checkpoint: str | None = None  # the sweep's --checkpoints policy (None: the script's own checkpoint=)
+    resume_from: dict[str, Any] | None = None  # continue from the run dir's last checkpoint: {"epoch": N, "run": ...}
 
 
 class PruneHook:
@@ -131,7 +134,8 @@ def _execute(plan: Plan, on_exit: Callable[[], Any] | None = None) -> dict[str, 
     script, run, task = plan
     hook = PruneHook(task.pruner, task.trial, task.metric) if task.pruner is not None else None
     return execute(script, run, task.flags, context=task.context, sweep=task.sweep, trial=task.trial,
-                   capture_output=True, epoch_hook=hook, metric=task.metric, on_exit=on_exit)
+                   capture_output=True, epoch_hook=hook, metric=task.metric, on_exit=on_exit, mode=task.mode,
+                   checkpoint=task.checkpoint, resume_from=task.resume_from)
 
 
 def _one_by_one(plans: list[Plan]) -> list[dict[str, Any]]:

@@ -81,6 +81,8 @@ class SweepSpec:
     prune_options: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
     worker_devices: list[str] | None = None
+    checkpoints: str | None = None  # best|last|both|none over each script's own checkpoint= (None: the script's)
+    keep_pruned: bool | None = None  # pruned and failed trials keep their checkpoints (None: no, or as recorded)
 
     def check(self) -> SweepSpec:
         """Every mistake that can be seen before anything runs: a one-line error naming the fix."""
@@ -107,7 +109,14 @@ class SweepSpec:
         if isinstance(self.sampler, str) and self.sampler_options:
             SAMPLER_REGISTRY.options(self.sampler, self.sampler_options)
         make_pruner(self.prune, self.prune_options)  # bad pruner settings fail before anything runs
+        if self.checkpoints is not None:
+            self.checkpoints = str(self.checkpoints).lower()
+            if self.checkpoints not in CHECKPOINT_CHOICES:
+                raise GridrunError(f"--checkpoints {self.checkpoints!r}: use one of {', '.join(CHECKPOINT_CHOICES)}")
         return self
+
+
+CHECKPOINT_CHOICES = ("best", "last", "both", "none")
 
 
 def tuning_run(
@@ -139,6 +148,8 @@ def tuning_run(
     prune_options: Mapping[str, Any] | None = None,
     dry_run: bool = False,
     worker_devices: list[str] | None = None,
+    checkpoints: str | None = None,
+    keep_pruned: bool | None = None,
 ):
     """Run `script` once per flag combination; return this sweep's runs (a DataFrame like `ls_runs`).
 
@@ -160,6 +171,9 @@ def tuning_run(
     together as one vmapped program (docs/population.md); `population_size` caps the trials per
     program. `dry_run` prints the plan and returns None without running anything. `worker_devices`
     pins local workers to device sets, one per worker, round robin (e.g. ["0", "1"]; docs/own-loop.md).
+    `checkpoints` (best, last, both, none) overrides what each trial's fit / fit_loop keeps (default: the
+    script's own `checkpoint=`, itself "both" by default); pruned and failed trials keep none unless
+    `keep_pruned`. An interrupted trial continues from its last checkpoint on `resume` (docs/tuning.md).
     Extending samplers, pruners and executors: docs/extending.md.
     """
     spec = SweepSpec(
@@ -169,7 +183,7 @@ def tuning_run(
         yes=yes, quiet=quiet, max_artifact_bytes=max_artifact_bytes, population=population,
         population_size=population_size, metric=metric, mode=mode, sampler=sampler,
         sampler_options=dict(sampler_options or {}), prune=prune, prune_options=dict(prune_options or {}),
-        dry_run=dry_run, worker_devices=worker_devices,
+        dry_run=dry_run, worker_devices=worker_devices, checkpoints=checkpoints, keep_pruned=keep_pruned,
     )
     return run_spec(spec.check())
 
@@ -184,9 +198,11 @@ def run_spec(spec: SweepSpec):
         manifest, grid = _resume(spec, grid)
         sampler = _resumed_sampler(spec, manifest, grid)
         pruner = _pruner(spec, manifest)
+        _checkpoints(spec, manifest)
     else:
         sampler, manifest = _plan(spec, grid)
         pruner = _pruner(spec, manifest)
+        _checkpoints(spec, manifest)
         _advise(spec, manifest, pruner)
         if spec.dry_run:
             _print_plan(manifest, grid, None if grid.has_ranges else len(grid), sampler)
@@ -309,6 +325,16 @@ def _pruner(spec: SweepSpec, manifest: Manifest) -> Pruner | None:
         manifest.data["pruner"] = {**pruner.describe(), "name": spec.prune if by_name else pruner.name,
                                    "options": PRUNER_REGISTRY.options(spec.prune, spec.prune_options) if by_name else {}}
     return pruner
+
+
+def _checkpoints(spec: SweepSpec, manifest: Manifest) -> None:
+    """The sweep's checkpoint settings, recorded in the manifest (a resume keeps them unless given again);
+    the loop hands them to each trial (sweep/loop.py checkpoint_settings)."""
+    recorded = manifest.data.get("checkpoints") or {}
+    manifest.data["checkpoints"] = {
+        "policy": spec.checkpoints if spec.checkpoints is not None else recorded.get("policy"),
+        "keep_pruned": bool(spec.keep_pruned if spec.keep_pruned is not None else recorded.get("keep_pruned", False)),
+    }
 
 
 def _advise(spec: SweepSpec, manifest: Manifest, pruner: Pruner | None) -> None:

@@ -131,6 +131,7 @@ class Member:
     observers: list[EpochObserver] = field(default_factory=list)
     completed: int = 0  # epochs recorded
     stop: Stop | None = None
+    resume: dict[str, Any] | None = None  # continue a sweep's interrupted trial: {"epoch": N, "run": ...} (ctx.resume_from)
 
     def __post_init__(self) -> None:
         if self.epochs <= 0:
@@ -141,7 +142,32 @@ class Member:
                   progress: Any, observers: Sequence[EpochObserver] = ()) -> Member:
         """The member of a `fit` / `fit_loop` call (the one place both build theirs), with the trial's
         observers (its checkpoints: gridrun/checkpoint.py CheckpointObserver)."""
-        return cls(int(epochs), tuple(names), history, ctx, callbacks, progress, list(observers))
+        return cls(int(epochs), tuple(names), history, ctx, callbacks, progress, list(observers),
+                   resume=getattr(ctx, "resume_from", None))
+
+    def start_from(self, state: State, rng: jax.Array) -> State:
+        """A continued trial (`resume`): its state and epoch counter from the run's last checkpoint (the
+        sweep copied it and the earlier epochs' metrics.json into this run dir), `state` and `rng` giving
+        the structure it is checked against; the History gets the earlier epochs. Epochs after it get the
+        same data order and dropout keys as uninterrupted (engine.epoch_key(rng, epoch)). Returns the
+        state to train on (`state` itself when there is nothing to continue)."""
+        resume, self.resume = self.resume, None
+        if not resume or self.ctx is None or self.completed:
+            return state
+        from ..checkpoint import resume_state
+
+        epoch, tree = resume_state(self.ctx.run_dir, {"state": state, "rng": rng})
+        if self.history is not None:
+            for row in range(epoch):
+                self.history.append({k: (v[row] if row < len(v) else None)
+                                     for k, v in self.ctx.metrics.items() if k in self.names})
+        self.completed = epoch
+        if epoch >= self.epochs:
+            self.stop = Stop.BUDGET
+        self.ctx.write_properties(resumed_from_epoch=epoch, resumed_from_run=resume.get("run"))
+        if self.progress is not None:
+            self.progress.note(f"Continuing from epoch {epoch} (checkpoint of run {resume.get('run')})")
+        return tree["state"]
 
     def record(self, logs: Logs, stopped: bool, state: Callable[[], State] = lambda: None) -> Stop | None:
         """Record the trial's next epoch from its `logs` (one trial's values; `stopped`: EarlyStopping
@@ -210,6 +236,7 @@ def train_alone(program: TrainingProgram, state: State, hparams: Any, data: dict
     """Train one trial (sequential `fit` / `fit_loop`): ask the program for an epoch, record it, until
     the stop rule ends the trial; return the finalized state."""
     try:
+        state = member.start_from(state, k_train)
         while member.stop is None:
             state, logs = program.jit_epoch(state, hparams, data, epoch_key(k_train, member.completed))
             logs = jax.device_get(logs)
