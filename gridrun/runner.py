@@ -302,6 +302,9 @@ def execute(
     pruned = ctx.properties.get("pruned")
     if pruned and status != Status.INTERRUPTED:  # a pruned trial stays pruned, whatever the script did after
         status, exit_code, message = Status.PRUNED, 0, str(pruned)
+    paused = ctx.properties.get("paused")  # --prune asha --promote: waits at a rung, to be continued
+    if paused and not pruned and status in (Status.COMPLETED, Status.PRUNED):
+        status, exit_code, message = Status.PAUSED, 0, str(paused)
     if status == Status.COMPLETED:
         nan = _nonfinite(ctx, metric)
         if nan:

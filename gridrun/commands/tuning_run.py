@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the script's; fit's default is both; --resume continues from last)")
     search.add_argument("--keep-pruned", action="store_true", default=None,
                         help="pruned and failed trials keep their checkpoints (default: deleted, to save disk)")
+    search.add_argument("--promote", action="store_true",
+                        help="asha, hyperband: the promotion variant: a trial pauses at each rung (its checkpoint "
+                             "kept) and continues from it once it is among the best 1/reduction there")
     search.add_argument("--prune-opt", action="append", metavar="KEY=VALUE",
                         help="an option of the pruner's constructor (repeatable), e.g. brackets=2 for hyperband")
     search.add_argument("--prune-grace", type=int, metavar="E", help="asha, hyperband: epochs before the first rung (default 1)")
@@ -139,5 +142,10 @@ def prune_options(args: argparse.Namespace) -> dict[str, Any]:
              if k not in names and getattr(args, f"prune_{k}") is not None]
     if other:
         raise GridrunError(f"{', '.join(other)} do not apply to --prune {args.prune or 'none'}")
+    if args.promote:
+        if args.prune not in ("asha", "hyperband"):
+            raise GridrunError(f"--promote applies to --prune asha or hyperband, not {args.prune or 'none'}: "
+                               f"add --prune asha")
+        given["promote"] = True
     given.update(parse_key_values(args.prune_opt, "--prune-opt"))
     return given
