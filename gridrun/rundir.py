@@ -330,9 +330,10 @@ def is_run_active() -> bool:
 def is_pruned() -> bool:
     """Whether the sweep's pruner stopped this trial (`fit`/`fit_loop` then return early and the script
     goes on): a script can skip work that is worthless for a stopped trial, e.g. evaluating it on the
-    test set: `if not gridrun.is_pruned(): gridrun.evaluate(history, x_test, y_test)`."""
+    test set: `if not gridrun.is_pruned(): gridrun.evaluate(history, x_test, y_test)`. True also for a
+    trial paused at a rung (`--promote`): its training is not finished in this attempt."""
     ctx = current()
-    return bool(ctx is not None and ctx.properties.get("pruned"))
+    return bool(ctx is not None and (ctx.properties.get("pruned") or ctx.properties.get("paused")))
 
 
 def log_metrics(epoch: int | None = None, **values: Any) -> None:
