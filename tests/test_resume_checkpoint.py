@@ -6,7 +6,12 @@ attempt, and every epoch's metrics equal those of the same trial run uninterrupt
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +23,13 @@ from gridrun.errors import GridrunError
 from gridrun.sweep.manifest import Manifest, list_sweeps
 
 SCRIPT = '''
-import os, signal
+import os, signal, time
 import numpy as np
 import jax, jax.numpy as jnp, optax
 import flax.linen as nn
 import gridrun
 
-FLAGS = gridrun.flags(kind="seq", lr=0.01, epochs=6, kill_at=0, marker="", fail_at=0)
+FLAGS = gridrun.flags(kind="seq", lr=0.01, epochs=6, kill_at=0, marker="", fail_at=0, sleep=0.0)
 rng = np.random.default_rng(0)
 centers = rng.normal(0, 2.0, (3, 8))
 y = rng.integers(0, 3, 300)
@@ -37,6 +42,7 @@ def end(epoch, logs):  # kill -9 of this process once (the marker file says it h
         os.kill(os.getpid(), signal.SIGKILL)
     if epoch + 1 == FLAGS.fail_at:
         raise RuntimeError("the script failed")
+    time.sleep(FLAGS.sleep)
 
 
 callbacks = [gridrun.LambdaCallback(on_epoch_end=end)]
@@ -123,6 +129,63 @@ def test_a_trial_killed_at_a_random_epoch_continues_on_resume_with_the_same_metr
     # every epoch: the ones copied from the killed attempt and the ones trained after the resume
     _same(_metrics(run), _uninterrupted(script, tmp_path, kind))
     assert props["epochs_completed"] == 6 and C.info(run)["last"]["epoch"] == 6
+
+
+def test_population_slots_continue_their_trials_after_a_killed_worker(script, tmp_path):
+    """kill -9 of the worker training a population (3 trials in 2 slots, one refilled): every trial in
+    flight had its worker die, each runs again alone and continues in a slot from its own last
+    checkpoint, at its own epoch; every epoch's metrics equal the trial's trained alone."""
+    k = random.Random().randint(2, 5)
+    runs = tmp_path / "runs"
+    marker = tmp_path / "killed"
+    lrs = [0.01, 0.03, 0.003]
+    df = gridrun.tuning_run(script, {"lr": lrs, "kill_at": [k], "marker": [str(marker)]}, runs_dir=runs,
+                            backend="local", population=True, population_size=2, ordered=True, quiet=True)
+    assert marker.exists()
+    done = df[df["status"] == "completed"]
+    assert len(done) == 3, df[["status", "error_message"]]
+    continued = 0
+    for _, row in done.iterrows():
+        run = Path(row["run_dir"])
+        props = json.loads((run / "properties.json").read_text())
+        continued += bool(props.get("resumed_from_epoch"))
+        lr = json.loads((run / "flags.json").read_text())["lr"]
+        alone = gridrun.training_run(script, {"lr": lr}, runs_dir=tmp_path / f"alone{lr}", echo=False)
+        want = _metrics(Path(alone["run_dir"].iloc[0]))
+        got = _metrics(run)
+        for name in want:
+            tol = {"rtol": 1e-4, "atol": 1e-6} if "acc" not in name else {"rtol": 0, "atol": 1.01 / 60}
+            np.testing.assert_allclose(got[name], want[name], err_msg=f"lr={lr} {name} k={k}", **tol)
+    assert continued >= 1, f"no population trial continued from a checkpoint (k={k})"
+
+
+def test_a_sweep_whose_client_was_killed_continues_its_trial_on_resume(script, tmp_path):
+    """kill -9 of the client (and its process group) of an in-process sweep while a trial trains: the
+    resume closes the trial's run interrupted and continues it from its last checkpoint."""
+    runs = tmp_path / "runs"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep +
+               os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, "-m", "gridrun.cli", "tuning-run", str(script), "--flag", "sleep=1.0", "--runs-dir",
+           str(runs), "--quiet", "--backend", "inprocess"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    want = random.Random().randint(2, 4)
+    deadline = time.monotonic() + 180
+    saved = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        headers = [C.read_header(p) for p in runs.glob("*/checkpoints/last.ckpt")] if runs.is_dir() else []
+        saved = max([h.get("epoch", 0) for h in headers if h] or [0])
+        if saved >= want:
+            break
+    assert saved >= want, proc.stderr.read().decode() if proc.poll() is not None else "no checkpoint in time"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    df = gridrun.tuning_run(resume=True, script=script, runs_dir=runs, backend="inprocess", quiet=True)
+    run = Path(df[df["status"] == "completed"]["run_dir"].iloc[0])
+    props = json.loads((run / "properties.json").read_text())
+    assert props["resumed_from_epoch"] >= want
+    _same(_metrics(run), _uninterrupted(script, tmp_path, "seq"))
 
 
 def test_a_retry_in_the_same_session_continues_too(script, tmp_path):

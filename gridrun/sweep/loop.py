@@ -208,11 +208,11 @@ def continue_trial(t: Trial, runs_dir: Path, run_dir: Path, context: str) -> dic
     earlier attempt that stopped from outside and left a `last` checkpoint: its checkpoints (hard links)
     and its metrics.json cut to the checkpoint's epoch. Returns the resume point the trial's fit /
     fit_loop starts from ({"epoch": N, "run": the earlier run dir}), or None (start from epoch 0).
-    Population trials start from epoch 0 (a vmapped group trains its trials from the same epoch)."""
+    Population trials continue in a refilled program's slot (train/population/slots.py), which counts
+    each slot's epochs; one that cannot share such a program (width-merged groups, nnx models, slot
+    refilling off) trains again from epoch 0 over the copied epochs."""
     from .. import checkpoint as ckpt
 
-    if context == "population":
-        return None
     for a in reversed(t.attempts[:-1]):
         if not continuable(a):
             return None  # a failure of the script itself, or a completed attempt: no continuing past it

@@ -140,7 +140,9 @@ class Population:
         for _, members in groups:
             members.sort(key=lambda r: widths.hidden_units(r.engine.config))  # chunks of similar widths
             size = max(1, cfg.max_size or auto_size(padded_request(members), cap=cfg.size_cap) * n_dev)
-            if len(members) > size > 1 and cfg.slot_refill and can_refill(members):  # `size` slots, refilled
+            resumed = any(r.member.resume for r in members)  # continued trials need per-slot epoch counters
+            if (len(members) > size > 1 or resumed) and cfg.slot_refill and can_refill(members):  # slots, refilled
+                size = min(size, len(members))
                 try:
                     self.slot_activity.append(train_slots(members, size, self.stats, cfg.host_rows))
                     self.groups_trained.append(size)

@@ -189,6 +189,7 @@ def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | 
     state = progs.vinit(hparams, jnp.stack(k_init_rows))
     ep = np.zeros(len(slots), np.int32)  # epochs trained by each slot's current trial
     stop = np.array([r.epochs <= 0 for r in first])
+    state = _continue_rows(state, list(enumerate(first)), ep, stop)
     activity: list[tuple[int, int, int]] = []
     while any(r is not None for r in slots):
         t_release = time.perf_counter()
@@ -211,6 +212,7 @@ def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | 
             if take.any():
                 hparams, k_train = stack(hp_rows), jnp.stack(k_train_rows)
                 state = progs.refill(state, take, hparams, jnp.stack(k_init_rows))
+                state = _continue_rows(state, [(i, slots[i]) for i in np.flatnonzero(take)], ep, stop)
             stats.count(release_seconds=time.perf_counter() - t_release)
             if not any(r is not None for r in slots):
                 break
@@ -246,3 +248,21 @@ def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | 
         activity.append((active, len(waiting), n))
         stats.count(active, n, epoch_seconds=seconds)
     return activity
+
+
+def _continue_rows(state: Any, placed: list[tuple[int, Any]], ep: np.ndarray, stop: np.ndarray) -> Any:
+    """Trials just placed in slots that continue an interrupted attempt (a sweep's --resume: their
+    Member has `resume`): their row of `state` becomes their last checkpoint's state and their epoch
+    counter its epoch (Member.start_from), so they train on with the keys of the epochs that follow."""
+    import jax
+
+    from ..engine import unstack
+
+    for i, r in placed:
+        if r is None or not r.member.resume:
+            continue
+        i = int(i)
+        row = r.member.start_from(unstack(state, i), r.k_train)
+        state = jax.tree_util.tree_map(lambda a, v, i=i: a.at[i].set(v), state, row)
+        ep[i], stop[i] = r.member.completed, r.member.stop is not None
+    return state
