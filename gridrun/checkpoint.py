@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -313,8 +312,7 @@ class Checkpointer:
     """
 
     def __init__(self, run_dir: str | os.PathLike, policy: Any = "both", metric: str | None = None,
-                 mode: str | None = "auto", record: Callable[..., None] | None = None, resume: bool = False,
-                 background: bool = False) -> None:
+                 mode: str | None = "auto", record: Callable[..., None] | None = None, resume: bool = False) -> None:
         self.run_dir = Path(run_dir)
         self.policy = CheckpointPolicy.parse(policy)
         self.metric, self.mode, self.record = metric, mode, record
@@ -327,11 +325,6 @@ class Checkpointer:
         self.seconds = 0.0  # spent saving (serializing and writing)
         self.saves = 0
         self.times: list[float] = []  # seconds of each save
-        # background=True (population trials): the state is taken at once, serialized and written by a
-        # writer thread, so the program's next epoch does not wait; `close` waits for the writes
-        self.background = background
-        self.blocking = 0.0  # seconds the caller waited (all of `seconds` unless background)
-        self._pending: list[Any] = []
         self._cleaned = False
         if resume:
             header = read_header(checkpoint_path(self.run_dir, "best")) or {}
@@ -374,24 +367,12 @@ class Checkpointer:
         return due
 
     def close(self, get_state: Callable[[], Any] | None = None) -> dict[str, Any]:
-        """End of training: write `last` if its epoch was not saved yet, wait for background writes;
-        return the checkpoint properties."""
+        """End of training: write `last` if its epoch was not saved yet; return the checkpoint properties."""
         p = self.policy
         if p is not None and p.last and get_state is not None and self.last_epoch is not None \
                 and self.saved_last != self.last_epoch:
             self._save(["last"], self.last_epoch, get_state)
-        self.flush()
         return self.properties()
-
-    def flush(self) -> None:
-        """Wait for the background writes (re-raising the first that failed)."""
-        t0 = time.perf_counter()
-        pending, self._pending = self._pending, []
-        try:
-            for future in pending:
-                future.result()
-        finally:
-            self.blocking += time.perf_counter() - t0
 
     def properties(self) -> dict[str, Any]:
         size = disk_bytes(self.run_dir)
@@ -411,15 +392,7 @@ class Checkpointer:
                 stale.unlink(missing_ok=True)
         if "last" in which:
             self.saved_last = epoch
-        if not self.background:
-            self._write(which, epoch, tree, meta, t0)
-            self.blocking += time.perf_counter() - t0
-            return
-        for done in [f for f in self._pending if f.done()]:  # a failed write is raised at the next save
-            self._pending.remove(done)
-            done.result()
-        self._pending.append(_writer().submit(self._write, which, epoch, tree, meta, time.perf_counter()))
-        self.blocking += time.perf_counter() - t0
+        self._write(which, epoch, tree, meta, t0)
 
     def _write(self, which: list[str], epoch: int, tree: Any, meta: dict[str, Any], t0: float) -> None:
         folder = self.run_dir / CHECKPOINT_DIR
@@ -432,21 +405,6 @@ class Checkpointer:
         self.saves += 1
         if self.record is not None:
             self.record(**self.properties())
-
-
-_WRITER: Any = None
-_WRITER_LOCK = threading.Lock()
-
-
-def _writer() -> Any:
-    """The one background writer thread of this process (population trials' saves, in order)."""
-    global _WRITER
-    with _WRITER_LOCK:
-        if _WRITER is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridrun-checkpoint")
-        return _WRITER
 
 
 def for_run(ctx: Any, policy: Any) -> Checkpointer | None:
@@ -463,8 +421,7 @@ def for_run(ctx: Any, policy: Any) -> Checkpointer | None:
     if parsed is None:
         return None
     return Checkpointer(ctx.run_dir, parsed, getattr(ctx, "metric", None), getattr(ctx, "mode", None) or "auto",
-                        record=ctx.write_properties, resume=bool(getattr(ctx, "resume_from", None)),
-                        background=ctx.properties.get("context") == "population")
+                        record=ctx.write_properties, resume=bool(getattr(ctx, "resume_from", None)))
 
 
 def resume_state(run_dir: str | os.PathLike, template: Any) -> tuple[int, Any]:

@@ -132,16 +132,18 @@ def test_a_trial_killed_at_a_random_epoch_continues_on_resume_with_the_same_metr
 
 
 def test_population_slots_continue_their_trials_after_a_killed_worker(script, tmp_path):
-    """kill -9 of the worker training a population (3 trials in 2 slots, one refilled): every trial in
-    flight had its worker die, each runs again alone and continues in a slot from its own last
-    checkpoint, at its own epoch; every epoch's metrics equal the trial's trained alone."""
+    """kill -9 of the worker training a population (3 trials in 2 slots, one refilled): the group's trials
+    fail with their worker; on --resume each continues in a slot from its own last checkpoint, at its own
+    epoch (one may have none and starts at 0); every epoch's metrics equal the trial's trained alone."""
     k = random.Random().randint(2, 5)
     runs = tmp_path / "runs"
     marker = tmp_path / "killed"
     lrs = [0.01, 0.03, 0.003]
     df = gridrun.tuning_run(script, {"lr": lrs, "kill_at": [k], "marker": [str(marker)]}, runs_dir=runs,
                             backend="local", population=True, population_size=2, ordered=True, quiet=True)
-    assert marker.exists()
+    assert marker.exists() and set(df["status"]) == {"failed"}
+    df = gridrun.tuning_run(resume=True, script=script, runs_dir=runs, backend="local", quiet=True, population=True,
+                            population_size=2)
     done = df[df["status"] == "completed"]
     assert len(done) == 3, df[["status", "error_message"]]
     continued = 0
@@ -149,6 +151,7 @@ def test_population_slots_continue_their_trials_after_a_killed_worker(script, tm
         run = Path(row["run_dir"])
         props = json.loads((run / "properties.json").read_text())
         continued += bool(props.get("resumed_from_epoch"))
+        assert props["context"] == "population" and props["population"].get("slot_refill"), props.get("population")
         lr = json.loads((run / "flags.json").read_text())["lr"]
         alone = gridrun.training_run(script, {"lr": lr}, runs_dir=tmp_path / f"alone{lr}", echo=False)
         want = _metrics(Path(alone["run_dir"].iloc[0]))
