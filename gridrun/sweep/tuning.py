@@ -163,7 +163,7 @@ def tuning_run(
     (`optuna.samplers.GPSampler()`), with `sampler_options` for a name (e.g. {"n_startup_trials": 5}).
     `metric`/`mode` say what the sweep optimizes (default val_loss; mode by gridrun's scoring rule);
     `prune` (asha, hyperband, median, a registered name, or a `gridrun.Pruner` object) stops bad
-    trials early, with `prune_options` for a name (grace, reduction, max_epochs; warmup, startup).
+    trials early, with `prune_options` for a name (grace, reduction, max_epochs, promote; warmup, startup).
     `jobs` > 1 runs trials in a pool of reused worker processes; `backend` picks the executor
     (inprocess, local, dask, ray, a registered name, or a `gridrun.Executor` object). `resume` is a
     sweep id, or True for the latest sweep of this script. `confirm` asks before a sweep of more than
