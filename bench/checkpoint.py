@@ -16,6 +16,16 @@ Prints, each as a ratio against a baseline measured in this same run:
    predicting 10k test images) against the training run it loads; disk per trial (checkpoints / the
    rest of the run dir).
 
+4. population mode (`--population`): P=16 trials of the chapter model in one vmapped program (a
+   `tuning_run(population=True, population_size=16)` in this process, on the first `--pop-n` training
+   samples, compiled by a warm-up sweep first), each saving its own best and last checkpoints: the
+   seconds all 16 Checkpointers spent per program epoch (the saves run in the program's loop,
+   between its epochs) against the rest of the program's training loop per epoch (PopulationStats
+   train_seconds: epochs and recording).
+5. continuing an interrupted trial (`--resume`): a sweep trial of the chapter model killed (kill -9 of
+   its local worker) in its last epoch, resumed from its last checkpoint: the resumed attempt's wall
+   time against the same trial trained from epoch 0 (what a resume cost before checkpoints).
+
 Timings come from a machine that may be shared: rerun to compare.
 """
 
@@ -258,6 +268,112 @@ def load_in_a_fresh_process(epochs: int) -> dict[str, float]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _saver_seconds() -> tuple[list, object]:
+    """Collect every Checkpointer the runs make (ckpt.for_run wrapped); returns (the list, the original)."""
+    from gridrun import checkpoint as ckpt
+
+    savers: list = []
+    made = ckpt.for_run
+
+    def keep(ctx, policy):
+        saver = made(ctx, policy)
+        if saver is not None:
+            savers.append(saver)
+        return saver
+
+    ckpt.for_run = keep  # type: ignore[assignment]
+    return savers, made
+
+
+POP_SCRIPT = """
+import os, signal
+import gridrun
+from gridrun.datasets import load_prepared
+import sys
+sys.path.insert(0, {root!r})
+from bench.checkpoint import chapter_model
+
+FLAGS = gridrun.flags(lr=0.001, epochs=4, n=12000, kill_at=0, marker="")
+data = load_prepared("fashion_mnist")
+(x, y), _ = data
+
+
+def end(epoch, logs):
+    if epoch + 1 == FLAGS.kill_at and FLAGS.marker and not os.path.exists(FLAGS.marker):
+        open(FLAGS.marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+gridrun.fit(chapter_model(data.num_classes), x[:FLAGS.n], y[:FLAGS.n], loss="categorical_crossentropy",
+            optimizer=gridrun.optimizer("adam", learning_rate=FLAGS.lr), metrics=("accuracy",), epochs=FLAGS.epochs,
+            batch_size=128, validation_split=0.2, verbose=0, callbacks=[gridrun.LambdaCallback(on_epoch_end=end)])
+"""
+
+
+def population_saves(epochs: int, n: int, size: int = 16) -> dict[str, float]:
+    """Part 4: P=`size` trials in one program, each saving best + last; save seconds per program epoch."""
+    import gridrun
+    from gridrun import checkpoint as ckpt
+    from gridrun.train.population import PopulationStats
+
+    tmp = Path(tempfile.mkdtemp(prefix="gridrun-bench-pop-"))
+    (tmp / "train.py").write_text(POP_SCRIPT.format(root=str(ROOT)))
+    stats = tmp / "stats.jsonl"
+    os.environ["GRIDRUN_POPULATION_STATS"] = str(stats)
+    savers, made = _saver_seconds()
+    try:
+        lrs = [float(v) for v in np.geomspace(1e-4, 3e-3, size)]
+        gridrun.tuning_run(tmp / "train.py", {"lr": lrs, "epochs": [1], "n": [n]}, runs_dir=tmp / "warm", quiet=True,
+                           population=True, population_size=size, backend="inprocess")  # compile once
+        stats.unlink(missing_ok=True)
+        savers.clear()
+        df = gridrun.tuning_run(tmp / "train.py", {"lr": lrs, "epochs": [epochs], "n": [n]}, runs_dir=tmp / "runs",
+                                quiet=True, population=True, population_size=size, backend="inprocess")
+        totals = PopulationStats.read_totals(str(stats))
+        program_epochs = max(totals["slot_epochs"] / size, 1)
+        saving = sum(s.seconds for s in savers)  # the saves run in the program's loop, between its epochs
+        # the program's training loop (its epochs, recording, saving) less the saving, per program epoch
+        epoch_s = (totals["train_seconds"] - saving) / program_epochs
+        save_s = saving / program_epochs
+        times = [t for s in savers for t in s.times]
+        return {"trials": len(df), "savers": len(savers), "program_epochs": program_epochs, "epoch_s": epoch_s,
+                "save_s_per_epoch": save_s, "median_save_s": float(np.median(times)) if times else float("nan"), "fraction": save_s / epoch_s,
+                "bytes_per_trial": float(np.median([ckpt.disk_bytes(d) for d in df["run_dir"]]))}
+    finally:
+        ckpt.for_run = made  # type: ignore[assignment]
+        os.environ.pop("GRIDRUN_POPULATION_STATS", None)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resume_saving(epochs: int, n: int) -> dict[str, float]:
+    """Part 5: two equal sweeps, each trial killed (kill -9 of its worker) in its last epoch; one resumes from
+    its checkpoint, the other with the checkpoints deleted first (a restart from epoch 0, what a resume did
+    before checkpoints). Both resumes start a new worker (the kill took the old one down)."""
+    import gridrun
+
+    tmp = Path(tempfile.mkdtemp(prefix="gridrun-bench-resume-"))
+    (tmp / "train.py").write_text(POP_SCRIPT.format(root=str(ROOT)))
+    try:
+        seconds = {}
+        for how in ("continued", "restarted"):
+            marker = tmp / f"killed-{how}"
+            flags = {"epochs": [epochs], "n": [n], "kill_at": [epochs], "marker": [str(marker)]}
+            runs = tmp / how
+            gridrun.tuning_run(tmp / "train.py", flags, runs_dir=runs, quiet=True, backend="local")
+            if how == "restarted":
+                for folder in runs.glob("*/checkpoints"):
+                    shutil.rmtree(folder)
+            t = time.perf_counter()
+            df = gridrun.tuning_run(resume=True, script=tmp / "train.py", runs_dir=runs, quiet=True, backend="local")
+            seconds[how] = time.perf_counter() - t
+            run = Path(df[df["status"] == "completed"]["run_dir"].iloc[0])
+            seconds[f"{how}_from"] = json.loads((run / "properties.json").read_text()).get("resumed_from_epoch") or 0
+        return {"epochs": epochs, "resumed_from": seconds["continued_from"], "resumed_s": seconds["continued"],
+                "fresh_s": seconds["restarted"], "restarted_from": seconds["restarted_from"]}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -270,7 +386,29 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=6)
     ap.add_argument("--skip-orbax", action="store_true")
     ap.add_argument("--skip-load", action="store_true")
+    ap.add_argument("--pop-n", type=int, default=12000, help="parts 4-5: training samples (the first n)")
+    ap.add_argument("--resume-epochs", type=int, default=8, help="part 5: the trial's epochs (killed in the last)")
+    ap.add_argument("--only", type=int, nargs="+", choices=(1, 2, 3, 4, 5), default=[1, 2, 3, 4, 5],
+                    help="the parts to run (2 needs 1)")
     args = ap.parse_args()
+    result: dict = {}
+    if 4 in args.only:
+        pop = population_saves(args.epochs, args.pop_n)
+        result["population"] = pop
+        print(f"4. population of {pop['savers']} trials in one program ({args.pop_n} samples): program epoch "
+              f"{pop['epoch_s']:.2f} s, the {pop['savers']} trials' saving {pop['save_s_per_epoch'] * 1e3:.0f} ms per "
+              f"program epoch = {pop['fraction']:.2%} of an epoch (target <= 3%; one save: "
+              f"{pop['median_save_s'] * 1e3:.0f} ms, the median); "
+              f"{pop['bytes_per_trial'] / 1e6:.2f} MB per trial", flush=True)
+    if 5 in args.only:
+        res = resume_saving(args.resume_epochs, args.pop_n)
+        result["resume"] = res
+        print(f"5. a trial killed in its last epoch ({res['epochs']}), resumed from epoch {res['resumed_from']}: "
+              f"{res['resumed_s']:.1f} s against {res['fresh_s']:.1f} s restarted from epoch {res['restarted_from']} = "
+              f"{res['resumed_s'] / res['fresh_s']:.2f}x (saves {res['fresh_s'] - res['resumed_s']:.1f} s)", flush=True)
+    if 1 not in args.only:
+        print(json.dumps(result, default=float))
+        return
 
     fit = train_in_a_run(args.epochs)
     print(f"1. chapter model, {fit['epochs']} epochs in a run dir, checkpoint='both' ({fit['saves']} saves): "
@@ -280,9 +418,9 @@ def main() -> None:
           f"{fit['median_save_s'] / fit['epoch_s']:.2%}); worst case (best and last "
           f"both written every epoch) {fit['worst_save_s'] * 1e3:.1f} ms = {fit['worst_save_s'] / fit['epoch_s']:.2%}; "
           f"{fit['checkpoint_bytes'] / 1e6:.2f} MB on disk")
-    result = {"fit": {k: v for k, v in fit.items() if k != "state"}}
+    result["fit"] = {k: v for k, v in fit.items() if k != "state"}
 
-    fmt = formats(fit["state"], args.kills, args.skip_orbax)
+    fmt = formats(fit["state"], args.kills, args.skip_orbax) if 2 in args.only else {}
     result["formats"] = fmt
     for name, f in fmt.items():
         print(f"2. {name:8s} save {f['save_s'] * 1e3:7.1f} ms  load {f['load_s'] * 1e3:7.1f} ms  "
@@ -292,7 +430,7 @@ def main() -> None:
         print(f"   gridrun / orbax: save {g['save_s'] / o['save_s']:.2f}x, load {g['load_s'] / o['load_s']:.2f}x, "
               f"bytes {g['bytes'] / o['bytes']:.2f}x, import {g['import_s'] / max(o['import_s'], 1e-9):.2f}x")
 
-    if not args.skip_load:
+    if not args.skip_load and 3 in args.only:
         load = load_in_a_fresh_process(2)
         result["load"] = load
         print(f"3. load_model in a fresh process: {load['load_s']:.1f} s (whole process with evaluate on 10k: "

@@ -3,6 +3,7 @@
     python bench/search.py --n-train 4000     # Fashion-MNIST subsampled, N=24 trials, 9 epochs at most
     python bench/search.py --trials 12 --epochs 9 --n-train 3000 --dataset digits   # quicker
     python bench/search.py --vs-optuna [--quick]  # gridrun's TPE + ASHA beside Optuna's own loop
+    python bench/search.py --promotion [--quick]  # ASHA's promotion variant beside stopping ASHA (issue 19)
 
 The search space is the chapter's tuned network (256-128-64, batch norm, dropout after each layer,
 Adam) with ranges for the learning rate (log-uniform) and the three dropout rates (uniform), on a
@@ -30,11 +31,18 @@ n_startup_trials (10), the same training function (gridrun.fit, the same data ar
 training seed), both in this process and sequential. It prints each seed's best val_loss and wall
 time and their medians. Target: gridrun's median best val_loss <= Optuna's, at no more wall time.
 `--quick`: 16 trials, 4 epochs, 4k/1k samples, seeds 0-1.
+
+`--promotion` (issue 19) runs random search, random + ASHA and random + ASHA with promotion
+(`prune_options={"promote": True}`: trials pause at rungs and the best continue from their checkpoints)
+on the space above, over the same seeds, and prints each one's trial-epochs trained (a continued
+attempt counts only the epochs it trained), wall time and best val_loss, with medians of the ratios to
+random search. `--quick`: 16 trials, 9 epochs, 3k samples, seeds 0-2.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -198,7 +206,7 @@ def vs_optuna(args: argparse.Namespace) -> None:
 
 def run(script: Path, runs: Path, *, seed: int, trials: int, epochs: int, n_train: int, dataset: str,
         sampler: str = "random", prune: str | None = None, population: bool = False,
-        slots: int | None = None, refill: bool = True) -> dict:
+        slots: int | None = None, refill: bool = True, promote: bool = False) -> dict:
     os.environ["GRIDRUN_SLOT_REFILL"] = "1" if refill else "0"
     from gridrun.train.population import PopulationStats
 
@@ -208,10 +216,14 @@ def run(script: Path, runs: Path, *, seed: int, trials: int, epochs: int, n_trai
     t0 = time.perf_counter()
     df = gridrun.tuning_run(script, {"epochs": [epochs], "n_train": [n_train], "dataset": [dataset]},
                             sample=trials, seed=seed, sampler=sampler, prune=prune,
-                            prune_options=PRUNE_OPTIONS if prune else None,
+                            prune_options=({**PRUNE_OPTIONS, "promote": True} if promote else PRUNE_OPTIONS)
+                            if prune else None,
                             population=population, population_size=slots, runs_dir=runs, quiet=True)
     wall = time.perf_counter() - t0
-    spent = int(df["epochs_completed"].fillna(0).sum())
+    # epochs trained: a continued attempt (--promote) counts only what it trained after its checkpoint
+    resumed = sum(int((json.loads((Path(d) / "properties.json").read_text()).get("resumed_from_epoch")) or 0)
+                  for d in df["run_dir"])
+    spent = int(df["epochs_completed"].fillna(0).sum()) - resumed
     best = df.loc[df["metric_val_loss"].idxmin()]
     done = df[df["status"] == "completed"]
     pick = done.loc[done["metric_val_loss"].idxmin()] if len(done) else best  # the best trained to the end
@@ -219,6 +231,37 @@ def run(script: Path, runs: Path, *, seed: int, trials: int, epochs: int, n_trai
     return {"trial_epochs": spent, "wall": wall, "program": program, "best_val_loss": float(best["metric_val_loss"]),
             "test_acc": float(pick.get("eval_acc", float("nan"))), "pruned": int((df["status"] == "pruned").sum()),
             "failed": int((df["status"] == "failed").sum())}
+
+
+def promotion(args: argparse.Namespace) -> None:
+    """ASHA's promotion variant (--prune asha --promote) beside stopping ASHA and random search, over the
+    same seeds: trial-epochs trained (a continued attempt counts only its own), wall time, best val_loss."""
+    if args.quick:
+        args.trials, args.epochs, args.n_train, args.seeds = 16, 9, 3000, [0, 1, 2]
+    PRUNE_OPTIONS.update(grace=args.grace, reduction=args.reduction)
+    tmp = Path(tempfile.mkdtemp(prefix="gridrun-promotion-bench-"))
+    script = tmp / "search_space.py"
+    script.write_text(SCRIPT)
+    kw = {"trials": args.trials, "epochs": args.epochs, "n_train": args.n_train, "dataset": args.dataset}
+    gridrun.tuning_run(script, {"epochs": [1], "n_train": [args.n_train], "dataset": [args.dataset]}, sample=2,
+                       seed=99, runs_dir=tmp / "warm", quiet=True)  # compile once, as a warm cache would
+    out: dict[str, list[dict]] = {"random": [], "asha": [], "asha --promote": []}
+    for s in args.seeds:
+        for name, extra in (("random", {}), ("asha", {"prune": "asha"}), ("asha --promote", {"prune": "asha", "promote": True})):
+            r = run(script, tmp / f"{name.replace(' ', '_').replace('-', '')}-{s}", seed=s, **kw, **extra)
+            out[name].append(r)
+            print(f"seed {s} {name:15s} trial-epochs {r['trial_epochs']:5d}  wall {r['wall']:7.1f} s  best val_loss "
+                  f"{r['best_val_loss']:.4f}  test acc {r['test_acc']:.4f}  pruned {r['pruned']:3d}", flush=True)
+    print(f"\nMedians over seeds {args.seeds} ({args.trials} trials, {args.epochs} epochs, grace {args.grace}, reduction "
+          f"{args.reduction:g}), ratios against random search of the same seed:")
+    for name in ("asha", "asha --promote"):
+        q = [(r["best_val_loss"] / b["best_val_loss"], r["trial_epochs"] / b["trial_epochs"], r["wall"] / b["wall"])
+             for r, b in zip(out[name], out["random"], strict=True)]
+        med = [statistics.median(x[k] for x in q) for k in range(3)]
+        print(f"  {name:15s} best val_loss {med[0]:.3f}x, trial-epochs {med[1]:.2f}x, wall {med[2]:.2f}x "
+              f"(median {statistics.median(r['trial_epochs'] for r in out[name]):.0f} trial-epochs, "
+              f"{statistics.median(r['wall'] for r in out[name]):.1f} s)")
+    print(f"\n(runs in {tmp})")
 
 
 def main() -> None:
@@ -237,10 +280,16 @@ def main() -> None:
     p.add_argument("--grace", type=int, default=1, help="ASHA's grace period (epochs)")
     p.add_argument("--reduction", type=float, default=4.0, help="ASHA's reduction factor")
     p.add_argument("--vs-optuna", action="store_true", help="only gridrun's TPE + ASHA beside Optuna's own loop")
-    p.add_argument("--quick", action="store_true", help="with --vs-optuna: 16 trials, 4 epochs, 4k/1k, seeds 0-1")
+    p.add_argument("--quick", action="store_true", help="with --vs-optuna: 16 trials, 4 epochs, 4k/1k, seeds 0-1; "
+                   "with --promotion: 16 trials, 9 epochs, 3k samples, seeds 0-2")
+    p.add_argument("--promotion", action="store_true",
+                   help="only random + asha beside random + asha --promote (pause at rungs, promote the best)")
     args = p.parse_args()
     if args.vs_optuna:
         vs_optuna(args)
+        return
+    if args.promotion:
+        promotion(args)
         return
     PRUNE_OPTIONS.update(grace=args.grace, reduction=args.reduction)
     if args.only_asha:

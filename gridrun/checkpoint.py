@@ -325,6 +325,7 @@ class Checkpointer:
         self.seconds = 0.0  # spent saving (serializing and writing)
         self.saves = 0
         self.times: list[float] = []  # seconds of each save
+        self._cleaned = False
         if resume:
             header = read_header(checkpoint_path(self.run_dir, "best")) or {}
             if header.get("metric") and scoring.finite(header.get("value")) is not None:
@@ -333,6 +334,11 @@ class Checkpointer:
     @property
     def enabled(self) -> bool:
         return self.policy is not None
+
+    def _mode(self, name: str | None) -> str | None:
+        """The sweep's mode applies to the sweep's metric (or, with none named, to the default one);
+        a fallback metric (the named one was not logged) goes by the scoring rule."""
+        return self.mode if self.metric is None or name == self.metric else "auto"
 
     def _rank(self, metrics: Mapping[str, Any]) -> tuple[str | None, float | None]:
         if self.name is None:
@@ -351,7 +357,7 @@ class Checkpointer:
         due: list[str] = []
         name, value = self._rank(metrics)
         self._last_value = value
-        if self.policy.best and value is not None and scoring.is_better(value, self.best_value, name or "", self.mode):
+        if self.policy.best and value is not None and scoring.is_better(value, self.best_value, name or "", self._mode(name)):
             self.best_value, self.best_epoch = value, int(epoch)
             due.append("best")
         if self.policy.last and int(epoch) % self.policy.every == 0:
@@ -376,18 +382,24 @@ class Checkpointer:
     def _save(self, which: list[str], epoch: int, get_state: Callable[[], Any]) -> None:
         t0 = time.perf_counter()
         meta = {"epoch": epoch, "metric": self.name, "value": self._last_value if epoch == self.last_epoch else None,
-                "mode": scoring.direction(self.name, self.mode) if self.name else None}
-        data = encode(get_state(), meta)
+                "mode": scoring.direction(self.name, self._mode(self.name)) if self.name else None}
+        tree = get_state()
         folder = self.run_dir / CHECKPOINT_DIR
-        if not self.saves:  # a first save: a save killed before (kill -9) may have left its temporary file
+        if not self._cleaned:  # a first save: a save killed before (kill -9) may have left its temporary file
+            self._cleaned = True
             folder.mkdir(parents=True, exist_ok=True)
             for stale in folder.glob(".*.ckpt.*.tmp"):
                 stale.unlink(missing_ok=True)
+        if "last" in which:
+            self.saved_last = epoch
+        self._write(which, epoch, tree, meta, t0)
+
+    def _write(self, which: list[str], epoch: int, tree: Any, meta: dict[str, Any], t0: float) -> None:
+        folder = self.run_dir / CHECKPOINT_DIR
+        data = encode(tree, meta)
         write_atomic(folder / f"{which[0]}.ckpt", data)
         for w in which[1:]:  # the same bytes: a second name for the file just written, put in place atomically
             link_atomic(folder / f"{which[0]}.ckpt", folder / f"{w}.ckpt", data)
-        if "last" in which:
-            self.saved_last = epoch
         self.times.append(time.perf_counter() - t0)
         self.seconds += self.times[-1]
         self.saves += 1
@@ -397,11 +409,45 @@ class Checkpointer:
 
 def for_run(ctx: Any, policy: Any) -> Checkpointer | None:
     """The Checkpointer of the active run `ctx` (fit / fit_loop), or None outside a run, with
-    checkpoint=None (restore mode never gets this far: train/restore.py). Ranks epochs by the sweep's metric (ctx.metric) when set."""
+    checkpoint=None (restore mode never gets this far: train/restore.py). In a sweep, the sweep's
+    --checkpoints policy (ctx.checkpoint) overrides the script's `policy`, and epochs are ranked by the
+    sweep's metric and mode (ctx.metric, ctx.mode); a continued trial (ctx.resume_from) keeps the best
+    value of the checkpoint it continues."""
     parsed = CheckpointPolicy.parse(policy)  # bad values fail even outside a run
-    if ctx is None or parsed is None:
+    if ctx is None:
         return None
-    return Checkpointer(ctx.run_dir, parsed, getattr(ctx, "metric", None), record=ctx.write_properties)
+    if getattr(ctx, "checkpoint", None) is not None:
+        parsed = CheckpointPolicy.parse(ctx.checkpoint)
+    if parsed is None:
+        return None
+    return Checkpointer(ctx.run_dir, parsed, getattr(ctx, "metric", None), getattr(ctx, "mode", None) or "auto",
+                        record=ctx.write_properties, resume=bool(getattr(ctx, "resume_from", None)))
+
+
+def resume_state(run_dir: str | os.PathLike, template: Any) -> tuple[int, Any]:
+    """(epoch, tree) of the run's last checkpoint, in the structure of `template` ({"state": ..., "rng":
+    ...} as the trial would save it), every leaf checked: what a continued trial starts from."""
+    path = checkpoint_path(run_dir, "last")
+    where = f"the last checkpoint of run {run_dir}"
+    if not path.is_file():
+        raise NoCheckpoint(f"run {run_dir} has no last checkpoint to continue from: run the trial again from epoch 0")
+    header, raw = decode(path.read_bytes(), where)
+    return int(header["epoch"]), restore_into(template, raw, header, where)
+
+
+def drop(run_dir: str | os.PathLike, reason: str) -> bool:
+    """Delete a run's checkpoints (a pruned or failed sweep trial keeps none by default); record why, so
+    that load_model names it. True when there was something to delete."""
+    import shutil
+
+    from .record import adopt
+
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    adopt(run_dir, checkpoints_dropped=reason, checkpoint_epoch=None, checkpoint_last_epoch=None, checkpoint_bytes=0)
+    return True
 
 
 def disk_bytes(run_dir: str | os.PathLike) -> int:

@@ -12,3 +12,9 @@ class FlagError(GridrunError):
 class TrialPruned(BaseException):  # noqa: N818 - named as Optuna's, which users know
     """Raised inside a trial when the sweep's pruner stops it. A BaseException, like KeyboardInterrupt,
     so that a script's `except Exception:` does not swallow it; the runner records the run as pruned."""
+
+
+class TrialPaused(TrialPruned):
+    """Raised inside a trial when a promoting pruner (--prune asha --promote) pauses it at a rung: it
+    stops like a pruned trial, its checkpoint kept, and the runner records it as paused; the sweep
+    continues it from that checkpoint when it is promoted."""

@@ -54,6 +54,7 @@ class Status(enum.StrEnum):
     INTERRUPTED = "interrupted"  # Ctrl-C, or its process stopped before the run ended
     LOST = "lost"  # a trial's earlier attempt still running in a process this client does not own
     PRUNED = "pruned"  # stopped early by a pruner: not a failure
+    PAUSED = "paused"  # a sweep's trial that reached a rung of --prune asha --promote: waits, its checkpoint kept
 
 
 def utc_now() -> _dt.datetime:
@@ -113,6 +114,11 @@ class RunContext:
     # so the value is reported (it counts at the rung) but the trial ends completed, not pruned
     last_epoch: bool = False
     metric: str | None = None  # the sweep's ranking metric, set by the runner: checkpoints keep its best epoch
+    mode: str | None = None  # the sweep's mode for `metric` (None: by the scoring rule)
+    checkpoint: Any = None  # a sweep's --checkpoints policy, over the script's own checkpoint= (None: the script's)
+    # a continued trial (sweep --resume): {"epoch": N, "run": the earlier attempt's run dir}; fit / fit_loop
+    # start from its checkpoints/last.ckpt at epoch N (train/driver.py)
+    resume_from: dict[str, Any] | None = None
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike, flags: dict[str, Any] | None = None) -> RunContext:
@@ -324,9 +330,10 @@ def is_run_active() -> bool:
 def is_pruned() -> bool:
     """Whether the sweep's pruner stopped this trial (`fit`/`fit_loop` then return early and the script
     goes on): a script can skip work that is worthless for a stopped trial, e.g. evaluating it on the
-    test set: `if not gridrun.is_pruned(): gridrun.evaluate(history, x_test, y_test)`."""
+    test set: `if not gridrun.is_pruned(): gridrun.evaluate(history, x_test, y_test)`. True also for a
+    trial paused at a rung (`--promote`): its training is not finished in this attempt."""
     ctx = current()
-    return bool(ctx is not None and ctx.properties.get("pruned"))
+    return bool(ctx is not None and (ctx.properties.get("pruned") or ctx.properties.get("paused")))
 
 
 def log_metrics(epoch: int | None = None, **values: Any) -> None:

@@ -232,6 +232,9 @@ def execute(
     script_args: list[str] | None = None,
     metric: str | None = None,
     on_exit: Callable[[], Any] | None = None,
+    mode: str | None = None,
+    checkpoint: Any = None,
+    resume_from: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run `script` in this process, recorded into `run_dir`; return the final properties.
 
@@ -240,6 +243,9 @@ def execute(
     arguments (sys.argv after its name); they are recorded as the `script_args` property, and
     `gridrun.flags()` does not parse them. `on_exit()` is called at the end of the captured output
     (with `capture_output`; a population trial passes gridrun.train.population.trial_ending).
+    A sweep's `mode` (for `metric`) and `checkpoint` policy (its --checkpoints, over the script's own) reach
+    the run's checkpoints; `resume_from` ({"epoch": N, "run": run dir}) continues a trial from its
+    last checkpoint at epoch N (gridrun/sweep/loop.py prepares the run dir).
 
     Never raises for the script's own errors: an exception, a non-zero exit, a non-finite loss (any
     metric named loss, val_loss or *_loss, and `metric`, a sweep's ranking metric) or Ctrl-C end up as
@@ -249,6 +255,7 @@ def execute(
     ctx = RunContext.open(run_dir, flags)
     ctx.epoch_hook = epoch_hook
     ctx.metric = metric
+    ctx.mode, ctx.checkpoint, ctx.resume_from = mode, checkpoint, resume_from  # a sweep's (sweep/trial.py)
     args = {} if script_args is None and "script_args" in ctx.properties else {
         "script_args": [str(a) for a in script_args or []]}  # its presence tells gridrun.flags() to skip sys.argv
     if ctx.properties.get("status") != Status.RUNNING:  # training_run's parent may have started it already
@@ -295,6 +302,9 @@ def execute(
     pruned = ctx.properties.get("pruned")
     if pruned and status != Status.INTERRUPTED:  # a pruned trial stays pruned, whatever the script did after
         status, exit_code, message = Status.PRUNED, 0, str(pruned)
+    paused = ctx.properties.get("paused")  # --prune asha --promote: waits at a rung, to be continued
+    if paused and not pruned and status in (Status.COMPLETED, Status.PRUNED):
+        status, exit_code, message = Status.PAUSED, 0, str(paused)
     if status == Status.COMPLETED:
         nan = _nonfinite(ctx, metric)
         if nan:

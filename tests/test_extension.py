@@ -132,7 +132,7 @@ def test_options_reach_the_constructors_typed_and_bad_keys_name_the_accepted_one
     capsys.readouterr()
     assert cli.main(args[:-3] + ["--prune-opt", "patience=3", "--runs-dir", str(runs), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].endswith("--prune-opt patience: pruner 'hyperband' takes grace, reduction, max_epochs, brackets")
+    assert err[-1].endswith("--prune-opt patience: pruner 'hyperband' takes grace, reduction, max_epochs, brackets, promote")
     assert cli.main(args[:12] + ["--sampler-opt", "n_startup_trials=many", "--runs-dir", str(runs), "-q"]) == 2
     assert "--sampler-opt n_startup_trials='many' is not a whole number" in capsys.readouterr().err
     with pytest.raises(GridrunError, match="median' takes warmup, startup"):

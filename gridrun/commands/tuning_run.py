@@ -78,6 +78,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--prune-metric", metavar="NAME",
                         help="with several --metric, the one --prune (and its rungs) judges trials by, in its "
                              "--mode; required then, since a pruner compares one value per epoch")
+    search.add_argument("--checkpoints", choices=("best", "last", "both", "none"),
+                        help="what each trial keeps of its training state, over the script's own checkpoint= "
+                             "(default: the script's; fit's default is both; --resume continues from last)")
+    search.add_argument("--keep-pruned", action="store_true", default=None,
+                        help="pruned and failed trials keep their checkpoints (default: deleted, to save disk)")
+    search.add_argument("--promote", action="store_true",
+                        help="asha, hyperband: the promotion variant: a trial pauses at each rung (its checkpoint "
+                             "kept) and continues from it once it is among the best 1/reduction there")
     search.add_argument("--prune-opt", action="append", metavar="KEY=VALUE",
                         help="an option of the pruner's constructor (repeatable), e.g. brackets=2 for hyperband")
     search.add_argument("--prune-grace", type=int, metavar="E", help="asha, hyperband: epochs before the first rung (default 1)")
@@ -138,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         prune_metric=args.prune_metric, sampler=args.sampler,
         sampler_options=parse_key_values(args.sampler_opt, "--sampler-opt"),
         prune=args.prune, prune_options=prune_options(args), dry_run=args.dry_run,
+        checkpoints=args.checkpoints, keep_pruned=args.keep_pruned,
         worker_devices=parse_devices(args.worker_devices) if args.worker_devices else None,
         pbt=pbt_options(args),
     )
@@ -174,5 +183,10 @@ def prune_options(args: argparse.Namespace) -> dict[str, Any]:
              if k not in names and getattr(args, f"prune_{k}") is not None]
     if other:
         raise GridrunError(f"{', '.join(other)} do not apply to --prune {args.prune or 'none'}")
+    if args.promote:
+        if args.prune not in ("asha", "hyperband"):
+            raise GridrunError(f"--promote applies to --prune asha or hyperband, not {args.prune or 'none'}: "
+                               f"add --prune asha")
+        given["promote"] = True
     given.update(parse_key_values(args.prune_opt, "--prune-opt"))
     return given

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import rundir, scoring
+from .._io import write_json
 from ..errors import GridrunError
 from ..executors import Executor
 from ..record import Status, close_run, last_metrics, read_metrics
@@ -71,7 +72,8 @@ def run_sweep(
     """
     runs_dir = Path(runs_dir)
     _mark_running(manifest, executor, retries, max_failures, grouper)
-    state = SweepState(manifest.trials, retries=retries, max_failures=max_failures, slots=executor.slots)
+    state = SweepState(manifest.trials, retries=retries, max_failures=max_failures, slots=executor.slots,
+                       promote=pruner.promote if pruner is not None else None)
     metric, mode = sweep_metric(manifest)
     reporter = Reporter(state, quiet, metric=metric, mode=mode, objectives=sweep_objectives(manifest))
     channel = executor.channel(_prune_handler(pruner, mode)) if pruner is not None else None
@@ -164,10 +166,76 @@ class _TaskMaker:
             self.state.start(i, run_dir.name, rundir.iso(rundir.utc_now()))
             manifest.touch()
             self.reporter.update()
+            resume_from = None if executor.remote else continue_trial(t, self.runs_dir, run_dir, self.context)
+            if resume_from is not None:
+                t.attempts[-1].extra.update(resumed_from_epoch=resume_from["epoch"], resumed_from_run=resume_from["run"])
+        settings = checkpoint_settings(manifest)
         return TrialTask(script=self.script, flags=dict(t.flags), sweep=manifest.id, trial=i,
                          attempt=len(t.attempts), run_dir=None if executor.remote else str(run_dir),
                          context=self.context, max_bytes=self.max_bytes, sources=self.sources, metric=self.metric,
-                         pruner=self.channel.caller if self.channel is not None else None)
+                         pruner=self.channel.caller if self.channel is not None else None,
+                         mode=manifest.data.get("mode"), checkpoint=settings.get("policy"), resume_from=resume_from,
+                         paused_at=paused_at(t))
+
+
+def paused_at(t: Trial) -> int | None:
+    """The rung epoch a promoted trial paused at (its latest earlier attempt paused), else None."""
+    earlier = t.attempts[:-1]
+    for a in reversed(earlier):
+        if a.status == Status.PAUSED:
+            return a.extra.get("paused_epoch")
+        if not continuable(a):
+            return None
+    return None
+
+
+def checkpoint_settings(manifest: Manifest) -> dict[str, Any]:
+    """The sweep's checkpoint settings: {"policy": --checkpoints (None: each script's own), "keep_pruned": bool}."""
+    return dict(manifest.data.get("checkpoints") or {})
+
+
+CONTINUABLE = (Status.INTERRUPTED,)  # attempts a new attempt continues from (and crashed ones: extra["crashed"])
+
+
+def continuable(attempt: Any) -> bool:
+    """Did this attempt stop from outside (Ctrl-C, a killed client or worker), so that the next attempt
+    continues from its last checkpoint rather than from epoch 0?"""
+    return attempt.status in CONTINUABLE or bool(attempt.extra.get("crashed")) or attempt.status == Status.PAUSED
+
+
+def continue_trial(t: Trial, runs_dir: Path, run_dir: Path, context: str) -> dict[str, Any] | None:
+    """Prepare the new attempt's `run_dir` (just made, the last of t.attempts) to continue the latest
+    earlier attempt that stopped from outside and left a `last` checkpoint: its checkpoints (hard links)
+    and its metrics.json cut to the checkpoint's epoch. Returns the resume point the trial's fit /
+    fit_loop starts from ({"epoch": N, "run": the earlier run dir}), or None (start from epoch 0).
+    Population trials continue in a refilled program's slot (train/population/slots.py), which counts
+    each slot's epochs; one that cannot share such a program (width-merged groups, nnx models, slot
+    refilling off) trains again from epoch 0 over the copied epochs."""
+    from .. import checkpoint as ckpt
+
+    for a in reversed(t.attempts[:-1]):
+        if not continuable(a):
+            return None  # a failure of the script itself, or a completed attempt: no continuing past it
+        source = runs_dir / a.run_dir
+        header = ckpt.read_header(ckpt.checkpoint_path(source, "last"))
+        epoch = header.get("epoch") if header else None
+        if not isinstance(epoch, int) or epoch < 1:
+            continue
+        (run_dir / ckpt.CHECKPOINT_DIR).mkdir(exist_ok=True)
+        for which in ckpt.WHICH:
+            src = ckpt.checkpoint_path(source, which)
+            if src.is_file():
+                dst = ckpt.checkpoint_path(run_dir, which)
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    import shutil
+
+                    shutil.copy2(src, dst)
+        metrics = read_metrics(source)
+        write_json(run_dir / rundir.METRICS_FILE, {k: v[:epoch] for k, v in metrics.items()}, indent=None)
+        return {"epoch": epoch, "run": a.run_dir}
+    return None
 
 
 def _ended(manifest: Manifest, state: SweepState, executor: Executor, reporter: Reporter, runs_dir: Path,
@@ -175,7 +243,7 @@ def _ended(manifest: Manifest, state: SweepState, executor: Executor, reporter: 
     """One trial's outcome came back: record it, tell the sampler, check the sweep's metric."""
     with manifest.lock:
         t = _record(manifest, state, executor, reporter, runs_dir, i, outcome, max_bytes)
-        if sampler is not None and t.status not in (Status.PENDING, Status.RUNNING):
+        if sampler is not None and t.status not in (Status.PENDING, Status.RUNNING, Status.PAUSED):
             sampler.tell(t)
         check(t)
 
@@ -185,6 +253,11 @@ def _close(manifest: Manifest, state: SweepState, runs_dir: Path) -> None:
     if state.interrupted:
         for attempt in state.interrupt():
             close_run(runs_dir / attempt.run_dir, Status.INTERRUPTED, attempt.error or "interrupted")
+    elif not state.stop_reason:  # ran out of work: trials still paused at a rung were not promoted
+        keep = checkpoint_settings(manifest).get("keep_pruned", False)
+        for t in state.stop_paused():
+            if t.last is not None:
+                _stop_paused(runs_dir / t.last.run_dir, keep)
     if state.stop_reason:
         manifest.data["stop_reason"] = state.stop_reason
     manifest.data["status"] = state.final_status()
@@ -193,18 +266,34 @@ def _close(manifest: Manifest, state: SweepState, runs_dir: Path) -> None:
     manifest.save()
 
 
+def _stop_paused(run_dir: Path, keep: bool) -> None:
+    """A paused trial the sweep ended without promoting: its run ends pruned (its checkpoint dropped,
+    unless --keep-pruned)."""
+    from .. import checkpoint as ckpt
+    from .._io import read_json
+    from ..record import adopt
+
+    props = read_json(run_dir / rundir.PROPERTIES_FILE, {}) or {}
+    epoch = props.get("paused_epoch")
+    message = f"stopped at epoch {epoch}: paused at that rung and not promoted before the sweep ended"
+    adopt(run_dir, status=str(Status.PRUNED), pruned=message, pruned_epoch=epoch, error_message=message)
+    if not keep:
+        ckpt.drop(run_dir, "a pruned trial of a sweep keeps no checkpoint: run the sweep with --keep-pruned "
+                           "(keep_pruned=True) to keep them")
+
+
 def replay(manifest: Manifest, runs_dir: str | os.PathLike, sampler: Sampler | None, pruner: Pruner | None) -> None:
     """A resumed sweep's sampler and pruner learn every trial that ended before: each ended trial's
     per-epoch history is read from its run dir, told to the sampler, and replayed into the pruner
     (in the order the trials ended), before the first new trial reports anything."""
     metric, mode = sweep_metric(manifest)
-    ended = [t for t in manifest.trials if t.status in (Status.COMPLETED, Status.PRUNED, Status.FAILED)]
+    ended = [t for t in manifest.trials if t.status in (Status.COMPLETED, Status.PRUNED, Status.FAILED, Status.PAUSED)]
     for t in ended:
         if t.run_dir and not t.history:
             t.history = read_metrics(Path(runs_dir) / t.run_dir)
     ended.sort(key=lambda t: ((t.last.end if t.last else None) or "", t.trial))
     for t in ended:
-        if sampler is not None:
+        if sampler is not None and t.status != Status.PAUSED:  # a paused trial is told when it ends
             sampler.tell(t)
         if pruner is not None:
             name = metric or next((m for m in scoring.FALLBACK_METRICS if t.history.get(m)), scoring.DEFAULT_METRIC)
@@ -234,7 +323,7 @@ class MetricCheck:
         self.metrics = [n for n, _ in objectives] if len(objectives) > 1 else []  # a multi-objective sweep's
 
     def __call__(self, t: Trial) -> None:
-        if not self.checked and t.status in (Status.COMPLETED, Status.PRUNED) and t.metrics:
+        if not self.checked and t.status in (Status.COMPLETED, Status.PRUNED, Status.PAUSED) and t.metrics:
             self.checked = True
             if self.metrics:
                 self.first_of_several(t)
@@ -304,9 +393,16 @@ def _record(manifest: Manifest, state: SweepState, executor: Executor, reporter:
         outcome = RuntimeError(f"{outcome} [a worker process died while this trial was running "
                                f"beside others; it is run again alone]")
     props = outcome_properties(outcome, run_dir, manifest.data["script_path"], crash, max_bytes)
+    keep = checkpoint_settings(manifest).get("keep_pruned", False)
+    if props.get("status") in (Status.PRUNED, Status.FAILED) and not crash and not keep:
+        from .. import checkpoint as ckpt
+
+        what = "pruned" if props.get("status") == Status.PRUNED else "failed"
+        ckpt.drop(run_dir, f"a {what} trial of a sweep keeps no checkpoint: run the sweep with --keep-pruned "
+                           f"(keep_pruned=True) to keep them")
     attempt = state.record(i, Outcome(
         status=as_status(props.get("status"), Status.FAILED), error=props.get("error_message"), end=props.get("end"),
-        metrics=last_metrics(run_dir), crash=crash, history=read_metrics(run_dir)))
+        metrics=last_metrics(run_dir), crash=crash, history=read_metrics(run_dir), paused_epoch=props.get("paused_epoch")))
     notice = props.get("population_notice")
     if notice:
         reporter.notice(str(notice))

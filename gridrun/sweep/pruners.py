@@ -4,6 +4,7 @@
 |---|---|
 | asha | asynchronous successive halving: at rungs of `grace * reduction**k` epochs a trial goes on only if its metric is in the best `1/reduction` of the values recorded at that rung so far |
 | hyperband | asynchronous Hyperband: trials take turns among brackets, each an ASHA of its own with a grace period `reduction` times the previous one's, so some trials are judged late (robust to slow starters) |
+| asha, hyperband with promote=True | the promotion variant (Syne Tune's, Ray Tune's HyperBandForBOHB): every trial pauses at each rung, its checkpoint kept, and the sweep continues the best paused trial of the highest rung once it is in the best `1/reduction` of those that reached the rung; none is stopped for arriving early, and trials still paused when the sweep ends are stopped (pruned) |
 | median | a trial stops at epoch k when its metric is worse than the median of the other trials' at epoch k, after `warmup` epochs and once `startup` other trials reported epoch k |
 
 The decision is the sweep client's (one pruner object, one lock); trials reach it through the
@@ -26,6 +27,7 @@ from typing import Any
 
 from .._registry import Registry
 from ..errors import GridrunError
+from .trial import PAUSE
 
 PRUNERS = ("none", "asha", "hyperband", "median")
 
@@ -35,10 +37,11 @@ class Pruner(ABC):
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.decisions: list[tuple[int, int, bool]] = []  # (trial, epoch, stopped), for reports and tests
+        self.decisions: list[tuple[int, int, bool | str]] = []  # (trial, epoch, stopped or PAUSE), for reports and tests
 
-    def __call__(self, trial: int, epoch: int, value: float) -> bool:
-        """Record trial `trial`'s value at `epoch` (lower is better); True: stop the trial now."""
+    def __call__(self, trial: int, epoch: int, value: float) -> bool | str:
+        """Record trial `trial`'s value at `epoch` (lower is better); True: stop the trial now; PAUSE
+        ("pause", a promoting pruner): pause it here, its checkpoint kept, until `promote` picks it."""
         if not math.isfinite(value):
             return False  # a diverged trial fails on its own (its loss is not finite)
         with self.lock:
@@ -47,8 +50,13 @@ class Pruner(ABC):
             return stop
 
     @abstractmethod
-    def report(self, trial: int, epoch: int, value: float) -> bool:
+    def report(self, trial: int, epoch: int, value: float) -> bool | str:
         """The decision, under the lock."""
+
+    def promote(self, paused: Mapping[int, int]) -> int | None:
+        """Of the `paused` trials ({trial: the epoch it paused at}), the one to continue now, or None.
+        Only promoting pruners pause trials (ASHA and Hyperband with promote=True)."""
+        return None
 
     def replay(self, trial: int, history: Iterable[tuple[int, float]]) -> None:
         """Hear again what an ended trial reported (a resumed sweep: its fresh pruner learns what the
@@ -77,8 +85,10 @@ class ASHA(Pruner):
 
     name = "asha"
 
-    def __init__(self, grace: int = 1, reduction: float = 4.0, max_epochs: int | None = None) -> None:
+    def __init__(self, grace: int = 1, reduction: float = 4.0, max_epochs: int | None = None,
+                 promote: bool = False) -> None:
         super().__init__()
+        self.promoting = bool(promote)
         if grace < 1:
             raise GridrunError(f"--prune-grace {grace} must be at least 1 epoch")
         if reduction <= 1:
@@ -97,19 +107,35 @@ class ASHA(Pruner):
             k += 1
         return r == epoch
 
-    def report(self, trial: int, epoch: int, value: float) -> bool:
+    def report(self, trial: int, epoch: int, value: float) -> bool | str:
         if not self.is_rung(epoch):
             return False
         recorded = self.rungs.setdefault(epoch, {})
         recorded[trial] = value
+        if self.promoting:  # every trial pauses at a rung; `promote` continues the best when enough arrived
+            return PAUSE
         values = sorted(recorded.values())
         # the best 1/reduction of the values recorded here go on (at least the best one)
         keep = max(1, math.floor(len(values) / self.reduction))
         cutoff = values[keep - 1]
         return value > cutoff
 
+    def promote(self, paused: Mapping[int, int]) -> int | None:
+        """ASHA's promotion rule (Li et al. 2018, Algorithm 2's get_job): from the highest rung down, the
+        best paused trial among the top 1/reduction of all the trials that reached that rung."""
+        if not self.promoting:
+            return None
+        for rung in sorted(self.rungs, reverse=True):
+            recorded = self.rungs[rung]
+            k = math.floor(len(recorded) / self.reduction)
+            for t in sorted(recorded, key=lambda t: (recorded[t], t))[:k]:
+                if paused.get(t) == rung:
+                    return t
+        return None
+
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "grace": self.grace, "reduction": self.reduction, "max_epochs": self.max_epochs}
+        out = {"name": self.name, "grace": self.grace, "reduction": self.reduction, "max_epochs": self.max_epochs}
+        return {**out, "promote": True} if self.promoting else out
 
     def advice(self, n_trials: int, what: str = "") -> str | None:
         """Fewer trials than reduction**2: after the first rung fewer than `reduction` trials go on, so
@@ -137,8 +163,9 @@ class Hyperband(Pruner):
     name = "hyperband"
 
     def __init__(self, grace: int = 1, reduction: float = 4.0, max_epochs: int | None = None,
-                 brackets: int | None = None) -> None:
+                 brackets: int | None = None, promote: bool = False) -> None:
         super().__init__()
+        self.promoting = bool(promote)
         ASHA(grace, reduction, max_epochs)  # the same checks of the settings
         if brackets is not None and brackets < 1:
             raise GridrunError(f"hyperband brackets={brackets}: use at least 1")
@@ -147,15 +174,26 @@ class Hyperband(Pruner):
             n = 1
             while round(grace * reduction ** n) < max_epochs:
                 n += 1
-        self.brackets = [ASHA(max(1, round(grace * reduction ** b)), reduction, max_epochs) for b in range(n)]
+        self.brackets = [ASHA(max(1, round(grace * reduction ** b)), reduction, max_epochs, promote)
+                         for b in range(n)]
         self.grace, self.reduction, self.max_epochs = int(grace), float(reduction), max_epochs
 
-    def report(self, trial: int, epoch: int, value: float) -> bool:
+    def report(self, trial: int, epoch: int, value: float) -> bool | str:
         return self.brackets[trial % len(self.brackets)].report(trial, epoch, value)
 
+    def promote(self, paused: Mapping[int, int]) -> int | None:
+        """Each bracket promotes among its own trials (the lowest-grace bracket asked first)."""
+        n = len(self.brackets)
+        for b, bracket in enumerate(self.brackets):
+            t = bracket.promote({t: e for t, e in paused.items() if t % n == b})
+            if t is not None:
+                return t
+        return None
+
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "grace": self.grace, "reduction": self.reduction, "max_epochs": self.max_epochs,
-                "brackets": [b.grace for b in self.brackets]}
+        out = {"name": self.name, "grace": self.grace, "reduction": self.reduction, "max_epochs": self.max_epochs,
+               "brackets": [b.grace for b in self.brackets]}
+        return {**out, "promote": True} if self.promoting else out
 
     def advice(self, n_trials: int) -> str | None:
         per = n_trials // len(self.brackets)  # each bracket judges its own share of the trials

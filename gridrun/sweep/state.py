@@ -10,7 +10,7 @@ unit-tested by feeding it outcomes (tests/test_sweep_state.py).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +115,7 @@ class Outcome:
     metrics: dict[str, Any] = field(default_factory=dict)
     crash: bool = False
     history: dict[str, list[Any]] = field(default_factory=dict)
+    paused_epoch: int | None = None  # status paused: the rung epoch it paused at
 
 
 class SweepState:
@@ -125,13 +126,17 @@ class SweepState:
     """
 
     def __init__(
-        self, trials: list[Trial], *, retries: int = 0, max_failures: int | None = None, slots: int = 1
+        self, trials: list[Trial], *, retries: int = 0, max_failures: int | None = None, slots: int = 1,
+        promote: Callable[[Mapping[int, int]], int | None] | None = None,
     ) -> None:
         self.trials = trials
         self.slots = slots
         self.max_failures = max_failures
+        # a promoting pruner's choice among the paused trials ({trial: epoch it paused at}) of the one to
+        # continue now (sweep/pruners.py Pruner.promote); paused trials wait outside the queue for it
+        self.promote = promote
         todo = [t.trial for t in trials if t.status not in FINAL]
-        self.queue: deque[int] = deque(todo)
+        self.queue: deque[int] = deque(i for i in todo if trials[i].status != Status.PAUSED)
         self.budget = {i: 1 + max(0, retries) for i in todo}  # attempts allowed in this session
         self.closed = False  # no more submissions (--max-failures reached, or interrupted)
         self.solo: set[int] = set()  # trials that must run alone (suspects of a worker crash)
@@ -154,9 +159,24 @@ class SweepState:
     # ----------------------------------------------------------------------------------------------
     # The queue
 
+    def paused(self) -> dict[int, int]:
+        """{trial: the epoch it paused at} of the trials paused at a rung, waiting for promotion."""
+        return {t.trial: int(t.last.extra.get("paused_epoch") or 0) for t in self.trials
+                if t.status == Status.PAUSED and t.last is not None and t.trial not in self.in_flight}
+
     def next_trial(self) -> int | None:
-        """The next trial to submit, or None when nothing may be submitted now."""
-        if self.closed or not self.queue or self.solo & self.in_flight:
+        """The next trial to submit, or None when nothing may be submitted now: a paused trial the pruner
+        promotes first (it continues from its checkpoint), then the queue."""
+        if self.closed or self.solo & self.in_flight:
+            return None
+        if self.promote is not None:
+            paused = self.paused()
+            i = self.promote(paused) if paused else None
+            if i is not None and i in paused:
+                self.in_flight.add(i)
+                self.budget.setdefault(i, 1)
+                return i
+        if not self.queue:
             return None
         if self.queue[0] in self.solo and self.in_flight:
             return None  # a crash suspect waits until it can run alone
@@ -190,12 +210,16 @@ class SweepState:
         t.history = dict(outcome.history)
         if outcome.crash:  # from now on this trial runs alone, so that it cannot take others down
             self.solo.add(i)
+            attempt.extra["crashed"] = True  # stopped from outside: the next attempt continues its checkpoint
         if outcome.crash and not alone and not self.closed:
             # a dead worker takes the whole pool down: every trial in flight gets the error. Each of
             # them runs again alone, free of charge, to find out which one killed its worker.
             attempt.charged = False
             self.queue.appendleft(i)
             t.status, t.error = Status.PENDING, attempt.error
+        elif outcome.status == Status.PAUSED:  # waits at a rung until promoted (next_trial) or stopped (stop_paused)
+            t.status, t.error = Status.PAUSED, None
+            attempt.extra["paused_epoch"] = outcome.paused_epoch
         elif outcome.status in FINAL:
             t.status, t.error = outcome.status, None
             self.done += 1
@@ -235,6 +259,20 @@ class SweepState:
                 if a.status == Status.RUNNING:
                     a.status, a.error = Status.INTERRUPTED, message
                     yield a
+
+    def stop_paused(self) -> list[Trial]:
+        """The sweep ran out of work with trials still paused (none of them promotable): they are stopped,
+        ended as pruned (not run again, also on resume). Returns them, for the loop to close their runs."""
+        stopped = []
+        for t in self.trials:
+            if t.status == Status.PAUSED and t.trial not in self.in_flight:
+                t.status = Status.PRUNED
+                if t.last is not None:
+                    t.last.status = Status.PRUNED
+                self.done += 1
+                self.pruned += 1
+                stopped.append(t)
+        return stopped
 
     def final_status(self) -> str:
         """The sweep's status once the loop has ended."""

@@ -37,6 +37,13 @@ class TrialTask:
     sources: dict[str, bytes] | None = None  # remote: the script's folder, for workers that lack it
     metric: str | None = None  # the sweep's metric (None: val_loss, else loss); the trial fails when it becomes non-finite
     pruner: Any = None  # the executor channel's caller to the sweep's pruner, when the sweep prunes
+    mode: str | None = None  # the sweep's mode for `metric` (checkpoints keep the best epoch by it)
+    checkpoint: str | None = None  # the sweep's --checkpoints policy (None: the script's own checkpoint=)
+    resume_from: dict[str, Any] | None = None  # continue from the run dir's last checkpoint: {"epoch": N, "run": ...}
+    paused_at: int | None = None  # a promoted trial: the rung it paused at (it trains through it, even from epoch 0)
+
+
+PAUSE = "pause"  # a pruner's decision besides True (stop) and False (go on): pause at this rung (sweep/pruners.py)
 
 
 class PruneHook:
@@ -44,19 +51,26 @@ class PruneHook:
     client's pruner and raises TrialPruned when the pruner says stop. The epoch is the number of values
     of that metric recorded so far, whatever labels the script gives its epochs."""
 
-    def __init__(self, caller: Any, trial: int, metric: str | None) -> None:
-        self.caller, self.trial, self.metric = caller, trial, metric
+    def __init__(self, caller: Any, trial: int, metric: str | None, paused_at: int | None = None) -> None:
+        self.caller, self.trial, self.metric, self.paused_at = caller, trial, metric, paused_at
 
     def __call__(self, ctx: Any, values: dict[str, Any]) -> None:
         from .. import scoring
-        from ..errors import TrialPruned
+        from ..errors import TrialPaused, TrialPruned
 
         name, value = scoring.score(values, self.metric)
-        if value is None or ctx.properties.get("pruned"):
+        if value is None or ctx.properties.get("pruned") or ctx.properties.get("paused"):
             return
         epoch = sum(v is not None for v in ctx.metrics.get(name, []))
-        if not self.caller({"trial": self.trial, "epoch": epoch, "metric": name, "value": value}) or ctx.last_epoch:
+        decision = self.caller({"trial": self.trial, "epoch": epoch, "metric": name, "value": value})
+        if not decision or ctx.last_epoch:
             return
+        if decision == PAUSE and self.paused_at is not None and epoch <= self.paused_at:
+            return  # promoted from this rung (a trial that could not continue its checkpoint trains through it)
+        if decision == PAUSE:  # a promoting pruner: wait at this rung, the checkpoint of this epoch kept
+            message = f"paused at epoch {epoch} ({name}={value:.4g}), until promoted"
+            ctx.write_properties(paused=message, paused_epoch=epoch)
+            raise TrialPaused(message)
         message = f"pruned at epoch {epoch} ({name}={value:.4g})"
         ctx.write_properties(pruned=message, pruned_epoch=epoch)
         raise TrialPruned(message)
@@ -129,9 +143,10 @@ def _execute(plan: Plan, on_exit: Callable[[], Any] | None = None) -> dict[str, 
     from ..runner import execute
 
     script, run, task = plan
-    hook = PruneHook(task.pruner, task.trial, task.metric) if task.pruner is not None else None
+    hook = PruneHook(task.pruner, task.trial, task.metric, task.paused_at) if task.pruner is not None else None
     return execute(script, run, task.flags, context=task.context, sweep=task.sweep, trial=task.trial,
-                   capture_output=True, epoch_hook=hook, metric=task.metric, on_exit=on_exit)
+                   capture_output=True, epoch_hook=hook, metric=task.metric, on_exit=on_exit, mode=task.mode,
+                   checkpoint=task.checkpoint, resume_from=task.resume_from)
 
 
 def _one_by_one(plans: list[Plan]) -> list[dict[str, Any]]:

@@ -88,6 +88,8 @@ class SweepSpec:
     @property
     def wants_pbt(self) -> bool:
         return self.pbt is not None and self.pbt is not False
+    checkpoints: str | None = None  # best|last|both|none over each script's own checkpoint= (None: the script's)
+    keep_pruned: bool | None = None  # pruned and failed trials keep their checkpoints (None: no, or as recorded)
 
     def check(self) -> SweepSpec:
         """Every mistake that can be seen before anything runs: a one-line error naming the fix."""
@@ -118,6 +120,10 @@ class SweepSpec:
         if isinstance(self.sampler, str) and self.sampler_options:
             SAMPLER_REGISTRY.options(self.sampler, self.sampler_options)
         make_pruner(self.prune, self.prune_options)  # bad pruner settings fail before anything runs
+        if self.checkpoints is not None:
+            self.checkpoints = str(self.checkpoints).lower()
+            if self.checkpoints not in CHECKPOINT_CHOICES:
+                raise GridrunError(f"--checkpoints {self.checkpoints!r}: use one of {', '.join(CHECKPOINT_CHOICES)}")
         return self
 
     def _check_objectives(self) -> None:
@@ -163,6 +169,9 @@ class SweepSpec:
                                f"--sampler nsga2 or tpe (multi-objective), or random")
 
 
+CHECKPOINT_CHOICES = ("best", "last", "both", "none")
+
+
 def tuning_run(
     script: str | os.PathLike | None = None,
     flags: Mapping[str, Any] | None = None,
@@ -195,6 +204,8 @@ def tuning_run(
     dry_run: bool = False,
     worker_devices: list[str] | None = None,
     pbt: Any = None,
+    checkpoints: str | None = None,
+    keep_pruned: bool | None = None,
 ):
     """Run `script` once per flag combination; return this sweep's runs (a DataFrame like `ls_runs`).
 
@@ -212,7 +223,7 @@ def tuning_run(
     sweep (samplers grid, random, nsga2, tpe; the summary shows the Pareto front; docs/analysis.md), whose
     pruning judges by `prune_metric`, one of them;
     `prune` (asha, hyperband, median, a registered name, or a `gridrun.Pruner` object) stops bad
-    trials early, with `prune_options` for a name (grace, reduction, max_epochs; warmup, startup).
+    trials early, with `prune_options` for a name (grace, reduction, max_epochs, promote; warmup, startup).
     `jobs` > 1 runs trials in a pool of reused worker processes; `backend` picks the executor
     (inprocess, local, dask, ray, a registered name, or a `gridrun.Executor` object). `resume` is a
     sweep id, or True for the latest sweep of this script. `confirm` asks before a sweep of more than
@@ -222,6 +233,9 @@ def tuning_run(
     `population`) runs population-based training inside each population program (docs/population.md).
     `dry_run` prints the plan and returns None without running anything. `worker_devices`
     pins local workers to device sets, one per worker, round robin (e.g. ["0", "1"]; docs/own-loop.md).
+    `checkpoints` (best, last, both, none) overrides what each trial's fit / fit_loop keeps (default: the
+    script's own `checkpoint=`, itself "both" by default); pruned and failed trials keep none unless
+    `keep_pruned`. An interrupted trial continues from its last checkpoint on `resume` (docs/tuning.md).
     Extending samplers, pruners and executors: docs/extending.md.
     """
     spec = SweepSpec(
@@ -232,7 +246,8 @@ def tuning_run(
         population_size=population_size, metric=metric, mode=mode, sampler=sampler,
         sampler_options=dict(sampler_options or {}), prune=prune, prune_options=dict(prune_options or {}),
         prune_metric=prune_metric,
-        dry_run=dry_run, worker_devices=worker_devices, pbt=pbt,
+        dry_run=dry_run, worker_devices=worker_devices, pbt=pbt, checkpoints=checkpoints,
+        keep_pruned=keep_pruned,
     )
     return run_spec(spec.check())
 
@@ -250,6 +265,7 @@ def run_spec(spec: SweepSpec):
         manifest, grid = _resume(spec, grid)
         sampler = _resumed_sampler(spec, manifest, grid)
         pruner = _pruner(spec, manifest)
+        _checkpoints(spec, manifest)
     else:
         sampler, manifest = _plan(spec, grid)
         if spec.wants_pbt:  # recorded, so that a resume needs no --pbt again
@@ -257,6 +273,7 @@ def run_spec(spec: SweepSpec):
 
             manifest.data["pbt"] = manifest_options(spec.pbt)
         pruner = _pruner(spec, manifest)
+        _checkpoints(spec, manifest)
         _advise(spec, manifest, pruner)
         if spec.dry_run:
             _print_plan(manifest, grid, None if grid.has_ranges else len(grid), sampler)
@@ -389,6 +406,16 @@ def _pruner(spec: SweepSpec, manifest: Manifest) -> Pruner | None:
         if spec.prune_metric:  # a multi-objective sweep's pruner judges by this one (sweep/progress.sweep_metric)
             manifest.data["pruner"]["metric"] = spec.prune_metric
     return pruner
+
+
+def _checkpoints(spec: SweepSpec, manifest: Manifest) -> None:
+    """The sweep's checkpoint settings, recorded in the manifest (a resume keeps them unless given again);
+    the loop hands them to each trial (sweep/loop.py checkpoint_settings)."""
+    recorded = manifest.data.get("checkpoints") or {}
+    manifest.data["checkpoints"] = {
+        "policy": spec.checkpoints if spec.checkpoints is not None else recorded.get("policy"),
+        "keep_pruned": bool(spec.keep_pruned if spec.keep_pruned is not None else recorded.get("keep_pruned", False)),
+    }
 
 
 def _advise(spec: SweepSpec, manifest: Manifest, pruner: Pruner | None) -> None:

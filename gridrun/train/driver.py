@@ -134,6 +134,7 @@ class Member:
     # values logged with every epoch into the run's metrics.json only (not the History, nor the stop
     # rule): the model's parameter count `n_params`, so that a sweep can optimize it (--metric n_params)
     constants: dict[str, float] = field(default_factory=dict)
+    resume: dict[str, Any] | None = None  # continue a sweep's interrupted trial: {"epoch": N, "run": ...} (ctx.resume_from)
 
     def __post_init__(self) -> None:
         if self.epochs <= 0:
@@ -144,7 +145,32 @@ class Member:
                   progress: Any, observers: Sequence[EpochObserver] = ()) -> Member:
         """The member of a `fit` / `fit_loop` call (the one place both build theirs), with the trial's
         observers (its checkpoints: gridrun/checkpoint.py CheckpointObserver)."""
-        return cls(int(epochs), tuple(names), history, ctx, callbacks, progress, list(observers))
+        return cls(int(epochs), tuple(names), history, ctx, callbacks, progress, list(observers),
+                   resume=getattr(ctx, "resume_from", None))
+
+    def start_from(self, state: State, rng: jax.Array) -> State:
+        """A continued trial (`resume`): its state and epoch counter from the run's last checkpoint (the
+        sweep copied it and the earlier epochs' metrics.json into this run dir), `state` and `rng` giving
+        the structure it is checked against; the History gets the earlier epochs. Epochs after it get the
+        same data order and dropout keys as uninterrupted (engine.epoch_key(rng, epoch)). Returns the
+        state to train on (`state` itself when there is nothing to continue)."""
+        resume, self.resume = self.resume, None
+        if not resume or self.ctx is None or self.completed:
+            return state
+        from ..checkpoint import resume_state
+
+        epoch, tree = resume_state(self.ctx.run_dir, {"state": state, "rng": rng})
+        if self.history is not None:
+            for row in range(epoch):
+                self.history.append({k: (v[row] if row < len(v) else None)
+                                     for k, v in self.ctx.metrics.items() if k in self.names})
+        self.completed = epoch
+        if epoch >= self.epochs:
+            self.stop = Stop.BUDGET
+        self.ctx.write_properties(resumed_from_epoch=epoch, resumed_from_run=resume.get("run"))
+        if self.progress is not None:
+            self.progress.note(f"Continuing from epoch {epoch} (checkpoint of run {resume.get('run')})")
+        return tree["state"]
 
     def record(self, logs: Logs, stopped: bool, state: Callable[[], State] = lambda: None) -> Stop | None:
         """Record the trial's next epoch from its `logs` (one trial's values; `stopped`: EarlyStopping
@@ -219,6 +245,7 @@ def train_alone(program: TrainingProgram, state: State, hparams: Any, data: dict
 
         replay = ScheduleReplay.create(member.ctx, program, hparams)
     try:
+        state = member.start_from(state, k_train)
         while member.stop is None:
             if replay is not None:
                 hparams, state = replay(member.completed, hparams, state)

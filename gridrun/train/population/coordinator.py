@@ -153,7 +153,8 @@ class Population:
         one line."""
         from .. import widths
 
-        if not widths.mergeable(members[0].engine.config) or self.config.pbt is not None:
+        if (not widths.mergeable(members[0].engine.config) or self.config.pbt is not None
+                or any(r.member.resume for r in members)):  # a continued trial needs a refilled program
             return [(members, True)]  # PBT: the group's trials exploit each other inside one program
         plan = widths.plan([r.engine.config for r in members], [r.epochs for r in members], self.config.max_size)
         self.plans.append(plan)
@@ -175,7 +176,9 @@ class Population:
         cfg = self.config
         members.sort(key=lambda r: widths.hidden_units(r.engine.config))  # chunks of similar widths
         size = max(1, cfg.max_size or auto_size(padded_request(members), cap=cfg.size_cap) * n_dev)
-        if len(members) > size > 1 and cfg.slot_refill and can_refill(members):  # `size` slots, refilled
+        resumed = any(r.member.resume for r in members)  # continued trials need per-slot epoch counters
+        if (len(members) > size > 1 or resumed) and cfg.slot_refill and can_refill(members):  # slots, refilled
+            size = min(size, len(members))
             try:
                 self.slot_activity.append(train_slots(members, size, self.stats, cfg.host_rows, cfg.pbt))
                 self.groups_trained.append(size)

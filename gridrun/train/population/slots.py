@@ -270,6 +270,7 @@ def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | 
         state = jax.device_put(padding.fresh(dict(enumerate(first)), len(first)))
     ep = np.zeros(len(slots), np.int32)  # epochs trained by each slot's current trial
     stop = np.array([r.epochs <= 0 for r in first])
+    state = _continue_rows(state, list(enumerate(first)), ep, stop, padding)
     activity: list[tuple[int, int, int]] = []
     from .exploit import GroupPBT
 
@@ -301,6 +302,7 @@ def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | 
                     state = progs.refill(state, take, hparams, jnp.stack(k_init_rows))
                 else:  # new trials of any width take padded slots, each with its own initial weights
                     state = progs.put(state, take, padding.fresh(news, len(slots)))
+                state = _continue_rows(state, [(i, slots[i]) for i in np.flatnonzero(take)], ep, stop, padding)
             stats.count(release_seconds=time.perf_counter() - t_release)
             if not any(r is not None for r in slots):
                 break
@@ -343,3 +345,27 @@ def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | 
         activity.append((active, len(waiting), n))
         stats.count(active, n, epoch_seconds=seconds)
     return activity
+
+
+def _continue_rows(state: Any, placed: list[tuple[int, Any]], ep: np.ndarray, stop: np.ndarray,
+                   padding: _Padding | None = None) -> Any:
+    """Trials just placed in slots that continue an interrupted attempt (a sweep's --resume: their
+    Member has `resume`): their row of `state` becomes their last checkpoint's state and their epoch
+    counter its epoch (Member.start_from), so they train on with the keys of the epochs that follow.
+    In a width-merged program the checkpoint (the trial's own shapes) is loaded cropped and padded back."""
+    import jax
+
+    from .. import widths
+    from ..engine import unstack
+
+    for i, r in placed:
+        if r is None or not r.member.resume:
+            continue
+        i = int(i)
+        if padding is None:
+            row = r.member.start_from(unstack(state, i), r.k_train)
+        else:
+            row = widths.pad(r.member.start_from(padding.own(r, unstack(state, i)), r.k_train), padding.wide)
+        state = jax.tree_util.tree_map(lambda a, v, i=i: a.at[i].set(v), state, row)
+        ep[i], stop[i] = r.member.completed, r.member.stop is not None
+    return state
