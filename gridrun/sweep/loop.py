@@ -174,7 +174,7 @@ class _TaskMaker:
                          attempt=len(t.attempts), run_dir=None if executor.remote else str(run_dir),
                          context=self.context, max_bytes=self.max_bytes, sources=self.sources, metric=self.metric,
                          pruner=self.channel.caller if self.channel is not None else None,
-                         mode=manifest.data.get("mode"), checkpoint=settings.get("policy"), resume_from=resume_from,
+                         mode=sweep_metric(manifest)[1], checkpoint=settings.get("policy"), resume_from=resume_from,
                          paused_at=paused_at(t))
 
 
