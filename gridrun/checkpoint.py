@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -312,8 +313,12 @@ class Checkpointer:
     """
 
     def __init__(self, run_dir: str | os.PathLike, policy: Any = "both", metric: str | None = None,
-                 mode: str | None = "auto", record: Callable[..., None] | None = None, resume: bool = False) -> None:
+                 mode: str | None = "auto", record: Callable[..., None] | None = None, resume: bool = False,
+                 background: bool = False) -> None:
         self.run_dir = Path(run_dir)
+        # background: the state is taken at on_epoch (get_state() is called there, as always), and a
+        # thread of this Checkpointer serializes and writes it while training goes on; close() waits
+        self.writer = _Writer() if background else None
         self.policy = CheckpointPolicy.parse(policy)
         self.metric, self.mode, self.record = metric, mode, record
         self.name: str | None = None  # the metric that ranks epochs, fixed at the first epoch that has one
@@ -361,12 +366,20 @@ class Checkpointer:
         return due
 
     def close(self, get_state: Callable[[], Any] | None = None) -> dict[str, Any]:
-        """End of training: write `last` if its epoch was not saved yet; return the checkpoint properties."""
+        """End of training: write `last` if its epoch was not saved yet; return the checkpoint properties.
+        In the background mode: once every save asked for is on disk."""
         p = self.policy
         if p is not None and p.last and get_state is not None and self.last_epoch is not None \
-                and self.saved_last != self.last_epoch:
+                and self._last_asked != self.last_epoch:
             self._save(["last"], self.last_epoch, get_state)
+        if self.writer is not None and self.writer.wait() and self.record is not None:
+            self.record(**self.properties())  # what is on disk now, whatever the thread recorded last
         return self.properties()
+
+    @property
+    def _last_asked(self) -> int | None:
+        """The epoch last.ckpt holds, or will hold once the background writer has caught up."""
+        return self.writer.last_asked if self.writer is not None else self.saved_last
 
     def properties(self) -> dict[str, Any]:
         size = disk_bytes(self.run_dir)
@@ -374,10 +387,18 @@ class Checkpointer:
                 "checkpoint_metric": self.name if self.best_epoch is not None else None, "checkpoint_bytes": size}
 
     def _save(self, which: list[str], epoch: int, get_state: Callable[[], Any]) -> None:
-        t0 = time.perf_counter()
         meta = {"epoch": epoch, "metric": self.name, "value": self._last_value if epoch == self.last_epoch else None,
                 "mode": scoring.direction(self.name, self.mode) if self.name else None}
-        data = encode(get_state(), meta)
+        if self.writer is None:
+            self._write(which, epoch, get_state(), meta)
+            return
+        if "last" in which:
+            self.writer.last_asked = epoch
+        self.writer.put(which, lambda tree=get_state(): self._write(which, epoch, tree, meta))
+
+    def _write(self, which: list[str], epoch: int, tree: Any, meta: dict[str, Any]) -> None:
+        t0 = time.perf_counter()
+        data = encode(tree, meta)
         folder = self.run_dir / CHECKPOINT_DIR
         if not self.saves:  # a first save: a save killed before (kill -9) may have left its temporary file
             folder.mkdir(parents=True, exist_ok=True)
@@ -395,13 +416,72 @@ class Checkpointer:
             self.record(**self.properties())
 
 
+class _Writer:
+    """One Checkpointer's background writer: a daemon thread running its saves in order. A save still
+    waiting when a newer one covers the same files (`last` of epoch 3, then of epoch 4) is dropped:
+    only the newest state of a file is written. Each save is `write_atomic`, so a kill at any point
+    leaves every checkpoint file whole (the previous one, or the new one). `wait()` returns once
+    every save asked for is done (True when there were any), raising the first error a save met."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.jobs: list[tuple[frozenset[str], Callable[[], None]]] = []
+        self.busy = False
+        self.used = False
+        self.error: BaseException | None = None
+        self.last_asked: int | None = None
+        self.thread: threading.Thread | None = None
+
+    def put(self, which: list[str], job: Callable[[], None]) -> None:
+        self._raise()
+        names = frozenset(which)
+        with self.cond:
+            self.used = True
+            self.jobs = [(n, j) for n, j in self.jobs if not n <= names] + [(names, job)]
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="gridrun-checkpoint", daemon=True)
+                self.thread.start()
+            self.cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.jobs:
+                    self.cond.wait()
+                _, job = self.jobs.pop(0)
+                self.busy = True
+            try:
+                job()
+            except BaseException as exc:  # noqa: BLE001 - handed to the training thread at its next save or close
+                with self.cond:
+                    self.error = self.error or exc
+            finally:
+                with self.cond:
+                    self.busy = False
+                    self.cond.notify_all()
+
+    def wait(self) -> bool:
+        with self.cond:
+            while self.jobs or self.busy:
+                self.cond.wait()
+        self._raise()
+        return self.used
+
+    def _raise(self) -> None:
+        with self.cond:
+            error, self.error = self.error, None
+        if error is not None:
+            raise error
+
+
 def for_run(ctx: Any, policy: Any) -> Checkpointer | None:
     """The Checkpointer of the active run `ctx` (fit / fit_loop), or None outside a run, with
     checkpoint=None (restore mode never gets this far: train/restore.py). Ranks epochs by the sweep's metric (ctx.metric) when set."""
     parsed = CheckpointPolicy.parse(policy)  # bad values fail even outside a run
     if ctx is None or parsed is None:
         return None
-    return Checkpointer(ctx.run_dir, parsed, getattr(ctx, "metric", None), record=ctx.write_properties)
+    return Checkpointer(ctx.run_dir, parsed, getattr(ctx, "metric", None), record=ctx.write_properties,
+                        background=True)
 
 
 def disk_bytes(run_dir: str | os.PathLike) -> int:
