@@ -373,7 +373,9 @@ class Checkpointer:
                 and self._last_asked != self.last_epoch:
             self._save(["last"], self.last_epoch, get_state)
         if self.writer is not None and self.writer.wait() and self.record is not None:
-            self.record(**self.properties())  # what is on disk now, whatever the thread recorded last
+            props = self.properties()
+            if props != self.writer.recorded:  # what is on disk now, unless the thread recorded just that
+                self.record(**props)
         return self.properties()
 
     @property
@@ -413,7 +415,10 @@ class Checkpointer:
         self.seconds += self.times[-1]
         self.saves += 1
         if self.record is not None:
-            self.record(**self.properties())
+            props = self.properties()
+            self.record(**props)
+            if self.writer is not None:
+                self.writer.recorded = props
 
 
 class _Writer:
@@ -430,6 +435,7 @@ class _Writer:
         self.used = False
         self.error: BaseException | None = None
         self.last_asked: int | None = None
+        self.recorded: dict[str, Any] | None = None  # the properties the last save recorded
         self.thread: threading.Thread | None = None
 
     def put(self, which: list[str], job: Callable[[], None]) -> None:
