@@ -26,9 +26,16 @@ one dropout rate after each hidden layer, uniform; Adam's lr log-uniform) on Fas
 training and the next 3k as validation samples, 10 epochs, 48 trials, over seeds 0-2; gridrun's
 `tuning_run(sampler="tpe", prune="asha")` (grace 1, reduction 4) beside Optuna's own ask-and-tell loop
 with its TPESampler and SuccessiveHalvingPruner (min_resource 1, reduction_factor 4), the same
-n_startup_trials (10), the same training function (gridrun.fit, the same data arrays, model and
-training seed), both in this process and sequential. It prints each seed's best val_loss and wall
-time and their medians. Target: gridrun's median best val_loss <= Optuna's, at no more wall time.
+n_startup_trials (10, given to both: gridrun's default for this grid would be 3, its lists' size), the
+same training function (gridrun.fit, the same data arrays, model and training seed), both in this
+process and sequential, after one warm-up of both that compiles every width (outside the timings).
+Optuna's loop suggests the values in the order gridrun's sampler asks them (the lists, then the
+ranges), so both draw the same random startup trials; in both a rung at the last epoch stops nothing.
+Neither evaluates on the test set. It prints each seed's best val_loss and wall time, how many trials
+were alike in both, and the medians. Target: gridrun's median best val_loss <= Optuna's, at no more
+wall time. `--same-tpe`: Optuna's loop uses the TPE settings gridrun's `sampler="tpe"` uses
+(multivariate=False, which keeps Optuna's older defaults; Optuna 5's own default TPE differs), so both run the
+very same trials and their wall times differ by gridrun's cost per trial alone.
 `--quick`: 16 trials, 4 epochs, 4k/1k samples, seeds 0-1.
 """
 

@@ -422,7 +422,8 @@ class Checkpointer:
 
 
 class _Writer:
-    """One Checkpointer's background writer: a daemon thread running its saves in order. A save still
+    """One Checkpointer's background writer: a daemon thread running its saves in order, while there are
+    any (it ends when it has caught up, so no idle thread is left behind per trial). A save still
     waiting when a newer one covers the same files (`last` of epoch 3, then of epoch 4) is dropped:
     only the newest state of a file is written. Each save is `write_atomic`, so a kill at any point
     leaves every checkpoint file whole (the previous one, or the new one). `wait()` returns once
@@ -452,8 +453,10 @@ class _Writer:
     def _run(self) -> None:
         while True:
             with self.cond:
-                while not self.jobs:
-                    self.cond.wait()
+                if not self.jobs:  # caught up: the thread ends (the next save starts another)
+                    self.thread = None
+                    self.cond.notify_all()
+                    return
                 _, job = self.jobs.pop(0)
                 self.busy = True
             try:
