@@ -437,7 +437,8 @@ class _Writer:
         self.error: BaseException | None = None
         self.last_asked: int | None = None
         self.recorded: dict[str, Any] | None = None  # the properties the last save recorded
-        self.thread: threading.Thread | None = None
+        self.thread: threading.Thread | None = None  # the running writer thread
+        self.ended: threading.Thread | None = None  # the last one started
 
     def put(self, which: list[str], job: Callable[[], None]) -> None:
         self._raise()
@@ -446,7 +447,7 @@ class _Writer:
             self.used = True
             self.jobs = [(n, j) for n, j in self.jobs if not n <= names] + [(names, job)]
             if self.thread is None:
-                self.thread = threading.Thread(target=self._run, name="gridrun-checkpoint", daemon=True)
+                self.thread = self.ended = threading.Thread(target=self._run, name="gridrun-checkpoint", daemon=True)
                 self.thread.start()
             self.cond.notify_all()
 
@@ -471,8 +472,11 @@ class _Writer:
 
     def wait(self) -> bool:
         with self.cond:
-            while self.jobs or self.busy:
+            while self.jobs or self.busy or self.thread is not None:
                 self.cond.wait()
+            ended = self.ended
+        if ended is not None:
+            ended.join()  # it only returns now
         self._raise()
         return self.used
 
