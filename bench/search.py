@@ -27,9 +27,16 @@ one dropout rate after each hidden layer, uniform; Adam's lr log-uniform) on Fas
 training and the next 3k as validation samples, 10 epochs, 48 trials, over seeds 0-2; gridrun's
 `tuning_run(sampler="tpe", prune="asha")` (grace 1, reduction 4) beside Optuna's own ask-and-tell loop
 with its TPESampler and SuccessiveHalvingPruner (min_resource 1, reduction_factor 4), the same
-n_startup_trials (10), the same training function (gridrun.fit, the same data arrays, model and
-training seed), both in this process and sequential. It prints each seed's best val_loss and wall
-time and their medians. Target: gridrun's median best val_loss <= Optuna's, at no more wall time.
+n_startup_trials (10, given to both: gridrun's default for this grid would be 3, its lists' size), the
+same training function (gridrun.fit, the same data arrays, model and training seed), both in this
+process and sequential, after one warm-up of both that compiles every width (outside the timings).
+Optuna's loop suggests the values in the order gridrun's sampler asks them (the lists, then the
+ranges), so both draw the same random startup trials; in both a rung at the last epoch stops nothing.
+Neither evaluates on the test set. It prints each seed's best val_loss and wall time, how many trials
+were alike in both, and the medians. Target: gridrun's median best val_loss <= Optuna's, at no more
+wall time. `--same-tpe`: Optuna's loop uses the TPE settings gridrun's `sampler="tpe"` uses
+(multivariate=False, which keeps Optuna's older defaults; Optuna 5's own default TPE differs), so both run the
+very same trials and their wall times differ by gridrun's cost per trial alone.
 `--quick`: 16 trials, 4 epochs, 4k/1k samples, seeds 0-1.
 
 `--promotion` (issue 19) runs random search, random + ASHA and random + ASHA with promotion
@@ -43,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -116,29 +124,36 @@ FLAGS = gridrun.flags(
 train(FLAGS.lr, FLAGS.dropout, FLAGS.units, FLAGS.epochs, FLAGS.n_train, FLAGS.n_val)
 '''
 LR, DROPOUT, UNITS = (1e-4, 3e-2), (0.0, 0.5), [64, 128, 256]
+STARTUP = 10  # random trials before TPE models anything, in both
 
 
-def optuna_loop(seed: int, trials: int, epochs: int, n_train: int, n_val: int) -> dict:
-    """Optuna's own TPE + SuccessiveHalvingPruner loop (ask and tell), training with mlp_task.train."""
+def optuna_loop(seed: int, trials: int, epochs: int, n_train: int, n_val: int, same_tpe: bool = False) -> dict:
+    """Optuna's own TPE + SuccessiveHalvingPruner loop (ask and tell), training with mlp_task.train.
+    `same_tpe`: the TPE as gridrun's `sampler="tpe"` builds it (multivariate=False, Optuna's older
+    default), not Optuna's own default one: both then run the same trials."""
     import optuna
     from mlp_task import train
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    tpe = {"multivariate": False} if same_tpe else {}
     study = optuna.create_study(
-        direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=10),
+        direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP, **tpe),
         pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=4, min_early_stopping_rate=0))
     t0 = time.perf_counter()
     best, spent = float("inf"), 0
     for _ in range(trials):
         trial = study.ask()
+        # in the order gridrun's sampler asks Optuna (the lists, then the ranges, as the script declares
+        # them): both TPEs then draw the same random startup trials from the same seed
+        units = trial.suggest_categorical("units", UNITS)
         lr = trial.suggest_float("lr", *LR, log=True)
         dropout = trial.suggest_float("dropout", *DROPOUT)
-        units = trial.suggest_categorical("units", UNITS)
         pruned: list[bool] = [False]
 
         def judge(epoch: int, logs: dict, trial=trial, pruned=pruned) -> bool:
             trial.report(float(logs["val_loss"]), epoch + 1)
-            pruned[0] = trial.should_prune()
+            # as gridrun's pruning: a rung at the last epoch stops nothing (the trial trained to the end)
+            pruned[0] = trial.should_prune() and epoch + 1 < epochs
             return pruned[0]
 
         history = train(lr, dropout, units, epochs, n_train, n_val, callbacks=[gridrun.Stopper(judge)])
@@ -149,7 +164,9 @@ def optuna_loop(seed: int, trials: int, epochs: int, n_train: int, n_val: int) -
                    state=optuna.trial.TrialState.PRUNED if pruned[0] else optuna.trial.TrialState.COMPLETE)
     wall = time.perf_counter() - t0
     return {"wall": wall, "best_val_loss": best, "trial_epochs": spent,
-            "pruned": sum(t.state.name == "PRUNED" for t in study.trials)}
+            "pruned": sum(t.state.name == "PRUNED" for t in study.trials),
+            "trials": [(t.params["units"], t.params["lr"], t.params["dropout"], len(t.intermediate_values))
+                       for t in study.trials]}
 
 
 def vs_optuna(args: argparse.Namespace) -> None:
@@ -178,23 +195,33 @@ def vs_optuna(args: argparse.Namespace) -> None:
         def ours(seed: int = seed) -> dict:
             t0 = time.perf_counter()
             df = gridrun.tuning_run(script, fixed, sample=trials, seed=seed, sampler="tpe", prune="asha",
+                                    sampler_options={"n_startup_trials": STARTUP},  # else its default: 3 here
                                     prune_options={"grace": 1, "reduction": 4.0}, runs_dir=tmp / f"gridrun{seed}",
                                     quiet=True)
-            return {"wall": time.perf_counter() - t0, "best_val_loss": float(df["metric_val_loss"].min()),
+            wall = time.perf_counter() - t0
+            df = df.sort_values("trial")
+            return {"wall": wall, "best_val_loss": float(df["metric_val_loss"].min()),
                     "trial_epochs": int(df["epochs_completed"].fillna(0).sum()),
-                    "pruned": int((df["status"] == "pruned").sum())}
+                    "pruned": int((df["status"] == "pruned").sum()),
+                    "trials": list(zip(df["flag_units"], df["flag_lr"], df["flag_dropout"],
+                                       df["epochs_completed"].fillna(0).astype(int), strict=True))}
 
         if seed % 2:  # alternate which goes first, so that neither always meets a warmer machine
-            o = optuna_loop(seed, trials, epochs, n_train, n_val)
+            o = optuna_loop(seed, trials, epochs, n_train, n_val, args.same_tpe)
             g = ours()
         else:
             g = ours()
-            o = optuna_loop(seed, trials, epochs, n_train, n_val)
+            o = optuna_loop(seed, trials, epochs, n_train, n_val, args.same_tpe)
         mine.append(g)
         theirs.append(o)
         for name, r in (("gridrun tpe + asha", g), ("optuna tpe + sha", o)):
             print(f"  seed {seed} {name:20s} best val_loss {r['best_val_loss']:.4f}  wall {r['wall']:6.1f} s  "
                   f"trial-epochs {r['trial_epochs']:4d}  pruned {r['pruned']:3d}", flush=True)
+        same = sum(a[0] == b[0] and a[3] == b[3] and math.isclose(a[1], b[1], rel_tol=1e-9)
+                   and math.isclose(a[2], b[2], rel_tol=1e-9) for a, b in zip(g["trials"], o["trials"], strict=True))
+        print(f"  seed {seed}: {same} of {trials} trials alike in both (the same values and epochs trained)"
+              + ("" if same == trials else "; the first that differs: trial "
+                 f"{next(k for k, (a, b) in enumerate(zip(g['trials'], o['trials'])) if a != b)}"), flush=True)
     med = {k: (statistics.median(r[k] for r in mine), statistics.median(r[k] for r in theirs))
            for k in ("best_val_loss", "wall")}
     print(f"Median over {len(seeds)} seeds: best val_loss gridrun {med['best_val_loss'][0]:.4f} vs optuna "
@@ -284,6 +311,9 @@ def main() -> None:
                    "with --promotion: 16 trials, 9 epochs, 3k samples, seeds 0-2")
     p.add_argument("--promotion", action="store_true",
                    help="only random + asha beside random + asha --promote (pause at rungs, promote the best)")
+    p.add_argument("--same-tpe", action="store_true",
+                   help="with --vs-optuna: Optuna's loop uses the TPE settings gridrun's sampler='tpe' uses, so both "
+                        "run the same trials and the wall times differ by gridrun's per-trial cost alone")
     args = p.parse_args()
     if args.vs_optuna:
         vs_optuna(args)

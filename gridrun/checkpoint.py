@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -312,8 +313,12 @@ class Checkpointer:
     """
 
     def __init__(self, run_dir: str | os.PathLike, policy: Any = "both", metric: str | None = None,
-                 mode: str | None = "auto", record: Callable[..., None] | None = None, resume: bool = False) -> None:
+                 mode: str | None = "auto", record: Callable[..., None] | None = None, resume: bool = False,
+                 background: bool = False) -> None:
         self.run_dir = Path(run_dir)
+        # background: the state is taken at on_epoch (get_state() is called there, as always), and a
+        # thread of this Checkpointer serializes and writes it while training goes on; close() waits
+        self.writer = _Writer() if background else None
         self.policy = CheckpointPolicy.parse(policy)
         self.metric, self.mode, self.record = metric, mode, record
         self.name: str | None = None  # the metric that ranks epochs, fixed at the first epoch that has one
@@ -367,12 +372,22 @@ class Checkpointer:
         return due
 
     def close(self, get_state: Callable[[], Any] | None = None) -> dict[str, Any]:
-        """End of training: write `last` if its epoch was not saved yet; return the checkpoint properties."""
+        """End of training: write `last` if its epoch was not saved yet; return the checkpoint properties.
+        In the background mode: once every save asked for is on disk."""
         p = self.policy
         if p is not None and p.last and get_state is not None and self.last_epoch is not None \
-                and self.saved_last != self.last_epoch:
+                and self._last_asked != self.last_epoch:
             self._save(["last"], self.last_epoch, get_state)
+        if self.writer is not None and self.writer.wait() and self.record is not None:
+            props = self.properties()
+            if props != self.writer.recorded:  # what is on disk now, unless the thread recorded just that
+                self.record(**props)
         return self.properties()
+
+    @property
+    def _last_asked(self) -> int | None:
+        """The epoch last.ckpt holds, or will hold once the background writer has caught up."""
+        return self.writer.last_asked if self.writer is not None else self.saved_last
 
     def properties(self) -> dict[str, Any]:
         size = disk_bytes(self.run_dir)
@@ -380,10 +395,18 @@ class Checkpointer:
                 "checkpoint_metric": self.name if self.best_epoch is not None else None, "checkpoint_bytes": size}
 
     def _save(self, which: list[str], epoch: int, get_state: Callable[[], Any]) -> None:
-        t0 = time.perf_counter()
         meta = {"epoch": epoch, "metric": self.name, "value": self._last_value if epoch == self.last_epoch else None,
                 "mode": scoring.direction(self.name, self._mode(self.name)) if self.name else None}
-        tree = get_state()
+        if self.writer is None:
+            self._write(which, epoch, get_state(), meta)
+            return
+        if "last" in which:
+            self.writer.last_asked = epoch
+        self.writer.put(which, lambda tree=get_state(): self._write(which, epoch, tree, meta))
+
+    def _write(self, which: list[str], epoch: int, tree: Any, meta: dict[str, Any]) -> None:
+        """Write one save (in this thread, or the background writer's): the files, then the record."""
+        t0 = time.perf_counter()
         folder = self.run_dir / CHECKPOINT_DIR
         if not self._cleaned:  # a first save: a save killed before (kill -9) may have left its temporary file
             self._cleaned = True
@@ -392,9 +415,9 @@ class Checkpointer:
                 stale.unlink(missing_ok=True)
         if "last" in which:
             self.saved_last = epoch
-        self._write(which, epoch, tree, meta, t0)
+        self._write_files(which, tree, meta, t0)
 
-    def _write(self, which: list[str], epoch: int, tree: Any, meta: dict[str, Any], t0: float) -> None:
+    def _write_files(self, which: list[str], tree: Any, meta: dict[str, Any], t0: float) -> None:
         folder = self.run_dir / CHECKPOINT_DIR
         data = encode(tree, meta)
         write_atomic(folder / f"{which[0]}.ckpt", data)
@@ -404,7 +427,80 @@ class Checkpointer:
         self.seconds += self.times[-1]
         self.saves += 1
         if self.record is not None:
-            self.record(**self.properties())
+            props = self.properties()
+            self.record(**props)
+            if self.writer is not None:
+                self.writer.recorded = props
+
+
+class _Writer:
+    """One Checkpointer's background writer: a daemon thread running its saves in order, while there are
+    any (it ends when it has caught up, so no idle thread is left behind per trial), never more than one
+    save behind the training (`put` waits for the save before). Each save is `write_atomic`, so a kill at any point
+    leaves every checkpoint file whole (the previous one, or the new one). `wait()` returns once
+    every save asked for is done (True when there were any), raising the first error a save met."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.jobs: list[tuple[frozenset[str], Callable[[], None]]] = []
+        self.busy = False
+        self.used = False
+        self.error: BaseException | None = None
+        self.last_asked: int | None = None
+        self.recorded: dict[str, Any] | None = None  # the properties the last save recorded
+        self.thread: threading.Thread | None = None  # the running writer thread
+        self.ended: threading.Thread | None = None  # the last one started
+
+    def put(self, which: list[str], job: Callable[[], None]) -> None:
+        self._raise()
+        names = frozenset(which)
+        with self.cond:
+            # at most one save behind: a save waits for the one before it to be written, so the write of
+            # epoch N overlaps the training of epoch N + 1, and a kill loses at most the save in flight
+            # (a trial continued on --resume starts from epoch N - 1 at worst, never further back)
+            while self.jobs or self.busy:
+                self.cond.wait()
+            self.used = True
+            self.jobs = [(n, j) for n, j in self.jobs if not n <= names] + [(names, job)]
+            if self.thread is None:
+                self.thread = self.ended = threading.Thread(target=self._run, name="gridrun-checkpoint", daemon=True)
+                self.thread.start()
+            self.cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                if not self.jobs:  # caught up: the thread ends (the next save starts another)
+                    self.thread = None
+                    self.cond.notify_all()
+                    return
+                _, job = self.jobs.pop(0)
+                self.busy = True
+            try:
+                job()
+            except BaseException as exc:  # noqa: BLE001 - handed to the training thread at its next save or close
+                with self.cond:
+                    self.error = self.error or exc
+            finally:
+                with self.cond:
+                    self.busy = False
+                    self.cond.notify_all()
+
+    def wait(self) -> bool:
+        with self.cond:
+            while self.jobs or self.busy or self.thread is not None:
+                self.cond.wait()
+            ended = self.ended
+        if ended is not None:
+            ended.join()  # it only returns now
+        self._raise()
+        return self.used
+
+    def _raise(self) -> None:
+        with self.cond:
+            error, self.error = self.error, None
+        if error is not None:
+            raise error
 
 
 def for_run(ctx: Any, policy: Any) -> Checkpointer | None:
@@ -421,7 +517,8 @@ def for_run(ctx: Any, policy: Any) -> Checkpointer | None:
     if parsed is None:
         return None
     return Checkpointer(ctx.run_dir, parsed, getattr(ctx, "metric", None), getattr(ctx, "mode", None) or "auto",
-                        record=ctx.write_properties, resume=bool(getattr(ctx, "resume_from", None)))
+                        record=ctx.write_properties, resume=bool(getattr(ctx, "resume_from", None)),
+                        background=True)
 
 
 def resume_state(run_dir: str | os.PathLike, template: Any) -> tuple[int, Any]:

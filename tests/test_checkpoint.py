@@ -279,6 +279,31 @@ def test_checkpointer_keeps_the_best_epoch_by_the_scoring_rule_and_calls_get_sta
     assert resumed.on_epoch(7, {"val_acc": 0.81}, state(7)) == ["best"]
 
 
+def test_a_background_checkpointer_writes_and_records_what_a_synchronous_one_does(tmp_path):
+    """fit/fit_loop save in the background (checkpoint.for_run): the same files, headers, states and
+    properties once closed, and no thread left running."""
+    import threading
+
+    def state(e):
+        return lambda: {"w": jnp.full(3, float(e))}
+
+    before = threading.active_count()
+    out = {}
+    for background in (False, True):
+        run, recorded = tmp_path / str(background), {}
+        saver = C.Checkpointer(run, {"keep": "both", "every": 2}, metric="val_acc", record=recorded.update,
+                               background=background)
+        for e, acc in enumerate([0.5, 0.7, 0.6, 0.8, 0.75], 1):
+            saver.on_epoch(e, {"loss": 1.0 / e, "val_acc": acc}, state(e))
+        props = saver.close(state(5))
+        out[background] = (C.info(run), props, dict(recorded), float(C.load_state(run)["w"][0]),
+                           float(C.load_state(run, "last")["w"][0]))
+    assert out[True] == out[False]
+    assert out[True][1]["checkpoint_epoch"] == 4 and out[True][1]["checkpoint_last_epoch"] == 5
+    assert out[True][3:] == (4.0, 5.0)
+    assert threading.active_count() == before
+
+
 KILL_SCRIPT = '''
 import sys, numpy as np
 from gridrun import checkpoint as C

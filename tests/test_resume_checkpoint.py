@@ -108,23 +108,26 @@ def _same(a: dict[str, list[float]], b: dict[str, list[float]]) -> None:
 
 @pytest.mark.parametrize("kind", ["seq", "loop"])
 def test_a_trial_killed_at_a_random_epoch_continues_on_resume_with_the_same_metrics(script, tmp_path, kind):
-    k = random.Random().randint(2, 5)  # killed in epoch k's end hook: its last checkpoint is epoch k - 1
+    k = random.Random().randint(3, 5)  # killed in epoch k's end hook
     runs = tmp_path / "runs"
     marker = tmp_path / "killed"
     flags = {"kind": [kind], "kill_at": [k], "marker": [str(marker)]}
     df = gridrun.tuning_run(script, flags, runs_dir=runs, backend="local", quiet=True)
     assert marker.exists() and list(df["status"]) == ["failed"], f"k={k}"
     first = Path(df["run_dir"].iloc[0])
-    assert C.info(first)["last"]["epoch"] == k - 1  # a killed worker's trial keeps its checkpoints
+    # a killed worker's trial keeps its checkpoints: the last one written is epoch k - 1, or k - 2 when
+    # the kill came before the background writer had written k - 1 (saves never stall an epoch)
+    saved = C.info(first)["last"]["epoch"]
+    assert saved in (k - 2, k - 1), (k, saved)
 
     df = gridrun.tuning_run(resume=True, script=script, runs_dir=runs, backend="local", quiet=True)
     assert sorted(df["status"]) == ["completed", "failed"]  # the sweep's runs: both attempts
     run = Path(df[df["status"] == "completed"]["run_dir"].iloc[0])
     assert run != first
     props = json.loads((run / "properties.json").read_text())
-    assert props["resumed_from_epoch"] == k - 1 and props["resumed_from_run"] == first.name, f"k={k}"
+    assert props["resumed_from_epoch"] == saved and props["resumed_from_run"] == first.name, f"k={k}"
     (trial,) = _manifest(runs).trials
-    assert [a.extra.get("resumed_from_epoch") for a in trial.attempts] == [None, k - 1]
+    assert [a.extra.get("resumed_from_epoch") for a in trial.attempts] == [None, saved]
     assert trial.attempts[0].extra.get("crashed") is True
     # every epoch: the ones copied from the killed attempt and the ones trained after the resume
     _same(_metrics(run), _uninterrupted(script, tmp_path, kind))
@@ -198,7 +201,8 @@ def test_a_retry_in_the_same_session_continues_too(script, tmp_path):
                             retries=1, quiet=True)
     assert sorted(df["status"]) == ["completed", "failed"]
     run = Path(df[df["status"] == "completed"]["run_dir"].iloc[0])
-    assert json.loads((run / "properties.json").read_text())["resumed_from_epoch"] == 2
+    # epoch 2's checkpoint, or epoch 1's when the kill came before the background writer wrote epoch 2
+    assert json.loads((run / "properties.json").read_text())["resumed_from_epoch"] in (1, 2)
     _same(_metrics(run), _uninterrupted(script, tmp_path, "seq"))
 
 

@@ -86,6 +86,10 @@ class TrialResult:
 
 _script_dirs: set[str] = set()  # folders of the scripts this process ran trials of
 _mtimes: dict[str, float] = {}  # module file -> its mtime when a trial last used it
+# modules known to lie outside every folder of `_elsewhere_for` (name -> the module object seen), so a
+# trial's two calls look only at modules imported since (a process with JAX loaded holds 1,500 modules)
+_elsewhere: dict[str, Any] = {}
+_elsewhere_for: tuple[str, ...] = ()
 
 
 def forget_stale_modules(script_dir: str) -> list[str]:
@@ -95,11 +99,18 @@ def forget_stale_modules(script_dir: str) -> list[str]:
     compiled across trials). They are dropped when they come from the folder of an *earlier* script
     (two projects with a `model.py` each) or when their file changed since the last trial.
     """
+    global _elsewhere_for
     dropped = []
-    prefixes = tuple(d + os.sep for d in _script_dirs | {script_dir})
+    prefixes = tuple(sorted(d + os.sep for d in _script_dirs | {script_dir}))
+    if prefixes != _elsewhere_for:
+        _elsewhere.clear()
+        _elsewhere_for = prefixes
     for name, module in list(sys.modules.items()):
+        if _elsewhere.get(name) is module:
+            continue
         path = getattr(module, "__file__", None)
         if not path or not path.startswith(prefixes):  # cheap test first: most modules are elsewhere
+            _elsewhere[name] = module
             continue
         folder = os.path.dirname(os.path.abspath(path))
         if folder != script_dir and folder not in _script_dirs:
