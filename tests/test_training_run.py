@@ -164,6 +164,18 @@ def test_a_gridrun_error_in_a_script_is_one_line_at_the_users_line(tmp_path):
     assert len(reason) == 1 and reason[0].startswith("gridrun: run ") and "failed: GridrunError: log_metrics(" in reason[0]
 
 
+def test_a_quiet_tuning_run_still_says_why_each_failed_trial_failed(tmp_path):
+    (tmp_path / "opt.py").write_text(
+        "import gridrun\n"
+        "FLAGS = gridrun.flags(gridrun.flag_string('optimizer', 'adam', 'the optimizer', values=['adam', 'adamw']))\n"
+        "if FLAGS.optimizer == 'adamw':\n"
+        "    raise gridrun.GridrunError(\"unknown optimizer 'adamw'; use one of ['adam', 'rmsprop']\")\n")
+    out = run_cli("tuning-run", "opt.py", "--quiet", "--ordered", cwd=tmp_path)
+    lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
+    assert lines[0].startswith("Sweep ") and "1 completed, 1 failed of 2 trials" in lines[0], out.stdout
+    assert len(lines) == 2 and lines[1].startswith("trial 1 failed: GridrunError: unknown optimizer 'adamw'"), lines
+
+
 def test_other_exceptions_keep_a_traceback_trimmed_to_the_users_frames(tmp_path):
     (tmp_path / "crash.py").write_text("import helper\n\nhelper.go()\n")
     (tmp_path / "helper.py").write_text("def go():\n    return {}['missing']\n")

@@ -251,6 +251,12 @@ def _print_front(manifest: Manifest, stream: Any, show: int = 10) -> None:
         print(f"  ... and {len(front) - show} more: gridrun ls --sweep {manifest.id} --pareto", file=stream)
 
 
+def _one_line(error: str | None) -> str:
+    """A trial's error as one line: its last non-empty line (a traceback's closing message)."""
+    lines = [line.strip() for line in str(error or "unknown error").splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
 def print_results(manifest: Manifest, seconds: float, quiet: bool = False, stream=None,
                   hint_args: str = "") -> None:
     """The end-of-sweep summary: counts, the best trials, and what to run next (`hint_args` is
@@ -266,7 +272,11 @@ def print_results(manifest: Manifest, seconds: float, quiet: bool = False, strea
     if manifest.data.get("stop_reason"):
         line += f" (stopped: {manifest.data['stop_reason']})"
     print(line, file=stream)
-    if quiet:
+    if quiet:  # quiet, but a failed trial still says why, in one line
+        for t in trials:
+            if t.status == Status.FAILED:
+                print(f"trial {t.trial} failed: {_one_line(t.error)} (run {t.run_dir})", file=stream)
+        stream.flush()
         return
     if manifest.data.get("metric_warning"):
         print(f"warning: {manifest.data['metric_warning']}", file=stream)
