@@ -74,13 +74,17 @@ def _create_temp(path: Path) -> tuple[int, Path]:
     raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it over `path`."""
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = False) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it over `path`; with `fsync`, the
+    data reaches the disk before the rename (a checkpoint: a crash never leaves a renamed, empty file)."""
     path = Path(path)
     fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from . import scoring
-from ._io import _create_temp, read_json
+from ._io import read_json, write_bytes_atomic
 from .errors import GridrunError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -211,19 +211,7 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, fsync it, rename it over `path`, fsync the folder:
     a kill or a crash at any point leaves either the old file or the new one, whole."""
     path = Path(path)
-    fd, tmp = _create_temp(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_bytes_atomic(path, data, fsync=True)
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY)
     except OSError:  # some systems cannot open folders; the rename is still atomic
