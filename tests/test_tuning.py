@@ -340,10 +340,14 @@ def test_ctrl_c_records_the_sweep_as_interrupted_and_resume_finishes_it(script, 
     runs = tmp_path / "runs"
     env = dict(os.environ, PYTHONPATH=str(Path(gridrun.__file__).parents[1]))
     env.pop("GRIDRUN_RUN_DIR", None)
-    cmd = [sys.executable, "-m", "gridrun.cli", "tuning-run", str(script), "--flag", "lr=0.1,0.2,0.3,0.4,0.5,0.6",
+    # Ctrl-C reaches the CLI as KeyboardInterrupt even where this test runs with SIGINT ignored (a
+    # background job): the child installs Python's handler itself, so no preexec_fn (a fork after JAX) is needed
+    boot = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "runpy.run_module('gridrun.cli', run_name='__main__', alter_sys=True)")
+    cmd = [sys.executable, "-c", boot, "tuning-run", str(script), "--flag", "lr=0.1,0.2,0.3,0.4,0.5,0.6",
            "--flag", "sleep=0.3", "--runs-dir", str(runs)]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (list_sweeps(runs) and _completed_before(runs)):
         time.sleep(0.05)
