@@ -4,7 +4,6 @@ trial and failures; `--live` serves a page that follows a running sweep."""
 from __future__ import annotations
 
 import argparse
-import time
 
 from ._common import add_runs_dir
 
@@ -63,18 +62,7 @@ def _serve(args: argparse.Namespace) -> int:
     server = serve_sweep(args.sweep, args.runs_dir, port=args.port, open_browser=not args.no_open,
                          metric=args.metric, maximize=args.maximize, pareto=args.pareto)
     print(f"Live report of sweep {server.sweep}: {server.url}  (Ctrl-C to stop)", flush=True)
-    ended_at = None
-    try:
-        while True:
-            time.sleep(0.5)
-            if ended_at is None and server.state()[1]:
-                ended_at = time.monotonic()
-            if ended_at is not None and time.monotonic() - ended_at >= LINGER_S:
-                break
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    server.serve_until(lambda: server.state()[1], LINGER_S)
     try:
         page = sweep_report(server.sweep, args.runs_dir, output=args.output, open_browser=False, metric=args.metric,
                             maximize=args.maximize, self_contained=args.self_contained, pareto=args.pareto)

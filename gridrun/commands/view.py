@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 from ._common import add_runs_dir
 
@@ -53,18 +52,7 @@ def _serve(server, path, args: argparse.Namespace) -> int:
     from ..report.rundata import load_run
 
     print(f"Live report of run {path.name}: {server.url}  (Ctrl-C to stop)", flush=True)
-    ended_at = None
-    try:
-        while True:
-            time.sleep(0.5)
-            if ended_at is None and not load_run(path, with_files=False).is_running:
-                ended_at = time.monotonic()
-            if ended_at is not None and time.monotonic() - ended_at >= LINGER_S:
-                break
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    server.serve_until(lambda: not load_run(path, with_files=False).is_running, LINGER_S)
     report = view_run(path, args.runs_dir, output=args.output, open_browser=False,
                       self_contained=args.self_contained)
     print(f"Live server stopped. Report: {report}")

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -52,6 +54,22 @@ class LiveServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
+
+    def serve_until(self, ended: Callable[[], bool], linger: float) -> None:
+        """Keep serving (checking `ended()` twice a second) until `linger` seconds after it first says
+        the run or sweep has ended, or until Ctrl-C; then stop. The CLI's `--live` loop, for both pages."""
+        ended_at = None
+        try:
+            while True:
+                time.sleep(0.5)
+                if ended_at is None and ended():
+                    ended_at = time.monotonic()
+                if ended_at is not None and time.monotonic() - ended_at >= linger:
+                    break
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
 
     def __enter__(self) -> LiveServer:
         return self
