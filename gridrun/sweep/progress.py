@@ -89,27 +89,22 @@ class Reporter:
 
     def notice(self, text: str) -> None:
         """Say something once (e.g. why population mode could not batch a script's trials)."""
-        if text in self.notices:
-            return
-        self.notices.append(text)
-        if self.quiet:
-            return
-        if self.progress is not None:
-            self.progress.console.print(f"[yellow]note:[/] {text}")
-        else:
-            print(f"note: {text}", file=self.stream, flush=True)
+        self._once("note", "yellow", text, self.stream)
 
     def warning(self, text: str) -> None:
         """A warning, once, on stderr (through the progress bar's console when there is one)."""
+        self._once("warning", "bold yellow", text, sys.stderr)
+
+    def _once(self, label: str, style: str, text: str, stream: Any) -> None:
         if text in self.notices:
             return
         self.notices.append(text)
         if self.quiet:
             return
         if self.progress is not None:
-            self.progress.console.print(f"[bold yellow]warning:[/] {text}")
+            self.progress.console.print(f"[{style}]{label}:[/] {text}")
         else:
-            print(f"warning: {text}", file=sys.stderr, flush=True)
+            print(f"{label}: {text}", file=stream, flush=True)
 
     def update(self, trial: Trial | None = None, attempt: Attempt | None = None) -> None:
         state = self.state
