@@ -16,3 +16,12 @@ def run_cli(*args, cwd=None, env=None, timeout=120, check=False):
     if check and proc.returncode != 0:
         raise AssertionError(f"gridrun {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def manifest(runs):
+    """The latest sweep manifest in runs dir `runs`, as a dict."""
+    import json
+
+    from gridrun.sweep.manifest import list_sweeps
+
+    return json.loads(list_sweeps(runs)[-1].read_text())

@@ -3,7 +3,6 @@ register with entry points; their options from Python and the command line (docs
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -12,11 +11,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from _util import manifest
 
 import gridrun
 from gridrun.errors import GridrunError
 from gridrun.executors.inprocess import InProcessExecutor
-from gridrun.sweep import list_sweeps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,10 +36,6 @@ def loop_script(tmp_path):
     path = tmp_path / "loop.py"
     path.write_text(LOOP)
     return path
-
-
-def manifest(runs):
-    return json.loads(list_sweeps(runs)[-1].read_text())
 
 
 class StepSampler(gridrun.Sampler):

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _util import run_cli
+from _util import manifest, run_cli
 
 import gridrun
 from gridrun.errors import GridrunError
 from gridrun.grid import build_grid
 from gridrun.record import Status
-from gridrun.sweep import list_sweeps
 from gridrun.sweep.samplers import REGISTRY, make_sampler
 from gridrun.sweep.state import Trial
 
@@ -68,10 +67,6 @@ def trade_script(tmp_path):
     path = tmp_path / "trade.py"
     path.write_text(TRADE)
     return path
-
-
-def manifest(runs):
-    return json.loads(list_sweeps(runs)[-1].read_text())
 
 
 def brute_front(points):

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from _util import manifest
 
 import gridrun
 from gridrun import space
@@ -48,10 +49,6 @@ def loop_script(tmp_path):
     path = tmp_path / "loop.py"
     path.write_text(LOOP)
     return path
-
-
-def manifest(runs):
-    return json.loads(list_sweeps(runs)[-1].read_text())
 
 
 # --------------------------------------------------------------------------------------------------
