@@ -60,6 +60,24 @@ def test_live_server_state_and_paths(tmp_path):
         assert json.loads(get(server.url + "state.json")[1])["state"] != state["state"]  # an epoch reported
 
 
+def test_live_pages_never_make_the_browser_log_a_missing_icon(tmp_path):
+    """A browser asks for /favicon.ico unless the page names an icon: the waiting page (no trial yet)
+    names one too, and both servers answer the request itself with 204, so the console stays clean."""
+    from gridrun.report.live import LiveServer, serve_sweep
+
+    runs = tmp_path / "runs"
+    (runs / "sweeps").mkdir(parents=True)
+    manifest = {"id": "sweep-20261127-c3d4", "status": "running", "metric": "val_loss", "trials": []}
+    (runs / "sweeps" / "sweep-20261127-c3d4.json").write_text(json.dumps(manifest))
+    with serve_sweep(runs_dir=runs, open_browser=False) as server:
+        status, page = get(server.url)
+        assert status == 200 and b"waiting for its first trial" in page and b'rel=icon href="data:,"' in page
+        assert get(server.url + "favicon.ico")[0] == 204
+    run = sweep_runs(tmp_path / "one", "sweep-x")[0]
+    with LiveServer(run) as server:
+        assert get(server.url + "favicon.ico")[0] == 204
+
+
 def test_live_bad_sweep_is_a_clear_error(tmp_path):
     from _util import run_cli
 

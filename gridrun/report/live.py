@@ -93,8 +93,16 @@ class _Handler(BaseHTTPRequestHandler):
             except FileNotFoundError:
                 body = b"{}"
             self._send(body, "application/json")
-        else:
+        elif not self._no_icon(path):
             self.send_error(HTTPStatus.NOT_FOUND, "the live report serves /, /metrics.json, /properties.json")
+
+    def _no_icon(self, path: str) -> bool:
+        """Answer a browser's /favicon.ico with 204 (no content): a 404 would be logged in its console."""
+        if path != "/favicon.ico":
+            return False
+        self.send_response(HTTPStatus.NO_CONTENT)
+        self.end_headers()
+        return True
 
     def _send(self, body: bytes, content_type: str) -> None:
         self.send_response(HTTPStatus.OK)
@@ -196,7 +204,8 @@ class SweepLiveServer(LiveServer):
         except GridrunError:
             from .analysis_charts import live_js
 
-            return ("<!doctype html><meta charset=utf-8><title>Sweep " + escape(self.sweep) + "</title>"
+            return ("<!doctype html><meta charset=utf-8><link rel=icon href=\"data:,\">"
+                    "<title>Sweep " + escape(self.sweep) + "</title>"
                     "<p id=live-status>Sweep " + escape(self.sweep) + ": waiting for its first trial...</p>"
                     "<script type=application/json id=gridrun-page>" + json.dumps({"live": fingerprint}) +
                     "</script><script>" + live_js() + "</script>")
@@ -229,7 +238,7 @@ class _SweepHandler(_Handler):
             self.send_header("Cache-Control", "max-age=86400")
             self.end_headers()
             self.wfile.write(body)
-        else:
+        elif not self._no_icon(path):
             self.send_error(HTTPStatus.NOT_FOUND, "the live sweep report serves /, /state.json, /plotly.js")
 
 
