@@ -19,9 +19,10 @@ Prints, each as a ratio against a baseline measured in this same run:
 4. population mode (`--population`): P=16 trials of the chapter model in one vmapped program (a
    `tuning_run(population=True, population_size=16)` in this process, on the first `--pop-n` training
    samples, compiled by a warm-up sweep first), each saving its own best and last checkpoints: the
-   seconds all 16 Checkpointers spent per program epoch (the saves run in the program's loop,
-   between its epochs) against the rest of the program's training loop per epoch (PopulationStats
-   train_seconds: epochs and recording).
+   seconds all 16 Checkpointers spent per program epoch (in each trial's background writer thread,
+   while the program trains on) against the program's training loop per epoch (PopulationStats
+   train_seconds: epochs and recording) in the same sweep with `checkpoints="none"`; and what the
+   saves cost that loop (with / without - 1). Two rounds of each, alternately; medians.
 5. continuing an interrupted trial (`--resume`): a sweep trial of the chapter model killed (kill -9 of
    its local worker) in its last epoch, resumed from its last checkpoint: the resumed attempt's wall
    time against the same trial trained from epoch 0 (what a resume cost before checkpoints).
@@ -310,8 +311,9 @@ gridrun.fit(chapter_model(data.num_classes), x[:FLAGS.n], y[:FLAGS.n], loss="cat
 """
 
 
-def population_saves(epochs: int, n: int, size: int = 16) -> dict[str, float]:
-    """Part 4: P=`size` trials in one program, each saving best + last; save seconds per program epoch."""
+def population_saves(epochs: int, n: int, size: int = 16, rounds: int = 2) -> dict[str, float]:
+    """Part 4: P=`size` trials in one program, each saving best + last, beside the same program saving
+    nothing (`rounds` of each, alternately): save seconds and the program's loop per program epoch."""
     import gridrun
     from gridrun import checkpoint as ckpt
     from gridrun.train.population import PopulationStats
@@ -325,20 +327,29 @@ def population_saves(epochs: int, n: int, size: int = 16) -> dict[str, float]:
         lrs = [float(v) for v in np.geomspace(1e-4, 3e-3, size)]
         gridrun.tuning_run(tmp / "train.py", {"lr": lrs, "epochs": [1], "n": [n]}, runs_dir=tmp / "warm", quiet=True,
                            population=True, population_size=size, backend="inprocess")  # compile once
-        stats.unlink(missing_ok=True)
-        savers.clear()
-        df = gridrun.tuning_run(tmp / "train.py", {"lr": lrs, "epochs": [epochs], "n": [n]}, runs_dir=tmp / "runs",
-                                quiet=True, population=True, population_size=size, backend="inprocess")
-        totals = PopulationStats.read_totals(str(stats))
-        program_epochs = max(totals["slot_epochs"] / size, 1)
-        saving = sum(s.seconds for s in savers)  # the saves run in the program's loop, between its epochs
-        # the program's training loop (its epochs, recording, saving) less the saving, per program epoch
-        epoch_s = (totals["train_seconds"] - saving) / program_epochs
-        save_s = saving / program_epochs
-        times = [t for s in savers for t in s.times]
-        return {"trials": len(df), "savers": len(savers), "program_epochs": program_epochs, "epoch_s": epoch_s,
-                "save_s_per_epoch": save_s, "median_save_s": float(np.median(times)) if times else float("nan"), "fraction": save_s / epoch_s,
-                "bytes_per_trial": float(np.median([ckpt.disk_bytes(d) for d in df["run_dir"]]))}
+        loops: dict[str, list[float]] = {"both": [], "none": []}  # the program's loop per program epoch
+        saving, times, bytes_per_trial, df = 0.0, [], float("nan"), None
+        for r in range(rounds):  # with and without checkpoints, alternately (a shared machine drifts)
+            for policy in (("both", "none") if r % 2 == 0 else ("none", "both")):
+                stats.unlink(missing_ok=True)
+                savers.clear()
+                df = gridrun.tuning_run(tmp / "train.py", {"lr": lrs, "epochs": [epochs], "n": [n]},
+                                        runs_dir=tmp / f"runs-{policy}-{r}", quiet=True, population=True,
+                                        population_size=size, backend="inprocess", checkpoints=policy)
+                totals = PopulationStats.read_totals(str(stats))
+                program_epochs = max(totals["slot_epochs"] / size, 1)
+                loops[policy].append(totals["train_seconds"] / program_epochs)
+                if policy == "both":
+                    saving += sum(s.seconds for s in savers) / program_epochs / rounds
+                    times += [t for s in savers for t in s.times]
+                    bytes_per_trial = float(np.median([ckpt.disk_bytes(d) for d in df["run_dir"]]))
+        # the saves run in each trial's background writer thread while the program trains on: their
+        # seconds against the program's epoch without checkpoints, and what the epoch lost to them
+        epoch_s, with_s = float(np.median(loops["none"])), float(np.median(loops["both"]))
+        return {"trials": len(df), "savers": size, "program_epochs": program_epochs, "epoch_s": epoch_s,
+                "epoch_with_saves_s": with_s, "stall": with_s / epoch_s - 1, "rounds": rounds,
+                "save_s_per_epoch": saving, "median_save_s": float(np.median(times)) if times else float("nan"),
+                "fraction": saving / epoch_s, "bytes_per_trial": bytes_per_trial}
     finally:
         ckpt.for_run = made  # type: ignore[assignment]
         os.environ.pop("GRIDRUN_POPULATION_STATS", None)
@@ -396,10 +407,11 @@ def main() -> None:
         pop = population_saves(args.epochs, args.pop_n)
         result["population"] = pop
         print(f"4. population of {pop['savers']} trials in one program ({args.pop_n} samples): program epoch "
-              f"{pop['epoch_s']:.2f} s, the {pop['savers']} trials' saving {pop['save_s_per_epoch'] * 1e3:.0f} ms per "
-              f"program epoch = {pop['fraction']:.2%} of an epoch (target <= 3%; one save: "
-              f"{pop['median_save_s'] * 1e3:.0f} ms, the median); "
-              f"{pop['bytes_per_trial'] / 1e6:.2f} MB per trial", flush=True)
+              f"{pop['epoch_s']:.2f} s without checkpoints, the {pop['savers']} trials' saving "
+              f"{pop['save_s_per_epoch'] * 1e3:.0f} ms per program epoch = {pop['fraction']:.2%} of an epoch "
+              f"(target <= 3%; one save: {pop['median_save_s'] * 1e3:.0f} ms, the median); with the saves the "
+              f"epoch took {pop['epoch_with_saves_s']:.2f} s ({pop['stall']:+.1%}, medians of {pop['rounds']} "
+              f"rounds each); {pop['bytes_per_trial'] / 1e6:.2f} MB per trial", flush=True)
     if 5 in args.only:
         res = resume_saving(args.resume_epochs, args.pop_n)
         result["resume"] = res

@@ -185,7 +185,8 @@ def vs_optuna(args: argparse.Namespace) -> None:
     fixed = {"epochs": [epochs], "n_train": [n_train], "n_val": [n_val]}
     # compile the three widths once for both (a warm persistent cache), outside the timings: the
     # programs of a sweep whose trials report to a pruner, and of Optuna's loop (a Stopper) alike
-    gridrun.tuning_run(script, {**fixed, "epochs": [2], "units": UNITS}, sample=3, ordered=True, seed=0,
+    # (lr and dropout fixed: with their ranges in the grid, 3 trials would draw 3 random widths, not each)
+    gridrun.tuning_run(script, {**fixed, "epochs": [2], "units": UNITS, "lr": [1e-3], "dropout": [0.1]},
                        prune="asha", runs_dir=tmp / "warm", quiet=True)
     optuna_loop(99, 4, 2, n_train, n_val)
     print(f"MLP 784-u-u/2-10, {n_train}/{n_val} samples, {epochs} epochs, {trials} trials, ASHA grace 1 "

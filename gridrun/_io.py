@@ -17,6 +17,7 @@ import math
 import os
 import secrets
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,14 +75,17 @@ def _create_temp(path: Path) -> tuple[int, Path]:
     raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = False) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it over `path`; with `fsync`, the
-    data reaches the disk before the rename (a checkpoint: a crash never leaves a renamed, empty file)."""
+def write_bytes_atomic(path: str | os.PathLike, data: bytes | Sequence[bytes], *, fsync: bool = False) -> None:
+    """Write `data` (bytes, or buffers written one after the other) to a temporary file beside `path`,
+    then rename it over `path`; with `fsync`, the data reaches the disk before the rename."""
     path = Path(path)
     fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                fh.write(data)
+            else:
+                fh.writelines(data)
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())

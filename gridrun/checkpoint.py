@@ -9,9 +9,10 @@
 Files: `<run>/checkpoints/best.ckpt` (the best epoch by the sweep's metric and mode, else val_loss,
 else loss: gridrun/scoring.py's rule) and `last.ckpt` (the last epoch). Each file is a short header
 (a magic line, then one JSON line: payload length, SHA-256, epoch, metric and value, PRNG-key leaves)
-followed by the payload, the pytree as `flax.serialization` msgpack (nested dicts of NumPy arrays named
-by their key paths). A save writes a temporary file beside the target, fsyncs it and `os.replace`s it
-over the target, so a kill -9 in the middle of a save leaves the previous checkpoint as it was; a file
+followed by the payload: every leaf's bytes one after the other, the header naming each leaf's key
+path, dtype, shape and offset (the "raw" layout; checkpoints written before it hold
+`flax.serialization` msgpack of nested dicts of NumPy arrays named by their key paths, still read). A save writes a temporary file beside the target and `os.replace`s it
+over the target (no fsync), so a kill -9 in the middle of a save leaves the previous checkpoint as it was; a file
 cut short or damaged any other way fails the length or checksum test and is refused with a clear
 error, never loaded wrong. Why flax.serialization and not orbax-checkpoint: docs/run-dir.md
 ("Checkpoints"); the figures come from bench/checkpoint.py.
@@ -28,9 +29,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,7 @@ CHECKPOINT_DIR = "checkpoints"
 WHICH = ("best", "last")
 MAGIC = b"gridrun-checkpoint 1\n"
 MAX_HEADER = 1_000_000  # bytes: a header line longer than this is not a checkpoint header
+RECORD_EVERY = 5.0  # seconds: how often saves record the checkpoint_* properties (and at the end of training)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -142,23 +145,61 @@ def _is_key(leaf: Any) -> bool:
 
 def encode(tree: Any, meta: Mapping[str, Any] | None = None) -> bytes:
     """The bytes of a checkpoint file holding `tree` (any JAX pytree; typed PRNG keys as their key data)."""
+    return b"".join(bytes(b) for b in encode_parts(tree, meta))
+
+
+def encode_parts(tree: Any, meta: Mapping[str, Any] | None = None) -> list[Any]:
+    """`encode` as buffers (the header, then the payload's), which a save writes one after the other.
+
+    The payload is the leaves' bytes one after the other (the "raw" layout: the header lists each
+    leaf's key path, dtype, shape and offset), written straight from the arrays: flax.serialization's
+    msgpack (the layout of earlier checkpoints, still read) copied every leaf twice more, and a save of
+    the chapter model's 2.9 MB state took 3.5x as long. A leaf of no numeric dtype is a clear error."""
     import jax
     import numpy as np
-    from flax import serialization
 
-    nested: dict[str, Any] = {}
+    leaves: list[tuple[tuple[str, ...], Any]] = []
     keys: dict[str, str] = {}
     for path, leaf in _flatten(jax.device_get(tree)):
         if _is_key(leaf):
             keys["/".join(path)] = str(jax.random.key_impl(leaf))
             leaf = jax.random.key_data(leaf)
-        node = nested
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1] if path else "."] = np.asarray(leaf)
-    payload = serialization.msgpack_serialize(nested)
-    header = dict(meta or {}, bytes=len(payload), sha256=hashlib.sha256(payload).hexdigest(), keys=keys)
-    return MAGIC + json.dumps(header, allow_nan=True).encode() + b"\n" + payload
+        leaves.append((path, np.asarray(leaf)))
+    for path, a in leaves:
+        if not _raw_dtype(a.dtype):
+            raise CheckpointError(f"the state's leaf {'/'.join(path)} is an array of {a.dtype}, which a checkpoint "
+                                  f"cannot hold: keep only arrays of numbers (and PRNG keys) in the training state")
+    index, buffers, offset, digest = [], [], 0, hashlib.sha256()
+    for path, a in leaves:
+        if not a.dtype.isnative:
+            a = a.astype(a.dtype.newbyteorder("="))
+        if not a.flags.c_contiguous:  # (np.ascontiguousarray would make a 0-d array 1-d)
+            a = a.copy(order="C")
+        buf = memoryview(a.reshape(-1).view(np.uint8)) if a.nbytes else b""  # (bfloat16 has no buffer format)
+        index.append([list(path) or ["."], a.dtype.name, list(a.shape), offset])
+        buffers.append(buf)
+        digest.update(buf)
+        offset += a.nbytes
+    header = dict(meta or {}, bytes=offset, sha256=digest.hexdigest(), keys=keys, layout="raw",
+                  byteorder=sys.byteorder, leaves=index)
+    return [MAGIC + json.dumps(header, allow_nan=True).encode() + b"\n", *buffers]
+
+
+def _raw_dtype(dtype: Any) -> bool:
+    """A dtype the raw layout writes: NumPy's numeric ones and ml_dtypes' (bfloat16, float8_*...)."""
+    if dtype.kind in "biufc":
+        return True
+    import ml_dtypes
+
+    return dtype.kind == "V" and getattr(ml_dtypes, dtype.name, None) is not None
+
+
+def _dtype(name: str) -> Any:
+    import ml_dtypes
+    import numpy as np
+
+    extra = getattr(ml_dtypes, name, None)
+    return np.dtype(extra) if extra is not None else np.dtype(name)
 
 
 def _split(data: bytes, where: str) -> tuple[dict[str, Any], bytes]:
@@ -187,10 +228,29 @@ def decode(data: bytes, where: str = "the checkpoint") -> tuple[dict[str, Any], 
 
     header, payload = _split(data, where)
     try:
-        raw = serialization.msgpack_restore(payload)
-    except Exception as exc:  # noqa: BLE001 - a payload that passed the checksum but is no msgpack
+        raw = _decode_raw(header, payload) if header.get("layout") == "raw" else serialization.msgpack_restore(payload)
+    except Exception as exc:  # noqa: BLE001 - a payload that passed the checksum but does not parse
         raise CorruptCheckpoint(f"{where} holds no readable state ({type(exc).__name__}): train the run again") from None
     return header, raw
+
+
+def _decode_raw(header: Mapping[str, Any], payload: bytes) -> dict[str, Any]:
+    """The raw layout's nested dicts of NumPy arrays (writable: views of one copy of the payload)."""
+    import numpy as np
+
+    if header.get("byteorder", sys.byteorder) != sys.byteorder:
+        raise ValueError(f"written on a {header['byteorder']}-endian machine")
+    buf = bytearray(payload)
+    nested: dict[str, Any] = {}
+    for path, dtype_name, shape, offset in header["leaves"]:
+        dtype = _dtype(dtype_name)
+        count = int(np.prod(shape, dtype=np.int64))
+        a = np.frombuffer(buf, dtype=dtype, count=count, offset=offset).reshape(shape)
+        node = nested
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = a
+    return nested
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any] | None:
@@ -207,24 +267,15 @@ def read_header(path: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, rename it over `path`, fsync the folder:
-    a kill or a crash at any point leaves either the old file or the new one, whole."""
-    path = Path(path)
-    write_bytes_atomic(path, data, fsync=True)
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # some systems cannot open folders; the rename is still atomic
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+def write_atomic(path: str | os.PathLike, data: bytes | Sequence[bytes]) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it over `path`: a kill (-9 too) at any
+    point leaves either the old file or the new one, whole. No fsync, as for every other file of a run
+    dir: it halved a save's cost (docs/run-dir.md), and what an operating-system crash could still tear
+    fails the length and checksum tests when read, with a clear error, never loaded wrong."""
+    write_bytes_atomic(path, data)
 
 
-def link_atomic(source: Path, path: Path, data: bytes) -> None:
+def link_atomic(source: Path, path: Path, data: bytes | Sequence[bytes]) -> None:
     """`path` becomes a hard link to `source` (whose content is `data`), atomically (link to a temporary
     name, rename over `path`); where hard links are not possible, `data` is written anew. Files are never
     changed in place, so the two names stay right when either is later replaced."""
@@ -291,8 +342,9 @@ class Checkpointer:
     epoch's values by name, `get_state()` the state pytree of that epoch; it is called only when a save
     is due, at most once per epoch, so epochs without a save cost a comparison). `close(get_state)` at
     the end (normal or not): writes the last epoch when `every` skipped it. `record(**props)`, when
-    given, receives the run's checkpoint properties after each save (`checkpoint_epoch`: the best
-    epoch, `checkpoint_last_epoch`, `checkpoint_metric`, `checkpoint_bytes`).
+    given, receives the run's checkpoint properties (`checkpoint_epoch`: the best epoch,
+    `checkpoint_last_epoch`, `checkpoint_metric`, `checkpoint_bytes`) after the first save, then at
+    most every RECORD_EVERY seconds, and at close().
 
     For a population slot, pass `get_state` returning the slot's state already cut from the vmapped
     one (e.g. `lambda: engine.unstack(state, i)`): what is saved does not depend on how it was trained.
@@ -318,6 +370,8 @@ class Checkpointer:
         self.seconds = 0.0  # spent saving (serializing and writing)
         self.saves = 0
         self.times: list[float] = []  # seconds of each save
+        self._recorded_at: float | None = None  # when a save last recorded the properties
+        self._recorded: dict[str, Any] | None = None  # what it recorded
         self._cleaned = False
         if resume:
             header = read_header(checkpoint_path(self.run_dir, "best")) or {}
@@ -366,10 +420,13 @@ class Checkpointer:
         if p is not None and p.last and get_state is not None and self.last_epoch is not None \
                 and self._last_asked != self.last_epoch:
             self._save(["last"], self.last_epoch, get_state)
-        if self.writer is not None and self.writer.wait() and self.record is not None:
+        if self.writer is not None:
+            self.writer.wait()
+        if self.record is not None and self.saves:
             props = self.properties()
-            if props != self.writer.recorded:  # what is on disk now, unless the thread recorded just that
+            if props != self._recorded:  # what is on disk now, unless the last save recorded just that
                 self.record(**props)
+                self._recorded = props
         return self.properties()
 
     @property
@@ -407,18 +464,19 @@ class Checkpointer:
 
     def _write_files(self, which: list[str], tree: Any, meta: dict[str, Any], t0: float) -> None:
         folder = self.run_dir / CHECKPOINT_DIR
-        data = encode(tree, meta)
+        data = encode_parts(tree, meta)
         write_atomic(folder / f"{which[0]}.ckpt", data)
         for w in which[1:]:  # the same bytes: a second name for the file just written, put in place atomically
             link_atomic(folder / f"{which[0]}.ckpt", folder / f"{w}.ckpt", data)
         self.times.append(time.perf_counter() - t0)
         self.seconds += self.times[-1]
         self.saves += 1
-        if self.record is not None:
-            props = self.properties()
-            self.record(**props)
-            if self.writer is not None:
-                self.writer.recorded = props
+        # the properties follow the saves at most every RECORD_EVERY seconds (a properties.json write
+        # each epoch was a fifth of a save's cost); close() records the final ones
+        if self.record is not None and (self._recorded_at is None or time.monotonic() - self._recorded_at >= RECORD_EVERY):
+            self._recorded_at = time.monotonic()
+            self._recorded = self.properties()
+            self.record(**self._recorded)
 
 
 class _Writer:
@@ -435,7 +493,6 @@ class _Writer:
         self.used = False
         self.error: BaseException | None = None
         self.last_asked: int | None = None
-        self.recorded: dict[str, Any] | None = None  # the properties the last save recorded
         self.thread: threading.Thread | None = None  # the running writer thread
         self.ended: threading.Thread | None = None  # the last one started
 
@@ -518,6 +575,11 @@ def resume_state(run_dir: str | os.PathLike, template: Any) -> tuple[int, Any]:
         raise NoCheckpoint(f"run {run_dir} has no last checkpoint to continue from: run the trial again from epoch 0")
     header, raw = decode(path.read_bytes(), where)
     return int(header["epoch"]), restore_into(template, raw, header, where)
+
+
+def dropped_reason(what: str) -> str:
+    """Why a `what` ("pruned", "failed") sweep trial has no checkpoint (its property checkpoints_dropped)."""
+    return f"a {what} trial of a sweep keeps no checkpoint: run the sweep with --keep-pruned (keep_pruned=True) to keep them"
 
 
 def drop(run_dir: str | os.PathLike, reason: str) -> bool:

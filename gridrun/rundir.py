@@ -119,6 +119,7 @@ class RunContext:
     # a continued trial (sweep --resume): {"epoch": N, "run": the earlier attempt's run dir}; fit / fit_loop
     # start from its checkpoints/last.ckpt at epoch N (train/driver.py)
     resume_from: dict[str, Any] | None = None
+    drops_pruned: bool = False  # its sweep deletes the checkpoints of a pruned or failed trial (no --keep-pruned)
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike, flags: dict[str, Any] | None = None) -> RunContext:

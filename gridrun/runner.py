@@ -235,6 +235,7 @@ def execute(
     mode: str | None = None,
     checkpoint: Any = None,
     resume_from: dict[str, Any] | None = None,
+    drops_pruned: bool = False,
 ) -> dict[str, Any]:
     """Run `script` in this process, recorded into `run_dir`; return the final properties.
 
@@ -245,7 +246,8 @@ def execute(
     (with `capture_output`; a population trial passes gridrun.train.population.trial_ending).
     A sweep's `mode` (for `metric`) and `checkpoint` policy (its --checkpoints, over the script's own) reach
     the run's checkpoints; `resume_from` ({"epoch": N, "run": run dir}) continues a trial from its
-    last checkpoint at epoch N (gridrun/sweep/loop.py prepares the run dir).
+    last checkpoint at epoch N (gridrun/sweep/loop.py prepares the run dir). `drops_pruned`: the sweep
+    deletes the checkpoints of a pruned or failed trial, so the epoch it is pruned at or fails saves none.
 
     Never raises for the script's own errors: an exception, a non-zero exit, a non-finite loss (any
     metric named loss, val_loss or *_loss, and `metric`, a sweep's ranking metric) or Ctrl-C end up as
@@ -256,6 +258,7 @@ def execute(
     ctx.epoch_hook = epoch_hook
     ctx.metric = metric
     ctx.mode, ctx.checkpoint, ctx.resume_from = mode, checkpoint, resume_from  # a sweep's (sweep/trial.py)
+    ctx.drops_pruned = drops_pruned
     args = {} if script_args is None and "script_args" in ctx.properties else {
         "script_args": [str(a) for a in script_args or []]}  # its presence tells gridrun.flags() to skip sys.argv
     if ctx.properties.get("status") != Status.RUNNING:  # training_run's parent may have started it already

@@ -204,6 +204,39 @@ def test_a_checkpoint_round_trips_optax_state_and_typed_keys_exactly():
         assert a.dtype == b.dtype and np.array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_the_raw_layout_keeps_every_dtype_and_shape_and_older_msgpack_files_still_load():
+    """Leaves are written as raw bytes (the header names each one's path, dtype, shape, offset): bfloat16,
+    bool, 0-d, empty and non-contiguous arrays, and a key with a '/' in it, come back exactly and
+    writable. A string leaf is a clear error; a checkpoint in the earlier msgpack layout still loads."""
+    from flax import serialization
+
+    tree = {"a/b": {"c": jnp.arange(6, dtype=jnp.bfloat16).reshape(2, 3)}, "flag": np.array(True),
+            "empty": np.zeros((0, 4), np.float32), "t": np.arange(12, dtype=np.int32).reshape(3, 4).T,
+            "u8": np.arange(5, dtype=np.uint8)}
+    header, raw = C.decode(C.encode(tree, {"epoch": 2}))
+    assert header["layout"] == "raw" and header["epoch"] == 2
+    assert raw["a/b"]["c"].dtype == jnp.bfloat16 and raw["empty"].shape == (0, 4) and raw["flag"].shape == ()
+    for a, b in ((raw["a/b"]["c"], tree["a/b"]["c"]), (raw["t"], tree["t"]), (raw["u8"], tree["u8"]),
+                 (raw["flag"], tree["flag"])):
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(np.asarray(a), np.asarray(b))
+    raw["t"][0, 0] = 99  # the arrays are the caller's to change
+    with pytest.raises(C.CheckpointError, match=r"leaf s is an array of <U2, which a checkpoint cannot hold"):
+        C.encode({"s": np.array(["x", "yz"]), "w": np.ones(2)})
+    tree = _tree()
+    nested = {"state": jax.device_get(tree["state"]), "rng": np.asarray(tree["rng"]),
+              "typed": np.asarray(jax.random.key_data(tree["typed"]))}
+    nested["state"]["opt_state"] = {"0": {"count": nested["state"]["opt_state"][0].count,
+                                          "mu": nested["state"]["opt_state"][0].mu, "nu": nested["state"]["opt_state"][0].nu},
+                                    "1": {}}
+    payload = serialization.msgpack_serialize(nested)  # what checkpoints held before the raw layout
+    import hashlib
+    old = C.MAGIC + json.dumps({"epoch": 5, "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest(),
+                                "keys": {"typed": "threefry2x32"}}).encode() + b"\n" + payload
+    header, raw = C.decode(old)
+    back = C.restore_into(jax.eval_shape(_tree), raw, header, "x")
+    assert "layout" not in header and np.array_equal(back["state"]["params"]["w"], _tree()["state"]["params"]["w"])
+
+
 def test_truncated_damaged_and_foreign_files_are_refused_with_one_line():
     data = C.encode(_tree(), {"epoch": 1})
     cases = {"truncated": data[:-7], "header cut": data[:25], "flipped": data[:-40] + bytes([data[-40] ^ 1]) + data[-39:],
@@ -244,7 +277,12 @@ def test_checkpointer_keeps_the_best_epoch_by_the_scoring_rule_and_calls_get_sta
         saver.on_epoch(e, {"loss": 1.0 / e, "val_loss": 0.3, "val_acc": acc}, state(e))
     assert calls == [1, 2, 3, 4, 5]  # last every epoch: one call per epoch, shared by best and last
     assert C.info(tmp_path)["best"]["epoch"] == 4 and C.info(tmp_path)["last"]["epoch"] == 5
+    # the properties follow the saves at most every RECORD_EVERY seconds (the first at once), and close()
+    # records the final ones
+    assert recorded["checkpoint_epoch"] == 1 and recorded["checkpoint_last_epoch"] == 1
+    saver.close()
     assert recorded["checkpoint_epoch"] == 4 and recorded["checkpoint_metric"] == "val_acc"
+    assert recorded["checkpoint_last_epoch"] == 5
     assert recorded["checkpoint_bytes"] == _disk(tmp_path)
     best, last = (tmp_path / "checkpoints" / "best.ckpt").stat(), (tmp_path / "checkpoints" / "last.ckpt").stat()
     assert best.st_ino != last.st_ino  # epoch 4 best, epoch 5 last

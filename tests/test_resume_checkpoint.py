@@ -234,6 +234,34 @@ def test_pruned_trials_keep_no_checkpoint_unless_keep_pruned(script, tmp_path):
             assert C.info(Path(d))["best"]["epoch"] >= 1
 
 
+def test_the_epoch_a_trial_is_pruned_at_saves_nothing_unless_keep_pruned(script, tmp_path, monkeypatch):
+    """A sweep deletes a pruned trial's checkpoints, so the trial does not write one at the epoch it is
+    pruned (under ASHA most trials end at the first rung: they would write a file only to delete it);
+    with keep_pruned it does, and keeps it. Either way the run says why it has none."""
+    saved: list[tuple[str, int]] = []
+    write = C.Checkpointer._write_files
+
+    def spy(self, which, tree, meta, t0):  # runs in the trial's background writer thread
+        saved.append((self.run_dir.name, int(meta["epoch"])))
+        return write(self, which, tree, meta, t0)
+
+    monkeypatch.setattr(C.Checkpointer, "_write_files", spy)
+    lrs = [0.03, 0.01, 0.003, 0.001, 0.0003, 0.0001]
+    for keep in (False, True):
+        saved.clear()
+        df = gridrun.tuning_run(script, {"lr": lrs}, runs_dir=tmp_path / f"runs{keep}", backend="inprocess",
+                                quiet=True, prune="asha", prune_options={"grace": 1, "reduction": 3}, ordered=True,
+                                keep_pruned=keep)
+        pruned = df[df["status"] == "pruned"]
+        assert len(pruned), "asha pruned nothing"
+        for d in pruned["run_dir"]:
+            props = json.loads((Path(d) / "properties.json").read_text())
+            assert ((Path(d).name, props["pruned_epoch"]) in saved) is keep, (saved, props["pruned_epoch"])
+            assert ("checkpoints_dropped" in props) is not keep
+        for d in df[df["status"] == "completed"]["run_dir"]:
+            assert (Path(d).name, 6) in saved
+
+
 def test_the_sweeps_checkpoints_policy_and_mode_reach_every_trial(script, tmp_path):
     runs = tmp_path / "runs"
     df = gridrun.tuning_run(script, {"epochs": [4]}, runs_dir=runs, backend="inprocess", quiet=True,

@@ -175,7 +175,7 @@ class _TaskMaker:
                          context=self.context, max_bytes=self.max_bytes, sources=self.sources, metric=self.metric,
                          pruner=self.channel.caller if self.channel is not None else None,
                          mode=sweep_metric(manifest)[1], checkpoint=settings.get("policy"), resume_from=resume_from,
-                         paused_at=paused_at(t))
+                         paused_at=paused_at(t), drops_pruned=not settings.get("keep_pruned", False))
 
 
 def paused_at(t: Trial) -> int | None:
@@ -278,8 +278,7 @@ def _stop_paused(run_dir: Path, keep: bool) -> None:
     message = f"stopped at epoch {epoch}: paused at that rung and not promoted before the sweep ended"
     adopt(run_dir, status=str(Status.PRUNED), pruned=message, pruned_epoch=epoch, error_message=message)
     if not keep:
-        ckpt.drop(run_dir, "a pruned trial of a sweep keeps no checkpoint: run the sweep with --keep-pruned "
-                           "(keep_pruned=True) to keep them")
+        ckpt.drop(run_dir, ckpt.dropped_reason("pruned"))
 
 
 def replay(manifest: Manifest, runs_dir: str | os.PathLike, sampler: Sampler | None, pruner: Pruner | None) -> None:
@@ -398,8 +397,7 @@ def _record(manifest: Manifest, state: SweepState, executor: Executor, reporter:
         from .. import checkpoint as ckpt
 
         what = "pruned" if props.get("status") == Status.PRUNED else "failed"
-        ckpt.drop(run_dir, f"a {what} trial of a sweep keeps no checkpoint: run the sweep with --keep-pruned "
-                           f"(keep_pruned=True) to keep them")
+        ckpt.drop(run_dir, ckpt.dropped_reason(what))
     attempt = state.record(i, Outcome(
         status=as_status(props.get("status"), Status.FAILED), error=props.get("error_message"), end=props.get("end"),
         metrics=last_metrics(run_dir), crash=crash, history=read_metrics(run_dir), paused_epoch=props.get("paused_epoch")))

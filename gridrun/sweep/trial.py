@@ -41,6 +41,7 @@ class TrialTask:
     checkpoint: str | None = None  # the sweep's --checkpoints policy (None: the script's own checkpoint=)
     resume_from: dict[str, Any] | None = None  # continue from the run dir's last checkpoint: {"epoch": N, "run": ...}
     paused_at: int | None = None  # a promoted trial: the rung it paused at (it trains through it, even from epoch 0)
+    drops_pruned: bool = False  # the sweep deletes a pruned or failed trial's checkpoints: none is written at that epoch
 
 
 PAUSE = "pause"  # a pruner's decision besides True (stop) and False (go on): pause at this rung (sweep/pruners.py)
@@ -157,7 +158,7 @@ def _execute(plan: Plan, on_exit: Callable[[], Any] | None = None) -> dict[str, 
     hook = PruneHook(task.pruner, task.trial, task.metric, task.paused_at) if task.pruner is not None else None
     return execute(script, run, task.flags, context=task.context, sweep=task.sweep, trial=task.trial,
                    capture_output=True, epoch_hook=hook, metric=task.metric, on_exit=on_exit, mode=task.mode,
-                   checkpoint=task.checkpoint, resume_from=task.resume_from)
+                   checkpoint=task.checkpoint, resume_from=task.resume_from, drops_pruned=task.drops_pruned)
 
 
 def _one_by_one(plans: list[Plan]) -> list[dict[str, Any]]:

@@ -187,9 +187,10 @@ class Member:
                 asked = bool(cb.should_stop(e, dict(record))) or asked
             elif cb.on_epoch_end is not None:
                 cb.on_epoch_end(e, dict(record))
-        for observe in self.observers:
-            observe(e, record, state)
         self.stop = stop_rule(record, stopped, pruned, asked, e, self.epochs)
+        if not self._deleted_anyway(pruned):
+            for observe in self.observers:
+                observe(e, record, state)
         if self.stop is not None:  # now, while `state` is alive (a population's next epoch may donate it)
             self._close_observers()
         if self.progress is not None:
@@ -199,6 +200,22 @@ class Member:
             elif self.stop in (Stop.EARLY_STOPPING, Stop.STOPPER):
                 self.progress.note(f"Epoch {e + 1}: early stopping")
         return self.stop
+
+    def _deleted_anyway(self, pruned: bool) -> bool:
+        """The trial's sweep deletes its checkpoints now (it was pruned, not paused, or failed at this
+        epoch, and the sweep has no --keep-pruned): the observers skip the epoch rather than write a file
+        only to delete it (under ASHA most trials end at the first rung)."""
+        ctx = self.ctx
+        if ctx is None or not getattr(ctx, "drops_pruned", False):
+            return False
+        if self.stop is not Stop.DIVERGED and not (pruned and not ctx.properties.get("paused")):
+            return False
+        if self.observers:  # said in the properties the run's end writes (no write of its own now)
+            from ..checkpoint import dropped_reason
+
+            with ctx.lock:
+                ctx.properties["checkpoints_dropped"] = dropped_reason("failed" if self.stop is Stop.DIVERGED else "pruned")
+        return True
 
     def _log(self, e: int, record: dict[str, float]) -> bool:
         """Log epoch `e` into the active run and the progress bar; True when the sweep's pruner stopped

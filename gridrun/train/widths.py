@@ -119,6 +119,11 @@ def crop(tree: Any, like: Any) -> Any:
         lambda leaf, ref: np.asarray(leaf)[tuple(slice(0, s) for s in ref.shape)], host, like))
 
 
+def crop_host(tree: Any, like: Any) -> Any:
+    """`crop` of a tree already on the host (NumPy leaves), left there: views, no transfer."""
+    return jax.tree_util.tree_map(lambda leaf, ref: leaf[tuple(slice(0, s) for s in ref.shape)], tree, like)
+
+
 # -- cost-aware merging ------------------------------------------------------------------------------------
 # Merging trades arithmetic for programs: a merged group computes every trial at the group's widest widths
 # (9x64, 7x128, 8x256 units padded to 256 is 1.75x the FLOPs of the true widths) but compiles one program

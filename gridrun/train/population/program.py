@@ -128,7 +128,7 @@ def train_group(requests: list[FitRequest], stats: PopulationStats | None = None
     import jax.numpy as jnp
 
     from .. import widths
-    from ..engine import epoch_key, get_engine, stack, unstack
+    from ..engine import epoch_key, get_engine, stack
 
     configs = [r.engine.config for r in requests]
     merged = any(c != configs[0] for c in configs)
@@ -172,11 +172,11 @@ def train_group(requests: list[FitRequest], stats: PopulationStats | None = None
         state, logs = vepoch(state, hparams, data, fold(k_train, e))
         logs = jax.device_get(logs)
         stats.count(int(np.sum(logs["active"])), len(requests), epoch_seconds=perf_counter() - t_epoch)
+        host = EpochStates(state)
         for i, r in enumerate(requests):
             if logs["active"][i]:
                 r.member.record({k: logs[k][i] for k in names}, bool(logs["stopped"][i]),
-                                lambda i=i, state=state: (widths.crop(unstack(state, i), true_shapes[i]) if merged
-                                                          else unstack(state, i)))
+                                lambda i=i, host=host: host.slot(i, true_shapes[i] if merged else None))
         if group_pbt is not None:  # PBT: exploit (one gather on the device) and explore, at its interval
             state, hparams, _ = group_pbt.after_epoch(
                 e + 1, requests, [r.member.completed for r in requests], logs,
@@ -197,3 +197,32 @@ def train_group(requests: list[FitRequest], stats: PopulationStats | None = None
         r.group_size = len(requests)
         r.padded_units = padded_units
         r.devices = n_dev
+
+
+class EpochStates:
+    """A group's state after one epoch, as each trial's observers (its checkpoints) ask for their slot.
+
+    The first ask copies the whole stacked state to the host in one transfer (a copy: the next epoch may
+    donate the device buffers while a background writer still holds the slot); each slot is then a view
+    of that copy, cut to the trial's true shapes where widths were merged. (Cutting each slot on the
+    device was one dispatch a leaf and a transfer a slot: 16 slots of the chapter's model cost more than
+    their writes.) States with typed PRNG keys, which have no NumPy form, are cut on the device."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self._host: Any = None
+
+    def slot(self, i: int, like: Any = None) -> Any:
+        """Slot `i`'s state; `like`: the trial's true shapes (a width-merged group), else the slot as is."""
+        import jax
+
+        from .. import widths
+        from ..engine import unstack
+
+        if widths._typed_keys(self.state):
+            one = unstack(self.state, i)
+            return one if like is None else widths.crop(one, like)
+        if self._host is None:
+            self._host = jax.tree_util.tree_map(np.array, self.state)
+        one = jax.tree_util.tree_map(lambda leaf: leaf[i], self._host)
+        return one if like is None else widths.crop_host(one, like)

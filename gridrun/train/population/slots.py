@@ -13,7 +13,7 @@ import numpy as np
 from ...pbt import PBTConfig
 from ..driver import TrainingProgram
 from .config import PopulationStats
-from .program import vmapped
+from .program import EpochStates, vmapped
 from .request import FitRequest
 
 
@@ -247,7 +247,7 @@ def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | 
     import jax
     import jax.numpy as jnp
 
-    from ..engine import stack, unstack
+    from ..engine import stack
 
     configs = [r.engine.config for r in requests]
     padding = _Padding(requests) if any(c != configs[0] for c in configs) else None  # width-merged
@@ -327,14 +327,14 @@ def train_slots(requests: list[FitRequest], size: int, stats: PopulationStats | 
         state, logs, seconds = progs.epoch(state, hparams, data, k_train, ep)
         stop = np.asarray(logs["stopped"]).copy()
         active = 0
+        host = EpochStates(state)
         for i, r in enumerate(slots):
             if r is None or not logs["active"][i]:
                 continue
             active += 1
             ep[i] += 1
             r.member.record({k: logs[k][i] for k in names}, bool(logs["stopped"][i]),
-                            lambda i=i, r=r, state=state: (unstack(state, i) if padding is None
-                                                           else padding.own(r, unstack(state, i))))
+                            lambda i=i, r=r, host=host: host.slot(i, None if padding is None else padding.shapes[id(r)]))
             stop[i] = r.member.stop is not None
         if group_pbt is not None:  # PBT across the slots: exploit and explore the trials at their interval
             state, hparams, changed = group_pbt.after_epoch(
