@@ -30,7 +30,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -411,6 +412,9 @@ class Checkpointer:
         write_atomic(folder / f"{which[0]}.ckpt", data)
         for w in which[1:]:  # the same bytes: a second name for the file just written, put in place atomically
             link_atomic(folder / f"{which[0]}.ckpt", folder / f"{w}.ckpt", data)
+        mirror = _mirror_of(self.run_dir)
+        if mirror is not None:  # a remote worker's trial: the save goes to the client too (sweep/remote.py)
+            mirror(list(which), data, int(meta["epoch"]))
         self.times.append(time.perf_counter() - t0)
         self.seconds += self.times[-1]
         self.saves += 1
@@ -419,6 +423,34 @@ class Checkpointer:
             self.record(**props)
             if self.writer is not None:
                 self.writer.recorded = props
+
+
+_MIRRORS: dict[str, Callable[[list[str], bytes, int], None]] = {}  # run dir -> where its saves are copied too
+_MIRRORS_LOCK = threading.Lock()
+
+
+@contextmanager
+def mirror_saves(run_dir: str | os.PathLike, send: Callable[[list[str], bytes, int], None]) -> Iterator[None]:
+    """While inside: every checkpoint a Checkpointer of `run_dir` saves is also handed to
+    `send(which, data, epoch)` (`which`: the names it was saved under, "best" / "last"; `data`: the
+    file's bytes) once it is on disk, in the thread that wrote it. A remote worker sends its trial's
+    checkpoints to the client this way (gridrun/sweep/remote.py); an error of `send` fails the save."""
+    key = os.path.realpath(run_dir)
+    with _MIRRORS_LOCK:
+        _MIRRORS[key] = send
+    try:
+        yield
+    finally:
+        with _MIRRORS_LOCK:
+            if _MIRRORS.get(key) is send:
+                del _MIRRORS[key]
+
+
+def _mirror_of(run_dir: Path) -> Callable[[list[str], bytes, int], None] | None:
+    if not _MIRRORS:
+        return None
+    with _MIRRORS_LOCK:
+        return _MIRRORS.get(os.path.realpath(run_dir))
 
 
 class _Writer:

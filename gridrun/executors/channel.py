@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -158,16 +159,39 @@ class _ServedChannel(Channel):
 
 
 class DaskCaller:
-    def __init__(self, name: str) -> None:
-        self.name = name
+    """The worker side of a DaskChannel. Works from any thread of a worker: a task's own thread finds
+    the worker's client (distributed.get_client); a thread the task started (a background checkpoint
+    writer, a population's trial threads) may not, and then uses one client of this process made from
+    the scheduler's address, kept for the process's life."""
+
+    _clients: dict[str, Any] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, name: str, address: str | None = None) -> None:
+        self.name, self.address = name, address
+
+    def _client(self) -> Any:
+        import distributed
+
+        try:
+            return distributed.get_client()
+        except ValueError:  # not in a task's thread, and no default client in this process
+            if not self.address:
+                raise
+        with DaskCaller._lock:
+            client = DaskCaller._clients.get(self.address)
+            if client is None or client.status not in ("running", "connecting"):
+                client = DaskCaller._clients[self.address] = distributed.Client(self.address, set_as_default=False)
+            return client
 
     def __call__(self, message: Any) -> Any:
         try:
             import distributed
 
+            client = self._client()
             reply_key = f"{self.name}-{secrets.token_hex(8)}"
-            distributed.Queue(self.name).put({"reply": reply_key, "message": message})
-            var = distributed.Variable(reply_key)
+            distributed.Queue(self.name, client=client).put({"reply": reply_key, "message": message})
+            var = distributed.Variable(reply_key, client=client)
             try:
                 return var.get(timeout=60)
             finally:
@@ -177,7 +201,11 @@ class DaskCaller:
 
 
 class DaskChannel(_ServedChannel):
-    """Requests through a named distributed.Queue, replies through one distributed.Variable each."""
+    """Requests through a named distributed.Queue, replies through one distributed.Variable each. The
+    client takes what is in the queue every POLL seconds (a batch get, which returns at once: a blocking
+    get with a timeout makes the scheduler log an error each time it times out)."""
+
+    POLL = 0.1
 
     def __init__(self, handler: Handler, client: Any) -> None:
         import distributed
@@ -185,14 +213,20 @@ class DaskChannel(_ServedChannel):
         self.handler, self.client = handler, client
         self.name = f"gridrun-channel-{secrets.token_hex(8)}"
         self.queue = distributed.Queue(self.name, client=client)
-        self.caller = DaskCaller(self.name)
+        self.pending: list[Any] = []
+        self.caller = DaskCaller(self.name, getattr(client.scheduler, "address", None))
         self._start("gridrun-dask-channel")
 
     def _next(self) -> tuple[Any, Any] | None:
-        try:
-            item = self.queue.get(timeout=0.5)
-        except Exception:  # noqa: BLE001 - a timeout (the cluster going away shows as closed later)
-            return None
+        if not self.pending:
+            try:
+                self.pending = list(self.queue.get(batch=True))
+            except Exception:  # noqa: BLE001 - the cluster going away shows as closed later
+                self.pending = []
+            if not self.pending:
+                time.sleep(self.POLL)
+                return None
+        item = self.pending.pop(0)
         return item["reply"], item["message"]
 
     def _answer(self, key: Any, reply: Any) -> None:
