@@ -2,8 +2,11 @@
 
 `Executor.channel(handler)` returns a Channel whose `caller` is picklable and travels with a task;
 on the worker, `caller(message)` sends the message to the client, where `handler(message)` runs (in a
-thread of the client), and returns the handler's reply. The sweep uses it for pruning decisions; the
-executor knows nothing of what the messages mean.
+thread of the client), and returns the handler's reply. The sweep uses it for pruning decisions and,
+on remote executors, to bring each checkpoint a trial saves back to the client while the trial runs
+(gridrun/sweep/remote.py; messages of up to the per-trial artifact limit, 50 MB by default); the
+executor knows nothing of what the messages mean. A caller may be called from any thread of the worker
+(a task's background checkpoint writer, a population's trial threads).
 
 | executor | channel |
 |---|---|
