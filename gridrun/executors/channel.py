@@ -205,10 +205,8 @@ class DaskCaller:
 
 class DaskChannel(_ServedChannel):
     """Requests through a named distributed.Queue, replies through one distributed.Variable each. The
-    client takes what is in the queue every POLL seconds (a batch get, which returns at once: a blocking
-    get with a timeout makes the scheduler log an error each time it times out)."""
-
-    POLL = 0.1
+    client waits on the queue without a timeout (a get that times out makes the scheduler log an error
+    each time); `close` wakes it with a message of its own."""
 
     def __init__(self, handler: Handler, client: Any) -> None:
         import distributed
@@ -216,21 +214,28 @@ class DaskChannel(_ServedChannel):
         self.handler, self.client = handler, client
         self.name = f"gridrun-channel-{secrets.token_hex(8)}"
         self.queue = distributed.Queue(self.name, client=client)
-        self.pending: list[Any] = []
         self.caller = DaskCaller(self.name, getattr(client.scheduler, "address", None))
         self._start("gridrun-dask-channel")
 
     def _next(self) -> tuple[Any, Any] | None:
-        if not self.pending:
-            try:
-                self.pending = list(self.queue.get(batch=True))
-            except Exception:  # noqa: BLE001 - the cluster going away shows as closed later
-                self.pending = []
-            if not self.pending:
-                time.sleep(self.POLL)
-                return None
-        item = self.pending.pop(0)
+        try:
+            item = self.queue.get()
+        except Exception:  # noqa: BLE001 - the cluster going away: stop when closed, else try again soon
+            if self.closed:
+                raise
+            time.sleep(0.5)
+            return None
+        if not isinstance(item, dict) or "reply" not in item:  # close()'s wake-up
+            return None
         return item["reply"], item["message"]
+
+    def close(self) -> None:
+        self.closed = True
+        try:
+            self.queue.put("close", timeout=5)
+        except Exception:  # noqa: BLE001 - the cluster is gone already: the thread has stopped or will
+            pass
+        self.thread.join(timeout=2)
 
     def _answer(self, key: Any, reply: Any) -> None:
         import distributed
