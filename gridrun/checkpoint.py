@@ -434,7 +434,7 @@ def mirror_saves(run_dir: str | os.PathLike, send: Callable[[list[str], bytes, i
     """While inside: every checkpoint a Checkpointer of `run_dir` saves is also handed to
     `send(which, data, epoch)` (`which`: the names it was saved under, "best" / "last"; `data`: the
     file's bytes) once it is on disk, in the thread that wrote it. A remote worker sends its trial's
-    checkpoints to the client this way (gridrun/sweep/remote.py); an error of `send` fails the save."""
+    checkpoints to the client this way (gridrun/sweep/remote.py); `send` must not raise."""
     key = os.path.realpath(run_dir)
     with _MIRRORS_LOCK:
         _MIRRORS[key] = send

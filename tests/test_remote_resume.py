@@ -167,3 +167,34 @@ def test_the_client_writes_streamed_checkpoints_only_into_the_run_dir(tmp_path):
         assert handle({remote.KEY: dict(msg, **bad)}) is False, bad
     assert not (tmp_path / "evil.ckpt").exists()
     assert handle({"trial": 0, "epoch": 1}) == ("pruner", {"trial": 0, "epoch": 1})  # other messages: the pruner
+
+
+def test_population_trials_on_dask_continue_in_slots_after_their_worker_died(script, tmp_path, request):
+    """A population group on a Dask worker: its trials save from their own threads (not the task's),
+    and their checkpoints reach the client too; on --resume each continues from its own last epoch."""
+    import numpy as np
+
+    where = _backend("dask", request)
+    k = random.Random().randint(3, 5)
+    runs, marker = tmp_path / "runs", tmp_path / "killed"
+    lrs = [0.01, 0.03]
+    df = gridrun.tuning_run(script, {"lr": lrs, "kill_at": [k], "marker": [str(marker)]}, runs_dir=runs, quiet=True,
+                            population=True, population_size=2, ordered=True, **where)
+    assert marker.exists() and set(df["status"]) == {"failed"}
+    assert all(C.info(Path(d))["last"]["epoch"] >= 1 for d in df["run_dir"]), f"k={k}"
+    df = gridrun.tuning_run(resume=True, script=script, runs_dir=runs, quiet=True, population=True, population_size=2,
+                            **where)
+    done = df[df["status"] == "completed"]
+    assert len(done) == 2, df[["status", "error_message"]]
+    for _, row in done.iterrows():
+        props = json.loads((Path(row["run_dir"]) / "properties.json").read_text())
+        assert props["resumed_from_epoch"] >= 1 and props["context"] == "population", f"k={k}"
+        assert len(_metrics(Path(row["run_dir"]))["loss"]) == 6
+    # one of them against the same trial trained alone (population equality itself: test_resume_checkpoint.py)
+    run = Path(done["run_dir"].iloc[0])
+    lr = json.loads((run / "flags.json").read_text())["lr"]
+    alone = gridrun.training_run(script, {"lr": lr}, runs_dir=tmp_path / "alone", echo=False)
+    want, got = _metrics(Path(alone["run_dir"].iloc[0])), _metrics(run)
+    for name in want:
+        tol = {"rtol": 1e-4, "atol": 1e-6} if "acc" not in name else {"rtol": 0, "atol": 1.01 / 60}
+        np.testing.assert_allclose(got[name], want[name], err_msg=f"lr={lr} {name} k={k}", **tol)

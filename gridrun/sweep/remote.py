@@ -67,6 +67,12 @@ class RemoteCheckpoints:
         told: list[bool] = []
 
         def send(which: list[str], data: bytes, epoch: int) -> None:
+            try:
+                _send(which, data, epoch)
+            except Exception:  # noqa: BLE001 - a checkpoint that cannot be sent never stops the training
+                pass
+
+        def _send(which: list[str], data: bytes, epoch: int) -> None:
             names = [f"{ckpt.CHECKPOINT_DIR}/{w}.ckpt" for w in which]
             # what the final copy would count: every checkpoint file the trial holds now, each file counted
             held = {p.name: p.stat().st_size for p in (run_dir / ckpt.CHECKPOINT_DIR).glob("*.ckpt")}
