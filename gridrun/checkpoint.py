@@ -32,7 +32,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,7 @@ def _is_key(leaf: Any) -> bool:
 
 def encode(tree: Any, meta: Mapping[str, Any] | None = None) -> bytes:
     """The bytes of a checkpoint file holding `tree` (any JAX pytree; typed PRNG keys as their key data)."""
-    return b"".join(bytes(b) for b in encode_parts(tree, meta))
+    return b"".join(encode_parts(tree, meta))
 
 
 def encode_parts(tree: Any, meta: Mapping[str, Any] | None = None) -> list[Any]:
@@ -468,6 +469,9 @@ class Checkpointer:
         write_atomic(folder / f"{which[0]}.ckpt", data)
         for w in which[1:]:  # the same bytes: a second name for the file just written, put in place atomically
             link_atomic(folder / f"{which[0]}.ckpt", folder / f"{w}.ckpt", data)
+        mirror = _mirror_of(self.run_dir)
+        if mirror is not None:  # a remote worker's trial: the save goes to the client too (sweep/remote.py)
+            mirror(list(which), b"".join(data), int(meta["epoch"]))
         self.times.append(time.perf_counter() - t0)
         self.seconds += self.times[-1]
         self.saves += 1
@@ -477,6 +481,34 @@ class Checkpointer:
             self._recorded_at = time.monotonic()
             self._recorded = self.properties()
             self.record(**self._recorded)
+
+
+_MIRRORS: dict[str, Callable[[list[str], bytes, int], None]] = {}  # run dir -> where its saves are copied too
+_MIRRORS_LOCK = threading.Lock()
+
+
+@contextmanager
+def mirror_saves(run_dir: str | os.PathLike, send: Callable[[list[str], bytes, int], None]) -> Iterator[None]:
+    """While inside: every checkpoint a Checkpointer of `run_dir` saves is also handed to
+    `send(which, data, epoch)` (`which`: the names it was saved under, "best" / "last"; `data`: the
+    file's bytes) once it is on disk, in the thread that wrote it. A remote worker sends its trial's
+    checkpoints to the client this way (gridrun/sweep/remote.py); `send` must not raise."""
+    key = os.path.realpath(run_dir)
+    with _MIRRORS_LOCK:
+        _MIRRORS[key] = send
+    try:
+        yield
+    finally:
+        with _MIRRORS_LOCK:
+            if _MIRRORS.get(key) is send:
+                del _MIRRORS[key]
+
+
+def _mirror_of(run_dir: Path) -> Callable[[list[str], bytes, int], None] | None:
+    if not _MIRRORS:
+        return None
+    with _MIRRORS_LOCK:
+        return _MIRRORS.get(os.path.realpath(run_dir))
 
 
 class _Writer:

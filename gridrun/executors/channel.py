@@ -2,8 +2,11 @@
 
 `Executor.channel(handler)` returns a Channel whose `caller` is picklable and travels with a task;
 on the worker, `caller(message)` sends the message to the client, where `handler(message)` runs (in a
-thread of the client), and returns the handler's reply. The sweep uses it for pruning decisions; the
-executor knows nothing of what the messages mean.
+thread of the client), and returns the handler's reply. The sweep uses it for pruning decisions and,
+on remote executors, to bring each checkpoint a trial saves back to the client while the trial runs
+(gridrun/sweep/remote.py; messages of up to the per-trial artifact limit, 50 MB by default); the
+executor knows nothing of what the messages mean. A caller may be called from any thread of the worker
+(a task's background checkpoint writer, a population's trial threads).
 
 | executor | channel |
 |---|---|
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -158,16 +162,39 @@ class _ServedChannel(Channel):
 
 
 class DaskCaller:
-    def __init__(self, name: str) -> None:
-        self.name = name
+    """The worker side of a DaskChannel. Works from any thread of a worker: a task's own thread finds
+    the worker's client (distributed.get_client); a thread the task started (a background checkpoint
+    writer, a population's trial threads) may not, and then uses one client of this process made from
+    the scheduler's address, kept for the process's life."""
+
+    _clients: dict[str, Any] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, name: str, address: str | None = None) -> None:
+        self.name, self.address = name, address
+
+    def _client(self) -> Any:
+        import distributed
+
+        try:
+            return distributed.get_client()
+        except ValueError:  # not in a task's thread, and no default client in this process
+            if not self.address:
+                raise
+        with DaskCaller._lock:
+            client = DaskCaller._clients.get(self.address)
+            if client is None or client.status not in ("running", "connecting"):
+                client = DaskCaller._clients[self.address] = distributed.Client(self.address, set_as_default=False)
+            return client
 
     def __call__(self, message: Any) -> Any:
         try:
             import distributed
 
+            client = self._client()
             reply_key = f"{self.name}-{secrets.token_hex(8)}"
-            distributed.Queue(self.name).put({"reply": reply_key, "message": message})
-            var = distributed.Variable(reply_key)
+            distributed.Queue(self.name, client=client).put({"reply": reply_key, "message": message})
+            var = distributed.Variable(reply_key, client=client)
             try:
                 return var.get(timeout=60)
             finally:
@@ -177,7 +204,9 @@ class DaskCaller:
 
 
 class DaskChannel(_ServedChannel):
-    """Requests through a named distributed.Queue, replies through one distributed.Variable each."""
+    """Requests through a named distributed.Queue, replies through one distributed.Variable each. The
+    client waits on the queue without a timeout (a get that times out makes the scheduler log an error
+    each time); `close` wakes it with a message of its own."""
 
     def __init__(self, handler: Handler, client: Any) -> None:
         import distributed
@@ -185,15 +214,28 @@ class DaskChannel(_ServedChannel):
         self.handler, self.client = handler, client
         self.name = f"gridrun-channel-{secrets.token_hex(8)}"
         self.queue = distributed.Queue(self.name, client=client)
-        self.caller = DaskCaller(self.name)
+        self.caller = DaskCaller(self.name, getattr(client.scheduler, "address", None))
         self._start("gridrun-dask-channel")
 
     def _next(self) -> tuple[Any, Any] | None:
         try:
-            item = self.queue.get(timeout=0.5)
-        except Exception:  # noqa: BLE001 - a timeout (the cluster going away shows as closed later)
+            item = self.queue.get()
+        except Exception:  # noqa: BLE001 - the cluster going away: stop when closed, else try again soon
+            if self.closed:
+                raise
+            time.sleep(0.5)
+            return None
+        if not isinstance(item, dict) or "reply" not in item:  # close()'s wake-up
             return None
         return item["reply"], item["message"]
+
+    def close(self) -> None:
+        self.closed = True
+        try:
+            self.queue.put("close", timeout=5)
+        except Exception:  # noqa: BLE001 - the cluster is gone already: the thread has stopped or will
+            pass
+        self.thread.join(timeout=2)
 
     def _answer(self, key: Any, reply: Any) -> None:
         import distributed

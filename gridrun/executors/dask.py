@@ -2,7 +2,9 @@
 
 Without a scheduler address a LocalCluster of `jobs` single-threaded worker processes is started for the
 sweep. Workers need no shared file system: each trial runs into a worker-local temporary run dir and
-sends its files back with the result (see gridrun/sweep/trial.py), and the client writes them.
+sends its files back with the result (see gridrun/sweep/trial.py), and the client writes them; its
+checkpoints also come back while it trains, through the executor's channel (gridrun/sweep/remote.py),
+so a killed worker's trial continues from its last one on --resume.
 """
 
 from __future__ import annotations

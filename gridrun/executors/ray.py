@@ -1,7 +1,8 @@
 """Trials as Ray remote tasks (`pip install gridrun[ray]`): `--backend ray [--scheduler ray://HOST:10001]`.
 
 Ray is imported only when this backend is chosen. Like Dask, workers need no shared file system: the
-trial's files come back with the result. Each task asks for one CPU.
+trial's files come back with the result, and its checkpoints while it trains (gridrun/sweep/remote.py).
+Each task asks for one CPU.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from .._io import write_json
 from ..errors import GridrunError
 from ..executors import Executor
 from ..record import Status, close_run, last_metrics, read_metrics
+from . import remote
 from .groups import Grouper, expand, worker_function
 from .manifest import SAVE_INTERVAL, Manifest
 from .progress import Reporter, sweep_metric, sweep_objectives
@@ -76,10 +77,14 @@ def run_sweep(
                        promote=pruner.promote if pruner is not None else None)
     metric, mode = sweep_metric(manifest)
     reporter = Reporter(state, quiet, metric=metric, mode=mode, objectives=sweep_objectives(manifest))
-    channel = executor.channel(_prune_handler(pruner, mode)) if pruner is not None else None
+    handler = _prune_handler(pruner, mode) if pruner is not None else None
+    if executor.remote:  # remote trials stream their checkpoints back through the channel (sweep/remote.py)
+        handler = remote.client_handler(runs_dir, handler)
+    channel = executor.channel(handler) if handler is not None else None
     heartbeat = _Heartbeat(manifest)
     make_task = _TaskMaker(manifest, state, executor, reporter, runs_dir, sampler, channel, metric, max_bytes,
-                           context or ("population" if grouper is not None else CONTEXTS.get(executor.name, executor.name)))
+                           context or ("population" if grouper is not None else CONTEXTS.get(executor.name, executor.name)),
+                           prunes=pruner is not None)
     check = MetricCheck(manifest, metric, pruner, reporter)
     error: GridrunError | None = None
     try:
@@ -141,10 +146,10 @@ class _TaskMaker:
 
     def __init__(self, manifest: Manifest, state: SweepState, executor: Executor, reporter: Reporter,
                  runs_dir: Path, sampler: Sampler | None, channel: Any, metric: str | None, max_bytes: int,
-                 context: str) -> None:
+                 context: str, prunes: bool = True) -> None:
         self.manifest, self.state, self.executor, self.reporter = manifest, state, executor, reporter
         self.runs_dir, self.sampler, self.channel, self.metric = runs_dir, sampler, channel, metric
-        self.max_bytes, self.context = max_bytes, context
+        self.max_bytes, self.context, self.prunes = max_bytes, context, prunes
         self.script = manifest.data["script_path"]
         self.sources = ship_sources(Path(self.script)) if executor.remote else None
 
@@ -166,16 +171,21 @@ class _TaskMaker:
             self.state.start(i, run_dir.name, rundir.iso(rundir.utc_now()))
             manifest.touch()
             self.reporter.update()
-            resume_from = None if executor.remote else continue_trial(t, self.runs_dir, run_dir, self.context)
+            resume_from = continue_trial(t, self.runs_dir, run_dir, self.context)
             if resume_from is not None:
                 t.attempts[-1].extra.update(resumed_from_epoch=resume_from["epoch"], resumed_from_run=resume_from["run"])
+            stream = remote.for_task(self.channel, run_dir, resume_from, self.max_bytes) if executor.remote else None
+            note = remote.restart_note(t, self.runs_dir) if executor.remote and resume_from is None else None
+            if note:
+                t.attempts[-1].extra["restarted"] = note
+                self.reporter.notice(note)
         settings = checkpoint_settings(manifest)
         return TrialTask(script=self.script, flags=dict(t.flags), sweep=manifest.id, trial=i,
                          attempt=len(t.attempts), run_dir=None if executor.remote else str(run_dir),
                          context=self.context, max_bytes=self.max_bytes, sources=self.sources, metric=self.metric,
-                         pruner=self.channel.caller if self.channel is not None else None,
+                         pruner=self.channel.caller if self.channel is not None and self.prunes else None,
                          mode=sweep_metric(manifest)[1], checkpoint=settings.get("policy"), resume_from=resume_from,
-                         paused_at=paused_at(t), drops_pruned=not settings.get("keep_pruned", False))
+                         paused_at=paused_at(t), drops_pruned=not settings.get("keep_pruned", False), remote=stream)
 
 
 def paused_at(t: Trial) -> int | None:

@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ class TrialTask:
     resume_from: dict[str, Any] | None = None  # continue from the run dir's last checkpoint: {"epoch": N, "run": ...}
     paused_at: int | None = None  # a promoted trial: the rung it paused at (it trains through it, even from epoch 0)
     drops_pruned: bool = False  # the sweep deletes a pruned or failed trial's checkpoints: none is written at that epoch
+    remote: Any = None  # Dask/Ray: a sweep.remote.RemoteCheckpoints (checkpoints streamed to the client, and back)
 
 
 PAUSE = "pause"  # a pruner's decision besides True (stop) and False (go on): pause at this rung (sweep/pruners.py)
@@ -192,6 +194,7 @@ def run_trials(tasks: list[TrialTask], run_all) -> list[TrialResult]:
     folder = os.path.dirname(os.path.abspath(tasks[0].script))
     forget_stale_modules(folder)
     tmp = Path(tempfile.mkdtemp(prefix="gridrun-trial-")) if any(t.run_dir is None for t in tasks) else None
+    streams = ExitStack()  # remote trials' checkpoints go to the client as they are saved (sweep/remote.py)
     try:
         plans: list[Plan] = []
         for k, task in enumerate(tasks):
@@ -209,9 +212,13 @@ def run_trials(tasks: list[TrialTask], run_all) -> list[TrialResult]:
                 script = code / script.name
             run = tmp / f"run{k}"
             run.mkdir()
+            if task.remote is not None:
+                streams.enter_context(task.remote.on_worker(run))
             plans.append((script, run, task))
+        with streams:
+            done = run_all(plans)
         results = []
-        for (_, run, task), props in zip(plans, run_all(plans)):
+        for (_, run, task), props in zip(plans, done):
             if task.run_dir is not None:
                 results.append(TrialResult(props, worker=worker))
             else:
@@ -220,6 +227,7 @@ def run_trials(tasks: list[TrialTask], run_all) -> list[TrialResult]:
         forget_stale_modules(folder)  # records the modules these trials imported
         return results
     finally:
+        streams.close()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
