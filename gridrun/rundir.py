@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._io import decode_float, read_json, write_json
+from ._io import decode_float, dumps, read_json, write_json, write_text_atomic
 from .errors import GridrunError
 
 ENV_RUN_DIR = "GRIDRUN_RUN_DIR"
@@ -120,6 +120,7 @@ class RunContext:
     # start from its checkpoints/last.ckpt at epoch N (train/driver.py)
     resume_from: dict[str, Any] | None = None
     drops_pruned: bool = False  # its sweep deletes the checkpoints of a pruned or failed trial (no --keep-pruned)
+    _flags_text: str | None = field(default=None, repr=False)  # what write_flags last wrote
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike, flags: dict[str, Any] | None = None) -> RunContext:
@@ -176,8 +177,19 @@ class RunContext:
             self.properties.update({k: _scalar(v) for k, v in props.items()})
             write_json(self.run_dir / PROPERTIES_FILE, self.properties)
 
+    def note_properties(self, **props: Any) -> None:
+        """Set properties that the run's next properties write takes along (its end writes them at the
+        latest): for what need not be on disk before then, such as why a trial was pruned."""
+        with self.lock:
+            self.properties.update({k: _scalar(v) for k, v in props.items()})
+
     def write_flags(self, flags: dict[str, Any]) -> None:
-        write_json(self.run_dir / FLAGS_FILE, flags)
+        """Write flags.json, unless this context last wrote the very same text (a sweep's trial: the
+        runner writes the trial's flags, then gridrun.flags() the resolved ones, most often the same)."""
+        text = dumps(flags, nonfinite=True)
+        if text != self._flags_text:
+            write_text_atomic(self.run_dir / FLAGS_FILE, text)
+            self._flags_text = text
 
     def write_evaluation(self, **values: Any) -> None:
         with self.lock:

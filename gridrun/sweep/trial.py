@@ -75,7 +75,7 @@ class PruneHook:
             ctx.write_properties(paused=message, paused_epoch=epoch)
             raise TrialPaused(message)
         message = f"pruned at epoch {epoch} ({name}={value:.4g})"
-        ctx.write_properties(pruned=message, pruned_epoch=epoch)
+        ctx.note_properties(pruned=message, pruned_epoch=epoch)  # the run's end, at once, writes them
         raise TrialPruned(message)
 
 

@@ -213,8 +213,7 @@ class Member:
         if self.observers:  # said in the properties the run's end writes (no write of its own now)
             from ..checkpoint import dropped_reason
 
-            with ctx.lock:
-                ctx.properties["checkpoints_dropped"] = dropped_reason("failed" if self.stop is Stop.DIVERGED else "pruned")
+            ctx.note_properties(checkpoints_dropped=dropped_reason("failed" if self.stop is Stop.DIVERGED else "pruned"))
         return True
 
     def _log(self, e: int, record: dict[str, float]) -> bool:
