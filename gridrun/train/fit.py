@@ -168,8 +168,8 @@ def fit(
     ctx = rundir.current()
     saver = ckpt.for_run(ctx, checkpoint)  # alone or in a population: the trial's own state, its own run dir
     observers = [ckpt.CheckpointObserver(saver, k_train)] if saver is not None else []
-    if ctx is not None:
-        ctx.write_properties(**params)
+    if ctx is not None:  # written with the run's next properties (its first checkpoint's, or its end)
+        ctx.note_properties(**params)
     progress = EpochProgress(int(epochs)) if verbose and pop is None else None
     member = Member.for_trial(int(epochs), config.log_names, history, ctx, lambdas, progress, observers)
     member.constants["n_params"] = params["n_params"]  # a metric too: --metric n_params (docs/analysis.md)
@@ -196,17 +196,16 @@ def fit(
             history.state = train_alone(eng, state, hparams, data, k_train, member)
         finally:
             params["epochs_completed"] = history.epochs_completed
-            if ctx is not None:
-                ctx.write_properties(epochs_completed=history.epochs_completed)
+            if ctx is not None:  # with the best epoch's values below, or the run's end
+                ctx.note_properties(epochs_completed=history.epochs_completed)
     if eng.nnx is not None:  # Keras-like: the user's module now holds the trained weights
         from flax import nnx
 
         nnx.update(model, history.state["params"], history.state["extra"])
     best = _best_epoch(history, config)
-    if best:
-        params.update(best)
-        if ctx is not None:
-            ctx.write_properties(**best)
+    params.update(best or {})
+    if ctx is not None:
+        ctx.write_properties(**(best or {}))
     final = {k: v[-1] for k, v in history.history.items()}
     for cb in lambdas:
         if getattr(cb, "on_train_end", None) is not None:

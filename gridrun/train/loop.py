@@ -667,8 +667,8 @@ def fit_loop(
         restore.restore(history, {"state": jax.eval_shape(eng.init, hp, k_init), "rng": k_train},
                         lambda tree: setattr(history, "state", fns.user_state(tree["state"]["user"])) or history.state)
     ctx = rundir.current()
-    if ctx is not None:
-        ctx.write_properties(**params)
+    if ctx is not None:  # written with the run's next properties (its first checkpoint's, or its end)
+        ctx.note_properties(**params)
     alone = population.active() is None
     progress = EpochProgress(int(epochs)) if verbose and alone else None
     saver = ckpt.for_run(ctx, checkpoint)  # alone or in a population: the trial's own state, its own run dir
@@ -678,7 +678,7 @@ def fit_loop(
     if n_params is not None:  # the property and a per-epoch metric, as gridrun.fit records it
         params["n_params"] = member.constants["n_params"] = n_params
         if ctx is not None:
-            ctx.write_properties(n_params=n_params)
+            ctx.note_properties(n_params=n_params)
     state = _train(eng, hp, inputs, k_init, k_train, member, ctx, verbose)
     _finish(history, state, es, ctx, lambdas, fns)
     return history
