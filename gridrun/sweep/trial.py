@@ -41,6 +41,9 @@ class TrialTask:
     checkpoint: str | None = None  # the sweep's --checkpoints policy (None: the script's own checkpoint=)
     resume_from: dict[str, Any] | None = None  # continue from the run dir's last checkpoint: {"epoch": N, "run": ...}
     paused_at: int | None = None  # a promoted trial: the rung it paused at (it trains through it, even from epoch 0)
+    # a remote trial continued from a checkpoint (sequential PBT): files of its run dir (relative path ->
+    # bytes: metrics.json and checkpoints/*.ckpt), written into the worker's run dir before it runs
+    resume_files: dict[str, bytes] | None = None
 
 
 PAUSE = "pause"  # a pruner's decision besides True (stop) and False (go on): pause at this rung (sweep/pruners.py)
@@ -62,7 +65,8 @@ class PruneHook:
         if value is None or ctx.properties.get("pruned") or ctx.properties.get("paused"):
             return
         epoch = sum(v is not None for v in ctx.metrics.get(name, []))
-        decision = self.caller({"trial": self.trial, "epoch": epoch, "metric": name, "value": value})
+        decision = self.caller({"trial": self.trial, "epoch": epoch, "metric": name, "value": value,
+                                "rows": len(ctx.metrics.get(name, [])), "epochs": ctx.properties.get("epochs")})
         if not decision or ctx.last_epoch:
             return
         if decision == PAUSE and self.paused_at is not None and epoch <= self.paused_at:
@@ -208,6 +212,11 @@ def run_trials(tasks: list[TrialTask], run_all) -> list[TrialResult]:
                 script = code / script.name
             run = tmp / f"run{k}"
             run.mkdir()
+            for rel, data in (task.resume_files or {}).items():
+                target = run / rel
+                if run.resolve() in target.resolve().parents:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    write_bytes_atomic(target, data)
             plans.append((script, run, task))
         results = []
         for (_, run, task), props in zip(plans, run_all(plans)):
