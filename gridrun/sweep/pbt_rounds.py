@@ -44,10 +44,11 @@ from .._io import read_json, write_json
 from ..errors import GridrunError
 from ..record import Status, read_metrics
 from .manifest import Manifest
-from .state import FINAL, Trial
+from .state import Trial
 from .trial import PAUSE
 
 WAITING = (Status.PENDING, Status.RUNNING)  # a trial in one of these holds the round back
+DECIDED = "pbt_decided"  # a paused attempt's mark: the round's decisions are taken, it may continue
 LINEAGE = "pbt"  # the lineage key, in the manifest's trial entries and in properties.json (as population mode)
 
 
@@ -59,7 +60,6 @@ class PBTRounds:
         self.config, self.manifest, self.runs_dir = config, manifest, Path(runs_dir)
         self.lock = threading.RLock()
         self.epochs: int | None = None  # the trials' epochs (fit's `epochs`), learned from their reports
-        self.released: set[int] = set()  # trials decided for, not yet continued
         self.seconds = 0.0  # spent deciding and linking checkpoints (the benchmark's exploit/explore time)
         self.rounds = 0
         self.names = [f.name for f in config.flags]
@@ -104,11 +104,11 @@ class PBTRounds:
         """The paused trial to continue now ({trial: the epoch it paused at}), or None: a trial released
         by the round's decisions; else, once no trial runs or waits to start, the next round's decisions."""
         with self.lock, self.manifest.lock:
-            ready = sorted(i for i in self.released if i in paused)
-            if ready:
-                self.released.discard(ready[0])
-                return ready[0]
             trials = self.manifest.trials
+            # decided for (recorded on the paused attempt, so that a resume continues the same round)
+            ready = sorted(i for i in paused if trials[i].last is not None and trials[i].last.extra.get(DECIDED))
+            if ready:
+                return ready[0]
             if not paused or any(t.status in WAITING for t in trials):
                 return None
             t0 = time.perf_counter()
@@ -117,8 +117,9 @@ class PBTRounds:
             self.decide(epoch, [trials[i] for i in members])
             self.rounds += 1
             self.seconds += time.perf_counter() - t0
+            for i in members:
+                trials[i].last.extra[DECIDED] = epoch  # type: ignore[union-attr]
             self.manifest.touch()
-            self.released = set(members[1:])
             return members[0]
 
     def group_key(self, t: Trial) -> tuple[tuple[str, str], ...]:
@@ -243,6 +244,3 @@ class PBTRounds:
     def stats(self) -> dict[str, Any]:
         return {"rounds": self.rounds, "seconds": self.seconds}
 
-
-def ended(t: Trial) -> bool:
-    return t.status in FINAL

@@ -9,6 +9,7 @@ largest artifacts are dropped first when over the limit, and named in properties
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -62,6 +63,9 @@ class PruneHook:
         from ..errors import TrialPaused, TrialPruned
 
         name, value = scoring.score(values, self.metric)
+        first = self.metric or next((n for n in scoring.FALLBACK_METRICS if n in values), None)
+        if first is not None and first in values and scoring.finite(values[first]) is None:
+            name, value = first, math.nan  # diverged: said as such (a pruner ignores it; PBT replaces the trial)
         if value is None or ctx.properties.get("pruned") or ctx.properties.get("paused"):
             return
         epoch = sum(v is not None for v in ctx.metrics.get(name, []))
