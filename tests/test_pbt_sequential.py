@@ -279,3 +279,27 @@ def _one_bad(script, seed):
     sampler = make_sampler("random", grid, seed, None, None)
     bad = [sampler.ask(Trial(trial=i, flags={}))["bad"] for i in range(4)]
     return sum(b > 0.9 for b in bad) == 1 and all(b <= 0.75 or b > 0.9 for b in bad)
+
+
+def test_dask_workers_take_the_same_decisions(sweeps):
+    """On a Dask cluster (no shared file system assumed) a trial's checkpoint and metrics travel with its
+    task, and back with its result: the same lineage and metrics as in-process."""
+    distributed = pytest.importorskip("distributed")
+    script, tmp, seq, _ = sweeps
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        got = _sweep(script, tmp / "dask", "--backend", "dask", "--scheduler", cluster.scheduler_address)
+    _same_lineage(got, seq)
+    for t in seq:
+        np.testing.assert_allclose(got[t][1]["val_loss"], seq[t][1]["val_loss"], rtol=1e-5, atol=1e-6)
+        assert got[t][2]["worker"] and got[t][2]["status"] == "completed"
+
+
+def test_ray_workers_take_the_same_decisions(sweeps):
+    pytest.importorskip("ray")
+    script, tmp, seq, _ = sweeps
+    got = _sweep(script, tmp / "ray", "--backend", "ray", "--jobs", "2")
+    _same_lineage(got, seq)
+    for t in seq:
+        np.testing.assert_allclose(got[t][1]["val_loss"], seq[t][1]["val_loss"], rtol=1e-5, atol=1e-6)
+        assert got[t][2]["context"] == "ray" and got[t][2]["status"] == "completed"
