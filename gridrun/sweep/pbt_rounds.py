@@ -62,6 +62,7 @@ class PBTRounds:
         self.epochs: int | None = None  # the trials' epochs (fit's `epochs`), learned from their reports
         self.seconds = 0.0  # spent deciding and linking checkpoints (the benchmark's exploit/explore time)
         self.rounds = 0
+        self.segments = 0  # segments continued from a checkpoint
         self.names = [f.name for f in config.flags]
 
     # ----------------------------------------------------------------------------------------------
@@ -119,6 +120,7 @@ class PBTRounds:
             self.seconds += time.perf_counter() - t0
             for i in members:
                 trials[i].last.extra[DECIDED] = epoch  # type: ignore[union-attr]
+            self.record_stats()
             self.manifest.touch()
             return members[0]
 
@@ -208,13 +210,16 @@ class PBTRounds:
         cut = {k: (list(v) + [None] * max(0, epoch - len(v)))[:epoch] for k, v in metrics.items()}
         if exploit:  # a replaced diverged trial: the epochs it did not finish are gaps, not its values
             cut = {k: [None if isinstance(x, float) and not math.isfinite(x) else x for x in v] for k, v in cut.items()}
-        write_json(run_dir / rundir.METRICS_FILE, cut, indent=None)
+        if cut != metrics:
+            write_json(run_dir / rundir.METRICS_FILE, cut, indent=None)
         props = read_json(run_dir / rundir.PROPERTIES_FILE, {}) or {}
         for k in ("paused", "paused_epoch", "pruned", "pruned_epoch", "error_message", "error_traceback"):
             props.pop(k, None)
         write_json(run_dir / rundir.PROPERTIES_FILE, props)
         ctx = rundir.RunContext.open(run_dir, t.flags)
         ctx.write_flags(t.flags)
+        self.segments += 1
+        self.record_stats()
         out: dict[str, Any] = {"epoch": epoch, "run": run_dir.name}
         if exploit:
             last = events[-1]
@@ -241,6 +246,9 @@ class PBTRounds:
         lineage = [{k: v for k, v in e.items() if k != "donor_values"} for e in t.extra.get(LINEAGE) or []]
         adopt(run_dir, pbt_settings=settings, pbt=lineage)
 
-    def stats(self) -> dict[str, Any]:
-        return {"rounds": self.rounds, "seconds": self.seconds}
+    def record_stats(self) -> None:
+        """This session's counts in the manifest (`pbt_stats`: rounds decided, segments continued, seconds
+        spent deciding and linking checkpoints), for bench/pbt.py's time breakdown."""
+        self.manifest.data["pbt_stats"] = {"rounds": self.rounds, "segments": self.segments,
+                                           "decide_seconds": round(self.seconds, 6)}
 
