@@ -303,3 +303,13 @@ def test_ray_workers_take_the_same_decisions(sweeps):
     for t in seq:
         np.testing.assert_allclose(got[t][1]["val_loss"], seq[t][1]["val_loss"], rtol=1e-5, atol=1e-6)
         assert got[t][2]["context"] == "ray" and got[t][2]["status"] == "completed"
+
+
+def test_the_default_interval_comes_from_the_trials_epochs(tmp_path):
+    """No --pbt-interval: max(1, epochs // 5) of the epochs the trials' fit_loop reports (4 here: every epoch)."""
+    script = tmp_path / "loop.py"
+    script.write_text(OWN_LOOP.replace("values=gridrun.uniform(0.0, 1.0)", "values=gridrun.uniform(0.0, 0.5)"))
+    df = gridrun.tuning_run(script, sample=4, seed=0, pbt=True, runs_dir=tmp_path / "r", quiet=True)
+    props = [_read(d, "properties.json") for d in df["run_dir"]]
+    assert set(df["status"]) == {"completed"} and {p["pbt_settings"]["interval"] for p in props} == {1}
+    assert sorted(e["epoch"] for p in props for e in p["pbt"]) == [1, 2, 3]  # 1 of 4 copies after epochs 1-3

@@ -83,7 +83,7 @@ class SweepSpec:
     prune_options: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
     worker_devices: list[str] | None = None
-    pbt: Any = None  # True, a dict (interval, quantile, resample) or a gridrun.pbt.PBTConfig: PBT in each population
+    pbt: Any = None  # True, a dict (interval, quantile, resample) or a gridrun.pbt.PBTConfig: PBT (in each population, or sequential)
 
     @property
     def wants_pbt(self) -> bool:
