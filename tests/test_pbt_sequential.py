@@ -105,7 +105,7 @@ def test_each_run_dir_tells_its_trials_story(sweeps):
             assert props["pbt"][[e["epoch"] for e in props["pbt"]].index(epoch)]["run"] == Path(seq[donor][3].run_dir).name
             assert metrics["hp_lr"][epoch] == pytest.approx(values["lr"])  # the next epoch ran with the new value
         assert row.metric_hp_lr == pytest.approx(metrics["hp_lr"][-1])
-        assert row.flag_lr == pytest.approx(metrics["hp_lr"][-1])  # flags.json: the values it ended with
+        assert row.flag_lr == pytest.approx(metrics["hp_lr"][0])  # flags.json: the values it started with
     assert {k: v for k, v in seq[0][2]["pbt_settings"].items() if k not in ("paths", "sequential")} == \
         {k: v for k, v in pop[0][2]["pbt_settings"].items() if k != "paths"}
 

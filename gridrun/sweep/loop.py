@@ -171,7 +171,8 @@ class _TaskMaker:
                 start = start_properties(Path(self.script), self.context, manifest.id, i)
                 start.update(pid=None, hostname=None)  # set by the worker's copy, when it comes back
                 ctx.write_properties(**start)
-                ctx.write_flags(t.flags)
+                if not again:  # a continued PBT trial's flags.json keeps the values it started with
+                    ctx.write_flags(t.flags)
             self.state.start(i, run_dir.name, rundir.iso(rundir.utc_now()))
             manifest.touch()
             self.reporter.update()
@@ -180,7 +181,8 @@ class _TaskMaker:
                 resume_from = self.pbt.prepare(t, run_dir)
                 if executor.remote and resume_from is not None:  # no shared file system: the files go with the task
                     files = {p.relative_to(run_dir).as_posix(): p.read_bytes()
-                             for p in [run_dir / rundir.METRICS_FILE, *sorted((run_dir / "checkpoints").glob("*.ckpt"))]
+                             for p in [run_dir / rundir.METRICS_FILE, run_dir / rundir.FLAGS_FILE,
+                                       *sorted((run_dir / "checkpoints").glob("*.ckpt"))]
                              if p.is_file()}
             else:
                 resume_from = None if executor.remote else continue_trial(t, self.runs_dir, run_dir, self.context)

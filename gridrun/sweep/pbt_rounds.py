@@ -13,7 +13,7 @@ A `--pbt` sweep without `--population` runs each trial in its own run dir, in se
   `rng(seed, epoch)`, members by trial number, one decision per group of trials that share the flags
   PBT cannot mutate), and releases the round's trials one at a time. A recipient's run dir gets its
   donor's `last` checkpoint of that epoch at once (a hard link, before any donor trains on), its flags
-  the explored values, and its lineage event.
+  (in the manifest: the next segment's task) the explored values, and its lineage event.
 - The loop continues a released trial in the same run dir (`prepare`): from its own checkpoint, or a
   recipient from the donor's, with `resume_from["exploit"]` telling the trial's driver to scale the
   state's current learning rate by the ratio of its new learning rate to the donor's (as the population
@@ -193,8 +193,9 @@ class PBTRounds:
 
     def prepare(self, t: Trial, run_dir: Path) -> dict[str, Any] | None:
         """The run dir of `t` (its own, reused) ready for the next segment: metrics.json cut to the
-        checkpoint's epoch (a diverged recipient's padded to it), the paused marks and the flags
-        updated. Returns resume_from ({"epoch", "run", "exploit"?}), None for a trial's first segment."""
+        checkpoint's epoch (a diverged recipient's padded to it), the paused marks dropped (the trial
+        gets its current values from its task's flags; flags.json keeps those it started with, as in
+        population mode). Returns resume_from ({"epoch", "run", "exploit"?}), None for a trial's first segment."""
         if len(t.attempts) < 2 or t.attempts[-2].run_dir != run_dir.name:
             return None  # a first segment, or a failed one's retry: from epoch 0 in a new run dir
         header = ckpt.read_header(ckpt.checkpoint_path(run_dir, "last"))
@@ -215,9 +216,7 @@ class PBTRounds:
         props = read_json(run_dir / rundir.PROPERTIES_FILE, {}) or {}
         for k in ("paused", "paused_epoch", "pruned", "pruned_epoch", "error_message", "error_traceback"):
             props.pop(k, None)
-        write_json(run_dir / rundir.PROPERTIES_FILE, props)
-        ctx = rundir.RunContext.open(run_dir, t.flags)
-        ctx.write_flags(t.flags)
+        write_json(run_dir / rundir.PROPERTIES_FILE, props)  # flags.json keeps the values it started with
         self.segments += 1
         self.record_stats()
         out: dict[str, Any] = {"epoch": epoch, "run": run_dir.name}
@@ -227,10 +226,16 @@ class PBTRounds:
         return out
 
     def after_attempt(self, t: Trial, run_dir: Path) -> None:
-        """A segment ended: its epochs' `hp_<flag>` (the values it ran with), and the trial's lineage and
-        PBT settings in properties.json, as population mode records them."""
+        """A segment ended: its epochs' `hp_<flag>` (the values it ran with), the trial's lineage and PBT
+        settings in properties.json, and flags.json back at the values it started with (the script's
+        gridrun.flags() wrote the segment's), as population mode records them."""
         from ..record import adopt
 
+        initial = t.extra.setdefault("pbt_initial", {k: t.flags[k] for k in self.names if k in t.flags})
+        flags_file = run_dir / rundir.FLAGS_FILE
+        flags = read_json(flags_file, None)
+        if isinstance(flags, dict) and any(flags.get(k) != v for k, v in initial.items() if k in flags):
+            write_json(flags_file, {**flags, **{k: v for k, v in initial.items() if k in flags}})  # as it started
         metrics = read_metrics(run_dir)
         rows = max((len(v) for k, v in metrics.items() if not k.startswith("hp_")), default=0)
         names = [n for n in self.names if n in t.flags]

@@ -43,7 +43,7 @@ class TrialTask:
     resume_from: dict[str, Any] | None = None  # continue from the run dir's last checkpoint: {"epoch": N, "run": ...}
     paused_at: int | None = None  # a promoted trial: the rung it paused at (it trains through it, even from epoch 0)
     # a remote trial continued from a checkpoint (sequential PBT): files of its run dir (relative path ->
-    # bytes: metrics.json and checkpoints/*.ckpt), written into the worker's run dir before it runs
+    # bytes: metrics.json, flags.json and checkpoints/*.ckpt), written into the worker's run dir before it runs
     resume_files: dict[str, bytes] | None = None
 
 
