@@ -43,8 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--population-size", type=int, metavar="N",
                         help="at most N trials per compiled program (default: as many as device memory allows)")
     parser.add_argument("--pbt", action="store_true",
-                        help="with --population: population-based training, the bottom members copy the top "
-                             "members' training state every --pbt-interval epochs and perturb their numeric flags")
+                        help="population-based training: every --pbt-interval epochs the bottom trials copy the top "
+                             "trials' training state and perturb their numeric flags (inside the program with "
+                             "--population, else through checkpoints on any executor)")
     parser.add_argument("--pbt-interval", type=int, metavar="E", help="--pbt: epochs between exploits (default: epochs // 5)")
     parser.add_argument("--pbt-quantile", type=float, metavar="Q", help="--pbt: bottom/top fraction (default 0.25)")
     parser.add_argument("--pbt-resample", type=float, metavar="P",

@@ -64,27 +64,31 @@ def run_sweep(
     grouper: Grouper | None = None,
     sampler: Sampler | None = None,
     pruner: Pruner | None = None,
+    pbt: Any = None,
 ) -> SweepState:
     """Run every trial of the manifest that has not ended. Raises KeyboardInterrupt after Ctrl-C.
 
     With a `grouper` (population mode) trials run as group tasks, one vmapped program per group. A
     `sampler` gives each trial its values when it starts and is told each trial that ends; a `pruner`
     hears every trial's metric after each epoch (through the executor's channel) and stops bad ones.
+    `pbt` (a sweep/pbt_rounds.py PBTRounds: PBT outside a population) hears them instead, pauses every
+    trial at each round's end and continues them from the checkpoints its decisions pick.
     """
     runs_dir = Path(runs_dir)
     _mark_running(manifest, executor, retries, max_failures, grouper)
+    promote = pbt.promote if pbt is not None else pruner.promote if pruner is not None else None
     state = SweepState(manifest.trials, retries=retries, max_failures=max_failures, slots=executor.slots,
-                       promote=pruner.promote if pruner is not None else None)
+                       promote=promote)
     metric, mode = sweep_metric(manifest)
     reporter = Reporter(state, quiet, metric=metric, mode=mode, objectives=sweep_objectives(manifest))
-    handler = _prune_handler(pruner, mode) if pruner is not None else None
+    handler = pbt.handle if pbt is not None else _prune_handler(pruner, mode) if pruner is not None else None
     if executor.remote:  # remote trials stream their checkpoints back through the channel (sweep/remote.py)
         handler = remote.client_handler(runs_dir, handler)
     channel = executor.channel(handler) if handler is not None else None
     heartbeat = _Heartbeat(manifest)
     make_task = _TaskMaker(manifest, state, executor, reporter, runs_dir, sampler, channel, metric, max_bytes,
                            context or ("population" if grouper is not None else CONTEXTS.get(executor.name, executor.name)),
-                           prunes=pruner is not None)
+                           prunes=pruner is not None or pbt is not None, pbt=pbt)
     check = MetricCheck(manifest, metric, pruner, reporter)
     error: GridrunError | None = None
     try:
@@ -92,7 +96,7 @@ def run_sweep(
         for task, result in executor.submit_all(worker_function(grouper), grouper.batches(tasks) if grouper else tasks):
             for trial_task, outcome in expand(task, result):
                 _ended(manifest, state, executor, reporter, runs_dir, sampler, check, trial_task.trial, outcome,
-                       max_bytes)
+                       max_bytes, pbt)
     except KeyboardInterrupt:
         state.interrupted = True
     except GridrunError as exc:  # a mistake found while running (e.g. --metric never logged): stop cleanly
@@ -146,10 +150,10 @@ class _TaskMaker:
 
     def __init__(self, manifest: Manifest, state: SweepState, executor: Executor, reporter: Reporter,
                  runs_dir: Path, sampler: Sampler | None, channel: Any, metric: str | None, max_bytes: int,
-                 context: str, prunes: bool = True) -> None:
+                 context: str, prunes: bool = True, pbt: Any = None) -> None:
         self.manifest, self.state, self.executor, self.reporter = manifest, state, executor, reporter
         self.runs_dir, self.sampler, self.channel, self.metric = runs_dir, sampler, channel, metric
-        self.max_bytes, self.context, self.prunes = max_bytes, context, prunes
+        self.max_bytes, self.context, self.prunes, self.pbt = max_bytes, context, prunes, pbt
         self.script = manifest.data["script_path"]
         self.sources = ship_sources(Path(self.script)) if executor.remote else None
 
@@ -159,7 +163,10 @@ class _TaskMaker:
             t = manifest.trials[i]
             if not t.flags and self.sampler is not None:  # drawn now, recorded before the trial runs
                 t.flags = self.sampler.ask(t)
-            run_dir = rundir.create_run_dir(self.runs_dir)
+            # sequential PBT: a trial's segments continue in its one run dir (as a population trial's story)
+            again = (self.pbt is not None and t.run_dir is not None and t.last is not None and continuable(t.last)
+                     and (self.runs_dir / t.run_dir).is_dir())
+            run_dir = self.runs_dir / str(t.run_dir) if again else rundir.create_run_dir(self.runs_dir)
             if executor.remote:  # the worker writes elsewhere: make the run dir readable meanwhile
                 from ..runner import start_properties
 
@@ -167,15 +174,24 @@ class _TaskMaker:
                 start = start_properties(Path(self.script), self.context, manifest.id, i)
                 start.update(pid=None, hostname=None)  # set by the worker's copy, when it comes back
                 ctx.write_properties(**start)
-                ctx.write_flags(t.flags)
+                if not again:  # a continued PBT trial's flags.json keeps the values it started with
+                    ctx.write_flags(t.flags)
             self.state.start(i, run_dir.name, rundir.iso(rundir.utc_now()))
             manifest.touch()
             self.reporter.update()
-            resume_from = continue_trial(t, self.runs_dir, run_dir, self.context)
+            files = None
+            if self.pbt is not None:
+                resume_from = self.pbt.prepare(t, run_dir)
+                if executor.remote and resume_from is not None and (run_dir / rundir.FLAGS_FILE).is_file():
+                    # no shared file system: the checkpoints and metrics travel with `stream`, this with the task
+                    files = {rundir.FLAGS_FILE: (run_dir / rundir.FLAGS_FILE).read_bytes()}
+            else:
+                resume_from = continue_trial(t, self.runs_dir, run_dir, self.context)
             if resume_from is not None:
                 t.attempts[-1].extra.update(resumed_from_epoch=resume_from["epoch"], resumed_from_run=resume_from["run"])
             stream = remote.for_task(self.channel, run_dir, resume_from, self.max_bytes) if executor.remote else None
-            note = remote.restart_note(t, self.runs_dir) if executor.remote and resume_from is None else None
+            note = (remote.restart_note(t, self.runs_dir) if executor.remote and resume_from is None and self.pbt is None
+                    else None)
             if note:
                 t.attempts[-1].extra["restarted"] = note
                 self.reporter.notice(note)
@@ -185,7 +201,8 @@ class _TaskMaker:
                          context=self.context, max_bytes=self.max_bytes, sources=self.sources, metric=self.metric,
                          pruner=self.channel.caller if self.channel is not None and self.prunes else None,
                          mode=sweep_metric(manifest)[1], checkpoint=settings.get("policy"), resume_from=resume_from,
-                         paused_at=paused_at(t), drops_pruned=not settings.get("keep_pruned", False), remote=stream)
+                         paused_at=paused_at(t), drops_pruned=not settings.get("keep_pruned", False), remote=stream,
+                         resume_files=files)
 
 
 def paused_at(t: Trial) -> int | None:
@@ -249,10 +266,10 @@ def continue_trial(t: Trial, runs_dir: Path, run_dir: Path, context: str) -> dic
 
 
 def _ended(manifest: Manifest, state: SweepState, executor: Executor, reporter: Reporter, runs_dir: Path,
-           sampler: Sampler | None, check: MetricCheck, i: int, outcome: Any, max_bytes: int) -> None:
+           sampler: Sampler | None, check: MetricCheck, i: int, outcome: Any, max_bytes: int, pbt: Any = None) -> None:
     """One trial's outcome came back: record it, tell the sampler, check the sweep's metric."""
     with manifest.lock:
-        t = _record(manifest, state, executor, reporter, runs_dir, i, outcome, max_bytes)
+        t = _record(manifest, state, executor, reporter, runs_dir, i, outcome, max_bytes, pbt)
         if sampler is not None and t.status not in (Status.PENDING, Status.RUNNING, Status.PAUSED):
             sampler.tell(t)
         check(t)
@@ -393,7 +410,7 @@ def _check_metric(t: Trial, metric: str | None) -> None:
 
 
 def _record(manifest: Manifest, state: SweepState, executor: Executor, reporter: Reporter, runs_dir: Path,
-            i: int, outcome: Any, max_bytes: int) -> Trial:
+            i: int, outcome: Any, max_bytes: int, pbt: Any = None) -> Trial:
     """Write one trial's outcome into its run dir, then let the state decide what it means."""
     t = manifest.trials[i]
     run_dir = runs_dir / t.attempts[-1].run_dir
@@ -402,6 +419,8 @@ def _record(manifest: Manifest, state: SweepState, executor: Executor, reporter:
         outcome = RuntimeError(f"{outcome} [a worker process died while this trial was running "
                                f"beside others; it is run again alone]")
     props = outcome_properties(outcome, run_dir, manifest.data["script_path"], crash, max_bytes)
+    if pbt is not None:  # sequential PBT: hp_<flag> per epoch, the lineage and settings (sweep/pbt_rounds.py)
+        pbt.after_attempt(t, run_dir)
     keep = checkpoint_settings(manifest).get("keep_pruned", False)
     if props.get("status") in (Status.PRUNED, Status.FAILED) and not crash and not keep:
         from .. import checkpoint as ckpt

@@ -9,6 +9,7 @@ largest artifacts are dropped first when over the limit, and named in properties
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -44,6 +45,9 @@ class TrialTask:
     paused_at: int | None = None  # a promoted trial: the rung it paused at (it trains through it, even from epoch 0)
     drops_pruned: bool = False  # the sweep deletes a pruned or failed trial's checkpoints: none is written at that epoch
     remote: Any = None  # Dask/Ray: a sweep.remote.RemoteCheckpoints (checkpoints streamed to the client, and back)
+    # a remote trial continued from a checkpoint (sequential PBT): files of its run dir (relative path ->
+    # bytes: metrics.json, flags.json and checkpoints/*.ckpt), written into the worker's run dir before it runs
+    resume_files: dict[str, bytes] | None = None
 
 
 PAUSE = "pause"  # a pruner's decision besides True (stop) and False (go on): pause at this rung (sweep/pruners.py)
@@ -62,10 +66,14 @@ class PruneHook:
         from ..errors import TrialPaused, TrialPruned
 
         name, value = scoring.score(values, self.metric)
+        first = self.metric or next((n for n in scoring.FALLBACK_METRICS if n in values), None)
+        if first is not None and first in values and scoring.finite(values[first]) is None:
+            name, value = first, math.nan  # diverged: said as such (a pruner ignores it; PBT replaces the trial)
         if value is None or ctx.properties.get("pruned") or ctx.properties.get("paused"):
             return
         epoch = sum(v is not None for v in ctx.metrics.get(name, []))
-        decision = self.caller({"trial": self.trial, "epoch": epoch, "metric": name, "value": value})
+        decision = self.caller({"trial": self.trial, "epoch": epoch, "metric": name, "value": value,
+                                "rows": len(ctx.metrics.get(name, [])), "epochs": ctx.properties.get("epochs")})
         if not decision or ctx.last_epoch:
             return
         if decision == PAUSE and self.paused_at is not None and epoch <= self.paused_at:
@@ -214,6 +222,11 @@ def run_trials(tasks: list[TrialTask], run_all) -> list[TrialResult]:
             run.mkdir()
             if task.remote is not None:
                 streams.enter_context(task.remote.on_worker(run))
+            for rel, data in (task.resume_files or {}).items():
+                target = run / rel
+                if run.resolve() in target.resolve().parents:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    write_bytes_atomic(target, data)
             plans.append((script, run, task))
         with streams:
             done = run_all(plans)

@@ -83,7 +83,7 @@ class SweepSpec:
     prune_options: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
     worker_devices: list[str] | None = None
-    pbt: Any = None  # True, a dict (interval, quantile, resample) or a gridrun.pbt.PBTConfig: PBT in each population
+    pbt: Any = None  # True, a dict (interval, quantile, resample) or a gridrun.pbt.PBTConfig: PBT (in each population, or sequential)
 
     @property
     def wants_pbt(self) -> bool:
@@ -109,9 +109,13 @@ class SweepSpec:
         if self.ordered and self.shuffle:
             raise GridrunError("--ordered and --shuffle contradict each other: give one")
         self._check_objectives()
-        if self.wants_pbt and not self.population:
-            raise GridrunError("--pbt needs --population: PBT runs inside a population's vmapped program "
-                               "(sequential PBT through checkpoints is not built yet)")
+        if self.wants_pbt and self.prune is not None:
+            raise GridrunError(f"--pbt and --prune {self.prune if isinstance(self.prune, str) else 'PRUNER'}: PBT "
+                               f"decides which trials go on (its bottom trials continue from the top ones), so "
+                               f"drop --prune")
+        if self.wants_pbt and not self.population and self.checkpoints in ("best", "none"):
+            raise GridrunError(f"--pbt --checkpoints {self.checkpoints}: PBT outside a population continues trials "
+                               f"from their last checkpoints: use --checkpoints last or both, or add --population")
         if (self.flags is not None or self.combinations is not None) and self.script is None:
             raise GridrunError("a grid needs the script it is for: give the script path")
         self.sampler_options, self.prune_options = dict(self.sampler_options), dict(self.prune_options)
@@ -229,8 +233,9 @@ def tuning_run(
     sweep id, or True for the latest sweep of this script. `confirm` asks before a sweep of more than
     100 trials (the CLI does, unless --yes). `population` trains trials that share their static flags
     together as one vmapped program (docs/population.md); `population_size` caps the trials per
-    program. `pbt` (True, a dict of interval / quantile / resample, or a gridrun.pbt.PBTConfig; needs
-    `population`) runs population-based training inside each population program (docs/population.md).
+    program. `pbt` (True, a dict of interval / quantile / resample, or a gridrun.pbt.PBTConfig) runs
+    population-based training: inside each population program with `population`, else in rounds of
+    `interval` epochs through checkpoints on any executor (docs/population.md).
     `dry_run` prints the plan and returns None without running anything. `worker_devices`
     pins local workers to device sets, one per worker, round robin (e.g. ["0", "1"]; docs/own-loop.md).
     `checkpoints` (best, last, both, none) overrides what each trial's fit / fit_loop keeps (default: the
@@ -282,7 +287,7 @@ def run_spec(spec: SweepSpec):
     replay(manifest, spec.runs_dir, sampler, pruner)  # a resumed sweep's sampler and pruner learn the past
     grouper = _grouper(spec, manifest, grid)
     executor = _executor(spec)
-    seconds = _run(spec, manifest, executor, grouper, sampler, pruner)
+    seconds = _run(spec, manifest, executor, grouper, sampler, pruner, _rounds(spec, manifest, grid))
     print_results(manifest, seconds, quiet=spec.quiet, hint_args=runs_dir_hint(spec.runs_dir))
     return _results(spec, manifest)
 
@@ -349,8 +354,9 @@ def _recorded_settings(spec: SweepSpec, manifest: Manifest) -> None:
     spec.metric = spec.metric or d.get("metric")
     spec.mode = spec.mode or d.get("mode")
     spec.seed = d.get("seed")
-    if not spec.wants_pbt and isinstance(d.get("pbt"), dict):  # a PBT sweep stays one (in population mode)
-        spec.pbt, spec.population = dict(d["pbt"]), True
+    if not spec.wants_pbt and isinstance(d.get("pbt"), dict):  # a PBT sweep stays one (in population mode or not)
+        spec.pbt = dict(d["pbt"])
+        spec.population = spec.population or bool((d.get("settings") or {}).get("population", True))
     recorded = d.get("pruner") or {}
     spec.prune_metric = spec.prune_metric or recorded.get("metric")
     if spec.prune is None:
@@ -447,6 +453,16 @@ def _grouper(spec: SweepSpec, manifest: Manifest, grid: Grid | None = None) -> G
                    PopulationConfig.from_env(max_size=spec.population_size, pbt=pbt), workers=spec.jobs)
 
 
+def _rounds(spec: SweepSpec, manifest: Manifest, grid: Grid | None) -> Any:
+    """PBT outside a population (sweep/pbt_rounds.py), or None."""
+    if not spec.wants_pbt or spec.population:
+        return None
+    from .pbt_rounds import PBTRounds
+
+    return PBTRounds(_pbt_config(spec, grid, manifest.data["script_path"], manifest.data["seed"]), manifest,
+                     spec.runs_dir)
+
+
 def _executor(spec: SweepSpec) -> Executor:
     backend = spec.backend
     if spec.worker_devices and backend is None and spec.jobs > 1:
@@ -455,13 +471,13 @@ def _executor(spec: SweepSpec) -> Executor:
 
 
 def _run(spec: SweepSpec, manifest: Manifest, executor: Executor, grouper: Grouper | None,
-         sampler: Sampler, pruner: Pruner | None) -> float:
+         sampler: Sampler, pruner: Pruner | None, pbt: Any = None) -> float:
     """The sweep loop, with the executor closed and the manifest saved however it ends; its seconds."""
     t0 = time.monotonic()
     try:
         run_sweep(manifest, executor, spec.runs_dir, retries=spec.retries, max_failures=spec.max_failures,
                   quiet=spec.quiet, max_bytes=spec.max_artifact_bytes, grouper=grouper, sampler=sampler,
-                  pruner=pruner)
+                  pruner=pruner, pbt=pbt)
     except KeyboardInterrupt:
         print(f"\nSweep {manifest.id} interrupted; continue it with: gridrun tuning-run --resume {manifest.id}"
               f"{runs_dir_hint(spec.runs_dir)}", file=sys.stderr, flush=True)

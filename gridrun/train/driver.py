@@ -160,6 +160,8 @@ class Member:
         from ..checkpoint import resume_state
 
         epoch, tree = resume_state(self.ctx.run_dir, {"state": state, "rng": rng})
+        if resume.get("exploit"):  # sequential PBT: the donor's state, with this trial's explored values
+            tree["state"] = exploited(tree["state"], state, resume["exploit"])
         if self.history is not None:
             for row in range(epoch):
                 self.history.append({k: (v[row] if row < len(v) else None)
@@ -248,6 +250,24 @@ class Member:
             close = getattr(observe, "close", None)
             if close is not None:
                 close()
+
+
+def exploited(restored: State, fresh: State, exploit: dict[str, Any]) -> State:
+    """A donor's restored train state for a recipient of sequential PBT (gridrun/sweep/pbt_rounds.py):
+    the state's current learning rate scaled by the ratio of the recipient's new learning rate (the flag
+    whose explored value is the fresh state's rate) to the donor's value of it, as the population's
+    exploit scales it (train/population/exploit.py)."""
+    if not (isinstance(restored, dict) and isinstance(fresh, dict) and "lr" in restored and "lr" in fresh):
+        return restored
+    now = float(np.asarray(fresh["lr"]))
+    for name, new in (exploit.get("values") or {}).items():
+        old = (exploit.get("donor_values") or {}).get(name)
+        if isinstance(new, (int, float)) and isinstance(old, (int, float)) and old and \
+                np.isclose(np.float32(new), now, rtol=1e-6, atol=0.0):
+            scale = np.float32(np.float32(new) / float(np.float32(old)))
+            lr = jax.numpy.asarray(restored["lr"])
+            return dict(restored, lr=(lr * scale).astype(lr.dtype))
+    return restored
 
 
 def train_alone(program: TrainingProgram, state: State, hparams: Any, data: dict[str, jax.Array],
