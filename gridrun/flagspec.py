@@ -558,6 +558,22 @@ def help_text(declared: dict[str, FlagSpec]) -> str:
 # Static discovery: the flags a script declares, read without running it.
 
 
+def _check_call(declare: Any, pos: list[Any], kws: dict[str, Any], where: str) -> None:
+    """A flag_*() call whose arguments do not fit its signature: one line naming them (not a TypeError)."""
+    import inspect
+
+    sig = inspect.signature(declare)
+    try:
+        sig.bind(*pos, **kws)
+    except TypeError as exc:
+        names = ", ".join(sig.parameters)
+        unknown = [k for k in kws if k not in sig.parameters]
+        problem = (f"{declare.__name__}() has no argument {', '.join(repr(k) for k in unknown)}" if unknown
+                   else f"{declare.__name__}(): {exc}")
+        raise FlagError(f"{where}: {problem}; its arguments are {names}: a range is values=gridrun.uniform(lo, hi) "
+                        f"(or gridrun.loguniform, gridrun.randint), a list of values is values=[...]") from None
+
+
 def declared_flags(script: str | os.PathLike) -> dict[str, FlagSpec]:
     """Find the `gridrun.flags(...)` declaration in a script's source and return its specs.
 
@@ -586,7 +602,9 @@ def declared_flags(script: str | os.PathLike) -> dict[str, FlagSpec]:
                     what = f"flag '{arg.args[0].value}'"
                 pos = [consts.value(a, what) for a in arg.args]
                 kws = {k.arg: consts.value(k.value, what) for k in arg.keywords}
-                specs.append(_DECLARERS[_call_name(arg)](*pos, **kws))
+                declare = _DECLARERS[_call_name(arg)]
+                _check_call(declare, pos, kws, f"{path}:{arg.lineno}: {what}")
+                specs.append(declare(*pos, **kws))
             kw = {}
             for k in node.keywords:
                 if k.arg in ("config", "file", "arguments"):

@@ -163,6 +163,11 @@ def test_declared_flags_reads_source_without_running(tmp_path):
     with pytest.raises(FlagError, match=r"bad.py:2: flag 'lr' uses `float\(os.environ\['LR'\]\)`, which gridrun "
                                         r"cannot read without running the script: write its default as a literal"):
         declared_flags(bad)
+    bad.write_text("import gridrun\nFLAGS = gridrun.flags(\n    gridrun.flag_numeric('lr', 0.1, range=(0, 1)))\n")
+    with pytest.raises(FlagError, match=r"bad.py:3: flag 'lr': flag_numeric\(\) has no argument 'range'; its arguments "
+                                        r"are name, default, description, static, values, when: a range is "
+                                        r"values=gridrun.uniform"):
+        declared_flags(bad)  # (a TypeError with a traceback before)
 
 
 def test_declared_flags_evaluates_constant_expressions_and_module_constants(tmp_path):
