@@ -322,9 +322,12 @@ def restore_into(target: Any, raw: Mapping[str, Any], header: Mapping[str, Any],
         if arr.shape != shape or arr.dtype != dtype:
             raise CheckpointMismatch(f"{where}: leaf {key} is {arr.dtype}{list(arr.shape)} in the checkpoint but "
                                      f"{dtype}{list(shape)} in the model: {fix}")
-        leaves.append(jnp.asarray(arr))
+        leaves.append(arr)
     if counted != len(paths):
         raise CheckpointMismatch(f"{where} holds {counted} arrays where the model's state has {len(paths)}: {fix}")
+    arrays = [i for i, leaf in enumerate(leaves) if isinstance(leaf, np.ndarray)]
+    for i, leaf in zip(arrays, jax.device_put([leaves[i] for i in arrays]), strict=True):  # one transfer
+        leaves[i] = leaf
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
@@ -344,8 +347,10 @@ class Checkpointer:
     is due, at most once per epoch, so epochs without a save cost a comparison). `close(get_state)` at
     the end (normal or not): writes the last epoch when `every` skipped it. `record(**props)`, when
     given, receives the run's checkpoint properties (`checkpoint_epoch`: the best epoch,
-    `checkpoint_last_epoch`, `checkpoint_metric`, `checkpoint_bytes`) after the first save, then at
-    most every RECORD_EVERY seconds, and at close().
+    `checkpoint_last_epoch`, `checkpoint_metric`, `checkpoint_bytes`) after a save at most every
+    RECORD_EVERY seconds (a trial's first RECORD_EVERY seconds record nothing), and at close(), where
+    `note(**props)`, when given, takes them instead (a run's properties the run's end writes: a sweep
+    trial's segment is often shorter than that).
 
     For a population slot, pass `get_state` returning the slot's state already cut from the vmapped
     one (e.g. `lambda: engine.unstack(state, i)`): what is saved does not depend on how it was trained.
@@ -355,13 +360,13 @@ class Checkpointer:
 
     def __init__(self, run_dir: str | os.PathLike, policy: Any = "both", metric: str | None = None,
                  mode: str | None = "auto", record: Callable[..., None] | None = None, resume: bool = False,
-                 background: bool = False) -> None:
+                 background: bool = False, note: Callable[..., None] | None = None) -> None:
         self.run_dir = Path(run_dir)
         # background: the state is taken at on_epoch (get_state() is called there, as always), and a
         # thread of this Checkpointer serializes and writes it while training goes on; close() waits
         self.writer = _Writer() if background else None
         self.policy = CheckpointPolicy.parse(policy)
-        self.metric, self.mode, self.record = metric, mode, record
+        self.metric, self.mode, self.record, self.note = metric, mode, record, note
         self.name: str | None = None  # the metric that ranks epochs, fixed at the first epoch that has one
         self.best_value: float | None = None
         self.best_epoch: int | None = None
@@ -371,7 +376,7 @@ class Checkpointer:
         self.seconds = 0.0  # spent saving (serializing and writing)
         self.saves = 0
         self.times: list[float] = []  # seconds of each save
-        self._recorded_at: float | None = None  # when a save last recorded the properties
+        self._recorded_at = time.monotonic()  # when the properties were last recorded (or the saver made)
         self._recorded: dict[str, Any] | None = None  # what it recorded
         self._cleaned = False
         if resume:
@@ -426,7 +431,7 @@ class Checkpointer:
         if self.record is not None and self.saves:
             props = self.properties()
             if props != self._recorded:  # what is on disk now, unless the last save recorded just that
-                self.record(**props)
+                (self.note or self.record)(**props)
                 self._recorded = props
         return self.properties()
 
@@ -477,7 +482,7 @@ class Checkpointer:
         self.saves += 1
         # the properties follow the saves at most every RECORD_EVERY seconds (a properties.json write
         # each epoch was a fifth of a save's cost); close() records the final ones
-        if self.record is not None and (self._recorded_at is None or time.monotonic() - self._recorded_at >= RECORD_EVERY):
+        if self.record is not None and time.monotonic() - self._recorded_at >= RECORD_EVERY:
             self._recorded_at = time.monotonic()
             self._recorded = self.properties()
             self.record(**self._recorded)
@@ -594,7 +599,8 @@ def for_run(ctx: Any, policy: Any) -> Checkpointer | None:
     if parsed is None:
         return None
     return Checkpointer(ctx.run_dir, parsed, getattr(ctx, "metric", None), getattr(ctx, "mode", None) or "auto",
-                        record=ctx.write_properties, resume=bool(getattr(ctx, "resume_from", None)),
+                        record=ctx.write_properties, note=getattr(ctx, "note_properties", None),
+                        resume=bool(getattr(ctx, "resume_from", None)),
                         background=True)
 
 

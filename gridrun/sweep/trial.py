@@ -80,7 +80,7 @@ class PruneHook:
             return  # promoted from this rung (a trial that could not continue its checkpoint trains through it)
         if decision == PAUSE:  # a promoting pruner: wait at this rung, the checkpoint of this epoch kept
             message = f"paused at epoch {epoch} ({name}={value:.4g}), until promoted"
-            ctx.write_properties(paused=message, paused_epoch=epoch)
+            ctx.note_properties(paused=message, paused_epoch=epoch)  # the run's end, at once, writes them
             raise TrialPaused(message)
         message = f"pruned at epoch {epoch} ({name}={value:.4g})"
         ctx.note_properties(pruned=message, pruned_epoch=epoch)  # the run's end, at once, writes them

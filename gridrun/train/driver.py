@@ -169,7 +169,7 @@ class Member:
         self.completed = epoch
         if epoch >= self.epochs:
             self.stop = Stop.BUDGET
-        self.ctx.write_properties(resumed_from_epoch=epoch, resumed_from_run=resume.get("run"))
+        self.ctx.note_properties(resumed_from_epoch=epoch, resumed_from_run=resume.get("run"))  # with the next write
         if self.progress is not None:
             self.progress.note(f"Continuing from epoch {epoch} (checkpoint of run {resume.get('run')})")
         return tree["state"]
