@@ -104,6 +104,30 @@ class _Batches:
         return self.pending.pop(0)
 
 
+def program_key(static_flags: Iterable[str], flags: dict[str, Any]) -> tuple[Any, ...] | None:
+    """A trial's affinity key: the values of its static flags (integers included: a width changes the
+    compiled program). Trials with equal keys share their compiled programs, so the local executor runs
+    them on one worker (executors/local.py). None while a trial's flags are not drawn yet."""
+    if not flags:
+        return None
+    return tuple((name, repr(flags[name])) for name in static_flags if name in flags)
+
+
+def affinity_key(script: str) -> Callable[[dict[str, Any]], tuple[Any, ...] | None] | None:
+    """flags -> program_key for `script`'s declared static flags; None when the script declares none
+    (or its declaration cannot be read: the sweep checked it already, affinity is only a preference)."""
+    from ..errors import GridrunError
+    from ..flagspec import declared_flags
+
+    try:
+        static = tuple(name for name, spec in declared_flags(script).items() if spec.is_static)
+    except (GridrunError, OSError):
+        return None
+    if not static:
+        return None
+    return lambda flags: program_key(static, flags)
+
+
 def worker_function(grouper: Grouper | None) -> Callable[[Any], Any]:
     """What a worker runs for one task: a trial, or a population group."""
     return run_trial if grouper is None else run_group
