@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .trial import PopulationTask, TrialResult, TrialTask, run_trial, run_trials, train_together
+from .trial import PopulationTask, TrialResult, TrialTask, _one_by_one, run_trial, run_trials, train_together
 
 if TYPE_CHECKING:  # the sweep's client imports no JAX until it runs a population
     from ..train.population import PopulationConfig
@@ -43,10 +43,31 @@ class GroupTask(PopulationTask):
     config: PopulationConfig | None = None
 
 
+PRUNED_ALONE = ("trained one after another, as in a sequential sweep: the sweep's pruner stops them at its rungs, "
+                "and on this backend a population program loses that to sequential training "
+                "(bench/population.py --modes, the asha case; GRIDRUN_POPULATION_PRUNED=1 trains them together)")
+
+
 def run_group(task: GroupTask) -> list[TrialResult]:
     """Run a group of trials (on a worker) in population mode, as `task.config` says; one result per
-    trial, in order."""
+    trial, in order. Trials a pruner watches train one after another where the configuration or, by
+    default, the worker's cost model (widths.Costs.pruned_together: False on a CPU) says so, said in one line."""
+    if any(t.pruner is not None for t in task.tasks) and not pruned_together(task.config):
+        import sys
+
+        print(f"gridrun population: {len(task.tasks)} trials {PRUNED_ALONE}", file=sys.stderr, flush=True)
+        return run_trials(task.tasks, _one_by_one)
     return run_trials(task.tasks, lambda plans: train_together(plans, task.config))
+
+
+def pruned_together(config: PopulationConfig | None) -> bool:
+    """Do trials that a sweep's pruner watches train together (config.pruned_together; None: the backend's
+    cost model)?"""
+    if config is not None and config.pruned_together is not None:
+        return config.pruned_together
+    from ..train import widths
+
+    return widths.costs().pruned_together
 
 
 class Grouper:
