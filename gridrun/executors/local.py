@@ -1,24 +1,32 @@
-"""Parallel trials on this machine in a reusable pool of worker processes (joblib's loky).
+"""Parallel trials on this machine in reusable worker processes (joblib's loky), one pool of one per worker.
 
 Workers live across trials (and across sweeps of one Python session), so Python start-up, the JAX
 import and compiled programs are paid once per worker, not once per trial. When a worker process
-dies (segfault, out of memory, os._exit), loky reports every task in flight as failed with
-TerminatedWorkerError/BrokenProcessPool; those trials are marked failed and the next submission gets a
-fresh pool.
+dies (segfault, out of memory, os._exit), loky reports its task as failed with
+TerminatedWorkerError/BrokenProcessPool; that trial is marked failed and the worker's next task gets a
+fresh process (with the same cores and devices).
+
+Trials that share a compiled program go to one worker (issue 22: with two workers each compiling
+every width, `--jobs 2` lost to one process). The sweep keys each trial by its static flags (integer,
+string and boolean ones: they change the program's shapes; sweep/groups.py program_key) and its task
+source offers `next_preferring` (executors/base.py): a free worker takes the first queued trial whose
+program it has compiled, else one whose program no worker has yet (compiled beside the others), else a
+share of the program with the most trials left (`choose`; with fewer than STEAL_AT left per worker
+having it, it waits instead of compiling it again). A worker is a loky pool of one so that a task can
+be sent to the worker of choice.
 
 Workers die with their client: each one watches its parent process (a thread polling `os.getppid()`,
 installed by the pool's initializer) and exits within PARENT_POLL_SECONDS when the client is gone, even
 after a kill -9 that gave the client no chance to stop them. Left alone, they would finish the trials
 they had (loky keeps idle workers for its idle timeout) while a resumed sweep runs the same trials again.
 
-Workers share the cores instead of fighting over them: before it imports JAX, each worker claims one
-of `jobs` disjoint blocks of the client's cores (`core_blocks`) and pins itself to it
-(`os.sched_setaffinity`), so XLA's CPU thread pool, which sizes itself by the schedulable cores, and
-the BLAS/OpenMP pools (OMP_NUM_THREADS and the like) use cores / jobs threads; a worker of one core
+Workers share the cores instead of fighting over them: before it imports JAX, worker k pins itself to
+block k of `jobs` disjoint blocks of the client's cores (`core_blocks`, `os.sched_setaffinity`), so
+XLA's CPU thread pool, which sizes itself by the schedulable cores (its tf_XLAEigen threads, tested),
+and the BLAS/OpenMP pools (OMP_NUM_THREADS and the like) use cores / jobs threads; a worker of one core
 also runs Eigen single-threaded (XLA_FLAGS). Without this, two workers on two cores each start a
-thread per core and `--jobs 2` ran slower than one process (issue 22). A block is claimed by holding
-a lock on its file for the worker's life (a dead worker's block is free again for its replacement).
-`GRIDRUN_WORKER_CORES=0` turns the pinning off.
+thread per core. `GRIDRUN_WORKER_CORES=0` turns the pinning off. `shutdown_workers()` stops them (the
+next sweep starts fresh ones).
 """
 
 from __future__ import annotations
