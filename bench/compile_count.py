@@ -127,7 +127,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=20)
     args = ap.parse_args()
     os.environ["GRIDRUN_JAX_CACHE"] = "off"  # count every compilation; workers inherit this
-    from joblib.externals.loky import get_reusable_executor
+    from gridrun.executors.local import shutdown_workers
 
     floats = [round(0.05 * i, 2) for i in range(1, 6)]
     sweeps = {
@@ -140,7 +140,7 @@ def main() -> None:
         for kind, (source, grid) in sweeps.items():
             folder = Path(tmp) / kind
             folder.mkdir()
-            get_reusable_executor(max_workers=2).shutdown(wait=True)  # fresh workers: counts start at 0
+            shutdown_workers()  # fresh workers: counts start at 0
             for pid, (n, first, later) in run(kind, source, folder, args.trials, grid).items():
                 print(f"{kind:<8} {pid:>8} {n:>6} {first:>20} {later:>23}")
 

@@ -74,9 +74,9 @@ def main() -> None:
             for backend, jobs, name in (("inprocess", 1, "inprocess"), ("local", 2, "local 2, cold"),
                                         ("local", 2, "local 2, warm")):
                 if name.endswith("cold"):  # new worker processes: their start-up is in this sweep
-                    from joblib.externals.loky import get_reusable_executor
+                    from gridrun.executors.local import shutdown_workers
 
-                    get_reusable_executor(max_workers=jobs).shutdown(wait=True)
+                    shutdown_workers()
                 per_trial, latency = sweep(script, folder / f"runs_{name[-4:]}", args.trials, backend, jobs)
                 rows.append((label, name, per_trial, latency, base))
         print(f"{'trial script':<12} {'gridrun executor':<18} {'s/trial':>8} {'latency':>8} "

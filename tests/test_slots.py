@@ -92,11 +92,13 @@ gridrun.fit(model, x[:600], y[:600], loss="categorical_crossentropy", metrics=("
 """
 
 
-def test_asha_in_a_refilled_population_gives_each_trial_its_alone_metrics(tmp_path):
+def test_asha_in_a_refilled_population_gives_each_trial_its_alone_metrics(tmp_path, monkeypatch):
     """A sweep of 12 trials in population mode with 4 slots and ASHA: pruned trials free their slots for
     waiting ones, and every trial's per-epoch metrics are those of training it alone, for the epochs
-    it was granted."""
+    it was granted. (On a CPU pruned trials train one after another unless asked: asked here.)"""
     import json
+
+    monkeypatch.setenv("GRIDRUN_POPULATION_PRUNED", "1")
 
     script = tmp_path / "train.py"
     script.write_text(SWEEP_SCRIPT)
@@ -247,12 +249,14 @@ gridrun.fit(model, x[:600], y[:600], loss="categorical_crossentropy", metrics=("
 """
 
 
-def test_a_searched_width_with_asha_refills_padded_slots_with_alone_metrics(tmp_path):
+def test_a_searched_width_with_asha_refills_padded_slots_with_alone_metrics(tmp_path, monkeypatch):
     """Issue 20: with a width searched (units 8/16/32), ASHA and 4 slots, the 12 trials are width-merged
     into ONE program of 4 padded slots that is refilled as trials end (no chunks whose pruned slots stay
     frozen): each trial records that it trained in a refilled, padded slot, and its per-epoch metrics are
     those of training it alone for the epochs it was granted."""
     import json
+
+    monkeypatch.setenv("GRIDRUN_POPULATION_PRUNED", "1")  # together, also on a CPU
 
     script = tmp_path / "train.py"
     script.write_text(WIDTH_SWEEP_SCRIPT)

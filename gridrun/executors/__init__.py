@@ -3,7 +3,7 @@
 | name | where | notes |
 |---|---|---|
 | inprocess | this process, one after the other | no start-up cost; a crash of the process ends the sweep |
-| local | a reusable pool of `jobs` worker processes (loky) | workers kept across trials |
+| local | `jobs` reusable worker processes (loky pools of one) | workers kept across trials; a trial goes to the worker with its program |
 | dask | a Dask cluster (`scheduler=`), or a LocalCluster | no shared file system needed |
 | ray | Ray remote tasks | no shared file system needed; Ray imported lazily |
 

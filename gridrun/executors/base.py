@@ -9,6 +9,13 @@ error aborts the whole call).
 `tasks` is read lazily, at most `slots` in flight, and is polled again after every outcome: a caller
 that refills its queue (retries) or empties it (--max-failures) steers the run while it goes.
 
+Affinity (optional, a hint): a task source may offer `next_preferring(choose)`, which calls
+`choose(keys)` with the affinity keys of the tasks it could give next (in its order; None: not known
+yet), takes the task at the position returned, and returns `(task, key)`; StopIteration as `next`. Tasks
+with equal keys share compiled programs (the sweep keys a trial by its static flags), so an executor
+that can send a task to the worker of its choice (local.py) lets each free worker pick one whose
+program it has already compiled. `submit_all` here ignores it (iterating the source as before).
+
 The contract every backend passes is tests/test_executor_contract.py: outcomes in completion order,
 a raising task does not stop the others, a worker killed by a signal is reported as a crash
 (`is_crash`), cancel leaves no task running, at most `slots` tasks run at once. A new backend (e.g.

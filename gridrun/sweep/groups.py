@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .trial import PopulationTask, TrialResult, TrialTask, run_trial, run_trials, train_together
+from .trial import PopulationTask, TrialResult, TrialTask, _one_by_one, run_trial, run_trials, train_together
 
 if TYPE_CHECKING:  # the sweep's client imports no JAX until it runs a population
     from ..train.population import PopulationConfig
@@ -43,10 +43,31 @@ class GroupTask(PopulationTask):
     config: PopulationConfig | None = None
 
 
+PRUNED_ALONE = ("trained one after another, as in a sequential sweep: the sweep's pruner stops them at its rungs, "
+                "and on this backend a population program loses that to sequential training "
+                "(bench/population.py --modes, the asha case; GRIDRUN_POPULATION_PRUNED=1 trains them together)")
+
+
 def run_group(task: GroupTask) -> list[TrialResult]:
     """Run a group of trials (on a worker) in population mode, as `task.config` says; one result per
-    trial, in order."""
+    trial, in order. Trials a pruner watches train one after another where the configuration or, by
+    default, the worker's cost model (widths.Costs.pruned_together: False on a CPU) says so, said in one line."""
+    if any(t.pruner is not None for t in task.tasks) and not pruned_together(task.config):
+        import sys
+
+        print(f"gridrun population: {len(task.tasks)} trials {PRUNED_ALONE}", file=sys.stderr, flush=True)
+        return run_trials(task.tasks, _one_by_one)
     return run_trials(task.tasks, lambda plans: train_together(plans, task.config))
+
+
+def pruned_together(config: PopulationConfig | None) -> bool:
+    """Do trials that a sweep's pruner watches train together (config.pruned_together; None: the backend's
+    cost model)?"""
+    if config is not None and config.pruned_together is not None:
+        return config.pruned_together
+    from ..train import widths
+
+    return widths.costs().pruned_together
 
 
 class Grouper:
@@ -102,6 +123,30 @@ class _Batches:
         if not self.pending:
             raise StopIteration
         return self.pending.pop(0)
+
+
+def program_key(static_flags: Iterable[str], flags: dict[str, Any]) -> tuple[Any, ...] | None:
+    """A trial's affinity key: the values of its static flags (integers included: a width changes the
+    compiled program). Trials with equal keys share their compiled programs, so the local executor runs
+    them on one worker (executors/local.py). None while a trial's flags are not drawn yet."""
+    if not flags:
+        return None
+    return tuple((name, repr(flags[name])) for name in static_flags if name in flags)
+
+
+def affinity_key(script: str) -> Callable[[dict[str, Any]], tuple[Any, ...] | None] | None:
+    """flags -> program_key for `script`'s declared static flags; None when the script declares none
+    (or its declaration cannot be read: the sweep checked it already, affinity is only a preference)."""
+    from ..errors import GridrunError
+    from ..flagspec import declared_flags
+
+    try:
+        static = tuple(name for name, spec in declared_flags(script).items() if spec.is_static)
+    except (GridrunError, OSError):
+        return None
+    if not static:
+        return None
+    return lambda flags: program_key(static, flags)
 
 
 def worker_function(grouper: Grouper | None) -> Callable[[Any], Any]:

@@ -23,7 +23,7 @@ from ..errors import GridrunError
 from ..executors import Executor
 from ..record import Status, close_run, last_metrics, read_metrics
 from . import remote
-from .groups import Grouper, expand, worker_function
+from .groups import Grouper, affinity_key, expand, worker_function
 from .manifest import SAVE_INTERVAL, Manifest
 from .progress import Reporter, sweep_metric, sweep_objectives
 from .pruners import Pruner
@@ -36,10 +36,13 @@ CONTEXTS = {"inprocess": "local", "local": "worker"}  # the run's `context` prop
 
 
 class _Tasks:
-    """The state's queue as trial tasks; an iterator that may resume after StopIteration (a generator cannot)."""
+    """The state's queue as trial tasks; an iterator that may resume after StopIteration (a generator cannot).
+    With `key` (a trial's flags -> its program's affinity key, sweep/groups.py) it also offers
+    `next_preferring` (executors/base.py): a worker picks the queued trial whose program it has."""
 
-    def __init__(self, state: SweepState, make: Callable[[int], TrialTask]):
-        self.state, self.make = state, make
+    def __init__(self, state: SweepState, make: Callable[[int], TrialTask],
+                 key: Callable[[dict[str, Any]], Any] | None = None):
+        self.state, self.make, self.key = state, make, key
 
     def __iter__(self) -> _Tasks:
         return self
@@ -49,6 +52,19 @@ class _Tasks:
         if i is None:  # nothing to submit now: the executor polls again after each outcome
             raise StopIteration
         return self.make(i)
+
+    def next_preferring(self, choose: Callable[[list[Any]], int | None]) -> tuple[TrialTask, Any]:
+        """(task, its affinity key) of the queued trial `choose` picks from the queued trials' keys
+        (StopIteration: none now, or `choose` returned None)."""
+        key = self.key
+        if key is None:
+            return next(self), None
+        trials = self.state.trials
+        i = self.state.next_trial(pick=lambda queue: choose([key(trials[j].flags) for j in queue]))
+        if i is None:
+            raise StopIteration
+        task = self.make(i)
+        return task, key(task.flags)
 
 
 def run_sweep(
@@ -92,7 +108,7 @@ def run_sweep(
     check = MetricCheck(manifest, metric, pruner, reporter)
     error: GridrunError | None = None
     try:
-        tasks: Any = _Tasks(state, make_task)
+        tasks: Any = _Tasks(state, make_task, affinity_key(manifest.data["script_path"]) if grouper is None else None)
         for task, result in executor.submit_all(worker_function(grouper), grouper.batches(tasks) if grouper else tasks):
             for trial_task, outcome in expand(task, result):
                 _ended(manifest, state, executor, reporter, runs_dir, sampler, check, trial_task.trial, outcome,

@@ -18,6 +18,7 @@ from ..record import Status
 
 # Attempt statuses after which a trial is not run again, in this session or on resume
 FINAL = (Status.COMPLETED, Status.PRUNED)
+PICK_WINDOW = 1000  # queued trials a `pick` chooses among (the first ones)
 
 
 def as_status(value: Any, default: Status = Status.RUNNING) -> Status:
@@ -164,9 +165,11 @@ class SweepState:
         return {t.trial: int(t.last.extra.get("paused_epoch") or 0) for t in self.trials
                 if t.status == Status.PAUSED and t.last is not None and t.trial not in self.in_flight}
 
-    def next_trial(self) -> int | None:
+    def next_trial(self, pick: Callable[[list[int]], int | None] | None = None) -> int | None:
         """The next trial to submit, or None when nothing may be submitted now: a paused trial the pruner
-        promotes first (it continues from its checkpoint), then the queue."""
+        promotes first (it continues from its checkpoint), then the queue: its first trial, or the one
+        `pick` chooses (given the queued trials in order, it returns a position, or None to take none now;
+        an executor's worker choosing a trial whose program it has compiled)."""
         if self.closed or self.solo & self.in_flight:
             return None
         if self.promote is not None:
@@ -180,7 +183,14 @@ class SweepState:
             return None
         if self.queue[0] in self.solo and self.in_flight:
             return None  # a crash suspect waits until it can run alone
-        i = self.queue.popleft()
+        if pick is None or not self.solo.isdisjoint(self.queue):  # crash suspects keep their turn
+            i = self.queue.popleft()
+        else:
+            pos = pick(list(self.queue)[:PICK_WINDOW])
+            if pos is None:  # the picker waits (none of these for it now)
+                return None
+            i = self.queue[pos]
+            del self.queue[pos]
         self.in_flight.add(i)
         return i
 

@@ -146,6 +146,11 @@ class Costs:
     step_seconds: float
     compile_seconds: float
     group_seconds: float
+    # With a sweep's pruner stopping trials at its rungs (ASHA, Hyperband, median), trials train a few epochs
+    # each and a refilled program spends its time on slot refills and on slots idle while the pruner
+    # decides; where that loses to sequential training (a CPU: bench/population.py --modes, the asha case),
+    # pruned trials train one after another, as in a sequential sweep.
+    pruned_together: bool = True
 
 
 # Measured on the project's 2-core CPU (bench/population.py; a shared machine, so rough): about 1e11 FLOP/s
@@ -155,7 +160,7 @@ class Costs:
 # compilation, so merging and grouping pay almost always.
 COSTS: dict[str, Costs] = {
     "cpu": Costs(flops_per_second=1.0e11, vmap_speedup=1.2, step_seconds=3e-4, compile_seconds=3.0,
-                 group_seconds=0.5),
+                 group_seconds=0.5, pruned_together=False),
     "gpu": Costs(flops_per_second=2.0e13, vmap_speedup=1.0, step_seconds=1e-4, compile_seconds=8.0,
                  group_seconds=1.0),
     "tpu": Costs(flops_per_second=5.0e13, vmap_speedup=1.0, step_seconds=1e-4, compile_seconds=15.0,

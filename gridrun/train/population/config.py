@@ -31,6 +31,9 @@ class PopulationConfig:
     host_rows: bool | None = None  # refilled slots' rows cut with numpy (True), on the device (False), by backend (None)
     stats_file: str | None = None  # each population appends its PopulationStats here as one JSON line (benchmarks)
     pbt: PBTConfig | None = None  # population-based training inside each program (gridrun/pbt.py); None: off
+    # trials a sweep's pruner watches: together (True), one after another (False), by the backend (None: together
+    # except on a CPU, where a population loses ASHA's short trials to sequential training; widths.Costs)
+    pruned_together: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_size", "devices", "size_cap"):
@@ -43,7 +46,8 @@ class PopulationConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **given: Any) -> PopulationConfig:
         """The configuration the environment asks for (GRIDRUN_WIDTH_MERGE=0, GRIDRUN_SLOT_REFILL=0,
-        GRIDRUN_POPULATION_SIZE=N, GRIDRUN_POPULATION_DEVICES=N, GRIDRUN_POPULATION_STATS=path), with
+        GRIDRUN_POPULATION_SIZE=N, GRIDRUN_POPULATION_DEVICES=N, GRIDRUN_POPULATION_STATS=path,
+        GRIDRUN_POPULATION_PRUNED=1/0: pruned trials together or one after another), with
         `given` values (those not None) taking precedence. Read once, where the sweep is set up."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {
@@ -52,6 +56,7 @@ class PopulationConfig:
             "size_cap": _positive(env, "GRIDRUN_POPULATION_SIZE"),
             "devices": _positive(env, "GRIDRUN_POPULATION_DEVICES"),
             "stats_file": env.get("GRIDRUN_POPULATION_STATS") or None,
+            "pruned_together": _switch(env, "GRIDRUN_POPULATION_PRUNED"),
         }
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(given) - names)
@@ -59,6 +64,12 @@ class PopulationConfig:
             raise GridrunError(f"PopulationConfig has no setting {unknown[0]!r}; the settings are {sorted(names)}")
         values.update({k: v for k, v in given.items() if v is not None})
         return cls(**values)
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool | None:
+    """An on/off variable: True, False, or None when unset or empty."""
+    text = (env.get(name) or "").strip().lower()
+    return None if not text else text not in _OFF
 
 
 def _positive(env: Mapping[str, str], name: str) -> int | None:
