@@ -32,8 +32,9 @@ same training function (gridrun.fit, the same data arrays, model and training se
 process and sequential, after one warm-up of both that compiles every width (outside the timings).
 Optuna's loop suggests the values in the order gridrun's sampler asks them (the lists, then the
 ranges), so both draw the same random startup trials; in both a rung at the last epoch stops nothing.
-Neither evaluates on the test set. It prints each seed's best val_loss and wall time, how many trials
-were alike in both, and the medians. Target: gridrun's median best val_loss <= Optuna's, at no more
+Neither evaluates on the test set. Each seed runs both sides twice, in both orders (`--ab-rounds`), and
+a side's wall time for the seed is the mean of its two runs (the first of a pair ran up to 10% slower).
+It prints each seed's best val_loss and wall time, how many trials were alike in both, and the medians. Target: gridrun's median best val_loss <= Optuna's, at no more
 wall time. `--same-tpe`: Optuna's loop uses the TPE settings gridrun's `sampler="tpe"` uses
 (multivariate=False, which keeps Optuna's older defaults; Optuna 5's own default TPE differs), so both run the
 very same trials and their wall times differ by gridrun's cost per trial alone.
@@ -193,13 +194,14 @@ def vs_optuna(args: argparse.Namespace) -> None:
           f"reduction 4, seeds {seeds}")
     mine, theirs = [], []
     for seed in seeds:
-        def ours(seed: int = seed) -> dict:
+        def ours(seed: int = seed, runs: list[int] = [0]) -> dict:  # noqa: B006 - counts this seed's runs
             t0 = time.perf_counter()
             df = gridrun.tuning_run(script, fixed, sample=trials, seed=seed, sampler="tpe", prune="asha",
                                     sampler_options={"n_startup_trials": STARTUP},  # else its default: 3 here
-                                    prune_options={"grace": 1, "reduction": 4.0}, runs_dir=tmp / f"gridrun{seed}",
+                                    prune_options={"grace": 1, "reduction": 4.0}, runs_dir=tmp / f"gridrun{seed}-{runs[0]}",
                                     quiet=True)
             wall = time.perf_counter() - t0
+            runs[0] += 1
             df = df.sort_values("trial")
             return {"wall": wall, "best_val_loss": float(df["metric_val_loss"].min()),
                     "trial_epochs": int(df["epochs_completed"].fillna(0).sum()),
@@ -207,12 +209,20 @@ def vs_optuna(args: argparse.Namespace) -> None:
                     "trials": list(zip(df["flag_units"], df["flag_lr"], df["flag_dropout"],
                                        df["epochs_completed"].fillna(0).astype(int), strict=True))}
 
-        if seed % 2:  # alternate which goes first, so that neither always meets a warmer machine
-            o = optuna_loop(seed, trials, epochs, n_train, n_val, args.same_tpe)
-            g = ours()
-        else:
-            g = ours()
-            o = optuna_loop(seed, trials, epochs, n_train, n_val, args.same_tpe)
+        # each seed in both orders (gridrun then Optuna, then Optuna then gridrun; --ab-rounds 1: one order,
+        # alternating by seed): whichever runs first in a pair was measured slower by up to 10%, so
+        # the mean of both orders is each side's wall time for the seed
+        walls: dict[str, list[float]] = {"g": [], "o": []}
+        for r in range(args.ab_rounds):
+            first_ours = (r + seed) % 2 == 0
+            for side in ("g", "o") if first_ours else ("o", "g"):
+                res = ours() if side == "g" else optuna_loop(seed, trials, epochs, n_train, n_val, args.same_tpe)
+                walls[side].append(res["wall"])
+                if side == "g":
+                    g = res
+                else:
+                    o = res
+        g["wall"], o["wall"] = statistics.mean(walls["g"]), statistics.mean(walls["o"])
         mine.append(g)
         theirs.append(o)
         for name, r in (("gridrun tpe + asha", g), ("optuna tpe + sha", o)):
@@ -225,10 +235,11 @@ def vs_optuna(args: argparse.Namespace) -> None:
                  f"{next(k for k, (a, b) in enumerate(zip(g['trials'], o['trials'])) if a != b)}"), flush=True)
     med = {k: (statistics.median(r[k] for r in mine), statistics.median(r[k] for r in theirs))
            for k in ("best_val_loss", "wall")}
+    per_seed = statistics.median(a["wall"] / b["wall"] for a, b in zip(mine, theirs, strict=True))
     print(f"Median over {len(seeds)} seeds: best val_loss gridrun {med['best_val_loss'][0]:.4f} vs optuna "
           f"{med['best_val_loss'][1]:.4f} ({'met' if med['best_val_loss'][0] <= med['best_val_loss'][1] else 'missed'}; "
           f"target <=), wall {med['wall'][0]:.1f} s vs {med['wall'][1]:.1f} s ({med['wall'][0] / med['wall'][1]:.2f}x; "
-          f"target <= 1)")
+          f"target <= 1; the median of the seeds' ratios {per_seed:.2f}x)")
     print(f"(runs in {tmp})")
 
 
@@ -312,6 +323,8 @@ def main() -> None:
                    "with --promotion: 16 trials, 9 epochs, 3k samples, seeds 0-2")
     p.add_argument("--promotion", action="store_true",
                    help="only random + asha beside random + asha --promote (pause at rungs, promote the best)")
+    p.add_argument("--ab-rounds", type=int, default=2,
+                   help="with --vs-optuna: runs of each side per seed, in alternating order (2: both orders)")
     p.add_argument("--same-tpe", action="store_true",
                    help="with --vs-optuna: Optuna's loop uses the TPE settings gridrun's sampler='tpe' uses, so both "
                         "run the same trials and the wall times differ by gridrun's per-trial cost alone")
