@@ -8,7 +8,7 @@
 
 Files: `<run>/checkpoints/best.ckpt` (the best epoch by the sweep's metric and mode, else val_loss,
 else loss: gridrun/scoring.py's rule) and `last.ckpt` (the last epoch). Each file is a short header
-(a magic line, then one JSON line: payload length, SHA-256, epoch, metric and value, PRNG-key leaves)
+(a magic line, then one JSON line: payload length, CRC-32 (SHA-256 in older files), epoch, metric and value, PRNG-key leaves)
 followed by the payload: every leaf's bytes one after the other, the header naming each leaf's key
 path, dtype, shape and offset (the "raw" layout; checkpoints written before it hold
 `flax.serialization` msgpack of nested dicts of NumPy arrays named by their key paths, still read). A save writes a temporary file beside the target and `os.replace`s it
@@ -32,6 +32,7 @@ import os
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -170,7 +171,7 @@ def encode_parts(tree: Any, meta: Mapping[str, Any] | None = None) -> list[Any]:
         if not _raw_dtype(a.dtype):
             raise CheckpointError(f"the state's leaf {'/'.join(path)} is an array of {a.dtype}, which a checkpoint "
                                   f"cannot hold: keep only arrays of numbers (and PRNG keys) in the training state")
-    index, buffers, offset, digest = [], [], 0, hashlib.sha256()
+    index, buffers, offset, crc = [], [], 0, 0
     for path, a in leaves:
         if not a.dtype.isnative:
             a = a.astype(a.dtype.newbyteorder("="))
@@ -179,9 +180,11 @@ def encode_parts(tree: Any, meta: Mapping[str, Any] | None = None) -> list[Any]:
         buf = memoryview(a.reshape(-1).view(np.uint8)) if a.nbytes else b""  # (bfloat16 has no buffer format)
         index.append([list(path) or ["."], a.dtype.name, list(a.shape), offset])
         buffers.append(buf)
-        digest.update(buf)
+        crc = zlib.crc32(buf, crc)
         offset += a.nbytes
-    header = dict(meta or {}, bytes=offset, sha256=digest.hexdigest(), keys=keys, layout="raw",
+    # CRC-32 (zlib), as zip and PNG files check theirs: a torn or damaged file is what it must catch, and
+    # it costs a third of SHA-256 (0.7 against 2.1 ms for the chapter model's 2.9 MB, a third of a save)
+    header = dict(meta or {}, bytes=offset, crc32=crc, keys=keys, layout="raw",
                   byteorder=sys.byteorder, leaves=index)
     return [MAGIC + json.dumps(header, allow_nan=True).encode() + b"\n", *buffers]
 
@@ -212,13 +215,14 @@ def _split(data: bytes, where: str) -> tuple[dict[str, Any], bytes]:
         header = json.loads(data[len(MAGIC):end]) if end > 0 else None
     except ValueError:
         header = None
-    if not isinstance(header, dict) or "bytes" not in header or "sha256" not in header:
+    if not isinstance(header, dict) or "bytes" not in header or not ("sha256" in header or "crc32" in header):
         raise CorruptCheckpoint(f"{where} is truncated or damaged (unreadable header): {fix}")
     payload = data[end + 1:]
     if len(payload) != header["bytes"]:
         raise CorruptCheckpoint(f"{where} is truncated or damaged ({len(payload)} bytes of data where its header "
                                 f"says {header['bytes']}): {fix}")
-    if hashlib.sha256(payload).hexdigest() != header["sha256"]:
+    if ("crc32" in header and zlib.crc32(payload) != header["crc32"]) or \
+            ("sha256" in header and hashlib.sha256(payload).hexdigest() != header["sha256"]):
         raise CorruptCheckpoint(f"{where} is damaged (its checksum does not match): {fix}")
     return header, payload
 
