@@ -102,7 +102,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(5)))
     p.add_argument("--interval", type=int, default=2, help="PBT's interval (epochs)")
     p.add_argument("--quick", action="store_true", help="3k samples, 8 trials, 6 epochs, seed 0")
-    p.add_argument("--no-sequential", action="store_true", help="skip sequential random search")
+    p.add_argument("--no-sequential", action="store_true", help="skip sequential random search and sequential PBT")
+    p.add_argument("--only-sequential", action="store_true",
+                   help="sequential random search and sequential PBT only (their wall-time ratio)")
     args = p.parse_args()
     if args.quick:
         args.trials, args.epochs, args.n, args.seeds = 8, 6, 3000, [0]
@@ -114,8 +116,9 @@ def main() -> None:
     # compile every program once (a warm persistent cache): one trial alone, the population of N, PBT's gather
     warm = {"epochs": [2], "n": [args.n], "dataset": [args.dataset]}
     gridrun.tuning_run(script, warm, sample=1, seed=99, runs_dir=tmp / "warm", quiet=True)
-    gridrun.tuning_run(script, warm, sample=args.trials, seed=99, runs_dir=tmp / "warm", quiet=True,
-                       population=True, pbt={"interval": 1})
+    if not args.only_sequential:
+        gridrun.tuning_run(script, warm, sample=args.trials, seed=99, runs_dir=tmp / "warm", quiet=True,
+                           population=True, pbt={"interval": 1})
     if not args.no_sequential:  # and sequential PBT's restores from checkpoints
         gridrun.tuning_run(script, warm, sample=2, seed=99, runs_dir=tmp / "warm", quiet=True, pbt={"interval": 1})
     print(f"{args.trials} trials x {args.epochs} epochs, {args.dataset} n={args.n}, PBT interval {args.interval}, "
@@ -123,7 +126,8 @@ def main() -> None:
     rows: dict[str, list[dict]] = {"sequential random": [], "sequential pbt": [], "population random": [],
                                    "population pbt": []}
     for seed in args.seeds:
-        plan = [("population random", dict(population=True)), ("population pbt", dict(population=True, pbt=pbt))]
+        plan = [] if args.only_sequential else [("population random", dict(population=True)),
+                                                ("population pbt", dict(population=True, pbt=pbt))]
         if not args.no_sequential:
             plan[:0] = [("sequential random", {}), ("sequential pbt", dict(pbt=pbt))]
         for name, extra in plan:
@@ -144,7 +148,7 @@ def main() -> None:
             print(f"seed {seed} {name:18s} best val_loss {r['best_val_loss']:.4f}  test acc {r['test_acc']:.4f}  "
                   f"wall {r['wall']:6.1f} s  trial-epochs {r['trial_epochs']:4d}  failed {r['failed']}{breakdown}",
                   flush=True)
-        if rows["sequential pbt"]:
+        if rows["sequential pbt"] and rows["population pbt"]:
             same = rows["sequential pbt"][-1]["lineage"] == rows["population pbt"][-1]["lineage"]
             a, b = rows["sequential random"][-1]["final"], rows["population random"][-1]["final"]
             gap = max((abs(a[t] / b[t] - 1) for t in a if a.get(t) and b.get(t)), default=0.0)
@@ -152,7 +156,7 @@ def main() -> None:
                   f"whom after which epoch); the same trials trained alone and as a population end within "
                   f"{gap:.2%} of each other's final val_loss (random search), so the decisions see "
                   f"{'those' if gap else 'the same'} values")
-        best = rows["population pbt"][-1]["best_lr"]
+        best = rows["population pbt"][-1]["best_lr"] if rows["population pbt"] else None
         if best:
             print(f"  PBT winner's learning rate per epoch: {', '.join(f'{v:.3g}' for v in best)}")
 
@@ -166,6 +170,12 @@ def main() -> None:
         if rows[name]:
             print(f"  {name:18s} best val_loss {med(name, 'best_val_loss'):.4f}  test acc {med(name, 'test_acc'):.4f}  "
                   f"wall {med(name, 'wall'):.1f} s  trial-epochs {med(name, 'trial_epochs'):.0f}")
+    if args.only_sequential:
+        ratios = [a["wall"] / b["wall"] for a, b in zip(rows["sequential pbt"], rows["sequential random"], strict=True)]
+        print(f"  sequential PBT wall {med('sequential pbt', 'wall') / med('sequential random', 'wall'):.2f}x "
+              f"sequential random search (target <= 1.30x; the median of the seeds' ratios "
+              f"{statistics.median(ratios):.2f}x)\n\n(runs in {tmp})")
+        return
     print(f"  PBT / random search: best val_loss {statistics.median(q):.3f}x (target <= 0.97x), test acc "
           f"{med('population pbt', 'test_acc') - med('population random', 'test_acc'):+.4f} (target >= 0), "
           f"wall {med('population pbt', 'wall') / med('population random', 'wall'):.2f}x the unpruned population "
