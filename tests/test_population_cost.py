@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from gridrun.executors.local import LocalExecutor, core_blocks
+from gridrun.executors.local import LocalExecutor, core_blocks, shutdown_workers
 
 
 def test_cores_are_cut_into_disjoint_blocks_one_per_job():
@@ -30,6 +30,9 @@ def _seen(_):
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs two schedulable cores")
 def test_each_local_worker_is_pinned_to_its_own_cores_before_jax():
+    # local workers stay up across sweeps of a process: an earlier test's workers have JAX loaded long
+    # since (pinned when they started, as these will be); this test needs workers started for it
+    shutdown_workers()
     cores = sorted(os.sched_getaffinity(0))
     ex = LocalExecutor(2)
     try:
