@@ -25,3 +25,22 @@ def manifest(runs):
     from gridrun.sweep.manifest import list_sweeps
 
     return json.loads(list_sweeps(runs)[-1].read_text())
+
+
+# a sweep of 12 small fits on load_digits (6 learning rates x 2 dropout rates, 6 epochs): slot refilling,
+# pruned population trials
+DIGITS_SWEEP_SCRIPT = """
+import gridrun
+from gridrun import Dense, Dropout, Sequential
+from gridrun.datasets import load_prepared
+
+FLAGS = gridrun.flags(
+    gridrun.flag_numeric("lr", 1e-3, "learning rate", values=[1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]),
+    gridrun.flag_numeric("dropout", 0.1, "dropout", values=[0.1, 0.3]),
+)
+(x, y), _ = load_prepared("digits")
+model = Sequential([Dense(24, activation="relu"), Dropout(FLAGS.dropout), Dense(10, activation="softmax")])
+gridrun.fit(model, x[:600], y[:600], loss="categorical_crossentropy", metrics=("accuracy",),
+            optimizer=gridrun.optimizer("adam", learning_rate=FLAGS.lr), epochs=6, batch_size=64,
+            validation_split=0.25, seed=0, verbose=0)
+"""

@@ -9,26 +9,11 @@ import json
 
 import jax
 import pytest
+from _util import DIGITS_SWEEP_SCRIPT
 
 import gridrun
 from gridrun.sweep.groups import PRUNED_ALONE, pruned_together
 from gridrun.train.population import PopulationConfig
-
-SCRIPT = """
-import gridrun
-from gridrun import Dense, Dropout, Sequential
-from gridrun.datasets import load_prepared
-
-FLAGS = gridrun.flags(
-    gridrun.flag_numeric("lr", 1e-3, "learning rate", values=[1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]),
-    gridrun.flag_numeric("dropout", 0.1, "dropout", values=[0.1, 0.3]),
-)
-(x, y), _ = load_prepared("digits")
-model = Sequential([Dense(24, activation="relu"), Dropout(FLAGS.dropout), Dense(10, activation="softmax")])
-gridrun.fit(model, x[:600], y[:600], loss="categorical_crossentropy", metrics=("accuracy",),
-            optimizer=gridrun.optimizer("adam", learning_rate=FLAGS.lr), epochs=6, batch_size=64,
-            validation_split=0.25, seed=0, verbose=0)
-"""
 
 CPU = pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU's cost model")
 
@@ -59,7 +44,7 @@ def by_lr(df):
 def test_pruned_population_trials_train_as_the_sequential_sweep_on_the_cpu(tmp_path, capfd, monkeypatch):
     monkeypatch.delenv("GRIDRUN_POPULATION_PRUNED", raising=False)
     script = tmp_path / "train.py"
-    script.write_text(SCRIPT)
+    script.write_text(DIGITS_SWEEP_SCRIPT)
     pop = by_lr(sweep(script, tmp_path / "pop", population=True, population_size=4))
     err = capfd.readouterr().err
     assert err.count(PRUNED_ALONE) == 1  # said once, for the group

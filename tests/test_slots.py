@@ -4,6 +4,7 @@ per-epoch metrics it gets when trained alone, and the slots stay full while tria
 
 import numpy as np
 import pytest
+from _util import DIGITS_SWEEP_SCRIPT
 
 import gridrun
 from gridrun import Dense, Dropout, EarlyStopping, Sequential
@@ -75,21 +76,6 @@ def test_slots_stay_full_while_trials_wait(trained):
     assert total == sum(a.epochs_completed for a in alone)  # no epoch trained twice, none lost
 
 
-SWEEP_SCRIPT = """
-import gridrun
-from gridrun import Dense, Dropout, Sequential
-from gridrun.datasets import load_prepared
-
-FLAGS = gridrun.flags(
-    gridrun.flag_numeric("lr", 1e-3, "learning rate", values=[1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]),
-    gridrun.flag_numeric("dropout", 0.1, "dropout", values=[0.1, 0.3]),
-)
-(x, y), _ = load_prepared("digits")
-model = Sequential([Dense(24, activation="relu"), Dropout(FLAGS.dropout), Dense(10, activation="softmax")])
-gridrun.fit(model, x[:600], y[:600], loss="categorical_crossentropy", metrics=("accuracy",),
-            optimizer=gridrun.optimizer("adam", learning_rate=FLAGS.lr), epochs=6, batch_size=64,
-            validation_split=0.25, seed=0, verbose=0)
-"""
 
 
 def test_asha_in_a_refilled_population_gives_each_trial_its_alone_metrics(tmp_path, monkeypatch):
@@ -101,7 +87,7 @@ def test_asha_in_a_refilled_population_gives_each_trial_its_alone_metrics(tmp_pa
     monkeypatch.setenv("GRIDRUN_POPULATION_PRUNED", "1")
 
     script = tmp_path / "train.py"
-    script.write_text(SWEEP_SCRIPT)
+    script.write_text(DIGITS_SWEEP_SCRIPT)
     pop = gridrun.tuning_run(script, ordered=True, sample=1.0, population=True, population_size=4,
                              prune="asha", prune_options={"grace": 1, "reduction": 2}, runs_dir=tmp_path / "pop",
                              quiet=True)
