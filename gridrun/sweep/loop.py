@@ -195,12 +195,8 @@ class _TaskMaker:
             self.state.start(i, run_dir.name, rundir.iso(rundir.utc_now()))
             manifest.touch()
             self.reporter.update()
-            files = None
             if self.pbt is not None:
                 resume_from = self.pbt.prepare(t, run_dir)
-                if executor.remote and resume_from is not None and (run_dir / rundir.FLAGS_FILE).is_file():
-                    # no shared file system: the checkpoints and metrics travel with `stream`, this with the task
-                    files = {rundir.FLAGS_FILE: (run_dir / rundir.FLAGS_FILE).read_bytes()}
             else:
                 resume_from = continue_trial(t, self.runs_dir, run_dir, self.context)
             if resume_from is not None:
@@ -217,8 +213,7 @@ class _TaskMaker:
                          context=self.context, max_bytes=self.max_bytes, sources=self.sources, metric=self.metric,
                          pruner=self.channel.caller if self.channel is not None and self.prunes else None,
                          mode=sweep_metric(manifest)[1], checkpoint=settings.get("policy"), resume_from=resume_from,
-                         paused_at=paused_at(t), drops_pruned=not settings.get("keep_pruned", False), remote=stream,
-                         resume_files=files)
+                         paused_at=paused_at(t), drops_pruned=not settings.get("keep_pruned", False), remote=stream)
 
 
 def paused_at(t: Trial) -> int | None:

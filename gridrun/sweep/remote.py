@@ -35,6 +35,9 @@ from .. import rundir
 
 KEY = "checkpoint"  # a channel message {KEY: {...}} is a streamed checkpoint; anything else goes to the pruner
 FILES = tuple(f"{ckpt.CHECKPOINT_DIR}/{w}.ckpt" for w in ckpt.WHICH) + (rundir.METRICS_FILE,)
+# what a continued trial's task carries to the worker: those, and flags.json (a continued PBT trial's
+# keeps the values it started with, docs/population.md)
+CARRIED = FILES + (rundir.FLAGS_FILE,)
 
 
 def over_limit(names: list[str], size: int, limit: int, epoch: int) -> str:
@@ -60,7 +63,7 @@ class RemoteCheckpoints:
         """On the worker, around the trial: lay out the files it continues from, and send every
         checkpoint saved into `run_dir` to the client while the trial runs."""
         for rel, data in self.files.items():
-            if rel in FILES:
+            if rel in CARRIED:
                 target = run_dir / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
@@ -131,12 +134,13 @@ def client_handler(runs_dir: str | os.PathLike, other: Callable[[Any], Any] | No
 
 def for_task(channel: Any, run_dir: Path, resume_from: dict[str, Any] | None, max_bytes: int) -> RemoteCheckpoints | None:
     """What a remote trial's task carries: the stream back to the client's `run_dir`, and when it
-    continues an earlier attempt (`resume_from`), the files `continue_trial` laid out there."""
+    continues an earlier attempt (`resume_from`), the files `continue_trial` (or sequential PBT's
+    `prepare`) laid out there."""
     if channel is None:
         return None
     files = {}
     if resume_from is not None:
-        for rel in FILES:
+        for rel in CARRIED:
             if (run_dir / rel).is_file():
                 files[rel] = (run_dir / rel).read_bytes()
     return RemoteCheckpoints(channel.caller, run_dir.name, max_bytes, files)

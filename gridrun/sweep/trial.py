@@ -44,10 +44,9 @@ class TrialTask:
     resume_from: dict[str, Any] | None = None  # continue from the run dir's last checkpoint: {"epoch": N, "run": ...}
     paused_at: int | None = None  # a promoted trial: the rung it paused at (it trains through it, even from epoch 0)
     drops_pruned: bool = False  # the sweep deletes a pruned or failed trial's checkpoints: none is written at that epoch
-    remote: Any = None  # Dask/Ray: a sweep.remote.RemoteCheckpoints (checkpoints streamed to the client, and back)
-    # a remote trial continued from a checkpoint (sequential PBT): files of its run dir (relative path ->
-    # bytes: metrics.json, flags.json and checkpoints/*.ckpt), written into the worker's run dir before it runs
-    resume_files: dict[str, bytes] | None = None
+    # Dask/Ray: a sweep.remote.RemoteCheckpoints (checkpoints streamed to the client, and the files of the
+    # checkpoint a continued trial starts from carried to the worker)
+    remote: Any = None
 
 
 PAUSE = "pause"  # a pruner's decision besides True (stop) and False (go on): pause at this rung (sweep/pruners.py)
@@ -222,11 +221,6 @@ def run_trials(tasks: list[TrialTask], run_all) -> list[TrialResult]:
             run.mkdir()
             if task.remote is not None:
                 streams.enter_context(task.remote.on_worker(run))
-            for rel, data in (task.resume_files or {}).items():
-                target = run / rel
-                if run.resolve() in target.resolve().parents:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    write_bytes_atomic(target, data)
             plans.append((script, run, task))
         with streams:
             done = run_all(plans)
