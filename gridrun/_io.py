@@ -75,9 +75,9 @@ def _create_temp(path: Path) -> tuple[int, Path]:
     raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes | Sequence[bytes], *, fsync: bool = False) -> None:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes | Sequence[bytes]) -> None:
     """Write `data` (bytes, or buffers written one after the other) to a temporary file beside `path`,
-    then rename it over `path`; with `fsync`, the data reaches the disk before the rename."""
+    then rename it over `path`."""
     path = Path(path)
     fd, tmp = _create_temp(path)
     try:
@@ -86,9 +86,6 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes | Sequence[bytes], *
                 fh.write(data)
             else:
                 fh.writelines(data)
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -525,13 +525,12 @@ class _Writer:
     any (it ends when it has caught up, so no idle thread is left behind per trial), never more than one
     save behind the training (`put` waits for the save before). Each save is `write_atomic`, so a kill at any point
     leaves every checkpoint file whole (the previous one, or the new one). `wait()` returns once
-    every save asked for is done (True when there were any), raising the first error a save met."""
+    every save asked for is done, raising the first error a save met."""
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.jobs: list[tuple[frozenset[str], Callable[[], None]]] = []
         self.busy = False
-        self.used = False
         self.error: BaseException | None = None
         self.last_asked: int | None = None
         self.thread: threading.Thread | None = None  # the running writer thread
@@ -546,7 +545,6 @@ class _Writer:
             # (a trial continued on --resume starts from epoch N - 1 at worst, never further back)
             while self.jobs or self.busy:
                 self.cond.wait()
-            self.used = True
             self.jobs = [(n, j) for n, j in self.jobs if not n <= names] + [(names, job)]
             if self.thread is None:
                 self.thread = self.ended = threading.Thread(target=self._run, name="gridrun-checkpoint", daemon=True)
@@ -572,7 +570,7 @@ class _Writer:
                     self.busy = False
                     self.cond.notify_all()
 
-    def wait(self) -> bool:
+    def wait(self) -> None:
         with self.cond:
             while self.jobs or self.busy or self.thread is not None:
                 self.cond.wait()
@@ -580,7 +578,6 @@ class _Writer:
         if ended is not None:
             ended.join()  # it only returns now
         self._raise()
-        return self.used
 
     def _raise(self) -> None:
         with self.cond:

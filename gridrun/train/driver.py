@@ -210,12 +210,13 @@ class Member:
         ctx = self.ctx
         if ctx is None or not getattr(ctx, "drops_pruned", False):
             return False
-        if self.stop is not Stop.DIVERGED and not (pruned and not ctx.properties.get("paused")):
+        failed = self.stop is Stop.DIVERGED
+        if not failed and not (pruned and not ctx.properties.get("paused")):  # (a paused trial keeps its own)
             return False
         if self.observers:  # said in the properties the run's end writes (no write of its own now)
             from ..checkpoint import dropped_reason
 
-            ctx.note_properties(checkpoints_dropped=dropped_reason("failed" if self.stop is Stop.DIVERGED else "pruned"))
+            ctx.note_properties(checkpoints_dropped=dropped_reason("failed" if failed else "pruned"))
         return True
 
     def _log(self, e: int, record: dict[str, float]) -> bool:

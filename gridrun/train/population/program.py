@@ -106,9 +106,10 @@ def _rows(state: Any, n: int) -> list[Any]:
     numpy and put back one transfer per trial; elsewhere by indexing on the device."""
     import jax
 
+    from .. import widths
+
     leaves = jax.tree_util.tree_leaves(state)
-    typed_keys = any(jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) for a in leaves)  # no numpy form
-    if jax.default_backend() != "cpu" or typed_keys or len(leaves[0].sharding.device_set) > 1:
+    if jax.default_backend() != "cpu" or widths._typed_keys(state) or len(leaves[0].sharding.device_set) > 1:
         return [jax.tree_util.tree_map(lambda a, i=i: a[i], state) for i in range(n)]
     host = jax.device_get(state)
     return [jax.device_put(jax.tree_util.tree_map(lambda a, i=i: np.array(a[i]), host)) for i in range(n)]
