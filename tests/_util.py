@@ -44,3 +44,38 @@ gridrun.fit(model, x[:600], y[:600], loss="categorical_crossentropy", metrics=("
             optimizer=gridrun.optimizer("adam", learning_rate=FLAGS.lr), epochs=6, batch_size=64,
             validation_split=0.25, seed=0, verbose=0)
 """
+
+
+# an own training loop's model and step (flax.linen, optax): 3 Gaussian blobs in 8 dimensions, a 16-unit MLP,
+# Adam built from the traced hp; a script adds its flags before and eval_step and fit_loop after
+LINEN_MLP = """rng = np.random.default_rng(0)
+centers = rng.normal(0, 2.0, (3, 8))
+y = rng.integers(0, 3, 300)
+x = (centers[y] + rng.normal(0, 1.0, (300, 8))).astype(np.float32)
+
+
+class MLP(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(3)(nn.relu(nn.Dense(16)(x)))
+
+
+model = MLP()
+
+
+def init(key, hp):
+    params = model.init(key, jnp.zeros((1, 8)))["params"]
+    return params, optax.adam(hp["learning_rate"]).init(params)
+
+
+def train_step(state, batch, hp, key):
+    params, opt_state = state
+    xb, yb = batch
+
+    def loss_fn(p):
+        return optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, xb), yb).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = optax.adam(hp["learning_rate"]).update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), {"loss": loss}
+"""

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _util import LINEN_MLP
 
 import gridrun
 from gridrun._io import read_json
@@ -35,37 +36,7 @@ FLAGS = gridrun.flags(
     gridrun.flag_integer("epochs", 6, "epochs"),
     gridrun.flag_numeric("stop_at", -1, "a scripted stopper (a pruner's decision): stop after this epoch"),
 )
-rng = np.random.default_rng(0)
-centers = rng.normal(0, 2.0, (3, 8))
-y = rng.integers(0, 3, 300)
-x = (centers[y] + rng.normal(0, 1.0, (300, 8))).astype(np.float32)
-
-
-class MLP(nn.Module):
-    @nn.compact
-    def __call__(self, x):
-        return nn.Dense(3)(nn.relu(nn.Dense(16)(x)))
-
-
-model = MLP()
-
-
-def init(key, hp):
-    params = model.init(key, jnp.zeros((1, 8)))["params"]
-    return params, optax.adam(hp["learning_rate"]).init(params)
-
-
-def train_step(state, batch, hp, key):
-    params, opt_state = state
-    xb, yb = batch
-
-    def loss_fn(p):
-        return optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, xb), yb).mean()
-
-    loss, grads = jax.value_and_grad(loss_fn)(params)
-    updates, opt_state = optax.adam(hp["learning_rate"]).update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), opt_state), {"loss": loss}
-
+''' + LINEN_MLP + '''
 
 def eval_step(state, batch, hp):
     logits = model.apply({"params": state[0]}, batch[0])

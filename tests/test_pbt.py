@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from _util import LINEN_MLP
 
 import gridrun
 from gridrun import cli
@@ -467,37 +468,7 @@ import optax
 import gridrun
 
 FLAGS = gridrun.flags(gridrun.flag_numeric("lr", 1e-2, "learning rate", values=gridrun.loguniform(1e-3, 1e-1)))
-rng = np.random.default_rng(0)
-centers = rng.normal(0, 2.0, (3, 8))
-y = rng.integers(0, 3, 300)
-x = (centers[y] + rng.normal(0, 1.0, (300, 8))).astype(np.float32)
-
-
-class MLP(nn.Module):
-    @nn.compact
-    def __call__(self, x):
-        return nn.Dense(3)(nn.relu(nn.Dense(16)(x)))
-
-
-model = MLP()
-
-
-def init(key, hp):
-    params = model.init(key, jnp.zeros((1, 8)))["params"]
-    return params, optax.adam(hp["learning_rate"]).init(params)
-
-
-def train_step(state, batch, hp, key):
-    params, opt_state = state
-    xb, yb = batch
-
-    def loss_fn(p):
-        return optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, xb), yb).mean()
-
-    loss, grads = jax.value_and_grad(loss_fn)(params)
-    updates, opt_state = optax.adam(hp["learning_rate"]).update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), opt_state), {"loss": loss}
-
+""" + LINEN_MLP + """
 
 def eval_step(state, batch, hp):
     logits = model.apply({"params": state[0]}, batch[0])
