@@ -6,9 +6,9 @@ Prints, each as a ratio against a baseline measured in this same run:
 1. save time per epoch / epoch time: the chapter's tuned model (Dense 256-128-64, BatchNorm, Dropout,
    Adam, EarlyStopping + ReduceLROnPlateau, batch 128, 48k/12k split), trained by gridrun.fit inside a
    run dir with the default checkpoint="both"; the time the run's Checkpointer spent saving (serialize,
-   write, fsync, rename) against the epochs' time (first epoch, with compilation, left out). The worst
+   write over the previous version's file, swap names) against the epochs' time (first epoch, with compilation, left out). The worst
    case, a best epoch every epoch (both files written), is timed apart on the trained state.
-2. the format: gridrun's (flax.serialization msgpack + header + atomic replace) against orbax-checkpoint's
+2. the format: gridrun's (raw layout + header + atomic replace) against orbax-checkpoint's
    StandardCheckpointer on the same state: save and load seconds, bytes on disk, import time in a fresh
    process, and kill -9 in the middle of a save (`--kills` times each): how often the previous
    checkpoint was lost or unreadable afterwards.
@@ -22,7 +22,7 @@ Prints, each as a ratio against a baseline measured in this same run:
    seconds all 16 Checkpointers spent per program epoch (in each trial's background writer thread,
    while the program trains on) against the program's training loop per epoch (PopulationStats
    train_seconds: epochs and recording) in the same sweep with `checkpoints="none"`; and what the
-   saves cost that loop (with / without - 1). Two rounds of each, alternately; medians.
+   saves cost that loop (with / without - 1). Three rounds of each, alternately; medians.
 5. continuing an interrupted trial (`--resume`): a sweep trial of the chapter model killed (kill -9 of
    its local worker) in its last epoch, resumed from its last checkpoint: the resumed attempt's wall
    time against the same trial trained from epoch 0 (what a resume cost before checkpoints).
@@ -311,7 +311,7 @@ gridrun.fit(chapter_model(data.num_classes), x[:FLAGS.n], y[:FLAGS.n], loss="cat
 """
 
 
-def population_saves(epochs: int, n: int, size: int = 16, rounds: int = 2) -> dict[str, float]:
+def population_saves(epochs: int, n: int, size: int = 16, rounds: int = 3) -> dict[str, float]:
     """Part 4: P=`size` trials in one program, each saving best + last, beside the same program saving
     nothing (`rounds` of each, alternately): save seconds and the program's loop per program epoch."""
     import gridrun
@@ -328,7 +328,7 @@ def population_saves(epochs: int, n: int, size: int = 16, rounds: int = 2) -> di
         gridrun.tuning_run(tmp / "train.py", {"lr": lrs, "epochs": [1], "n": [n]}, runs_dir=tmp / "warm", quiet=True,
                            population=True, population_size=size, backend="inprocess")  # compile once
         loops: dict[str, list[float]] = {"both": [], "none": []}  # the program's loop per program epoch
-        saving, times, bytes_per_trial, df = 0.0, [], float("nan"), None
+        saving, cpu, times, bytes_per_trial, df = 0.0, 0.0, [], float("nan"), None
         for r in range(rounds):  # with and without checkpoints, alternately (a shared machine drifts)
             for policy in (("both", "none") if r % 2 == 0 else ("none", "both")):
                 stats.unlink(missing_ok=True)
@@ -341,6 +341,7 @@ def population_saves(epochs: int, n: int, size: int = 16, rounds: int = 2) -> di
                 loops[policy].append(totals["train_seconds"] / program_epochs)
                 if policy == "both":
                     saving += sum(s.seconds for s in savers) / program_epochs / rounds
+                    cpu += sum(s.cpu_seconds for s in savers) / program_epochs / rounds
                     times += [t for s in savers for t in s.times]
                     bytes_per_trial = float(np.median([ckpt.disk_bytes(d) for d in df["run_dir"]]))
         # the saves run in each trial's background writer thread while the program trains on: their
@@ -349,7 +350,8 @@ def population_saves(epochs: int, n: int, size: int = 16, rounds: int = 2) -> di
         return {"trials": len(df), "savers": size, "program_epochs": program_epochs, "epoch_s": epoch_s,
                 "epoch_with_saves_s": with_s, "stall": with_s / epoch_s - 1, "rounds": rounds,
                 "save_s_per_epoch": saving, "median_save_s": float(np.median(times)) if times else float("nan"),
-                "fraction": saving / epoch_s, "bytes_per_trial": bytes_per_trial}
+                "fraction": saving / epoch_s, "cpu_s_per_epoch": cpu, "cpu_fraction": cpu / epoch_s,
+                "bytes_per_trial": bytes_per_trial}
     finally:
         ckpt.for_run = made  # type: ignore[assignment]
         os.environ.pop("GRIDRUN_POPULATION_STATS", None)
@@ -407,11 +409,13 @@ def main() -> None:
         pop = population_saves(args.epochs, args.pop_n)
         result["population"] = pop
         print(f"4. population of {pop['savers']} trials in one program ({args.pop_n} samples): program epoch "
-              f"{pop['epoch_s']:.2f} s without checkpoints, the {pop['savers']} trials' saving "
-              f"{pop['save_s_per_epoch'] * 1e3:.0f} ms per program epoch = {pop['fraction']:.2%} of an epoch "
-              f"(target <= 3%; one save: {pop['median_save_s'] * 1e3:.0f} ms, the median); with the saves the "
-              f"epoch took {pop['epoch_with_saves_s']:.2f} s ({pop['stall']:+.1%}, medians of {pop['rounds']} "
-              f"rounds each); {pop['bytes_per_trial'] / 1e6:.2f} MB per trial", flush=True)
+              f"{pop['epoch_s']:.2f} s without checkpoints; with the saves it took {pop['epoch_with_saves_s']:.2f} s "
+              f"({pop['stall']:+.1%}, the saves' cost to training; target <= 3%; medians of {pop['rounds']} rounds "
+              f"each); the {pop['savers']} trials' saves: {pop['cpu_s_per_epoch'] * 1e3:.0f} ms of CPU per program "
+              f"epoch ({pop['cpu_fraction']:.2%} of an epoch), {pop['save_s_per_epoch'] * 1e3:.0f} ms of wall time in "
+              f"their threads ({pop['fraction']:.2%}; one save: {pop['median_save_s'] * 1e3:.0f} ms, the median: "
+              f"the threads wait for the cores the program holds); {pop['bytes_per_trial'] / 1e6:.2f} MB per trial",
+              flush=True)
     if 5 in args.only:
         res = resume_saving(args.resume_epochs, args.pop_n)
         result["resume"] = res

@@ -12,10 +12,13 @@ Files are created with mode 0666 less the umask, like any file `open` creates.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import math
 import os
 import secrets
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -93,6 +96,99 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes | Sequence[bytes]) -
         except FileNotFoundError:
             pass
         raise
+
+
+_RENAME_EXCHANGE = 2  # renameat2's flag (linux/fs.h)
+_AT_FDCWD = -100
+_renameat2: Any = None  # libc's renameat2 once looked up, False where there is none
+_NO_EXCHANGE: set[int] = set()  # devices (st_dev) whose file system refused to swap names
+
+
+def exchange(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Swap the files named `a` and `b` (both existing) in one atomic step: Linux's renameat2 with
+    RENAME_EXCHANGE (kernel 3.15, glibc 2.28; ext4, xfs, btrfs, tmpfs...). No reader ever finds either
+    name missing or half written. False, with nothing changed, where the system or file system cannot."""
+    global _renameat2
+    if _renameat2 is None:
+        fn = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if sys.platform == "linux" else None
+        if fn is not None:
+            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            fn.restype = ctypes.c_int
+        _renameat2 = fn or False
+    if not _renameat2:
+        return False
+    dev = os.stat(a).st_dev
+    if dev in _NO_EXCHANGE:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EPERM):
+        _NO_EXCHANGE.add(dev)
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def spare_of(path: str | os.PathLike) -> Path:
+    """The hidden file beside `path` that `write_reusing` writes the next version of `path` into."""
+    path = Path(path)
+    return path.parent / f".{path.name}.spare"
+
+
+def write_reusing(path: str | os.PathLike, data: bytes | Sequence[bytes]) -> bool:
+    """`write_bytes_atomic`'s promise (a kill at any point leaves `path` whole: its old content or the
+    new) for a file rewritten again and again, at a tenth of its cost: the new bytes go over the
+    previous version's file in place (`spare_of(path)`, what `path` held before its last rewrite),
+    which then swaps names with `path` (`exchange`). Writing into a file's existing pages spares the
+    kernel allocating a new file's pages and freeing the replaced one's: a 2.9 MB checkpoint took 0.5
+    instead of 4.7 ms on this project's ext4 (docs/run-dir.md). The spare is written in place only when
+    no other name links to it (else a new spare is made); it costs one more copy of the file on disk,
+    which `drop_spare` frees. Returns False when it fell back to `write_bytes_atomic` (no `path` yet,
+    or no name swapping here)."""
+    path = Path(path)
+    if not os.path.lexists(path) or _renameat2 is False:
+        write_bytes_atomic(path, data)
+        return False
+    spare = spare_of(path)
+    flags = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(spare, flags)
+        st = os.fstat(fd)
+        if st.st_nlink != 1 or not stat.S_ISREG(st.st_mode):  # another name shares it: never write over that
+            os.close(fd)
+            os.unlink(spare)
+            raise FileNotFoundError
+    except OSError:  # none yet (or a link, or unreadable): a new spare
+        try:
+            os.unlink(spare)
+        except FileNotFoundError:
+            pass
+        fd = os.open(spare, flags | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                fh.write(data)
+            else:
+                fh.writelines(data)
+            fh.truncate()  # a shorter version than the spare held
+        if exchange(spare, path):
+            return True
+        os.replace(spare, path)  # no swapping on this file system: a plain atomic rename
+        return False
+    except BaseException:
+        try:
+            os.unlink(spare)  # a torn spare is never a checkpoint, but no reason to keep it
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def drop_spare(path: str | os.PathLike) -> None:
+    """Delete `write_reusing`'s spare of `path` (done rewriting it), if any."""
+    try:
+        os.unlink(spare_of(path))
+    except FileNotFoundError:
+        pass
 
 
 def overwrite_in_place(path: str | os.PathLike, data: bytes) -> None:

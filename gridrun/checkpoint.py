@@ -40,13 +40,14 @@ from pathlib import Path
 from typing import Any
 
 from . import scoring
-from ._io import read_json, write_bytes_atomic
+from ._io import drop_spare, read_json, write_bytes_atomic, write_reusing
 from .errors import GridrunError
 
 CHECKPOINT_DIR = "checkpoints"
 WHICH = ("best", "last")
 MAGIC = b"gridrun-checkpoint 1\n"
 MAX_HEADER = 1_000_000  # bytes: a header line longer than this is not a checkpoint header
+LINGER = 30.0  # seconds a background writer thread waits for a next save before it ends
 RECORD_EVERY = 5.0  # seconds: how often saves record the checkpoint_* properties (and at the end of training)
 
 
@@ -377,7 +378,8 @@ class Checkpointer:
         self.last_epoch: int | None = None  # the last epoch seen
         self.saved_last: int | None = None  # the epoch last.ckpt holds
         self._last_value: float | None = None  # the ranking metric's value at last_epoch
-        self.seconds = 0.0  # spent saving (serializing and writing)
+        self.seconds = 0.0  # spent saving (serializing and writing), wall time
+        self.cpu_seconds = 0.0  # the same saves' CPU time (in a busy process a thread also waits for a core)
         self.saves = 0
         self.times: list[float] = []  # seconds of each save
         self._recorded_at = time.monotonic()  # when the properties were last recorded (or the saver made)
@@ -432,12 +434,28 @@ class Checkpointer:
             self._save(["last"], self.last_epoch, get_state)
         if self.writer is not None:
             self.writer.wait()
+        if self.saves:
+            self._tidy()
         if self.record is not None and self.saves:
             props = self.properties()
             if props != self._recorded:  # what is on disk now, unless the last save recorded just that
                 (self.note or self.record)(**props)
                 self._recorded = props
         return self.properties()
+
+    def _tidy(self) -> None:
+        """Done saving: the spares `write_reusing` kept go, and best and last holding the same epoch's
+        bytes become one file under two names (the disk a trial keeps: one or two states, never four)."""
+        folder = self.run_dir / CHECKPOINT_DIR
+        for w in WHICH:
+            drop_spare(folder / f"{w}.ckpt")
+        best, last = folder / "best.ckpt", folder / "last.ckpt"
+        if self.best_epoch is None or self.best_epoch != self.saved_last or not (best.is_file() and last.is_file()):
+            return
+        if not os.path.samefile(best, last) and best.stat().st_size == last.stat().st_size:
+            data = best.read_bytes()
+            if data == last.read_bytes():
+                link_atomic(best, last, data)
 
     @property
     def _last_asked(self) -> int | None:
@@ -461,7 +479,7 @@ class Checkpointer:
 
     def _write(self, which: list[str], epoch: int, tree: Any, meta: dict[str, Any]) -> None:
         """Write one save (in this thread, or the background writer's): the files, then the record."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         folder = self.run_dir / CHECKPOINT_DIR
         if not self._cleaned:  # a first save: a save killed before (kill -9) may have left its temporary file
             self._cleaned = True
@@ -471,13 +489,19 @@ class Checkpointer:
         if "last" in which:
             self.saved_last = epoch
         self._write_files(which, tree, meta, t0)
+        self.cpu_seconds += time.thread_time() - c0
 
     def _write_files(self, which: list[str], tree: Any, meta: dict[str, Any], t0: float) -> None:
         folder = self.run_dir / CHECKPOINT_DIR
         data = encode_parts(tree, meta)
-        write_atomic(folder / f"{which[0]}.ckpt", data)
-        for w in which[1:]:  # the same bytes: a second name for the file just written, put in place atomically
-            link_atomic(folder / f"{which[0]}.ckpt", folder / f"{w}.ckpt", data)
+        # each name rewritten over its previous version's file (write_reusing: a tenth of a new file's
+        # cost); the second name of a save either so too, or, where names cannot be swapped, a hard link
+        reused = write_reusing(folder / f"{which[0]}.ckpt", data)
+        for w in which[1:]:
+            if reused:
+                write_reusing(folder / f"{w}.ckpt", data)
+            else:
+                link_atomic(folder / f"{which[0]}.ckpt", folder / f"{w}.ckpt", data)
         mirror = _mirror_of(self.run_dir)
         if mirror is not None:  # a remote worker's trial: the save goes to the client too (sweep/remote.py)
             mirror(list(which), b"".join(data), int(meta["epoch"]))
@@ -521,9 +545,11 @@ def _mirror_of(run_dir: Path) -> Callable[[list[str], bytes, int], None] | None:
 
 
 class _Writer:
-    """One Checkpointer's background writer: a daemon thread running its saves in order, while there are
-    any (it ends when it has caught up, so no idle thread is left behind per trial), never more than one
-    save behind the training (`put` waits for the save before). Each save is `write_atomic`, so a kill at any point
+    """One Checkpointer's background writer: a daemon thread running its saves in order, from the first
+    save to `wait()` (the end of training; or LINGER seconds without a save: no idle thread is left
+    behind by a Checkpointer never closed), never more than one save behind the training (`put` waits
+    for the save before). Starting a thread per save made the training thread wait for each one to
+    start: 16 starts a population epoch cost it 19 ms (bench/checkpoint.py part 4). Each save is `write_atomic`, so a kill at any point
     leaves every checkpoint file whole (the previous one, or the new one). `wait()` returns once
     every save asked for is done, raising the first error a save met."""
 
@@ -534,6 +560,7 @@ class _Writer:
         self.error: BaseException | None = None
         self.last_asked: int | None = None
         self.thread: threading.Thread | None = None  # the running writer thread
+        self.closing = False  # wait() was called: the thread ends once every save is written
         self.ended: threading.Thread | None = None  # the last one started
 
     def put(self, which: list[str], job: Callable[[], None]) -> None:
@@ -554,7 +581,9 @@ class _Writer:
     def _run(self) -> None:
         while True:
             with self.cond:
-                if not self.jobs:  # caught up: the thread ends (the next save starts another)
+                if not self.jobs and not self.closing:  # caught up: wait for the next save
+                    self.cond.wait_for(lambda: self.jobs or self.closing, timeout=LINGER)
+                if not self.jobs:  # closed, or idle too long: the thread ends (a next save starts another)
                     self.thread = None
                     self.cond.notify_all()
                     return
@@ -572,8 +601,11 @@ class _Writer:
 
     def wait(self) -> None:
         with self.cond:
+            self.closing = True
+            self.cond.notify_all()
             while self.jobs or self.busy or self.thread is not None:
                 self.cond.wait()
+            self.closing = False
             ended = self.ended
         if ended is not None:
             ended.join()  # it only returns now

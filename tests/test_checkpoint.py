@@ -353,6 +353,14 @@ for e in range(1, 10_000):
 '''
 
 
+def _unreadable(path) -> bool:
+    try:
+        C.decode(path.read_bytes())
+    except C.CorruptCheckpoint:
+        return True
+    return False
+
+
 def test_kill_9_in_the_middle_of_saves_leaves_a_whole_previous_checkpoint(tmp_path):
     (tmp_path / "kill.py").write_text(KILL_SCRIPT)
     rng = random.Random()
@@ -371,8 +379,14 @@ def test_kill_9_in_the_middle_of_saves_leaves_a_whole_previous_checkpoint(tmp_pa
         assert raw["w"].shape == (4_000_000,) and float(raw["w"][0]) in (done, done + 1)
         assert float(raw["w"].min()) == float(raw["w"].max())
         assert [p.name for p in (run / "checkpoints").glob("*.ckpt")] == ["last.ckpt"]
-        killed_mid_write = killed_mid_write or bool(list((run / "checkpoints").glob(".*.tmp")))
-        C.Checkpointer(run, "last").on_epoch(1, {}, lambda: {"w": np.zeros(2)})  # the next trial's first save
+        spare = run / "checkpoints" / ".last.ckpt.spare"  # the file the next save is written over in place
+        torn_spare = spare.is_file() and _unreadable(spare)
+        killed_mid_write = killed_mid_write or torn_spare or bool(list((run / "checkpoints").glob(".*.tmp")))
+        again = C.Checkpointer(run, "last")  # the next trial: its first save writes over what the kill left
+        again.on_epoch(1, {}, lambda: {"w": np.zeros(2)})
+        again.on_epoch(2, {}, lambda: {"w": np.ones(2)})
+        assert float(C.load_state(run, "last")["w"][0]) == 1.0
+        again.close()
         assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]  # tidies what a kill left
     print("a kill landed in the middle of a write:", killed_mid_write)
 

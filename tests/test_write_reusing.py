@@ -1,0 +1,77 @@
+"""gridrun._io.write_reusing: a rewritten file's next version goes over its previous version's file in
+place, then swaps names with it; atomic, never writes over a file another name links to."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from gridrun import _io
+from gridrun import checkpoint as C
+
+
+def _swapping(tmp_path) -> bool:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text("a")
+    b.write_text("b")
+    ok = _io.exchange(a, b)
+    return ok and a.read_text() == "b" and b.read_text() == "a"
+
+
+def test_versions_alternate_between_two_files_written_in_place(tmp_path):
+    if not _swapping(tmp_path):
+        pytest.skip("this file system cannot swap names (renameat2 RENAME_EXCHANGE)")
+    path = tmp_path / "x.ckpt"
+    inodes = []
+    for i in range(6):
+        data = [b"head%d\n" % i, bytes([i]) * (1000 - 100 * i)]  # shrinking: the spare is cut to size
+        reused = _io.write_reusing(path, data)
+        assert reused == (i > 0)  # the first write has nothing to swap with
+        assert path.read_bytes() == b"".join(data)
+        inodes.append(path.stat().st_ino)
+    assert len(set(inodes[1:])) == 2 and inodes[2] == inodes[4] and inodes[3] == inodes[5]  # two files, in turn
+    assert _io.spare_of(path).read_bytes()[:6] == b"head4\n"  # the previous version, next to be written over
+    _io.drop_spare(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "x.ckpt"]
+
+
+def test_a_spare_another_name_links_to_is_never_written_over(tmp_path):
+    if not _swapping(tmp_path):
+        pytest.skip("this file system cannot swap names (renameat2 RENAME_EXCHANGE)")
+    path = tmp_path / "last.ckpt"
+    _io.write_reusing(path, b"one")
+    keep = tmp_path / "other-run-last.ckpt"
+    os.link(path, keep)  # e.g. sequential PBT hands a trial's last checkpoint to another trial as a hard link
+    _io.write_reusing(path, b"two")  # "one" is now the spare, and still `keep`
+    _io.write_reusing(path, b"three")  # must not write over `keep`'s file
+    assert keep.read_bytes() == b"one" and path.read_bytes() == b"three"
+    assert _io.spare_of(path).read_bytes() == b"two"
+
+
+def test_without_name_swapping_it_is_an_atomic_replace(tmp_path, monkeypatch):
+    monkeypatch.setattr(_io, "_renameat2", False)
+    path = tmp_path / "x.ckpt"
+    for i in range(3):
+        assert _io.write_reusing(path, [b"v", str(i).encode()]) is False
+        assert path.read_bytes() == b"v%d" % i
+    assert [p.name for p in tmp_path.iterdir()] == ["x.ckpt"]
+
+
+@pytest.mark.parametrize("swapping", [True, False])
+def test_a_checkpointer_keeps_one_file_for_best_and_last_of_the_same_epoch(tmp_path, monkeypatch, swapping):
+    if not swapping:
+        monkeypatch.setattr(_io, "_renameat2", False)
+    elif not _swapping(tmp_path):
+        pytest.skip("this file system cannot swap names")
+    run = tmp_path / "run"
+    saver = C.Checkpointer(run, "both", metric="val_loss", background=True)
+    for e, loss in enumerate([0.9, 0.7, 0.8, 0.6], 1):  # best at 1, 2, 4; last every epoch
+        saver.on_epoch(e, {"val_loss": loss}, lambda e=e: {"w": np.full(3, float(e), np.float32)})
+    props = saver.close()
+    folder = run / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["best.ckpt", "last.ckpt"]  # no spare left behind
+    assert os.path.samefile(folder / "best.ckpt", folder / "last.ckpt")  # epoch 4 both: one file
+    assert props["checkpoint_bytes"] == (folder / "best.ckpt").stat().st_size
+    assert float(C.load_state(run, "best")["w"][0]) == 4.0 == float(C.load_state(run, "last")["w"][0])
