@@ -183,6 +183,11 @@ def write_reusing(path: str | os.PathLike, data: bytes | Sequence[bytes]) -> boo
         raise
 
 
+def scratch(name: str) -> bool:
+    """Whether a file name is one of these helpers' own (a temporary file, a spare), never a run's content."""
+    return name.startswith(".") and name.endswith((".spare", ".tmp"))
+
+
 def drop_spare(path: str | os.PathLike) -> None:
     """Delete `write_reusing`'s spare of `path` (done rewriting it), if any."""
     try:
@@ -203,9 +208,14 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def write_json(path: str | os.PathLike, data: Any, indent: int | None = 1) -> None:
-    """Atomically write `data` as JSON to `path` (non-finite floats as "NaN", "Infinity", "-Infinity")."""
-    write_text_atomic(path, dumps(data, indent=indent, nonfinite=True))
+def write_json(path: str | os.PathLike, data: Any, indent: int | None = 1, reuse: bool = False) -> None:
+    """Atomically write `data` as JSON to `path` (non-finite floats as "NaN", "Infinity", "-Infinity").
+    `reuse`: a file rewritten again and again (a running run's metrics and properties), by `write_reusing`."""
+    text = dumps(data, indent=indent, nonfinite=True)
+    if reuse:
+        write_reusing(path, text.encode("utf-8"))
+    else:
+        write_text_atomic(path, text)
 
 
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:

@@ -173,6 +173,7 @@ def finish(
         except Exception:  # noqa: BLE001
             pass
     ctx.write_properties(**props)
+    ctx.retire()
     write_summary(ctx.run_dir)
     return dict(ctx.properties)
 

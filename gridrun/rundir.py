@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._io import decode_float, dumps, read_json, write_json, write_text_atomic
+from ._io import decode_float, drop_spare, dumps, read_json, write_json, write_text_atomic
 from .errors import GridrunError
 
 ENV_RUN_DIR = "GRIDRUN_RUN_DIR"
@@ -121,6 +121,10 @@ class RunContext:
     resume_from: dict[str, Any] | None = None
     drops_pruned: bool = False  # its sweep deletes the checkpoints of a pruned or failed trial (no --keep-pruned)
     _flags_text: str | None = field(default=None, repr=False)  # what write_flags last wrote
+    # while the run's own process runs it: metrics.json and properties.json, rewritten at every epoch,
+    # go over their previous version's file (_io.write_reusing: a sixth of a new file's cost here);
+    # record.finish ends it and deletes the spare files
+    live: bool = False
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike, flags: dict[str, Any] | None = None) -> RunContext:
@@ -161,10 +165,10 @@ class RunContext:
                 while len(series) <= row:
                     series.append(None)
                 series[row] = value
-            write_json(self.run_dir / METRICS_FILE, self.metrics, indent=None)
+            write_json(self.run_dir / METRICS_FILE, self.metrics, indent=None, reuse=self.live)
             if new and (EPOCH_LABELS in self.properties or self.epochs != list(range(1, len(self.epochs) + 1))):
                 self.properties[EPOCH_LABELS] = list(self.epochs)
-                write_json(self.run_dir / PROPERTIES_FILE, self.properties)
+                write_json(self.run_dir / PROPERTIES_FILE, self.properties, reuse=self.live)
         if self.epoch_hook is not None:  # outside the lock: the hook may write properties, or raise
             self.epoch_hook(self, clean)
 
@@ -175,7 +179,14 @@ class RunContext:
     def write_properties(self, **props: Any) -> None:
         with self.lock:
             self.properties.update({k: _scalar(v) for k, v in props.items()})
-            write_json(self.run_dir / PROPERTIES_FILE, self.properties)
+            write_json(self.run_dir / PROPERTIES_FILE, self.properties, reuse=self.live)
+
+    def retire(self) -> None:
+        """The run ended: its files are written plainly again, and the spares of the live writes go."""
+        with self.lock:
+            self.live = False
+            for name in (METRICS_FILE, PROPERTIES_FILE):
+                drop_spare(self.run_dir / name)
 
     def note_properties(self, **props: Any) -> None:
         """Set properties that the run's next properties write takes along (its end writes them at the

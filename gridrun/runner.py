@@ -255,6 +255,7 @@ def execute(
     """
     script = Path(script).resolve()
     ctx = RunContext.open(run_dir, flags)
+    ctx.live = True  # this process runs it: its per-epoch files are rewritten cheaply until it ends
     ctx.epoch_hook = epoch_hook
     ctx.metric = metric
     ctx.mode, ctx.checkpoint, ctx.resume_from = mode, checkpoint, resume_from  # a sweep's (sweep/trial.py)

@@ -372,3 +372,30 @@ def test_a_huge_unsampled_grid_is_refused_and_a_sampled_one_runs(script, tmp_pat
         gridrun.tuning_run(script, huge, runs_dir=runs, quiet=True)
     df = gridrun.tuning_run(script, huge, runs_dir=runs, sample=3, seed=4, quiet=True)
     assert len(df) == 3 and manifest_of(runs)["total_combinations"] == 2_000_000
+
+
+def test_a_worker_notices_an_edited_helper_without_new_imports(tmp_path, monkeypatch):
+    from gridrun.sweep import trial as T
+
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    (folder / "helper_fast.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(folder))
+    import helper_fast  # noqa: F401
+
+    try:
+        T.forget_stale_modules(str(folder))  # (drops what earlier tests' scripts left)
+        assert "helper_fast" in sys.modules
+        assert T.forget_stale_modules(str(folder)) == []  # nothing imported since: only the folder's modules looked at
+        os.utime(folder / "helper_fast.py", (time.time() + 5, time.time() + 5))
+        assert T.forget_stale_modules(str(folder)) == ["helper_fast"]
+        assert "helper_fast" not in sys.modules
+        import helper_fast  # noqa: F401,F811 - imported again: the next trial's
+
+        assert T.forget_stale_modules(str(folder)) == []
+        T.forget_stale_modules(str(tmp_path))  # another script's folder: the first one's modules go
+        assert "helper_fast" not in sys.modules
+    finally:
+        sys.modules.pop("helper_fast", None)
+        T._script_dirs.discard(str(folder))
+        T._script_dirs.discard(str(tmp_path))

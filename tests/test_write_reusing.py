@@ -75,3 +75,34 @@ def test_a_checkpointer_keeps_one_file_for_best_and_last_of_the_same_epoch(tmp_p
     assert os.path.samefile(folder / "best.ckpt", folder / "last.ckpt")  # epoch 4 both: one file
     assert props["checkpoint_bytes"] == (folder / "best.ckpt").stat().st_size
     assert float(C.load_state(run, "best")["w"][0]) == 4.0 == float(C.load_state(run, "last")["w"][0])
+
+
+LIVE_SCRIPT = '''
+import json, os
+import gridrun
+from gridrun import rundir
+run = rundir.current().run_dir
+inodes = []
+for e in range(4):
+    gridrun.log_metrics(loss=1.0 / (e + 1))
+    inodes.append(os.stat(run / "metrics.json").st_ino)
+    assert json.loads((run / "metrics.json").read_text())["loss"][-1] == 1.0 / (e + 1)
+print("INODES", json.dumps(inodes))
+'''
+
+
+def test_a_running_run_rewrites_its_metrics_in_place_and_leaves_no_spare(tmp_path):
+    import json
+
+    import gridrun
+
+    swapping = _swapping(tmp_path)
+    script = tmp_path / "live.py"
+    script.write_text(LIVE_SCRIPT)
+    row = gridrun.training_run(script, runs_dir=tmp_path / "runs", echo=False)
+    run = tmp_path / "runs" / str(row["run_dir"].iloc[0]).rsplit("/", 1)[-1]
+    inodes = json.loads((run / "output.log").read_text().split("INODES", 1)[1])
+    if swapping:  # the first epoch's file, then two files in turn
+        assert inodes[1] == inodes[3] and inodes[1] != inodes[2]
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # finish() deleted the spares
+    assert gridrun.ls_runs(runs_dir=tmp_path / "runs")["metric_loss"].iloc[0] == 0.25
