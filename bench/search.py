@@ -177,7 +177,7 @@ def vs_optuna(args: argparse.Namespace) -> None:
     if args.quick:
         trials, epochs, n_train, n_val, seeds = 16, 4, 4000, 1000, [0, 1]
     else:
-        trials, epochs, n_train, n_val, seeds = 48, 10, 12000, 3000, [0, 1, 2]
+        trials, epochs, n_train, n_val, seeds = 48, 10, 12000, 3000, list(range(args.optuna_seeds))
     tmp = Path(tempfile.mkdtemp(prefix="gridrun-vs-optuna-"))
     (tmp / "mlp_task.py").write_text(MLP_TASK)
     script = tmp / "mlp.py"
@@ -213,20 +213,25 @@ def vs_optuna(args: argparse.Namespace) -> None:
         # alternating by seed): whichever runs first in a pair was measured slower by up to 10%, so
         # the mean of both orders is each side's wall time for the seed
         walls: dict[str, list[float]] = {"g": [], "o": []}
+        cpus: dict[str, list[float]] = {"g": [], "o": []}  # the process's CPU seconds (user + system)
         for r in range(args.ab_rounds):
             first_ours = (r + seed) % 2 == 0
             for side in ("g", "o") if first_ours else ("o", "g"):
+                c0 = sum(os.times()[:2])
                 res = ours() if side == "g" else optuna_loop(seed, trials, epochs, n_train, n_val, args.same_tpe)
+                cpus[side].append(sum(os.times()[:2]) - c0)
                 walls[side].append(res["wall"])
                 if side == "g":
                     g = res
                 else:
                     o = res
         g["wall"], o["wall"] = statistics.mean(walls["g"]), statistics.mean(walls["o"])
+        g["cpu"], o["cpu"] = statistics.mean(cpus["g"]), statistics.mean(cpus["o"])
         mine.append(g)
         theirs.append(o)
         for name, r in (("gridrun tpe + asha", g), ("optuna tpe + sha", o)):
             print(f"  seed {seed} {name:20s} best val_loss {r['best_val_loss']:.4f}  wall {r['wall']:6.1f} s  "
+                  f"cpu {r['cpu']:6.1f} s  "
                   f"trial-epochs {r['trial_epochs']:4d}  pruned {r['pruned']:3d}", flush=True)
         same = sum(a[0] == b[0] and a[3] == b[3] and math.isclose(a[1], b[1], rel_tol=1e-9)
                    and math.isclose(a[2], b[2], rel_tol=1e-9) for a, b in zip(g["trials"], o["trials"], strict=True))
@@ -236,10 +241,11 @@ def vs_optuna(args: argparse.Namespace) -> None:
     med = {k: (statistics.median(r[k] for r in mine), statistics.median(r[k] for r in theirs))
            for k in ("best_val_loss", "wall")}
     per_seed = statistics.median(a["wall"] / b["wall"] for a, b in zip(mine, theirs, strict=True))
+    cpu = statistics.median(a["cpu"] / b["cpu"] for a, b in zip(mine, theirs, strict=True))
     print(f"Median over {len(seeds)} seeds: best val_loss gridrun {med['best_val_loss'][0]:.4f} vs optuna "
           f"{med['best_val_loss'][1]:.4f} ({'met' if med['best_val_loss'][0] <= med['best_val_loss'][1] else 'missed'}; "
           f"target <=), wall {med['wall'][0]:.1f} s vs {med['wall'][1]:.1f} s ({med['wall'][0] / med['wall'][1]:.2f}x; "
-          f"target <= 1; the median of the seeds' ratios {per_seed:.2f}x)")
+          f"target <= 1; the median of the seeds' ratios {per_seed:.2f}x; of their CPU seconds {cpu:.2f}x)")
     print(f"(runs in {tmp})")
 
 
@@ -325,6 +331,7 @@ def main() -> None:
                    help="only random + asha beside random + asha --promote (pause at rungs, promote the best)")
     p.add_argument("--ab-rounds", type=int, default=2,
                    help="with --vs-optuna: runs of each side per seed, in alternating order (2: both orders)")
+    p.add_argument("--optuna-seeds", type=int, default=3, help="with --vs-optuna: seeds 0..N-1")
     p.add_argument("--same-tpe", action="store_true",
                    help="with --vs-optuna: Optuna's loop uses the TPE settings gridrun's sampler='tpe' uses, so both "
                         "run the same trials and the wall times differ by gridrun's per-trial cost alone")
