@@ -173,7 +173,7 @@ def train_group(requests: list[FitRequest], stats: PopulationStats | None = None
         state, logs = vepoch(state, hparams, data, fold(k_train, e))
         logs = jax.device_get(logs)
         stats.count(int(np.sum(logs["active"])), len(requests), epoch_seconds=perf_counter() - t_epoch)
-        host = EpochStates(state)
+        host = EpochStates(state, copy=False)  # (no program here donates the state's buffers)
         for i, r in enumerate(requests):
             if logs["active"][i]:
                 r.member.record({k: logs[k][i] for k in names}, bool(logs["stopped"][i]),
@@ -203,14 +203,18 @@ def train_group(requests: list[FitRequest], stats: PopulationStats | None = None
 class EpochStates:
     """A group's state after one epoch, as each trial's observers (its checkpoints) ask for their slot.
 
-    The first ask copies the whole stacked state to the host in one transfer (a copy: the next epoch may
-    donate the device buffers while a background writer still holds the slot); each slot is then a view
-    of that copy, cut to the trial's true shapes where widths were merged. (Cutting each slot on the
+    The first ask brings the whole stacked state to the host in one transfer; each slot is then a view
+    of it, cut to the trial's true shapes where widths were merged. `copy`: a copy, for a caller whose
+    next step donates (reuses) the state's buffers while a background writer still holds a slot
+    (slots.py's refill); without it, on the CPU, the host state is the device buffers themselves
+    (`np.asarray`, no copy: 11-20 ms an epoch for 16 of the chapter's models, bench/checkpoint.py part 4),
+    kept alive by the views as long as a writer holds one. (Cutting each slot on the
     device was one dispatch a leaf and a transfer a slot: 16 slots of the chapter's model cost more than
     their writes.) States with typed PRNG keys, which have no NumPy form, are cut on the device."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: Any, copy: bool = True) -> None:
         self.state = state
+        self.copy = copy
         self._host: Any = None
 
     def slot(self, i: int, like: Any = None) -> Any:
@@ -224,6 +228,6 @@ class EpochStates:
             one = unstack(self.state, i)
             return one if like is None else widths.crop(one, like)
         if self._host is None:
-            self._host = jax.tree_util.tree_map(np.array, self.state)
+            self._host = jax.tree_util.tree_map(np.array if self.copy else np.asarray, self.state)
         one = jax.tree_util.tree_map(lambda leaf: leaf[i], self._host)
         return one if like is None else widths.crop_host(one, like)
