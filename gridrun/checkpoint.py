@@ -354,7 +354,10 @@ def restore_into(target: Any, raw: Mapping[str, Any], header: Mapping[str, Any],
                 raise CheckpointMismatch(f"{where}: the model's leaf {key} is a PRNG key, the saved one is not: {fix}")
             leaves.append(jax.random.wrap_key_data(jnp.asarray(arr), impl=header["keys"][key]))
             continue
-        shape, dtype = tuple(getattr(want, "shape", np.shape(want))), np.dtype(getattr(want, "dtype", np.asarray(want).dtype))
+        # (the fallbacks only for leaves without a shape or dtype, such as Python numbers: evaluated for
+        # every leaf, np.asarray copied each of a live state's arrays to the host, 44 ms a restore)
+        shape = tuple(want.shape) if hasattr(want, "shape") else np.shape(want)
+        dtype = np.dtype(want.dtype) if hasattr(want, "dtype") else np.asarray(want).dtype
         if arr.shape != shape or arr.dtype != dtype:
             raise CheckpointMismatch(f"{where}: leaf {key} is {arr.dtype}{list(arr.shape)} in the checkpoint but "
                                      f"{dtype}{list(shape)} in the model: {fix}")
@@ -416,6 +419,7 @@ class Checkpointer:
         self._recorded_at = time.monotonic()  # when the properties were last recorded (or the saver made)
         self._recorded: dict[str, Any] | None = None  # what it recorded
         self._cleaned = False
+        self._both_at: int | None = None  # the epoch of the last save written under both names
         if resume:
             header = read_header(checkpoint_path(self.run_dir, "best")) or {}
             if header.get("metric") and scoring.finite(header.get("value")) is not None:
@@ -481,12 +485,15 @@ class Checkpointer:
         for w in WHICH:
             drop_spare(folder / f"{w}.ckpt")
         best, last = folder / "best.ckpt", folder / "last.ckpt"
-        if self.best_epoch is None or self.best_epoch != self.saved_last or not (best.is_file() and last.is_file()):
-            return
-        if not os.path.samefile(best, last) and best.stat().st_size == last.stat().st_size:
-            data = best.read_bytes()
-            if data == last.read_bytes():
-                link_atomic(best, last, data)
+        if self._both_at is None or not self._both_at == self.best_epoch == self.saved_last:
+            return  # (the two hold different epochs, or came from different saves)
+        tmp = folder / f".last.ckpt.{os.getpid()}.{time.monotonic_ns()}.tmp"
+        try:
+            if not os.path.samefile(best, last):
+                os.link(best, tmp)
+                os.replace(tmp, last)
+        except OSError:  # (no hard links here, or a file gone: the two files stay as they are)
+            tmp.unlink(missing_ok=True)
 
     @property
     def _last_asked(self) -> int | None:
@@ -520,6 +527,8 @@ class Checkpointer:
         if "last" in which:
             self.saved_last = epoch
         self._write_files(which, tree, meta, t0)
+        if "best" in which and "last" in which:
+            self._both_at = epoch  # best and last hold this one save's bytes
         self.cpu_seconds += time.thread_time() - c0
 
     def _write_files(self, which: list[str], tree: Any, meta: dict[str, Any], t0: float) -> None:
