@@ -78,17 +78,24 @@ def _create_temp(path: Path) -> tuple[int, Path]:
     raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
+def _write_fd(fd: int, data: bytes | Sequence[bytes], truncate: bool = False) -> None:
+    """Write `data` (bytes, or buffers one after the other) to the open file `fd` from its start, and close it."""
+    with os.fdopen(fd, "wb") as fh:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            fh.write(data)
+        else:
+            fh.writelines(data)
+        if truncate:
+            fh.truncate()
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes | Sequence[bytes]) -> None:
     """Write `data` (bytes, or buffers written one after the other) to a temporary file beside `path`,
     then rename it over `path`."""
     path = Path(path)
     fd, tmp = _create_temp(path)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                fh.write(data)
-            else:
-                fh.writelines(data)
+        _write_fd(fd, data)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -165,12 +172,7 @@ def write_reusing(path: str | os.PathLike, data: bytes | Sequence[bytes]) -> boo
             pass
         fd = os.open(spare, flags | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                fh.write(data)
-            else:
-                fh.writelines(data)
-            fh.truncate()  # a shorter version than the spare held
+        _write_fd(fd, data, truncate=True)  # (truncate: a shorter version than the spare held)
         if exchange(spare, path):
             return True
         os.replace(spare, path)  # no swapping on this file system: a plain atomic rename
