@@ -11,8 +11,9 @@ else loss: gridrun/scoring.py's rule) and `last.ckpt` (the last epoch). Each fil
 (a magic line, then one JSON line: payload length, CRC-32 (SHA-256 in older files), epoch, metric and value, PRNG-key leaves)
 followed by the payload: every leaf's bytes one after the other, the header naming each leaf's key
 path, dtype, shape and offset (the "raw" layout; checkpoints written before it hold
-`flax.serialization` msgpack of nested dicts of NumPy arrays named by their key paths, still read). A save writes a temporary file beside the target and `os.replace`s it
-over the target (no fsync), so a kill -9 in the middle of a save leaves the previous checkpoint as it was; a file
+`flax.serialization` msgpack of nested dicts of NumPy arrays named by their key paths, still read). A save writes
+over the previous version's file and swaps names with the target (`_io.write_reusing`; elsewhere a temporary file
+`os.replace`d over it; no fsync), so a kill -9 in the middle of a save leaves the previous checkpoint as it was; a file
 cut short or damaged any other way fails the length or checksum test and is refused with a clear
 error, never loaded wrong. Why flax.serialization and not orbax-checkpoint: docs/run-dir.md
 ("Checkpoints"); the figures come from bench/checkpoint.py.
@@ -316,16 +317,21 @@ def link_atomic(source: Path, path: Path, data: bytes | Sequence[bytes]) -> None
     """`path` becomes a hard link to `source` (whose content is `data`), atomically (link to a temporary
     name, rename over `path`); where hard links are not possible, `data` is written anew. Files are never
     changed in place, so the two names stay right when either is later replaced."""
+    if not _link_over(source, path):
+        write_atomic(path, data)
+
+
+def _link_over(source: Path, path: Path) -> bool:
+    """Make `path` a hard link to `source` atomically (a link under a temporary name, renamed over
+    `path`); False, with `path` as it was, where that failed (no hard links here, a file gone)."""
     tmp = path.parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
     try:
         os.link(source, tmp)
         os.replace(tmp, path)
+        return True
     except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        write_atomic(path, data)
+        tmp.unlink(missing_ok=True)
+        return False
 
 
 def restore_into(target: Any, raw: Mapping[str, Any], header: Mapping[str, Any], where: str) -> Any:
@@ -487,13 +493,12 @@ class Checkpointer:
         best, last = folder / "best.ckpt", folder / "last.ckpt"
         if self._both_at is None or not self._both_at == self.best_epoch == self.saved_last:
             return  # (the two hold different epochs, or came from different saves)
-        tmp = folder / f".last.ckpt.{os.getpid()}.{time.monotonic_ns()}.tmp"
         try:
-            if not os.path.samefile(best, last):
-                os.link(best, tmp)
-                os.replace(tmp, last)
-        except OSError:  # (no hard links here, or a file gone: the two files stay as they are)
-            tmp.unlink(missing_ok=True)
+            shared = os.path.samefile(best, last)
+        except OSError:  # (a file gone: nothing to share)
+            return
+        if not shared:
+            _link_over(best, last)  # (where that fails, the two files stay as they are)
 
     @property
     def _last_asked(self) -> int | None:
@@ -606,8 +611,8 @@ class _Writer:
     save to `wait()` (the end of training; or LINGER seconds without a save: no idle thread is left
     behind by a Checkpointer never closed), never more than one save behind the training (`put` waits
     for the save before). Starting a thread per save made the training thread wait for each one to
-    start: 16 starts a population epoch cost it 19 ms (bench/checkpoint.py part 4). Each save is `write_atomic`, so a kill at any point
-    leaves every checkpoint file whole (the previous one, or the new one). `wait()` returns once
+    start: 16 starts a population epoch cost it 19 ms (bench/checkpoint.py part 4). Each save is atomic
+    (`_io.write_reusing`, or `write_atomic`), so a kill at any point leaves every checkpoint file whole (the previous one, or the new one). `wait()` returns once
     every save asked for is done, raising the first error a save met."""
 
     def __init__(self) -> None:
