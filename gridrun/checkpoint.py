@@ -49,6 +49,7 @@ WHICH = ("best", "last")
 MAGIC = b"gridrun-checkpoint 1\n"
 MAX_HEADER = 1_000_000  # bytes: a header line longer than this is not a checkpoint header
 LINGER = 30.0  # seconds a background writer thread waits for a next save before it ends
+HOLD_SECONDS = 0.05  # at most this long a save waits for the training's next epoch to be dispatched
 RECORD_EVERY = 5.0  # seconds: how often saves record the checkpoint_* properties (and at the end of training)
 
 
@@ -606,6 +607,24 @@ def _writer_slots() -> int:
 _SAVING = threading.BoundedSemaphore(_writer_slots())
 
 
+_HELD: set[_Writer] = set()  # writers whose queued save waits for the next epoch's dispatch
+_HELD_LOCK = threading.Lock()
+
+
+def release_held() -> None:
+    """Called by a training loop right after it dispatched an epoch (before it waits for its results):
+    the saves of the epoch before may start now, while that epoch computes. Measured on the 2-core CPU: a
+    save's serializing, started at once, held the GIL while the loop went on to its next dispatch, and
+    the loop's steps between epochs took 1.25 instead of 0.36 ms."""
+    if not _HELD:
+        return
+    with _HELD_LOCK:
+        writers = list(_HELD)
+        _HELD.clear()
+    for writer in writers:
+        writer.release()
+
+
 class _Writer:
     """One Checkpointer's background writer: a daemon thread running its saves in order, from the first
     save to `wait()` (the end of training; or LINGER seconds without a save: no idle thread is left
@@ -623,22 +642,35 @@ class _Writer:
         self.last_asked: int | None = None
         self.thread: threading.Thread | None = None  # the running writer thread
         self.closing = False  # wait() was called: the thread ends once every save is written
+        self.held = False  # the queued save waits for the training's next dispatch (`release_held`)
         self.ended: threading.Thread | None = None  # the last one started
 
     def put(self, which: list[str], job: Callable[[], None]) -> None:
         self._raise()
         names = frozenset(which)
         with self.cond:
+            self.held = False  # a save still held (no dispatch came between): it may start now
+            self.cond.notify_all()
             # at most one save behind: a save waits for the one before it to be written, so the write of
             # epoch N overlaps the training of epoch N + 1, and a kill loses at most the save in flight
             # (a trial continued on --resume starts from epoch N - 1 at worst, never further back)
             while self.jobs or self.busy:
                 self.cond.wait()
-            self.jobs = [(n, j) for n, j in self.jobs if not n <= names] + [(names, job)]
+            self.jobs = [(names, job)]
+            self.held = True
             if self.thread is None:
                 self.thread = self.ended = threading.Thread(target=self._run, name="gridrun-checkpoint", daemon=True)
                 self.thread.start()
             self.cond.notify_all()
+        with _HELD_LOCK:
+            _HELD.add(self)
+
+    def release(self) -> None:
+        """The training dispatched its next epoch: the save held since the last one may start."""
+        with self.cond:
+            if self.held:
+                self.held = False
+                self.cond.notify_all()
 
     def _run(self) -> None:
         while True:
@@ -649,6 +681,11 @@ class _Writer:
                     self.thread = None
                     self.cond.notify_all()
                     return
+                # a save starts once the training has dispatched its next epoch (`release_held`), so its
+                # Python work, which holds the GIL, overlaps that epoch's computation instead of
+                # delaying the dispatch (at most HOLD_SECONDS: a loop that never says so)
+                self.cond.wait_for(lambda: not self.held or self.closing, timeout=HOLD_SECONDS)
+                self.held = False
                 _, job = self.jobs.pop(0)
                 self.busy = True
             try:
@@ -670,6 +707,8 @@ class _Writer:
                 self.cond.wait()
             self.closing = False
             ended = self.ended
+        with _HELD_LOCK:
+            _HELD.discard(self)
         if ended is not None:
             ended.join()  # it only returns now
         self._raise()

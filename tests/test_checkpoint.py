@@ -606,3 +606,40 @@ def test_restoring_never_copies_the_target_state_to_the_host():
     header, raw = C.decode(C.encode(saved, {"epoch": 1}))
     out = C.restore_into({"w": Leaf((2, 3), np.float32), "step": Leaf((), np.int32)}, raw, header, "the test's")
     assert np.array_equal(np.asarray(out["w"]), saved["w"]) and int(out["step"]) == 4
+
+
+def test_a_background_save_waits_for_the_next_epochs_dispatch(monkeypatch):
+    """A save queued at an epoch's end starts once the training loop has dispatched its next epoch
+    (`release_held`), so its serializing does not hold the GIL against that dispatch; a next save, the
+    end of training, or HOLD_SECONDS without a word release it too."""
+    import threading
+
+    monkeypatch.setattr(C, "HOLD_SECONDS", 30.0)
+    writer = C._Writer()
+    ran: list[int] = []
+    started = threading.Event()
+
+    def job(k):
+        def run():
+            ran.append(k)
+            started.set()
+        return run
+
+    writer.put(["last"], job(1))
+    time.sleep(0.2)
+    assert ran == []  # held: the loop has not dispatched its next epoch yet
+    C.release_held()
+    assert started.wait(5) and ran == [1]
+    started.clear()
+    writer.put(["last"], job(2))  # never released by a dispatch: the next save lets it go first
+    writer.put(["last"], job(3))
+    assert ran[:2] == [1, 2]
+    writer.wait()  # the end of training writes what is held at once
+    assert ran == [1, 2, 3]
+    monkeypatch.setattr(C, "HOLD_SECONDS", 0.05)
+    writer.put(["last"], job(4))  # nobody says a word: it starts after HOLD_SECONDS
+    t0 = time.perf_counter()
+    while ran[-1] != 4 and time.perf_counter() - t0 < 5:
+        time.sleep(0.01)
+    assert ran[-1] == 4
+    writer.wait()

@@ -3,6 +3,7 @@ place, then swaps names with it; atomic, never writes over a file another name l
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -106,3 +107,47 @@ def test_a_running_run_rewrites_its_metrics_in_place_and_leaves_no_spare(tmp_pat
         assert inodes[1] == inodes[3] and inodes[1] != inodes[2]
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # finish() deleted the spares
     assert gridrun.ls_runs(runs_dir=tmp_path / "runs")["metric_loss"].iloc[0] == 0.25
+
+
+def test_a_sweeps_manifest_is_rewritten_in_place_and_leaves_no_spare(tmp_path, monkeypatch):
+    """A running sweep's manifest goes through write_reusing (`Manifest.live`); its end retires it."""
+    import gridrun
+    from gridrun.sweep import manifest as M
+
+    reused = []
+    real = M.write_json
+
+    def spy(path, data, indent=1, reuse=False):
+        reused.append(reuse)
+        return real(path, data, indent, reuse)
+
+    monkeypatch.setattr(M, "write_json", spy)
+    script = tmp_path / "live.py"
+    script.write_text("import gridrun\nFLAGS = gridrun.flags(gridrun.flag_integer('k', 1, values=[1, 2, 3]))\n"
+                      + LIVE_SCRIPT)
+    df = gridrun.tuning_run(script, runs_dir=tmp_path / "runs", quiet=True)
+    assert (df["status"] == "completed").all()
+    assert reused[0] is False and True in reused  # the plan written plainly, then rewritten in place while live
+    sweeps = tmp_path / "runs" / "sweeps"
+    assert [p.name for p in sweeps.iterdir()] == [f"{df['sweep'].iloc[0]}.json"]  # no spare left
+
+
+@pytest.mark.parametrize("nonfinite", [False, True])
+def test_dumps_fast_path_writes_what_the_cleaning_walk_writes(nonfinite, tmp_path):
+    """`dumps` hands plain values to json's C encoder and takes `clean_json`'s walk only when that
+    refuses them: the text parses to the same values either way, one outer member a line."""
+    import json
+    from pathlib import Path
+
+    values = {"n": 3, "f": 0.5, "np32": np.float32(0.25), "np64": np.float64(1.5), "i64": np.int64(7),
+              "bool": np.bool_(True), "arr": np.arange(3), "tuple": (1, "a"), "path": Path("/x/y"),
+              "none": None, "text": "é", "trials": [{"a": 1}, {"b": [np.float32(2.0)]}], "empty": {}}
+    bad = {**values, "nan": float("nan"), "inf": [np.float32("inf")], "deep": {"x": [{"y": -math.inf}]}}
+    for data in (values, bad):
+        text = _io.dumps(data, nonfinite=nonfinite)
+        walked = json.dumps(_io.clean_json(data, nonfinite), allow_nan=False, ensure_ascii=False)
+        assert json.loads(text) == json.loads(walked)
+        lines = text.splitlines()
+        assert lines[0] == "{" and lines[-1] == "}" and len(lines) == 2 + len(data) + 3  # trials: an item a line, then "]"
+        assert _io.dumps(data, indent=None, nonfinite=nonfinite) == json.dumps(json.loads(walked), ensure_ascii=False)
+    assert '"nan": "NaN"' in _io.dumps(bad, nonfinite=True) and '"nan": null' in _io.dumps(bad)

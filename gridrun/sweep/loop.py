@@ -137,6 +137,7 @@ def _mark_running(manifest: Manifest, executor: Executor, retries: int, max_fail
     """Record in the manifest that this process runs the sweep now, and how."""
     manifest.data["client"] = {"pid": os.getpid(), "hostname": rundir.hostname(), "heartbeat": None}
     manifest.data["status"] = "running"
+    manifest.live = True  # (tuning.py `_run` retires it however the sweep ends)
     manifest.data["settings"] = {"backend": executor.name, "jobs": executor.jobs, "retries": retries,
                                  "max_failures": max_failures, "population": grouper is not None}
     manifest.save()

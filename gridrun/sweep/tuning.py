@@ -486,6 +486,7 @@ def _run(spec: SweepSpec, manifest: Manifest, executor: Executor, grouper: Group
         executor.close()
         close_orphans(manifest, spec.runs_dir)
         manifest.save()
+        manifest.retire()
     return time.monotonic() - t0
 
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import jax
 import numpy as np
 
+from ..checkpoint import release_held
 from ..errors import TrialPruned
 from ..scoring import is_loss
 from .callbacks import Stopper
@@ -287,6 +288,7 @@ def train_alone(program: TrainingProgram, state: State, hparams: Any, data: dict
             if replay is not None:
                 hparams, state = replay(member.completed, hparams, state)
             state, logs = program.jit_epoch(state, hparams, data, epoch_key(k_train, member.completed))
+            release_held()  # the last epoch's checkpoint is written while this one computes
             logs = jax.device_get(logs)
             member.record(logs, bool(logs["stopped"]), lambda state=state: state)
     finally:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ...checkpoint import release_held
 from ...pbt import PBTConfig
 from ..driver import TrainingProgram
 from .config import PopulationStats
@@ -171,6 +172,7 @@ def train_group(requests: list[FitRequest], stats: PopulationStats | None = None
     for e in range(int(limits.max(initial=0))):
         t_epoch = perf_counter()
         state, logs = vepoch(state, hparams, data, fold(k_train, e))
+        release_held()  # the last epoch's checkpoints are written while this one computes
         logs = jax.device_get(logs)
         stats.count(int(np.sum(logs["active"])), len(requests), epoch_seconds=perf_counter() - t_epoch)
         host = EpochStates(state, copy=False)  # (no program here donates the state's buffers)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ...checkpoint import release_held
 from ...pbt import PBTConfig
 from ..driver import TrainingProgram
 from .config import PopulationStats
@@ -133,6 +134,7 @@ class _SlotPrograms:
         n = len(ep)
         t0 = time.perf_counter()
         state, logs = self.cache["epoch"](state, hparams, data, k_train, ep.copy())
+        release_held()  # the last epoch's checkpoints are written while this one computes
         logs = jax.device_get(logs)
         seconds = time.perf_counter() - t0
         if n not in self.cache["sizes"]:
