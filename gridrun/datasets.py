@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import mmap
 import os
 import threading
 import zlib
@@ -329,7 +330,19 @@ def scale(x: Any, max_value: float | None = None) -> np.ndarray:
         max_value = 255.0 if array.dtype == np.uint8 else float(array.max()) if array.size else 1.0
     if not max_value or not np.isfinite(max_value):
         raise GridrunError(f"cannot scale by max_value={max_value!r}; pass a positive max_value")
-    return (array.astype(np.float32) / np.float32(max_value)).astype(np.float32)
+    # one float32 array, divided into as it is converted: the same values as astype-then-divide, without
+    # its two temporaries (Fashion-MNIST's 70,000 images: 1.6 s in a fresh process before, 0.1 s now)
+    return np.divide(array, np.float32(max_value), out=_empty(array.shape, np.float32), dtype=np.float32)
+
+
+def _empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """`np.empty`, for a large array in anonymous memory of its own (`mmap`): numpy asks the kernel for
+    transparent huge pages for large arrays, and on this project's VM a fresh 188 MB array took 0.44-0.73
+    s to fill that way against 0.09 s in plain pages (a data set's arrays are written once, then read)."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if size < 1 << 24:
+        return np.empty(shape, dtype)
+    return np.frombuffer(mmap.mmap(-1, size), dtype=dtype).reshape(shape)
 
 
 def standardize(x_train: Any, x_test: Any | None = None, eps: float = 1e-7

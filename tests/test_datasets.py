@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import mmap
 import struct
 from pathlib import Path
 
@@ -280,3 +281,19 @@ def test_threads_share_one_prepared_copy(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert len(results) == 6 and all(r is results[0] for r in results)
+
+
+def test_scale_of_a_large_array_is_bit_equal_to_convert_then_divide() -> None:
+    """A large array is scaled into memory of its own (`_empty`, plain pages) in one pass: the very
+    values of astype(float32) / max_value, a writable float32 array of the same shape."""
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 256, (6000, 784), dtype=np.uint8)  # 18.8 MB of float32: above _empty's threshold
+    out = datasets.scale(big)
+    assert out.dtype == np.float32 and out.shape == big.shape and out.flags.writeable
+    assert np.array_equal(out, big.astype(np.float32) / np.float32(255.0))
+    root = out
+    while isinstance(root, np.ndarray) and root.base is not None:
+        root = root.base
+    assert isinstance(getattr(root, "obj", root), mmap.mmap)  # anonymous memory of its own, not numpy's
+    floats = rng.normal(0, 3, (7, 5))
+    assert np.array_equal(datasets.scale(floats, 4.0), floats.astype(np.float32) / np.float32(4.0))

@@ -539,12 +539,15 @@ def _probe_compiler_options() -> dict[str, str] | None:
     """XLA options for gridrun's programs on this backend (None: XLA's defaults).
 
     On CPU, XLA's YNNPACK fusions are turned off: they run the chapter model's largest matmul on one
-    core of two, and an epoch takes 4-7% longer with them (measured by bench/fit_vs_keras.py). A jaxlib
-    that no longer knows the option keeps its defaults.
+    core of two, and an epoch takes 4-7% longer with them (measured by bench/fit_vs_keras.py). And
+    LLVM optimizes at level 1 instead of 2: the same results bit for bit and the same epoch time (the
+    chapter's MLP with batch norm, 0.132 against 0.149 s; 784-128-64 0.070 against 0.069 s), in less
+    compilation (its epoch program 2.4 instead of 2.7 s, an init 0.7-1.0 instead of 1.8 s; docs/fit.md).
+    A jaxlib that no longer knows an option keeps its defaults.
     """
     if jax.default_backend() != "cpu":
         return None
-    options = {"xla_cpu_experimental_ynn_fusion_type": ""}
+    options = {"xla_cpu_experimental_ynn_fusion_type": "", "xla_backend_optimization_level": "1"}
     try:
         jax.jit(lambda a: a + 1, compiler_options=options).lower(jnp.zeros(1)).compile()
     except Exception:  # noqa: BLE001 - an unknown or renamed option: fall back to the defaults
