@@ -386,7 +386,33 @@ def _prepared(name: str, folder: str | None, standardized: bool = False) -> Data
     ]
     for a in arrays:
         a.setflags(write=False)
+        root = _root(a)
+        _PREPARED[id(root)] = root
     return Dataset((arrays[0], arrays[1]), (arrays[2], arrays[3]), name, raw.source)
+
+
+# the memory of every array load_prepared made (kept with its memoized arrays, never written after):
+# id -> the buffer object, so that `prepared_root` recognizes them and their read-only views
+_PREPARED: dict[int, Any] = {}
+
+
+def _root(array: np.ndarray) -> Any:
+    """The object that owns an array's memory: the array itself, or the end of its chain of bases (a
+    memoryview's exporter)."""
+    root: Any = array
+    while isinstance(root, np.ndarray) and root.base is not None:
+        root = root.base
+    return root.obj if isinstance(root, memoryview) else root
+
+
+def prepared_root(array: Any) -> Any | None:
+    """The buffer of `load_prepared`'s memoized arrays that `array`, a read-only view, reads (a slice
+    x[:n] included), or None for any other array. Such memory never changes, so a device copy of a view
+    of it stays valid (train/fit.py keeps one across a sweep's trials)."""
+    if not isinstance(array, np.ndarray) or array.flags.writeable:
+        return None
+    root = _root(array)
+    return root if _PREPARED.get(id(root)) is root else None
 
 
 def load_prepared(name: str = "auto", path: str | os.PathLike | None = None, *, standardized: bool = False) -> Dataset:

@@ -248,3 +248,39 @@ def test_early_stopping_records_the_best_epoch_as_properties_and_columns(tmp_pat
     table = gridrun.ls_runs(runs_dir=tmp_path / "runs")
     assert table.loc[0, "best_epoch"] == want and table.loc[0, "best_val_acc"] == pytest.approx(max(accs))
     assert str(table["best_epoch"].dtype) == "Int64"
+
+
+def test_fit_puts_prepared_data_on_the_device_once_per_view(monkeypatch) -> None:
+    """Slices of load_prepared's read-only arrays reach the device once and are reused by the next fit
+    (a sequential sweep's trials); a user's own arrays, writable or not, are put afresh every time."""
+    from gridrun.datasets import load_prepared
+
+    (x, y), _ = load_prepared("digits")
+    puts: list[tuple[int, ...]] = []
+    real = E.jnp.asarray
+
+    def counting(a, *args, **kwargs):
+        if isinstance(a, np.ndarray) and a.ndim == 2:
+            puts.append(a.shape)
+        return real(a, *args, **kwargs)
+
+    monkeypatch.setattr(E.jnp, "asarray", counting)
+    monkeypatch.setattr(E, "_DEVICE", type(E._DEVICE)())
+
+    def train(xs, ys):
+        model = gridrun.Sequential([gridrun.Dense(8, activation="relu"), gridrun.Dense(10, activation="softmax")])
+        return gridrun.fit(model, xs, ys, loss="categorical_crossentropy", epochs=1, batch_size=64,
+                           validation_split=0.25, verbose=0)
+
+    first = train(x[:400], y[:400])
+    assert len(puts) == 4  # x, y and the validation pair
+    second = train(x[:400], y[:400])
+    assert len(puts) == 4  # the same views: nothing put again
+    assert first.history["loss"] == second.history["loss"]
+    train(x[:300], y[:300])
+    assert len(puts) == 8  # other rows: other device arrays
+    mine_x, mine_y = np.array(x[:400]), np.array(y[:400])
+    mine_x.setflags(write=False)  # read-only, but the caller owns its memory: never kept
+    train(mine_x, mine_y)
+    train(mine_x, mine_y)
+    assert len(puts) == 16

@@ -142,9 +142,9 @@ def fit(
         _, nnx_params, nnx_extra = E.nnx_parts(model)
         initial = eng.jit_state_from(nnx_params, nnx_extra, hparams)
     if pop is None:
-        data = {"x": jnp.asarray(x), "y": jnp.asarray(y)}
+        data = {"x": E.on_device(x), "y": E.on_device(y)}
         if n_val:
-            data["x_val"], data["y_val"] = jnp.asarray(xv), jnp.asarray(yv)
+            data["x_val"], data["y_val"] = E.on_device(xv), E.on_device(yv)
         state = initial if initial is not None else eng.jit_init(hparams, k_init)
     else:  # population mode: shapes only here; the coordinator trains this trial with its group
         state = initial if initial is not None else jax.eval_shape(eng.init, hparams, k_init)

@@ -54,7 +54,7 @@ from . import callbacks as cbs
 from . import population, restore, shuffle
 from ._jaxcache import enable_persistent_cache
 from .driver import Member, train_alone
-from .engine import EVAL_CHUNK, cached_program, jit, program_digest, seed_keys
+from .engine import EVAL_CHUNK, cached_program, jit, on_device, program_digest, seed_keys
 from .history import History
 from .progressbar import EpochProgress
 
@@ -596,7 +596,7 @@ def _train(eng: LoopEngine, hp: Any, inputs: _Inputs, k_init: jax.Array, k_train
     population group (the coordinator drives its epochs through the same Member)."""
     pop = population.active()
     if pop is None:
-        device = {k: jnp.asarray(v) for k, v in inputs.arrays().items()}
+        device = {k: on_device(v) for k, v in inputs.arrays().items()}  # (load_prepared's views: once)
         return train_alone(eng, eng.jit_init(hp, k_init), hp, device, k_train, member)
     request = population.FitRequest(eng, hp, inputs.arrays(), k_init, k_train, member)
     state = pop.submit(request)
