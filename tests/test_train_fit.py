@@ -284,3 +284,43 @@ def test_fit_puts_prepared_data_on_the_device_once_per_view(monkeypatch) -> None
     train(mine_x, mine_y)
     train(mine_x, mine_y)
     assert len(puts) == 16
+
+
+def test_fit_loop_puts_prepared_data_on_the_device_once_per_view(monkeypatch) -> None:
+    """fit_loop shares fit's device copies of load_prepared's views (engine.on_device)."""
+    import flax.linen as nn
+    import optax
+
+    from gridrun.datasets import load_prepared
+
+    (x, y), _ = load_prepared("digits")
+    puts: list[tuple[int, ...]] = []
+    real = E.jnp.asarray
+
+    def counting(a, *args, **kwargs):
+        if isinstance(a, np.ndarray) and a.ndim == 2:
+            puts.append(a.shape)
+        return real(a, *args, **kwargs)
+
+    monkeypatch.setattr(E.jnp, "asarray", counting)
+    monkeypatch.setattr(E, "_DEVICE", type(E._DEVICE)())
+    model = nn.Dense(10)
+
+    def init(key, hp):
+        params = model.init(key, jnp.zeros((1, 64)))["params"]
+        return params, optax.sgd(hp["lr"]).init(params)
+
+    def step(state, batch, hp, key):
+        params, opt = state
+
+        def loss_fn(p):
+            return optax.softmax_cross_entropy(model.apply({"params": p}, batch[0]), batch[1]).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt = optax.sgd(hp["lr"]).update(grads, opt, params)
+        return (optax.apply_updates(params, updates), opt), {"loss": loss}
+
+    runs = [gridrun.fit_loop(init, step, (x[:320], y[:320]), hparams={"lr": 0.1}, epochs=1, batch_size=64)
+            for _ in range(2)]
+    assert len(puts) == 2  # x and y, put once for both calls
+    assert runs[0].history["loss"] == runs[1].history["loss"]
