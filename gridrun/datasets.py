@@ -408,7 +408,7 @@ def _root(array: np.ndarray) -> Any:
 def prepared_root(array: Any) -> Any | None:
     """The buffer of `load_prepared`'s memoized arrays that `array`, a read-only view, reads (a slice
     x[:n] included), or None for any other array. Such memory never changes, so a device copy of a view
-    of it stays valid (train/fit.py keeps one across a sweep's trials)."""
+    of it stays valid (train/engine.py `on_device` keeps one across a sweep's trials)."""
     if not isinstance(array, np.ndarray) or array.flags.writeable:
         return None
     root = _root(array)

@@ -533,8 +533,8 @@ class Engine:
 
 # device copies of views of load_prepared's arrays (memory that never changes), so that the trials of a
 # sequential sweep, each calling fit with the same x[:n] slices, put the data on the device once: on
-# this CPU a put of the 12k x 784 training slice took about 5 ms of every trial and of every segment of
-# sequential PBT. At most DEVICE_CACHE arrays (one trial's x, y and validation pair), newest kept.
+# this CPU a put of the 12k x 784 training slice took about 22 ms of every trial and of every segment
+# of sequential PBT. At most DEVICE_CACHE arrays (one trial's x, y and validation pair), newest kept.
 DEVICE_CACHE = 4
 _DEVICE: collections.OrderedDict[tuple[Any, ...], jax.Array] = collections.OrderedDict()
 _DEVICE_LOCK = threading.Lock()
