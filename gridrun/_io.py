@@ -41,6 +41,17 @@ def decode_float(value: Any) -> Any:
     return value
 
 
+def _plain(value: Any) -> Any:
+    """A value JSON has no type for, as one it has: numpy / jax scalars as Python numbers, arrays as
+    lists, anything else (a path) as its text. `clean_json`'s last step, and the C encoder's `default`
+    hook on `dumps`'s fast path."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
 def clean_json(value: Any, nonfinite: bool = False) -> Any:
     """Make a value JSON-safe: numpy scalars to Python, tuples to lists, and non-finite floats to None
     (or, with `nonfinite`, to the strings "NaN", "Infinity", "-Infinity" that `decode_float` reads)."""
@@ -54,23 +65,7 @@ def clean_json(value: Any, nonfinite: bool = False) -> Any:
         if math.isfinite(value):
             return value
         return encode_float(value) if nonfinite else None
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / jax scalars
-        return clean_json(value.item(), nonfinite)
-    if hasattr(value, "tolist"):
-        return clean_json(value.tolist(), nonfinite)
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
-
-
-def _plain(value: Any) -> Any:
-    """`json`'s `default` hook for the C encoder's fast path: what `clean_json` makes of the values the
-    encoder does not know (numpy / jax scalars and arrays, paths, anything else as its text)."""
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
+    return clean_json(_plain(value), nonfinite)  # numpy / jax scalars and arrays, paths, the rest as text
 
 
 _FAST = json.JSONEncoder(allow_nan=False, ensure_ascii=False, default=_plain).encode
