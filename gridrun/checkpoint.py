@@ -519,7 +519,7 @@ class Checkpointer:
             return
         if "last" in which:
             self.writer.last_asked = epoch
-        self.writer.put(which, lambda tree=get_state(): self._write(which, epoch, tree, meta))
+        self.writer.put(lambda tree=get_state(): self._write(which, epoch, tree, meta))
 
     def _write(self, which: list[str], epoch: int, tree: Any, meta: dict[str, Any]) -> None:
         """Write one save (in this thread, or the background writer's): the files, then the record."""
@@ -636,7 +636,7 @@ class _Writer:
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
-        self.jobs: list[tuple[frozenset[str], Callable[[], None]]] = []
+        self.jobs: list[Callable[[], None]] = []
         self.busy = False
         self.error: BaseException | None = None
         self.last_asked: int | None = None
@@ -645,9 +645,8 @@ class _Writer:
         self.held = False  # the queued save waits for the training's next dispatch (`release_held`)
         self.ended: threading.Thread | None = None  # the last one started
 
-    def put(self, which: list[str], job: Callable[[], None]) -> None:
+    def put(self, job: Callable[[], None]) -> None:
         self._raise()
-        names = frozenset(which)
         with self.cond:
             self.held = False  # a save still held (no dispatch came between): it may start now
             self.cond.notify_all()
@@ -656,7 +655,7 @@ class _Writer:
             # (a trial continued on --resume starts from epoch N - 1 at worst, never further back)
             while self.jobs or self.busy:
                 self.cond.wait()
-            self.jobs = [(names, job)]
+            self.jobs = [job]
             self.held = True
             if self.thread is None:
                 self.thread = self.ended = threading.Thread(target=self._run, name="gridrun-checkpoint", daemon=True)
@@ -686,7 +685,7 @@ class _Writer:
                 # delaying the dispatch (at most HOLD_SECONDS: a loop that never says so)
                 self.cond.wait_for(lambda: not self.held or self.closing, timeout=HOLD_SECONDS)
                 self.held = False
-                _, job = self.jobs.pop(0)
+                job = self.jobs.pop(0)
                 self.busy = True
             try:
                 with _SAVING:

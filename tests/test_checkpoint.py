@@ -625,19 +625,19 @@ def test_a_background_save_waits_for_the_next_epochs_dispatch(monkeypatch):
             started.set()
         return run
 
-    writer.put(["last"], job(1))
+    writer.put(job(1))
     time.sleep(0.2)
     assert ran == []  # held: the loop has not dispatched its next epoch yet
     C.release_held()
     assert started.wait(5) and ran == [1]
     started.clear()
-    writer.put(["last"], job(2))  # never released by a dispatch: the next save lets it go first
-    writer.put(["last"], job(3))
+    writer.put(job(2))  # never released by a dispatch: the next save lets it go first
+    writer.put(job(3))
     assert ran[:2] == [1, 2]
     writer.wait()  # the end of training writes what is held at once
     assert ran == [1, 2, 3]
     monkeypatch.setattr(C, "HOLD_SECONDS", 0.05)
-    writer.put(["last"], job(4))  # nobody says a word: it starts after HOLD_SECONDS
+    writer.put(job(4))  # nobody says a word: it starts after HOLD_SECONDS
     t0 = time.perf_counter()
     while ran[-1] != 4 and time.perf_counter() - t0 < 5:
         time.sleep(0.01)
