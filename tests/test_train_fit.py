@@ -250,22 +250,28 @@ def test_early_stopping_records_the_best_epoch_as_properties_and_columns(tmp_pat
     assert str(table["best_epoch"].dtype) == "Int64"
 
 
-def test_fit_puts_prepared_data_on_the_device_once_per_view(monkeypatch) -> None:
+@pytest.fixture
+def puts(monkeypatch) -> list[tuple[int, ...]]:
+    """The shapes of the 2-d host arrays put on the device from now on (engine.on_device's cache empty)."""
+    shapes: list[tuple[int, ...]] = []
+    real = E.jnp.asarray
+
+    def counting(a, *args, **kwargs):
+        if isinstance(a, np.ndarray) and a.ndim == 2:
+            shapes.append(a.shape)
+        return real(a, *args, **kwargs)
+
+    monkeypatch.setattr(E.jnp, "asarray", counting)
+    monkeypatch.setattr(E, "_DEVICE", type(E._DEVICE)())
+    return shapes
+
+
+def test_fit_puts_prepared_data_on_the_device_once_per_view(puts) -> None:
     """Slices of load_prepared's read-only arrays reach the device once and are reused by the next fit
     (a sequential sweep's trials); a user's own arrays, writable or not, are put afresh every time."""
     from gridrun.datasets import load_prepared
 
     (x, y), _ = load_prepared("digits")
-    puts: list[tuple[int, ...]] = []
-    real = E.jnp.asarray
-
-    def counting(a, *args, **kwargs):
-        if isinstance(a, np.ndarray) and a.ndim == 2:
-            puts.append(a.shape)
-        return real(a, *args, **kwargs)
-
-    monkeypatch.setattr(E.jnp, "asarray", counting)
-    monkeypatch.setattr(E, "_DEVICE", type(E._DEVICE)())
 
     def train(xs, ys):
         model = gridrun.Sequential([gridrun.Dense(8, activation="relu"), gridrun.Dense(10, activation="softmax")])
@@ -286,7 +292,7 @@ def test_fit_puts_prepared_data_on_the_device_once_per_view(monkeypatch) -> None
     assert len(puts) == 16
 
 
-def test_fit_loop_puts_prepared_data_on_the_device_once_per_view(monkeypatch) -> None:
+def test_fit_loop_puts_prepared_data_on_the_device_once_per_view(puts) -> None:
     """fit_loop shares fit's device copies of load_prepared's views (engine.on_device)."""
     import flax.linen as nn
     import optax
@@ -294,16 +300,6 @@ def test_fit_loop_puts_prepared_data_on_the_device_once_per_view(monkeypatch) ->
     from gridrun.datasets import load_prepared
 
     (x, y), _ = load_prepared("digits")
-    puts: list[tuple[int, ...]] = []
-    real = E.jnp.asarray
-
-    def counting(a, *args, **kwargs):
-        if isinstance(a, np.ndarray) and a.ndim == 2:
-            puts.append(a.shape)
-        return real(a, *args, **kwargs)
-
-    monkeypatch.setattr(E.jnp, "asarray", counting)
-    monkeypatch.setattr(E, "_DEVICE", type(E._DEVICE)())
     model = nn.Dense(10)
 
     def init(key, hp):
