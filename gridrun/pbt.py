@@ -88,7 +88,7 @@ class PBTConfig:
     """PBT's settings (docs/population.md, "Population-based training"); frozen and picklable, carried
     by PopulationConfig.pbt to every group task."""
 
-    interval: int | None = None  # epochs between exploit/explore steps; None: max(1, epochs // 5)
+    interval: int | None = None  # epochs between exploit/explore steps; None: max(1, epochs // 10)
     quantile: float = 0.25  # the bottom (and top) fraction of the population
     resample: float = 0.25  # probability that a value is drawn afresh instead of perturbed
     metric: str = scoring.DEFAULT_METRIC
@@ -108,8 +108,11 @@ class PBTConfig:
             raise GridrunError(f"PBT mode {self.mode!r}: use min or max")
 
     def interval_for(self, epochs: int) -> int:
-        """The interval for a population whose longest trial trains `epochs` epochs."""
-        return self.interval if self.interval is not None else max(1, int(epochs) // 5)
+        """The interval for a population whose longest trial trains `epochs` epochs: by default a tenth
+        of them (2 for 20 epochs). Measured on bench/pbt.py (16 trials, 20 epochs, seeds 0-4), shorter
+        intervals found better final models: PBT's best val_loss 0.995x random search's at interval 4
+        (the earlier default, epochs // 5), 0.983x at 2, 0.977x at 1 (docs/population.md)."""
+        return self.interval if self.interval is not None else max(1, int(epochs) // 10)
 
     def flag(self, name: str) -> MutableFlag | None:
         return next((f for f in self.flags if f.name == name), None)

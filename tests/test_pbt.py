@@ -104,7 +104,9 @@ def test_settings_are_checked():
     for bad in (dict(interval=0), dict(quantile=0.6), dict(quantile=0), dict(resample=1.5), dict(mode="best")):
         with pytest.raises(GridrunError):
             PBTConfig(**bad)
-    assert PBTConfig().interval_for(20) == 4 and PBTConfig().interval_for(3) == 1 and PBTConfig(interval=2).interval_for(20) == 2
+    # the default: a tenth of the epochs, at least 1 (bench/pbt.py: shorter intervals found better models)
+    assert PBTConfig().interval_for(20) == 2 and PBTConfig().interval_for(40) == 4 and PBTConfig().interval_for(3) == 1
+    assert PBTConfig(interval=4).interval_for(20) == 4
 
 
 # -- exploit/explore inside the program ----------------------------------------------------------------

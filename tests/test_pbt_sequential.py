@@ -306,7 +306,7 @@ def test_ray_workers_take_the_same_decisions(sweeps):
 
 
 def test_the_default_interval_comes_from_the_trials_epochs(tmp_path):
-    """No --pbt-interval: max(1, epochs // 5) of the epochs the trials' fit_loop reports (4 here: every epoch)."""
+    """No --pbt-interval: max(1, epochs // 10) of the epochs the trials' fit_loop reports (4 here: every epoch)."""
     script = tmp_path / "loop.py"
     script.write_text(OWN_LOOP.replace("values=gridrun.uniform(0.0, 1.0)", "values=gridrun.uniform(0.0, 0.5)"))
     df = gridrun.tuning_run(script, sample=4, seed=0, pbt=True, runs_dir=tmp_path / "r", quiet=True)

@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="population-based training: every --pbt-interval epochs the bottom trials copy the top "
                              "trials' training state and perturb their numeric flags (inside the program with "
                              "--population, else through checkpoints on any executor)")
-    parser.add_argument("--pbt-interval", type=int, metavar="E", help="--pbt: epochs between exploits (default: epochs // 5)")
+    parser.add_argument("--pbt-interval", type=int, metavar="E", help="--pbt: epochs between exploits (default: a tenth of the epochs, at least 1)")
     parser.add_argument("--pbt-quantile", type=float, metavar="Q", help="--pbt: bottom/top fraction (default 0.25)")
     parser.add_argument("--pbt-resample", type=float, metavar="P",
                         help="--pbt: probability of drawing a value afresh instead of x0.8 / x1.2 (default 0.25)")
