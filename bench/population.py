@@ -28,6 +28,12 @@ rows, 4 epochs, 12 and 24 trials. `--markdown` also prints the table docs/popula
 
 --crossover: the cost model's (gridrun/train/widths.py) population/sequential ratio over model size x
 trials for that MLP, no training: where the model says the population stops paying.
+
+--calibrate: the measurements behind that cost model on this backend: the --modes MLP at units 64, 128
+and 256, trained warm (compiled before), alone (gridrun.fit) and as a vmapped group of 8 trials (the
+real population path), seconds per epoch as the difference of a 4-epoch and a 1-epoch run; then the
+fitted model: FLOP/s and seconds per batch step from the lone trials (least squares over the widths),
+and the vmapped program's speed per FLOP against a lone trial's (`vmap_speedup`).
 """
 
 from __future__ import annotations
@@ -220,6 +226,65 @@ def modes(quick: bool, rounds: int, markdown: bool) -> None:
                   f"| {secs['population']:.1f} s ({ratios['population']:.2f}x) |")
 
 
+def calibrate(rounds: int = 2) -> None:
+    """Part 4 (--calibrate): fit widths.Costs' flops_per_second, step_seconds and vmap_speedup to timed epochs."""
+    from gridrun.train import widths
+
+    (x, y), _ = gridrun.datasets.load_prepared("fashion_mnist")
+    x, y = x[:15000], y[:15000]
+
+    def mlp_fit(units: int, lr: float, epochs: int):
+        net = Sequential([Dense(units, activation="relu"), Dropout(0.2), Dense(units // 2, activation="relu"),
+                          Dropout(0.2), Dense(10, activation="softmax")])
+        return gridrun.fit(net, x, y, loss="categorical_crossentropy", metrics=("accuracy",),
+                           optimizer=gridrun.optimizer("adam", learning_rate=lr), epochs=epochs, batch_size=128,
+                           validation_split=0.2, verbose=0)
+
+    def timed(run, epochs: int) -> float:
+        t = time.perf_counter()
+        run(epochs)
+        return time.perf_counter() - t
+
+    def per_epoch(run) -> float:  # warm; the 1-epoch run's fixed costs cancel out
+        run(1)
+        return statistics.median((timed(run, 4) - timed(run, 1)) / 3 for _ in range(rounds))
+
+    group = 8
+    lrs = [1e-3 * (1 + k / 10) for k in range(group)]
+    # the group is measured as a vmapped program whatever the cost model would plan for it
+    keep, widths.MIN_FALLBACK_SECONDS = widths.MIN_FALLBACK_SECONDS, float("inf")
+    try:
+        rows = []
+        for u in (64, 128, 256):
+            alone = per_epoch(lambda e, u=u: mlp_fit(u, 1e-3, e))
+            together = per_epoch(lambda e, u=u: Population().run([lambda lr=lr: mlp_fit(u, lr, e) for lr in lrs]))
+            rows.append((u, alone, together))
+            out(case="calibrate", units=u, alone_s_per_epoch=round(alone, 4),
+                vmapped_s_per_trial_epoch=round(together / group, 4), ratio=round(together / group / alone, 3))
+    finally:
+        widths.MIN_FALLBACK_SECONDS = keep
+    configs = {}
+    for u, _, _ in rows:
+        model = (("dense", u, "relu", True, False), ("dropout",), ("dense", u // 2, "relu", True, False),
+                 ("dropout",), ("dense", 10, "softmax", True, False))
+        configs[u] = widths.EngineConfig(model=model, loss="categorical_crossentropy", optimizer=("adam", ()),
+                                         metrics=("accuracy",), early_stopping=None, reduce_lr=None, batch_size=128,
+                                         n_train=12000, n_val=3000, input_shape=(784,))
+    flops = np.array([widths.epoch_flops(configs[u]) for u, _, _ in rows])
+    steps = widths._steps(configs[64])
+    alone = np.array([a for _, a, _ in rows])
+    # alone = steps * step_seconds + flops / flops_per_second
+    (step_s, inv_f), *_ = np.linalg.lstsq(np.stack([np.full(len(rows), steps), flops], 1), alone, rcond=None)
+    together = np.array([t for _, _, t in rows])
+    # together = steps * step_seconds + group * flops / (flops_per_second * vmap_speedup)
+    speedup = float(np.sum(group * flops * inv_f) / np.sum(together - steps * step_s))
+    model = widths.costs()
+    out(case="calibrate_fit", flops_per_second=float(f"{1 / inv_f:.3g}"), step_seconds=float(f"{step_s:.3g}"),
+        vmap_speedup=round(speedup, 2), model_now={"flops_per_second": model.flops_per_second,
+                                                   "step_seconds": model.step_seconds,
+                                                   "vmap_speedup": model.vmap_speedup})
+
+
 def crossover() -> None:
     """The modelled crossover (gridrun/train/widths.py's cost model for this backend, not a measurement):
     for the --modes MLP (784-u-u/2-10, 12k/3k rows, 10 epochs) with n trials per width at each of three
@@ -266,12 +331,17 @@ def main() -> None:
                     help="only part 3: sequential vs --jobs 2 vs --population as cold CLI runs (with --quick: smaller)")
     ap.add_argument("--rounds", type=int, default=1, help="--modes: interleaved rounds per case (median kept)")
     ap.add_argument("--markdown", action="store_true", help="--modes: also print the docs' table")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="only measure the cost model's figures on this backend (lone and vmapped epochs of the MLP)")
     ap.add_argument("--crossover", action="store_true",
                     help="only print the cost model's crossover table (population vs sequential; no training)")
     args = ap.parse_args()
 
     if args.crossover:
         crossover()
+        return
+    if args.calibrate:
+        calibrate()
         return
 
     if args.modes:

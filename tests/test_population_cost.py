@@ -1,6 +1,7 @@
 """Issue 22 item 8: local workers share the cores (each pinned to its own block, thread pools sized
 to it, before JAX is imported)."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -80,18 +81,23 @@ def test_epoch_flops_count_the_dense_layers_forward_and_backward():
 
 
 def test_the_issue_grid_trains_one_program_per_width_on_the_cpu():
-    """9x64, 7x128, 8x256 units padded to 256 is 1.75x the arithmetic: on the CPU's cost model the 256-unit
-    trials get a program of their own (the narrower ones are padded at most to 128, where one compilation
-    fewer about pays for it), which beats one padded program, and both beat sequential training."""
+    """9x64, 7x128, 8x256 units padded to 256 is 1.75x the arithmetic: on the CPU's cost model (measured by
+    bench/population.py --calibrate) each width gets a program of its own, since neither the padded
+    arithmetic nor a merged program's set-up (each width's init compiled, its states padded) is paid
+    back by one compilation fewer; that beats one padded program and, by less, sequential training."""
     from gridrun.train import widths
 
     units = [64] * 9 + [128] * 7 + [256] * 8
     configs = [mlp_config(u) for u in units]
     plan = widths.plan(configs, [10] * len(configs), model=widths.COSTS["cpu"])
     widths_of = [sorted({units[i] for i in idx}) for idx, _ in plan.parts]
-    assert widths_of[-1] == [256] and len(widths_of) >= 2
+    assert widths_of == [[64], [128], [256]]
     assert all(together for _, together in plan.parts) and not plan.sequential
-    assert plan.seconds < plan.merged_seconds and plan.seconds < 0.8 * plan.sequential_seconds
+    assert plan.seconds < plan.merged_seconds and plan.seconds < plan.sequential_seconds
+    # without the merged program's set-up cost the model would pad the 64-unit trials to 128
+    free = dataclasses.replace(widths.COSTS["cpu"], merge_seconds=0.0)
+    assert [sorted({units[i] for i in idx}) for idx, _ in widths.plan(configs, [10] * 24, model=free).parts] == [
+        [64, 128], [256]]
     padded = sum(widths.epoch_flops(configs[0], (256, 128)) for _ in units)
     assert padded / sum(widths.epoch_flops(c) for c in configs) == pytest.approx(1.8, abs=0.05)  # the issue says 1.75x
 

@@ -138,14 +138,17 @@ class Costs:
     """The modelled cost of training on one backend, in seconds: a program's arithmetic at
     `flops_per_second` (a vmapped program of several trials `vmap_speedup` times faster per FLOP), a fixed
     `step_seconds` per batch step of any program (dispatch, the scan's loop, small ops),
-    `compile_seconds` per compiled epoch program, and `group_seconds` more for a vmapped group (tracing
-    the vmap, stacking the trials' states, cutting them apart at the end)."""
+    `compile_seconds` per compiled epoch program, `group_seconds` more for a vmapped group (tracing
+    the vmap, stacking the trials' states, cutting them apart at the end), and `merge_seconds` more per
+    width beyond the first in a width-merged program (each width's own init compiled, its trials' states
+    padded, a masked program that compiles longer)."""
 
     flops_per_second: float
     vmap_speedup: float
     step_seconds: float
     compile_seconds: float
     group_seconds: float
+    merge_seconds: float = 0.0
     # With a sweep's pruner stopping trials at its rungs (ASHA, Hyperband, median), trials train a few epochs
     # each and a refilled program spends its time on slot refills and on slots idle while the pruner
     # decides; where that loses to sequential training (a CPU: bench/population.py --modes, the asha case),
@@ -153,18 +156,23 @@ class Costs:
     pruned_together: bool = True
 
 
-# Measured on the project's 2-core CPU (bench/population.py; a shared machine, so rough): about 1e11 FLOP/s
-# for one MLP, a vmapped group of 4-16 trials 1.2x faster per FLOP, 0.3 ms per batch step, 3 s a
-# compilation (5-7 s cold, 1.5 s from the persistent cache), about 0.5 s more to set up a vmapped group. The
-# accelerator figures are modelled, not measured here: small programs there are bound by dispatch and
-# compilation, so merging and grouping pay almost always.
+# Measured on the project's 2-core CPU (`python bench/population.py --calibrate`, idle, session 9: the
+# chapter-style MLP 784-u-u/2-10 at 64/128/256 units, warm, alone and as vmapped groups of 8): 1.5e11
+# FLOP/s for one MLP, 0.16 ms per batch step, and a vmapped group only 1.04x faster per FLOP (its 0.81x
+# per trial-epoch is mostly the steps it shares); about 3 s a compilation (init and epoch programs, cold)
+# and about 0.5 s more to set up a vmapped group; a program merging two widths took 5.9 s from its start
+# to the end of its first epoch's compilation against 3.1 s for one of a single width (timed inside
+# train_group, cold), so 2.5 s more per merged width. (Before session 9 the model said 1e11 FLOP/s, 0.3 ms a
+# step and 1.2x per FLOP, and modelled 0.77x sequential for the issue's grid, where `--modes` measured
+# 1.00x.) The accelerator figures are modelled, not measured here: small programs there are bound by
+# dispatch and compilation, so merging and grouping pay almost always.
 COSTS: dict[str, Costs] = {
-    "cpu": Costs(flops_per_second=1.0e11, vmap_speedup=1.2, step_seconds=3e-4, compile_seconds=3.0,
-                 group_seconds=0.5, pruned_together=False),
+    "cpu": Costs(flops_per_second=1.5e11, vmap_speedup=1.05, step_seconds=1.6e-4, compile_seconds=3.0,
+                 group_seconds=0.5, merge_seconds=2.5, pruned_together=False),
     "gpu": Costs(flops_per_second=2.0e13, vmap_speedup=1.0, step_seconds=1e-4, compile_seconds=8.0,
-                 group_seconds=1.0),
+                 group_seconds=1.0, merge_seconds=1.0),
     "tpu": Costs(flops_per_second=5.0e13, vmap_speedup=1.0, step_seconds=1e-4, compile_seconds=15.0,
-                 group_seconds=1.0),
+                 group_seconds=1.0, merge_seconds=1.0),
 }
 
 
@@ -206,7 +214,8 @@ def program_seconds(configs: Sequence[EngineConfig], epochs: Sequence[int], slot
     s = min(slots or n, n)
     program_epochs = max(max(epochs, default=0), -(-sum(epochs) // s))
     rate = model.flops_per_second * (model.vmap_speedup if s > 1 else 1.0)
-    return (model.compile_seconds + (model.group_seconds if s > 1 else 0.0)
+    merged = len({hidden_units(c) for c in configs}) - 1
+    return (model.compile_seconds + (model.group_seconds if s > 1 else 0.0) + merged * model.merge_seconds
             + program_epochs * _steps(wide) * model.step_seconds + sum(epochs) * epoch_flops(wide) / rate)
 
 
