@@ -226,6 +226,18 @@ def modes(quick: bool, rounds: int, markdown: bool) -> None:
                   f"| {secs['population']:.1f} s ({ratios['population']:.2f}x) |")
 
 
+def modes_config(u: int):
+    """The static configuration (train/engine.py EngineConfig) of the --modes MLP 784-u-u/2-10 at 12k / 3k
+    rows, as the cost model sees it (--calibrate, --crossover)."""
+    from gridrun.train.engine import EngineConfig
+
+    model = (("dense", u, "relu", True, False), ("dropout",), ("dense", max(1, u // 2), "relu", True, False),
+             ("dropout",), ("dense", 10, "softmax", True, False))
+    return EngineConfig(model=model, loss="categorical_crossentropy", optimizer=("adam", ()),
+                        metrics=("accuracy",), early_stopping=None, reduce_lr=None, batch_size=128,
+                        n_train=12000, n_val=3000, input_shape=(784,))
+
+
 def calibrate(rounds: int = 2) -> None:
     """Part 4 (--calibrate): fit widths.Costs' flops_per_second, step_seconds and vmap_speedup to timed epochs."""
     from gridrun.train import widths
@@ -263,15 +275,8 @@ def calibrate(rounds: int = 2) -> None:
                 vmapped_s_per_trial_epoch=round(together / group, 4), ratio=round(together / group / alone, 3))
     finally:
         widths.MIN_FALLBACK_SECONDS = keep
-    configs = {}
-    for u, _, _ in rows:
-        model = (("dense", u, "relu", True, False), ("dropout",), ("dense", u // 2, "relu", True, False),
-                 ("dropout",), ("dense", 10, "softmax", True, False))
-        configs[u] = widths.EngineConfig(model=model, loss="categorical_crossentropy", optimizer=("adam", ()),
-                                         metrics=("accuracy",), early_stopping=None, reduce_lr=None, batch_size=128,
-                                         n_train=12000, n_val=3000, input_shape=(784,))
-    flops = np.array([widths.epoch_flops(configs[u]) for u, _, _ in rows])
-    steps = widths._steps(configs[64])
+    flops = np.array([widths.epoch_flops(modes_config(u)) for u, _, _ in rows])
+    steps = widths._steps(modes_config(64))
     alone = np.array([a for _, a, _ in rows])
     # alone = steps * step_seconds + flops / flops_per_second
     (step_s, inv_f), *_ = np.linalg.lstsq(np.stack([np.full(len(rows), steps), flops], 1), alone, rcond=None)
@@ -290,14 +295,6 @@ def crossover() -> None:
     for the --modes MLP (784-u-u/2-10, 12k/3k rows, 10 epochs) with n trials per width at each of three
     widths u, 2u, 4u, the modelled population time (widths.plan) over sequential training."""
     from gridrun.train import widths
-    from gridrun.train.engine import EngineConfig
-
-    def config(u: int) -> EngineConfig:
-        model = (("dense", u, "relu", True, False), ("dropout",), ("dense", max(1, u // 2), "relu", True, False),
-                 ("dropout",), ("dense", 10, "softmax", True, False))
-        return EngineConfig(model=model, loss="categorical_crossentropy", optimizer=("adam", ()),
-                            metrics=("accuracy",), early_stopping=None, reduce_lr=None, batch_size=128,
-                            n_train=12000, n_val=3000, input_shape=(784,))
 
     model = widths.costs()
     trials = (1, 2, 4, 8, 16, 32)
@@ -307,7 +304,7 @@ def crossover() -> None:
     for u in (16, 64, 256, 1024):
         cells = []
         for n in trials:
-            configs = [config(w) for w in (u, 2 * u, 4 * u) for _ in range(n)]
+            configs = [modes_config(w) for w in (u, 2 * u, 4 * u) for _ in range(n)]
             p = widths.plan(configs, [10] * len(configs), model=model)
             how = "alone" if p.sequential else f"{sum(1 for _, t in p.parts if t)} prog"
             cells.append(f"{p.seconds / p.sequential_seconds:.2f} ({how})")

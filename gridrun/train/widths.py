@@ -159,7 +159,8 @@ class Costs:
 # Measured on the project's 2-core CPU (`python bench/population.py --calibrate`, idle, session 9: the
 # chapter-style MLP 784-u-u/2-10 at 64/128/256 units, warm, alone and as vmapped groups of 8): 1.5e11
 # FLOP/s for one MLP, 0.16 ms per batch step, and a vmapped group only 1.04x faster per FLOP (its 0.81x
-# per trial-epoch is mostly the steps it shares); about 3 s a compilation (init and epoch programs, cold)
+# per trial-epoch is mostly the steps it shares; a rerun the same day fitted 1.8e11, 0.33 ms and 0.85x:
+# rough figures on this VM); about 3 s a compilation (init and epoch programs, cold)
 # and about 0.5 s more to set up a vmapped group; a program merging two widths took 5.9 s from its start
 # to the end of its first epoch's compilation against 3.1 s for one of a single width (timed inside
 # train_group, cold), so 2.5 s more per merged width. (Before session 9 the model said 1e11 FLOP/s, 0.3 ms a
