@@ -22,7 +22,7 @@ processes with the persistent compilation cache off (every run compiles from scr
 configurations units {64, 128, 256} x lr x dropout sequentially, with `--jobs 2` and with
 `--population`; then 48 random trials of a 72-point grid with ASHA sequentially, with `--jobs 2` and with
 `--population --population-size 8` (the grid case also runs `--jobs 2` with the workers' core pinning
-off, GRIDRUN_WORKER_CORES=0, to show what pinning does). Each case's modes run interleaved (--rounds R times, median kept),
+off, GRIDRUN_WORKER_CORES=0, to show what pinning does, and `--population --jobs 2`). Each case's modes run interleaved (--rounds R times, median kept),
 and the ratio of each mode to sequential is printed, with the machine's load average. `--quick`: 4k/1k
 rows, 4 epochs, 12 and 24 trials. `--markdown` also prints the table docs/population.md shows.
 
@@ -33,12 +33,15 @@ trials for that MLP, no training: where the model says the population stops payi
 and 256, trained warm (compiled before), alone (gridrun.fit) and as a vmapped group of 8 trials (the
 real population path), seconds per epoch as the difference of a 4-epoch and a 1-epoch run; then the
 fitted model: FLOP/s and seconds per batch step from the lone trials (least squares over the widths),
-and the vmapped program's speed per FLOP against a lone trial's (`vmap_speedup`).
+and the vmapped program's speed per FLOP against a lone trial's (`vmap_speedup`); then 4 trials per
+width made to train alone in a Population, one at a time and `widths.parallel_trials` at a time
+(threads of one process): the throughput gain of lone trials side by side (`parallel_speedup`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -53,7 +56,7 @@ import numpy as np
 
 import gridrun
 from gridrun import BatchNorm, Dense, Dropout, EarlyStopping, ReduceLROnPlateau, Sequential
-from gridrun.train.population import Population
+from gridrun.train.population import Population, PopulationConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (256, 128, 64)
@@ -189,7 +192,8 @@ def modes(quick: bool, rounds: int, markdown: bool) -> None:
     cases = {
         "grid": ({"units": "64,128,256", "lr": "0.001,0.003", "dropout": "0.1,0.3" if quick else "0.1,0.2,0.3,0.4"},
                  [], {"sequential": [], "jobs2": ["--jobs", "2"], "population": ["--population"],
-                      "jobs2_unpinned": ["--jobs", "2", "GRIDRUN_WORKER_CORES=0"]}),
+                      "jobs2_unpinned": ["--jobs", "2", "GRIDRUN_WORKER_CORES=0"],
+                      "population_jobs2": ["--population", "--jobs", "2"]}),
         "asha": ({"units": "64,128,256", "lr": lrs, "dropout": "0.1,0.2,0.3,0.4"},
                  ["--sampler", "random", "--sample", "24" if quick else "48", "--seed", "1", "--prune", "asha"],
                  {"sequential": [], "jobs2": ["--jobs", "2"],
@@ -239,7 +243,8 @@ def modes_config(u: int):
 
 
 def calibrate(rounds: int = 2) -> None:
-    """Part 4 (--calibrate): fit widths.Costs' flops_per_second, step_seconds and vmap_speedup to timed epochs."""
+    """Part 4 (--calibrate): fit widths.Costs' flops_per_second, step_seconds and vmap_speedup to timed epochs,
+    and measure parallel_speedup (lone trials side by side against one at a time)."""
     from gridrun.train import widths
 
     (x, y), _ = gridrun.datasets.load_prepared("fashion_mnist")
@@ -275,6 +280,26 @@ def calibrate(rounds: int = 2) -> None:
                 vmapped_s_per_trial_epoch=round(together / group, 4), ratio=round(together / group / alone, 3))
     finally:
         widths.MIN_FALLBACK_SECONDS = keep
+    # lone trials side by side: the same 4 trials made to train alone (a cost model whose vmapped programs
+    # lose), one at a time and `parallel_trials` at a time (threads of one process), warm
+    model_now = widths.costs()
+    parallel = widths.parallel_trials(dataclasses.replace(model_now, parallel_speedup=max(2.0, model_now.parallel_speedup)))
+    lone = dataclasses.replace(model_now, vmap_speedup=1e-3)
+    keep_costs, widths.costs = widths.costs, lambda backend=None: lone
+    keep, widths.MIN_FALLBACK_SECONDS = widths.MIN_FALLBACK_SECONDS, 0.0
+    gains = []
+    try:
+        for u in (64, 128, 256):
+            def side(e, p, u=u):
+                Population(PopulationConfig(parallel=p)).run([lambda lr=lr: mlp_fit(u, lr, e) for lr in lrs[:4]])
+            side(1, 1), side(1, parallel)  # compiled
+            one = statistics.median(timed(lambda e: side(e, 1), 4) for _ in range(rounds))
+            many = statistics.median(timed(lambda e: side(e, parallel), 4) for _ in range(rounds))
+            gains.append(one / many)
+            out(case="calibrate_parallel", units=u, parallel=parallel, one_at_a_time_s=round(one, 3),
+                side_by_side_s=round(many, 3), speedup=round(one / many, 2))
+    finally:
+        widths.costs, widths.MIN_FALLBACK_SECONDS = keep_costs, keep
     flops = np.array([widths.epoch_flops(modes_config(u)) for u, _, _ in rows])
     steps = widths._steps(modes_config(64))
     alone = np.array([a for _, a, _ in rows])
@@ -285,9 +310,9 @@ def calibrate(rounds: int = 2) -> None:
     speedup = float(np.sum(group * flops * inv_f) / np.sum(together - steps * step_s))
     model = widths.costs()
     out(case="calibrate_fit", flops_per_second=float(f"{1 / inv_f:.3g}"), step_seconds=float(f"{step_s:.3g}"),
-        vmap_speedup=round(speedup, 2), model_now={"flops_per_second": model.flops_per_second,
-                                                   "step_seconds": model.step_seconds,
-                                                   "vmap_speedup": model.vmap_speedup})
+        vmap_speedup=round(speedup, 2), parallel_speedup=round(statistics.median(gains), 2),
+        model_now={"flops_per_second": model.flops_per_second, "step_seconds": model.step_seconds,
+                   "vmap_speedup": model.vmap_speedup, "parallel_speedup": model.parallel_speedup})
 
 
 def crossover() -> None:

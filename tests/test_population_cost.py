@@ -89,15 +89,24 @@ def test_the_issue_grid_trains_one_program_per_width_on_the_cpu():
 
     units = [64] * 9 + [128] * 7 + [256] * 8
     configs = [mlp_config(u) for u in units]
-    plan = widths.plan(configs, [10] * len(configs), model=widths.COSTS["cpu"])
+    # one lone trial at a time (a local worker pinned to one core): one vmapped program per width
+    plan = widths.plan(configs, [10] * len(configs), model=widths.COSTS["cpu"], parallel=1)
     widths_of = [sorted({units[i] for i in idx}) for idx, _ in plan.parts]
     assert widths_of == [[64], [128], [256]]
     assert all(together for _, together in plan.parts) and not plan.sequential
     assert plan.seconds < plan.merged_seconds and plan.seconds < plan.sequential_seconds
     # without the merged program's set-up cost the model would pad the 64-unit trials to 128
     free = dataclasses.replace(widths.COSTS["cpu"], merge_seconds=0.0)
-    assert [sorted({units[i] for i in idx}) for idx, _ in widths.plan(configs, [10] * 24, model=free).parts] == [
-        [64, 128], [256]]
+    assert [sorted({units[i] for i in idx}) for idx, _ in
+            widths.plan(configs, [10] * 24, model=free, parallel=1).parts] == [[64, 128], [256]]
+    # two cores: lone trials two at a time beat every vmapped program (a vmapped group gains nothing per
+    # FLOP on the CPU, two lone trials use both cores), so every trial trains alone, two at a time
+    two = widths.plan(configs, [10] * len(configs), model=widths.COSTS["cpu"], parallel=2)
+    assert two.sequential and two.parallel == 2 and "2 at a time" in two.describe()
+    assert two.seconds == pytest.approx(two.sequential_seconds / widths.COSTS["cpu"].parallel_speedup)
+    assert two.seconds < plan.seconds
+    # on an accelerator nothing trains side by side (parallel_speedup 1): one lone trial at a time
+    assert widths.parallel_trials(widths.COSTS["gpu"]) == 1
     padded = sum(widths.epoch_flops(configs[0], (256, 128)) for _ in units)
     assert padded / sum(widths.epoch_flops(c) for c in configs) == pytest.approx(1.8, abs=0.05)  # the issue says 1.75x
 
@@ -106,8 +115,8 @@ def test_small_models_over_many_widths_merge_where_programs_dominate():
     from gridrun.train import widths
 
     configs = [mlp_config(u, n_train=600, n_val=150) for u in (8, 16, 24, 32, 40, 48) for _ in range(2)]
-    for backend in ("cpu", "gpu"):
-        plan = widths.plan(configs, [5] * len(configs), model=widths.COSTS[backend])
+    for backend in ("cpu", "gpu"):  # (one lone trial at a time: two at a time, the CPU trains them alone)
+        plan = widths.plan(configs, [5] * len(configs), model=widths.COSTS[backend], parallel=1)
         assert len(plan.parts) == 1 and plan.parts[0][1], backend  # one padded program for all
     # on an accelerator the issue's grid merges too: arithmetic is cheap there, programs are not
     big = [mlp_config(u) for u in [64] * 9 + [128] * 7 + [256] * 8]
@@ -124,9 +133,9 @@ def test_a_population_that_would_lose_trains_its_trials_alone_and_says_so(capsys
 
     slow = dataclasses.replace(widths.COSTS["cpu"], vmap_speedup=0.5)
     configs = [mlp_config(256)] * 6
-    plan = widths.plan(configs, [10] * 6, model=slow)
+    plan = widths.plan(configs, [10] * 6, model=slow, parallel=1)
     assert plan.sequential and plan.sequential_seconds < plan.merged_seconds
-    assert widths.plan(configs, [10] * 6, model=widths.COSTS["cpu"]).parts == [(list(range(6)), True)]
+    assert widths.plan(configs, [10] * 6, model=widths.COSTS["cpu"], parallel=1).parts == [(list(range(6)), True)]
     tiny = widths.plan([mlp_config(64, n_train=600, n_val=150)] * 6, [3] * 6, model=slow)
     assert not tiny.sequential  # too little work to be worth switching: trained together as asked
 
@@ -138,7 +147,7 @@ def test_the_coordinator_follows_the_plan_and_records_it(monkeypatch, capsys):
     from gridrun import Dense, Sequential
     from gridrun.datasets import load_prepared
     from gridrun.train import widths
-    from gridrun.train.population import Population
+    from gridrun.train.population import Population, PopulationConfig
 
     (x, y), _ = load_prepared("digits")
     x, y = x[:400], y[:400]
@@ -156,12 +165,13 @@ def test_the_coordinator_follows_the_plan_and_records_it(monkeypatch, capsys):
     from gridrun.train.population import coordinator
 
     seen = []
-    real = coordinator.train_group
-    monkeypatch.setattr(coordinator, "train_group", lambda reqs, *a, **k: (seen.extend(reqs), real(reqs, *a, **k)))
-    pop = Population()
+    real = coordinator.Population._train_alone
+    monkeypatch.setattr(coordinator.Population, "_train_alone", lambda self, r: (seen.append(r), real(self, r)))
+    pop = Population(PopulationConfig(parallel=1))
     together = pop.run([lambda s=s, i=i: run(*s, i) for i, s in enumerate(settings)])
     assert pop.groups_trained == [1, 1, 1, 1] and pop.plans[0].sequential
     assert "trained one after another, as in a sequential sweep" in capsys.readouterr().err
+    assert len(seen) == 4
     for r in seen:  # what each trial's properties record under "population"
         info = r.population_info()
         assert info["size"] == 1 and info["sequential"].startswith("trained one after another")
@@ -171,6 +181,78 @@ def test_the_coordinator_follows_the_plan_and_records_it(monkeypatch, capsys):
     # arithmetic expensive, vmapped programs fast: one program per width, no padding
     monkeypatch.setattr(widths, "costs", lambda backend=None: dataclasses.replace(
         widths.COSTS["cpu"], flops_per_second=1e6, vmap_speedup=1.5))
-    pop = Population()
+    pop = Population(PopulationConfig(parallel=1))
     pop.run([lambda s=s, i=i: run(*s, i) for i, s in enumerate(settings)])
     assert pop.groups_trained == [2, 2] and len(pop.plans[0].parts) == 2
+
+
+def test_lone_trials_train_side_by_side_with_their_sequential_metrics(monkeypatch, capsys):
+    """Where the plan trains trials alone and `parallel` is 2 (a CPU with two cores), two trials train at
+    once, on the coordinator's threads, never more, each with exactly the metrics it gets alone."""
+    import threading
+
+    import gridrun
+    from gridrun import Dense, Sequential
+    from gridrun.datasets import load_prepared
+    from gridrun.train import widths
+    from gridrun.train.population import Population, PopulationConfig, coordinator
+
+    (x, y), _ = load_prepared("digits")
+    x, y = x[:400], y[:400]
+
+    def run(units, lr, seed):
+        model = Sequential([Dense(units, activation="relu"), Dense(10, activation="softmax")])
+        return gridrun.fit(model, x, y, loss="categorical_crossentropy", optimizer=gridrun.optimizer("adam", learning_rate=lr),
+                           epochs=3, batch_size=64, validation_split=0.25, seed=seed, verbose=0)
+
+    settings = [(u, lr) for u in (8, 32) for lr in (1e-3, 3e-3, 1e-2)]
+    alone = [run(u, lr, i) for i, (u, lr) in enumerate(settings)]
+    monkeypatch.setattr(widths, "costs", lambda backend=None: dataclasses.replace(
+        widths.COSTS["cpu"], flops_per_second=1e5, vmap_speedup=0.5))
+    lock, now, most = threading.Lock(), [0], [0]
+    meet = threading.Barrier(2, timeout=30)  # the first two must be training at the same time
+    real = coordinator.Population._train_alone
+
+    def counted(self, r):
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+            first = len(seen) < 2
+            seen.append(threading.current_thread().name)
+        if first:
+            meet.wait()
+        try:
+            return real(self, r)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    seen: list[str] = []
+    monkeypatch.setattr(coordinator.Population, "_train_alone", counted)
+    pop = Population(PopulationConfig(parallel=2))
+    together = pop.run([lambda s=s, i=i: run(*s, i) for i, s in enumerate(settings)])
+    assert most[0] == 2 and len(seen) == 6 and all(name.startswith("gridrun-alone") for name in seen)
+    assert pop.plans[0].sequential and pop.plans[0].parallel == 2
+    assert "trained alone, 2 at a time" in capsys.readouterr().err
+    for a, b in zip(alone, together, strict=True):
+        assert not isinstance(b, BaseException), b
+        np.testing.assert_allclose(b.history["val_loss"], a.history["val_loss"], rtol=1e-6)
+
+
+def test_a_population_cut_for_workers_deals_each_width_to_every_worker():
+    """`--population --jobs 2`: a group is cut into one task per worker (it used to stay one task, on one
+    worker, when no --population-size was given), each with an equal share of every width."""
+    from gridrun.sweep.groups import Grouper
+    from gridrun.sweep.trial import TrialTask
+    from gridrun.train.population import PopulationConfig
+
+    tasks = [TrialTask("train.py", {"units": u, "lr": lr}, "s", k)
+             for k, (u, lr) in enumerate((u, lr) for u in (64, 128, 256) for lr in (0.1, 0.2, 0.3, 0.4))]
+    for config in (PopulationConfig(), PopulationConfig(max_size=4)):
+        groups = Grouper(["units"], config, workers=2).groups(tasks)
+        assert len(groups) == 2, config
+        for g in groups:
+            assert sorted(t.flags["units"] for t in g.tasks) == [64, 64, 128, 128, 256, 256]
+            assert [t.trial for t in g.tasks] == sorted(t.trial for t in g.tasks)  # in trial order
+        assert sorted(t.trial for g in groups for t in g.tasks) == list(range(12))
+    assert [len(g.tasks) for g in Grouper(["units"], PopulationConfig(), workers=1).groups(tasks)] == [12]

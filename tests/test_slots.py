@@ -277,7 +277,7 @@ def test_width_merged_slots_refill_in_process_with_alone_metrics(digits):
 
     runs = [(8 * (1 + k % 5), [1e-3, 3e-3][k % 2], 2 + k % 3, {2: 0, 7: 1}.get(k)) for k in range(10)]
     alone = [run(*s, seed=40 + i) for i, s in enumerate(runs)]
-    pop = Population(PopulationConfig(max_size=3))
+    pop = Population(PopulationConfig(max_size=3, parallel=1))  # (vmapped slots, not lone trials side by side)
     together = pop.run([lambda s=s, i=i: run(*s, seed=40 + i) for i, s in enumerate(runs)])
     assert pop.groups_trained == [3] and len(pop.slot_activity) == 1
     activity = pop.slot_activity[0]

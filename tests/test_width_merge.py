@@ -12,7 +12,7 @@ from gridrun._io import read_json
 from gridrun.datasets import load_prepared
 from gridrun.train import engine as E
 from gridrun.train import widths
-from gridrun.train.population import Population
+from gridrun.train.population import Population, PopulationConfig
 
 EPOCHS = 6
 
@@ -47,7 +47,7 @@ SETTINGS = [(u, d, u2) for u in (8, 16, 32) for d in (0.1, 0.4) for u2 in ((12,)
 @pytest.fixture(scope="module")
 def trained(digits):
     alone = [train(digits, *s) for s in SETTINGS]
-    pop = Population()
+    pop = Population(PopulationConfig(parallel=1))  # one padded program, not lone trials side by side
     together = pop.run([lambda s=s: train(digits, *s) for s in SETTINGS])
     return alone, together, pop
 

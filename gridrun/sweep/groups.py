@@ -97,10 +97,16 @@ class Grouper:
         for members in by_key.values():
             if self.size and not self.config.slot_refill:  # one program per chunk of `size` trials
                 step = self.size
-            else:  # a program of `size` slots refilled with the group's waiting trials: one task per worker
-                chunks = min(self.workers, math.ceil(len(members) / (self.size or len(members))))
-                step = math.ceil(len(members) / chunks)
-            out += [GroupTask(members[i:i + step], self.size, self.config) for i in range(0, len(members), step)]
+                out += [GroupTask(members[i:i + step], self.size, self.config)
+                        for i in range(0, len(members), step)]
+                continue
+            # one task per worker (a program of `size` slots is refilled with the task's waiting trials;
+            # without a size, each task is one program): the trials are dealt round-robin in the order of
+            # their programs (widths), so every worker gets an equal share of each width's compute
+            chunks = min(self.workers, len(members) if not self.size else math.ceil(len(members) / self.size))
+            order = sorted(range(len(members)), key=lambda i: program_key(self.static_flags, members[i].flags) or ())
+            out += [GroupTask([members[i] for i in sorted(order[k::chunks])], self.size, self.config)
+                    for k in range(chunks)]
         return out
 
     def batches(self, tasks: Iterable[TrialTask]) -> Iterator[PopulationTask]:

@@ -23,6 +23,7 @@ The results equal unpadded training up to float rounding (dot products over more
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -154,6 +155,11 @@ class Costs:
     # decides; where that loses to sequential training (a CPU: bench/population.py --modes, the asha case),
     # pruned trials train one after another, as in a sequential sweep.
     pruned_together: bool = True
+    # Trials that train alone train `parallel_trials` at a time where this is above 1 (threads of one
+    # process: XLA runs their programs side by side), that many times faster in throughput than one after
+    # another. A lone trial of a small model leaves a CPU's second core mostly idle; a vmapped program
+    # does not, but gains nothing per FLOP there (bench/population.py --calibrate measures both).
+    parallel_speedup: float = 1.0
 
 
 # Measured on the project's 2-core CPU (`python bench/population.py --calibrate`, idle, session 9: the
@@ -165,16 +171,35 @@ class Costs:
 # to the end of its first epoch's compilation against 3.1 s for one of a single width (timed inside
 # train_group, cold), so 2.5 s more per merged width. (Before session 9 the model said 1e11 FLOP/s, 0.3 ms a
 # step and 1.2x per FLOP, and modelled 0.77x sequential for the issue's grid, where `--modes` measured
-# 1.00x.) The accelerator figures are modelled, not measured here: small programs there are bound by
+# 1.00x.) Lone trials side by side (session 10, same command): two at a time trained 1.5x the trial-epochs
+# per second of one at a time (thr.py-style timings of 4 trials per width: 0.60-0.74x the wall time), since
+# a lone trial of that MLP leaves the second core mostly idle. The accelerator figures are modelled, not measured here: small programs there are bound by
 # dispatch and compilation, so merging and grouping pay almost always.
 COSTS: dict[str, Costs] = {
     "cpu": Costs(flops_per_second=1.5e11, vmap_speedup=1.05, step_seconds=1.6e-4, compile_seconds=3.0,
-                 group_seconds=0.5, merge_seconds=2.5, pruned_together=False),
+                 group_seconds=0.5, merge_seconds=2.5, pruned_together=False, parallel_speedup=1.5),
     "gpu": Costs(flops_per_second=2.0e13, vmap_speedup=1.0, step_seconds=1e-4, compile_seconds=8.0,
                  group_seconds=1.0, merge_seconds=1.0),
     "tpu": Costs(flops_per_second=5.0e13, vmap_speedup=1.0, step_seconds=1e-4, compile_seconds=15.0,
                  group_seconds=1.0, merge_seconds=1.0),
 }
+
+
+MAX_PARALLEL = 4  # lone trials at a time at most (measured with 2, on 2 cores; more is not measured)
+
+
+def parallel_trials(model: Costs | None = None) -> int:
+    """How many lone trials train at a time: the cores this process may run on, at most MAX_PARALLEL,
+    where the backend's model says that pays (`parallel_speedup` > 1: the CPU), else 1. A local worker
+    pinned to one core (`--jobs N`, executors/local.py) trains one at a time."""
+    model = model or costs()
+    if model.parallel_speedup <= 1.0:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # (not on Linux)
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_PARALLEL, cores))
 
 
 def costs(backend: str | None = None) -> Costs:
@@ -228,8 +253,9 @@ def sequential_seconds(configs: Sequence[EngineConfig], epochs: Sequence[int], m
     return model.compile_seconds * len(set(configs)) + own
 
 
-# A width's trials fall back to training alone only when that is modelled to be faster AND the work is
-# worth choosing for: below this many modelled seconds the population trains them together as asked.
+# A width's trials fall back to training alone only when that is modelled to be faster AND the group's
+# work is worth choosing for: below this many modelled seconds (all its trials one after another) the
+# population trains them together as asked.
 MIN_FALLBACK_SECONDS = 10.0
 
 
@@ -244,15 +270,24 @@ class Plan:
     seconds: float
     merged_seconds: float
     sequential_seconds: float
+    parallel: int = 1  # lone trials at a time (parallel_trials)
 
     def describe(self) -> str:
         """One line: what the plan does and why (for the sweep's output and the trials' properties)."""
         if self.sequential:
+            if self.parallel > 1:
+                return (f"trained alone, {self.parallel} at a time (the programs a sequential sweep runs, side by "
+                        f"side): modelled {self.seconds:.1f} s against {self.merged_seconds:.1f} s as one "
+                        f"population program and {self.sequential_seconds:.1f} s one after another")
             return (f"trained one after another, as in a sequential sweep: modelled {self.sequential_seconds:.1f} s "
                     f"alone against {self.merged_seconds:.1f} s as one population program")
         merged = [idx for idx, together in self.parts if together]
-        return (f"{len(merged)} program(s) of {', '.join(str(len(i)) for i in merged)} trials: modelled {self.seconds:.1f} s "
-                f"against {self.merged_seconds:.1f} s padded to the widest and {self.sequential_seconds:.1f} s sequential")
+        alone = sum(len(idx) for idx, together in self.parts if not together)
+        return (f"{len(merged)} program(s) of {', '.join(str(len(i)) for i in merged)} trials"
+                + (f" and {alone} trial(s) alone, {self.parallel} at a time" if alone and self.parallel > 1
+                   else f" and {alone} trial(s) alone" if alone else "")
+                + f": modelled {self.seconds:.1f} s against {self.merged_seconds:.1f} s padded to the widest and "
+                f"{self.sequential_seconds:.1f} s sequential")
 
     @property
     def sequential(self) -> bool:
@@ -261,12 +296,16 @@ class Plan:
 
 
 def plan(configs: Sequence[EngineConfig], epochs: Sequence[int], slots: int | None = None,
-         model: Costs | None = None) -> Plan:
+         model: Costs | None = None, parallel: int | None = None) -> Plan:
     """How the width-compatible `configs` (one per trial, each for its `epochs`) train, by the modelled
     cost: trials of equal widths share a program (or train alone where a vmapped group would not pay for
-    its set-up); consecutive widths (ordered by FLOPs) are merged into one padded program where the
-    padded arithmetic costs less than the programs it saves. Dynamic programming over the distinct widths."""
+    its set-up; `parallel` at a time, default `parallel_trials(model)`, at `parallel_speedup`);
+    consecutive widths (ordered by FLOPs) are merged into one padded program where the padded arithmetic
+    costs less than the programs it saves. Dynamic programming over the distinct widths."""
     model = model or costs()
+    parallel = parallel_trials(model) if parallel is None else max(1, parallel)
+    speedup = model.parallel_speedup if parallel > 1 else 1.0
+    worth = sequential_seconds(configs, epochs, model) > MIN_FALLBACK_SECONDS  # (the whole group's work)
     by_width: dict[tuple[int, ...], list[int]] = {}
     for i, c in enumerate(configs):
         by_width.setdefault(hidden_units(c), []).append(i)
@@ -279,8 +318,8 @@ def plan(configs: Sequence[EngineConfig], epochs: Sequence[int], slots: int | No
             idx = [m for w in keys[i:j] for m in by_width[w]]
             cs, es = [configs[m] for m in idx], [epochs[m] for m in idx]
             options = [(program_seconds(cs, es, slots, model), True)]
-            if j == i + 1 and sequential_seconds(cs, es, model) > MIN_FALLBACK_SECONDS:  # one width: or alone
-                options.append((sequential_seconds(cs, es, model), False))
+            if j == i + 1 and worth:  # one width: or alone
+                options.append((sequential_seconds(cs, es, model) / speedup, False))
             cost, together = min(options, key=lambda o: o[0])
             if best[i] + cost < best[j]:
                 best[j], choice[j] = best[i] + cost, (i, together)
@@ -291,4 +330,4 @@ def plan(configs: Sequence[EngineConfig], epochs: Sequence[int], slots: int | No
         parts.append(([m for w in keys[i:j] for m in by_width[w]], together))
         j = i
     return Plan(parts[::-1], best[k], program_seconds(configs, epochs, slots, model),
-                sequential_seconds(configs, epochs, model))
+                sequential_seconds(configs, epochs, model), parallel)

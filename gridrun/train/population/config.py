@@ -34,9 +34,12 @@ class PopulationConfig:
     # trials a sweep's pruner watches: together (True), one after another (False), by the backend (None: together
     # except on a CPU, where a population loses ASHA's short trials to sequential training; widths.Costs)
     pruned_together: bool | None = None
+    # lone trials (where the cost model says a vmapped program loses) trained at a time; None: the backend's
+    # model (widths.parallel_trials: the process's cores, at most 4, on a CPU; 1 elsewhere)
+    parallel: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_size", "devices", "size_cap"):
+        for name in ("max_size", "devices", "size_cap", "parallel"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise GridrunError(f"PopulationConfig({name}={value!r}): use a positive integer or None")
@@ -47,7 +50,8 @@ class PopulationConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None, **given: Any) -> PopulationConfig:
         """The configuration the environment asks for (GRIDRUN_WIDTH_MERGE=0, GRIDRUN_SLOT_REFILL=0,
         GRIDRUN_POPULATION_SIZE=N, GRIDRUN_POPULATION_DEVICES=N, GRIDRUN_POPULATION_STATS=path,
-        GRIDRUN_POPULATION_PRUNED=1/0: pruned trials together or one after another), with
+        GRIDRUN_POPULATION_PRUNED=1/0: pruned trials together or one after another,
+        GRIDRUN_POPULATION_PARALLEL=N: lone trials at a time), with
         `given` values (those not None) taking precedence. Read once, where the sweep is set up."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {
@@ -57,6 +61,7 @@ class PopulationConfig:
             "devices": _positive(env, "GRIDRUN_POPULATION_DEVICES"),
             "stats_file": env.get("GRIDRUN_POPULATION_STATS") or None,
             "pruned_together": _switch(env, "GRIDRUN_POPULATION_PRUNED"),
+            "parallel": _positive(env, "GRIDRUN_POPULATION_PARALLEL"),
         }
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(given) - names)

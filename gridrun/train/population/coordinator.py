@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..._scriptenv import script_environment
@@ -138,13 +139,62 @@ class Population:
                 groups.append((k, [r]))
             else:
                 home.append(r)
+        work: list[tuple[list[FitRequest], bool]] = []  # (trials, together): a program, or one trial alone
         for _, members in groups:
             for part, together in self._plan(members):
-                if together:
-                    self._train_together(part, n_dev)
-                else:  # each alone, one after another: the very programs a sequential sweep runs
-                    for r in part:
-                        self._train_chunk([r])
+                work += [(part, True)] if together else [([r], False) for r in part]
+        parallel = self._parallel()
+        if parallel < 2 or all(together for _, together in work):
+            for part, together in work:
+                self._train_work(part, together, n_dev)
+            return
+        # lone trials (the very programs a sequential sweep runs) `parallel` at a time, in threads: XLA
+        # runs their programs side by side, and each trial wakes as soon as its own training ends. The
+        # first trial of every program starts before any program's second (their compilations overlap;
+        # JAX compiles a program once when two threads ask for it), the costliest first.
+        rank: dict[Any, int] = {}
+        order = []
+        for part, together in work:
+            config = part[0].engine.config
+            rank[config] = rank.get(config, -1) + 1
+            order.append((0 if together else 1, rank[config], -sum(r.epochs * widths.epoch_flops(r.engine.config)
+                                                                  for r in part)))
+        ordered = [w for _, w in sorted(zip(order, work, strict=True), key=lambda pair: pair[0])]
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="gridrun-alone") as pool:
+            for done in [pool.submit(self._train_work, part, together, n_dev) for part, together in ordered]:
+                done.result()
+
+    def _train_work(self, part: list[FitRequest], together: bool, n_dev: int) -> None:
+        if together:
+            self._train_together(part, n_dev)
+        else:
+            for r in part:
+                self._train_alone(r)
+
+    def _train_alone(self, r: FitRequest) -> None:
+        """One trial alone, by the very loop and programs of a sequential `fit` / `fit_loop`
+        (driver.train_alone, the engine's own compiled functions), on this coordinator thread."""
+        from ..driver import train_alone
+        from ..engine import on_device
+
+        t0 = time.perf_counter()
+        try:
+            data = {k: on_device(v) for k, v in r.arrays.items()}
+            state = r.initial if r.initial is not None else r.engine.jit_init(r.hparams, r.k_init)
+            r.state = train_alone(r.engine, state, r.hparams, data, r.k_train, r.member)
+            r.group_size = 1
+            self.groups_trained.append(1)
+            self.stats.count(r.member.completed, r.member.completed, epoch_seconds=time.perf_counter() - t0)
+        except BaseException as exc:  # noqa: BLE001 - the trial's error, raised in its own thread
+            r.error = exc
+        finally:
+            r.done.set()
+
+    def _parallel(self) -> int:
+        """Lone trials trained at a time (PopulationConfig.parallel, else the backend's cost model)."""
+        from .. import widths
+
+        return self.config.parallel or widths.parallel_trials()
 
     def _plan(self, members: list[FitRequest]) -> list[tuple[list[FitRequest], bool]]:
         """How a width-compatible group trains (widths.plan, the modelled cost): parts of one vmapped
@@ -156,7 +206,8 @@ class Population:
         if (not widths.mergeable(members[0].engine.config) or self.config.pbt is not None
                 or any(r.member.resume for r in members)):  # a continued trial needs a refilled program
             return [(members, True)]  # PBT: the group's trials exploit each other inside one program
-        plan = widths.plan([r.engine.config for r in members], [r.epochs for r in members], self.config.max_size)
+        plan = widths.plan([r.engine.config for r in members], [r.epochs for r in members], self.config.max_size,
+                           parallel=self._parallel())
         self.plans.append(plan)
         parts = [([members[i] for i in idx], together) for idx, together in plan.parts]
         merged = len({widths.hidden_units(r.engine.config) for r in members}) > 1
