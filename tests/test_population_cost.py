@@ -256,3 +256,21 @@ def test_a_population_cut_for_workers_deals_each_width_to_every_worker():
             assert [t.trial for t in g.tasks] == sorted(t.trial for t in g.tasks)  # in trial order
         assert sorted(t.trial for g in groups for t in g.tasks) == list(range(12))
     assert [len(g.tasks) for g in Grouper(["units"], PopulationConfig(), workers=1).groups(tasks)] == [12]
+
+
+def test_a_process_on_one_core_models_vmapped_programs_slower_and_trains_alone(monkeypatch):
+    """A `--jobs 2` worker is pinned to one core: there a vmapped group has no idle core to use (its
+    one-core speed per FLOP, measured under taskset), so each worker's 4 trials per width train alone,
+    one after another, where a process on two cores trains them alone two at a time."""
+    from gridrun.train import widths
+
+    configs = [mlp_config(u) for u in [64] * 4 + [128] * 4 + [256] * 4]
+    monkeypatch.setattr(widths, "cores", lambda: 1)
+    one = widths.costs("cpu")
+    assert one.vmap_speedup == widths.COSTS["cpu"].one_core_vmap_speedup < 1 and widths.parallel_trials(one) == 1
+    plan = widths.plan(configs, [10] * 12, model=one)
+    assert plan.sequential and plan.parallel == 1 and "one after another" in plan.describe()
+    assert not widths.plan(configs, [10] * 12, model=widths.COSTS["cpu"], parallel=1).sequential  # (2 cores' model)
+    monkeypatch.setattr(widths, "cores", lambda: 2)
+    assert widths.costs("cpu") == widths.COSTS["cpu"] and widths.parallel_trials() in (1, 2)
+    assert widths.parallel_trials(widths.COSTS["cpu"]) == 2 and widths.costs("gpu") == widths.COSTS["gpu"]

@@ -160,6 +160,10 @@ class Costs:
     # another. A lone trial of a small model leaves a CPU's second core mostly idle; a vmapped program
     # does not, but gains nothing per FLOP there (bench/population.py --calibrate measures both).
     parallel_speedup: float = 1.0
+    # A vmapped program's speed per FLOP in a process that runs on one core (a `--jobs N` worker pinned
+    # to its block), where that differs: on a CPU a vmapped group gains by the cores a lone trial leaves
+    # idle, and on one core it has none (`taskset -c 0 python bench/population.py --calibrate`).
+    one_core_vmap_speedup: float | None = None
 
 
 # Measured on the project's 2-core CPU (`python bench/population.py --calibrate`, idle, session 9: the
@@ -173,11 +177,14 @@ class Costs:
 # step and 1.2x per FLOP, and modelled 0.77x sequential for the issue's grid, where `--modes` measured
 # 1.00x.) Lone trials side by side (session 10, same command): two at a time trained 1.5x the trial-epochs
 # per second of one at a time (thr.py-style timings of 4 trials per width: 0.60-0.74x the wall time), since
-# a lone trial of that MLP leaves the second core mostly idle. The accelerator figures are modelled, not measured here: small programs there are bound by
+# a lone trial of that MLP leaves the second core mostly idle; under `taskset -c 0` (one core, as a
+# `--jobs 2` worker) the same command fitted a vmapped group 0.82x per FLOP (one_core_vmap_speedup), so a
+# one-core worker trains its trials alone. The accelerator figures are modelled, not measured here: small programs there are bound by
 # dispatch and compilation, so merging and grouping pay almost always.
 COSTS: dict[str, Costs] = {
     "cpu": Costs(flops_per_second=1.5e11, vmap_speedup=1.05, step_seconds=1.6e-4, compile_seconds=3.0,
-                 group_seconds=0.5, merge_seconds=2.5, pruned_together=False, parallel_speedup=1.5),
+                 group_seconds=0.5, merge_seconds=2.5, pruned_together=False, parallel_speedup=1.5,
+                 one_core_vmap_speedup=0.82),
     "gpu": Costs(flops_per_second=2.0e13, vmap_speedup=1.0, step_seconds=1e-4, compile_seconds=8.0,
                  group_seconds=1.0, merge_seconds=1.0),
     "tpu": Costs(flops_per_second=5.0e13, vmap_speedup=1.0, step_seconds=1e-4, compile_seconds=15.0,
@@ -195,18 +202,26 @@ def parallel_trials(model: Costs | None = None) -> int:
     model = model or costs()
     if model.parallel_speedup <= 1.0:
         return 1
+    return max(1, min(MAX_PARALLEL, cores()))
+
+
+def cores() -> int:
+    """The cores this process may run on (a local worker's block: executors/local.py pins it)."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # (not on Linux)
-        cores = os.cpu_count() or 1
-    return max(1, min(MAX_PARALLEL, cores))
+        return os.cpu_count() or 1
 
 
 def costs(backend: str | None = None) -> Costs:
-    """The cost model of `backend` (default: JAX's default backend; unknown ones are modelled as GPUs)."""
+    """The cost model of `backend` (default: JAX's default backend; unknown ones are modelled as GPUs),
+    for this process: on one core, with the backend's `one_core_vmap_speedup`."""
     if backend is None:
         backend = jax.default_backend()
-    return COSTS.get(backend, COSTS["gpu"])
+    model = COSTS.get(backend, COSTS["gpu"])
+    if model.one_core_vmap_speedup is not None and cores() == 1:
+        model = dataclasses.replace(model, vmap_speedup=model.one_core_vmap_speedup)
+    return model
 
 
 def epoch_flops(config: EngineConfig, units: Sequence[int] | None = None) -> float:
