@@ -324,17 +324,21 @@ def crossover() -> None:
     model = widths.costs()
     trials = (1, 2, 4, 8, 16, 32)
     print(f"\nmodelled population / sequential time, {jax.default_backend()} cost model {model}")
-    print("| widths | " + " | ".join(f"{n} per width" for n in trials) + " |")
-    print("|---|" + "---|" * len(trials))
-    for u in (16, 64, 256, 1024):
-        cells = []
-        for n in trials:
-            configs = [modes_config(w) for w in (u, 2 * u, 4 * u) for _ in range(n)]
-            p = widths.plan(configs, [10] * len(configs), model=model)
-            how = "alone" if p.sequential else f"{sum(1 for _, t in p.parts if t)} prog"
-            cells.append(f"{p.seconds / p.sequential_seconds:.2f} ({how})")
-        out(case="crossover", units=[u, 2 * u, 4 * u], ratios=cells)
-        print(f"| {u}/{2 * u}/{4 * u} | " + " | ".join(cells) + " |")
+    for parallel in sorted({widths.parallel_trials(model), 1}, reverse=True):
+        print(f"\nlone trials {parallel} at a time ({widths.cores()} cores here)")
+        print("| widths | " + " | ".join(f"{n} per width" for n in trials) + " |")
+        print("|---|" + "---|" * len(trials))
+        for u in (16, 64, 256, 1024):
+            cells = []
+            for n in trials:
+                configs = [modes_config(w) for w in (u, 2 * u, 4 * u) for _ in range(n)]
+                p = widths.plan(configs, [10] * len(configs), model=model, parallel=parallel)
+                alone = sum(len(i) for i, t in p.parts if not t)
+                progs = sum(1 for _, t in p.parts if t)
+                how = ("alone" if p.sequential else f"{progs} prog" + (f" + {alone} alone" if alone else ""))
+                cells.append(f"{p.seconds / p.sequential_seconds:.2f} ({how})")
+            out(case="crossover", parallel=parallel, units=[u, 2 * u, 4 * u], ratios=cells)
+            print(f"| {u}/{2 * u}/{4 * u} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:

@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "dask with --scheduler; packages add more, docs/extending.md)")
     parser.add_argument("--population", action="store_true",
                         help="train trials that differ only in numeric flags together, as one vmapped JAX "
-                             "program per group (scripts that train with gridrun.fit or gridrun.fit_loop; see docs/population.md)")
+                             "program per group, or alone side by side where the cost model says that is faster "
+                             "(a multi-core CPU) (scripts that train with gridrun.fit or gridrun.fit_loop; see docs/population.md)")
     parser.add_argument("--population-size", type=int, metavar="N",
                         help="at most N trials per compiled program (default: as many as device memory allows)")
     parser.add_argument("--pbt", action="store_true",
