@@ -140,22 +140,27 @@ def test_a_population_that_would_lose_trains_its_trials_alone_and_says_so(capsys
     assert not tiny.sequential  # too little work to be worth switching: trained together as asked
 
 
-def test_the_coordinator_follows_the_plan_and_records_it(monkeypatch, capsys):
-    import dataclasses
-
+def digits_fit(units, lr, seed, epochs):
+    """One small trial on 400 digits (gridrun.fit alone, or inside a Population's trial thread)."""
     import gridrun
     from gridrun import Dense, Sequential
     from gridrun.datasets import load_prepared
-    from gridrun.train import widths
-    from gridrun.train.population import Population, PopulationConfig
 
     (x, y), _ = load_prepared("digits")
     x, y = x[:400], y[:400]
+    model = Sequential([Dense(units, activation="relu"), Dense(10, activation="softmax")])
+    return gridrun.fit(model, x, y, loss="categorical_crossentropy", optimizer=gridrun.optimizer("adam", learning_rate=lr),
+                       epochs=epochs, batch_size=64, validation_split=0.25, seed=seed, verbose=0)
+
+
+def test_the_coordinator_follows_the_plan_and_records_it(monkeypatch, capsys):
+    import dataclasses
+
+    from gridrun.train import widths
+    from gridrun.train.population import Population, PopulationConfig
 
     def run(units, lr, seed):
-        model = Sequential([Dense(units, activation="relu"), Dense(10, activation="softmax")])
-        return gridrun.fit(model, x, y, loss="categorical_crossentropy", optimizer=gridrun.optimizer("adam", learning_rate=lr),
-                           epochs=2, batch_size=64, validation_split=0.25, seed=seed, verbose=0)
+        return digits_fit(units, lr, seed, epochs=2)
 
     settings = [(u, lr) for u in (8, 32) for lr in (1e-3, 3e-3)]
     alone = [run(u, lr, i) for i, (u, lr) in enumerate(settings)]
@@ -191,19 +196,11 @@ def test_lone_trials_train_side_by_side_with_their_sequential_metrics(monkeypatc
     once, on the coordinator's threads, never more, each with exactly the metrics it gets alone."""
     import threading
 
-    import gridrun
-    from gridrun import Dense, Sequential
-    from gridrun.datasets import load_prepared
     from gridrun.train import widths
     from gridrun.train.population import Population, PopulationConfig, coordinator
 
-    (x, y), _ = load_prepared("digits")
-    x, y = x[:400], y[:400]
-
     def run(units, lr, seed):
-        model = Sequential([Dense(units, activation="relu"), Dense(10, activation="softmax")])
-        return gridrun.fit(model, x, y, loss="categorical_crossentropy", optimizer=gridrun.optimizer("adam", learning_rate=lr),
-                           epochs=3, batch_size=64, validation_split=0.25, seed=seed, verbose=0)
+        return digits_fit(units, lr, seed, epochs=3)
 
     settings = [(u, lr) for u in (8, 32) for lr in (1e-3, 3e-3, 1e-2)]
     alone = [run(u, lr, i) for i, (u, lr) in enumerate(settings)]
