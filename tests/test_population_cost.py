@@ -271,3 +271,15 @@ def test_a_process_on_one_core_models_vmapped_programs_slower_and_trains_alone(m
     monkeypatch.setattr(widths, "cores", lambda: 2)
     assert widths.costs("cpu") == widths.COSTS["cpu"] and widths.parallel_trials() in (1, 2)
     assert widths.parallel_trials(widths.COSTS["cpu"]) == 2 and widths.costs("gpu") == widths.COSTS["gpu"]
+
+
+def test_the_lone_trials_at_a_time_are_a_setting_read_at_the_edge():
+    from gridrun.errors import GridrunError
+    from gridrun.train.population import PopulationConfig
+
+    assert PopulationConfig.from_env({"GRIDRUN_POPULATION_PARALLEL": "3"}).parallel == 3
+    assert PopulationConfig.from_env({}).parallel is None  # the backend's cost model decides
+    with pytest.raises(GridrunError, match="GRIDRUN_POPULATION_PARALLEL='two': use a positive integer"):
+        PopulationConfig.from_env({"GRIDRUN_POPULATION_PARALLEL": "two"})
+    with pytest.raises(GridrunError, match=r"PopulationConfig\(parallel=0\): use a positive integer"):
+        PopulationConfig(parallel=0)
