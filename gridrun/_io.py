@@ -1,4 +1,5 @@
-"""Small file helpers shared by every module: atomic JSON writes and tolerant reads.
+"""Small file helpers shared by every module: atomic JSON writes and tolerant reads (and `process_cores`,
+the cores this process may run on).
 
 Every machine-read file gridrun writes goes through `write_json`, which writes a temporary file in the
 same folder and renames it over the target (`os.replace` is atomic on POSIX and Windows), so a reader or
@@ -267,3 +268,11 @@ def ask_yes_no(question: str, default: bool) -> bool | None:
         return None
     answer = input(f"{question} {'[Y/n]' if default else '[y/N]'} ").strip().lower()
     return default if not answer else answer in ("y", "yes")
+
+
+def process_cores() -> int:
+    """The cores this process may run on (its affinity: a local worker's block, executors/local.py)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # (not on Linux)
+        return os.cpu_count() or 1

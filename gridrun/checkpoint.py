@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from . import scoring
-from ._io import drop_spare, read_json, write_bytes_atomic, write_reusing
+from ._io import drop_spare, process_cores, read_json, write_bytes_atomic, write_reusing
 from .errors import GridrunError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -594,11 +594,7 @@ def _mirror_of(run_dir: Path) -> Callable[[list[str], bytes, int], None] | None:
 
 def _writer_slots() -> int:
     """How many background saves may run at once in this process: half its cores (at least one)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, cores // 2)
+    return max(1, process_cores() // 2)
 
 
 # the background writers of every Checkpointer take turns: a population's 16 writer threads all at

@@ -23,7 +23,6 @@ The results equal unpadded training up to float rounding (dot products over more
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -31,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._io import process_cores as cores  # (a local worker's block of cores: executors/local.py pins it)
 from .engine import ByIdentity, EngineConfig
 
 Structure = tuple[tuple[Any, ...], ...]
@@ -205,14 +205,6 @@ def parallel_trials(model: Costs | None = None) -> int:
     return max(1, min(MAX_PARALLEL, cores()))
 
 
-def cores() -> int:
-    """The cores this process may run on (a local worker's block: executors/local.py pins it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # (not on Linux)
-        return os.cpu_count() or 1
-
-
 def costs(backend: str | None = None) -> Costs:
     """The cost model of `backend` (default: JAX's default backend; unknown ones are modelled as GPUs),
     for this process: on one core, with the backend's `one_core_vmap_speedup`."""
@@ -320,7 +312,8 @@ def plan(configs: Sequence[EngineConfig], epochs: Sequence[int], slots: int | No
     model = model or costs()
     parallel = parallel_trials(model) if parallel is None else max(1, parallel)
     speedup = model.parallel_speedup if parallel > 1 else 1.0
-    worth = sequential_seconds(configs, epochs, model) > MIN_FALLBACK_SECONDS  # (the whole group's work)
+    one_by_one = sequential_seconds(configs, epochs, model)
+    worth = one_by_one > MIN_FALLBACK_SECONDS  # (the whole group's work)
     by_width: dict[tuple[int, ...], list[int]] = {}
     for i, c in enumerate(configs):
         by_width.setdefault(hidden_units(c), []).append(i)
@@ -344,5 +337,4 @@ def plan(configs: Sequence[EngineConfig], epochs: Sequence[int], slots: int | No
         i, together = choice[j]
         parts.append(([m for w in keys[i:j] for m in by_width[w]], together))
         j = i
-    return Plan(parts[::-1], best[k], program_seconds(configs, epochs, slots, model),
-                sequential_seconds(configs, epochs, model), parallel)
+    return Plan(parts[::-1], best[k], program_seconds(configs, epochs, slots, model), one_by_one, parallel)
