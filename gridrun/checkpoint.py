@@ -4,7 +4,10 @@
     for epoch in range(1, epochs + 1):                                 # any epoch loop, 1-based epochs
         state, metrics = train_one_epoch(state)
         saver.on_epoch(epoch, metrics, lambda: state)                  # get_state: called only when a save is due
-    saver.close(lambda: state)                                         # writes what `every=N` left unsaved
+    saver.close(lambda: state)                                         # writes what the policy left unsaved
+
+A trial writes at most every `CheckpointPolicy.seconds` (5 s by default; 0: every epoch): between two
+writes the best epoch's state is held in memory and the last one waits for the next write or the end.
 
 Files: `<run>/checkpoints/best.ckpt` (the best epoch by the sweep's metric and mode, else val_loss,
 else loss: gridrun/scoring.py's rule) and `last.ckpt` (the last epoch). Each file is a short header
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import threading
@@ -36,7 +40,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +55,10 @@ MAX_HEADER = 1_000_000  # bytes: a header line longer than this is not a checkpo
 LINGER = 30.0  # seconds a background writer thread waits for a next save before it ends
 HOLD_SECONDS = 0.05  # at most this long a save waits for the training's next epoch to be dispatched
 RECORD_EVERY = 5.0  # seconds: how often saves record the checkpoint_* properties (and at the end of training)
+# seconds: the least time between two writes of a trial's checkpoints (CheckpointPolicy.seconds). Measured
+# (bench/search.py --vs-optuna, 48 trials of 10 epochs of 50-150 ms): a save at every epoch cost the sweep
+# about 0.9 s of its 15 s; with a window, a trial this short writes once, at its end
+DEFAULT_SECONDS = 5.0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -83,45 +91,62 @@ class ModelRebuildError(CheckpointError):
 
 @dataclass(frozen=True)
 class CheckpointPolicy:
-    """What a trial keeps: `best` (the best epoch's state), `last` (the last epoch's), and how often the
+    """What a trial keeps: `best` (the best epoch's state), `last` (the last epoch's), how often the
     last one is written (`every` epochs, and always at the end of training; the best one is checked
-    after every epoch, else the best epoch could be missed).
+    after every epoch, else the best epoch could be missed), and `seconds`: at least this long between
+    two writes of a trial's checkpoints (0: at every epoch that is due). Between writes the best epoch's
+    state is held in memory, not lost; the end of training (completed, stopped, paused, Ctrl-C, an
+    error) writes what is held and the last epoch, so only a kill -9 loses anything: at most `seconds`
+    of the trial's training, which its continuation (--resume) trains again. A trial whose epochs take
+    longer than `seconds` writes at every epoch, as with 0.
 
     `CheckpointPolicy.parse` reads what `fit(checkpoint=...)` takes: "both" (the default in a run),
     "best", "last", None / False / "none" (nothing), an int N or "every=N" (both, the last one every
-    N epochs), {"keep": "both", "every": N}, or a CheckpointPolicy."""
+    N epochs, and every such epoch written: `seconds` 0 unless given), "seconds=S",
+    {"keep": "both", "every": N, "seconds": S}, or a CheckpointPolicy."""
 
     best: bool = True
     last: bool = True
     every: int = 1
+    seconds: float = DEFAULT_SECONDS
 
     @classmethod
     def parse(cls, value: Any) -> CheckpointPolicy | None:
         if isinstance(value, CheckpointPolicy):
             return value if (value.best or value.last) else None
-        hint = ("use 'both', 'best', 'last', None, or every=N as an int (checkpoint=5), the string 'every=5' "
-                "or {'keep': 'both', 'every': 5}")
+        hint = ("use 'both', 'best', 'last', None, every=N as an int (checkpoint=5) or the string 'every=5', "
+                "'seconds=S', or {'keep': 'both', 'every': 5, 'seconds': 0}")
         if value is None or value is False or (isinstance(value, str) and value.lower() == "none"):
             return None
         if value is True:
             return cls()
-        keep, every = "both", 1
-        if isinstance(value, int):
-            every = value
-        elif isinstance(value, str) and value.lower().startswith("every="):
-            try:
+        keep, every, seconds = "both", 1, None
+        try:
+            if isinstance(value, int):
+                every = value
+            elif isinstance(value, str) and value.lower().startswith("every="):
                 every = int(value.split("=", 1)[1])
-            except ValueError:
-                raise GridrunError(f"checkpoint={value!r}: {hint}") from None
-        elif isinstance(value, str):
-            keep = value.lower()
-        elif isinstance(value, Mapping) and set(value) <= {"keep", "every"}:
-            keep, every = str(value.get("keep", "both")).lower(), value.get("every", 1)
-        else:
-            raise GridrunError(f"checkpoint={value!r}: {hint}")
+            elif isinstance(value, str) and value.lower().startswith("seconds="):
+                seconds = float(value.split("=", 1)[1])
+            elif isinstance(value, str):
+                keep = value.lower()
+            elif isinstance(value, Mapping) and set(value) <= {"keep", "every", "seconds"}:
+                keep, every, seconds = str(value.get("keep", "both")).lower(), value.get("every", 1), value.get("seconds")
+            else:
+                raise ValueError
+            if seconds is not None:
+                if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+                        or seconds < 0:
+                    raise ValueError
+        except ValueError:
+            raise GridrunError(f"checkpoint={value!r}: {hint}") from None
         if keep not in ("both", "best", "last") or not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise GridrunError(f"checkpoint={value!r}: {hint}")
-        return cls(best=keep in ("both", "best"), last=keep in ("both", "last"), every=every)
+        if seconds is None:  # an epoch schedule asked for (every=N) is kept as asked; else the default window
+            explicit = isinstance(value, int) or (isinstance(value, str) and value.lower().startswith("every=")) \
+                or (isinstance(value, Mapping) and "every" in value)
+            seconds = 0.0 if explicit else DEFAULT_SECONDS
+        return cls(best=keep in ("both", "best"), last=keep in ("both", "last"), every=every, seconds=float(seconds))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -427,10 +452,16 @@ class Checkpointer:
         self._recorded: dict[str, Any] | None = None  # what it recorded
         self._cleaned = False
         self._both_at: int | None = None  # the epoch of the last save written under both names
+        self.saved_best: int | None = None  # the epoch best.ckpt holds (or will, once the writer has caught up)
+        # between writes (policy.seconds): the best epoch not written yet, (epoch, its state, its header)
+        self._held: tuple[int, Any, dict[str, Any]] | None = None
+        self._written_at = time.monotonic()  # when a write was last asked for (or the saver made)
+        self._discarded = False  # the trial's checkpoints are deleted anyway: nothing more is written
         if resume:
             header = read_header(checkpoint_path(self.run_dir, "best")) or {}
             if header.get("metric") and scoring.finite(header.get("value")) is not None:
                 self.name, self.best_value, self.best_epoch = header["metric"], float(header["value"]), header.get("epoch")
+                self.saved_best = self.best_epoch
 
     @property
     def enabled(self) -> bool:
@@ -451,8 +482,10 @@ class Checkpointer:
         return self.name, scoring.finite(metrics.get(self.name))
 
     def on_epoch(self, epoch: int, metrics: Mapping[str, Any], get_state: Callable[[], Any]) -> list[str]:
-        """Save what is due after epoch `epoch`; return which files were written ("best", "last")."""
-        if self.policy is None:
+        """Save what is due after epoch `epoch`; return which files were written (or handed to the
+        background writer): "best", "last". Within `policy.seconds` of the last write nothing is
+        written: a better epoch's state is held (get_state() called now) and the last one waits."""
+        if self.policy is None or self._discarded:
             return []
         self.last_epoch = int(epoch)
         due: list[str] = []
@@ -463,17 +496,29 @@ class Checkpointer:
             due.append("best")
         if self.policy.last and int(epoch) % self.policy.every == 0:
             due.append("last")
-        if due:
-            self._save(due, int(epoch), get_state)
-        return due
+        if not due:
+            return []
+        if time.monotonic() - self._written_at < self.policy.seconds:
+            if "best" in due:
+                self._held = (int(epoch), _detached(get_state()), self._meta(int(epoch)))
+            return []
+        return self._save(due, int(epoch), get_state)
+
+    def discard(self) -> None:
+        """The trial's sweep deletes its checkpoints (a pruned or failed trial): what is held is dropped
+        and nothing more is written, not even at close()."""
+        self._discarded, self._held = True, None
 
     def close(self, get_state: Callable[[], Any] | None = None) -> dict[str, Any]:
-        """End of training: write `last` if its epoch was not saved yet; return the checkpoint properties.
-        In the background mode: once every save asked for is on disk."""
+        """End of training: write the best epoch held since the last write, and `last` if its epoch was
+        not saved yet; return the checkpoint properties. In the background mode: once every save asked
+        for is on disk."""
         p = self.policy
-        if p is not None and p.last and get_state is not None and self.last_epoch is not None \
-                and self._last_asked != self.last_epoch:
-            self._save(["last"], self.last_epoch, get_state)
+        if p is not None and not self._discarded:
+            due = ["last"] if p.last and get_state is not None and self.last_epoch is not None \
+                and self._last_asked != self.last_epoch else []
+            if due or self._held is not None:
+                self._save(due, self.last_epoch or 0, get_state or (lambda: None))
         if self.writer is not None:
             self.writer.wait()
         if self.saves:
@@ -508,18 +553,39 @@ class Checkpointer:
 
     def properties(self) -> dict[str, Any]:
         size = disk_bytes(self.run_dir)
-        return {"checkpoint_epoch": self.best_epoch, "checkpoint_last_epoch": self.saved_last,
-                "checkpoint_metric": self.name if self.best_epoch is not None else None, "checkpoint_bytes": size}
+        return {"checkpoint_epoch": self.saved_best, "checkpoint_last_epoch": self.saved_last,
+                "checkpoint_metric": self.name if self.saved_best is not None else None, "checkpoint_bytes": size}
 
-    def _save(self, which: list[str], epoch: int, get_state: Callable[[], Any]) -> None:
-        meta = {"epoch": epoch, "metric": self.name, "value": self._last_value if epoch == self.last_epoch else None,
+    def _meta(self, epoch: int) -> dict[str, Any]:
+        return {"epoch": epoch, "metric": self.name, "value": self._last_value if epoch == self.last_epoch else None,
                 "mode": scoring.direction(self.name, self._mode(self.name)) if self.name else None}
+
+    def _save(self, which: list[str], epoch: int, get_state: Callable[[], Any]) -> list[str]:
+        """Write `which` at `epoch` from get_state(), with the best epoch held since the last write: under
+        both names when it is this epoch, else first, as its own file (one job for the background
+        writer: a trial's training waits for at most one save). Returns the names written."""
+        held, self._held = self._held, None
+        if held is not None and "best" not in which:
+            if held[0] == epoch and which:  # (the epoch held is this one: one save under both names)
+                which = ["best", *which]
+                held = None
+        elif held is not None:
+            held = None  # (a better epoch is being written)
+        saves = ([(["best"], held[0], held[1], held[2])] if held is not None else []) + \
+            ([(list(which), epoch, get_state(), self._meta(epoch))] if which else [])
+        self._written_at = time.monotonic()
+        for names, at, _, _ in saves:
+            if "best" in names:
+                self.saved_best = at
+        names = sorted({name for save in saves for name in save[0]})
         if self.writer is None:
-            self._write(which, epoch, get_state(), meta)
-            return
+            for save in saves:
+                self._write(*save)
+            return names
         if "last" in which:
             self.writer.last_asked = epoch
-        self.writer.put(lambda tree=get_state(): self._write(which, epoch, tree, meta))
+        self.writer.put(lambda: [self._write(*save) for save in saves])
+        return names
 
     def _write(self, which: list[str], epoch: int, tree: Any, meta: dict[str, Any]) -> None:
         """Write one save (in this thread, or the background writer's): the files, then the record."""
@@ -715,17 +781,35 @@ class _Writer:
             raise error
 
 
+def _detached(tree: Any) -> Any:
+    """A state held between writes, as its own memory: a NumPy view of a population's whole state
+    (train/population/program.py EpochStates) is copied, so a held slot keeps alive its own bytes, not
+    the population's (device arrays are immutable: kept as they are)."""
+    import jax
+    import numpy as np
+
+    return jax.tree_util.tree_map(lambda leaf: leaf.copy() if isinstance(leaf, np.ndarray) and leaf.base is not None
+                                  else leaf, tree)
+
+
 def for_run(ctx: Any, policy: Any) -> Checkpointer | None:
     """The Checkpointer of the active run `ctx` (fit / fit_loop), or None outside a run, with
     checkpoint=None (restore mode never gets this far: train/restore.py). In a sweep, the sweep's
-    --checkpoints policy (ctx.checkpoint) overrides the script's `policy`, and epochs are ranked by the
+    --checkpoints policy (ctx.checkpoint: a name, or {"keep": name or None, "seconds": its
+    --checkpoint-seconds}) overrides the script's `policy`, and epochs are ranked by the
     sweep's metric and mode (ctx.metric, ctx.mode); a continued trial (ctx.resume_from) keeps the best
     value of the checkpoint it continues."""
     parsed = CheckpointPolicy.parse(policy)  # bad values fail even outside a run
     if ctx is None:
         return None
-    if getattr(ctx, "checkpoint", None) is not None:
-        parsed = CheckpointPolicy.parse(ctx.checkpoint)
+    sweep = getattr(ctx, "checkpoint", None)
+    if isinstance(sweep, Mapping):  # {"keep": --checkpoints or None, "seconds": --checkpoint-seconds}
+        if sweep.get("keep") is not None:
+            parsed = CheckpointPolicy.parse(sweep["keep"])
+        if parsed is not None and sweep.get("seconds") is not None:
+            parsed = replace(parsed, seconds=float(sweep["seconds"]))
+    elif sweep is not None:
+        parsed = CheckpointPolicy.parse(sweep)
     if parsed is None:
         return None
     return Checkpointer(ctx.run_dir, parsed, getattr(ctx, "metric", None), getattr(ctx, "mode", None) or "auto",
@@ -857,6 +941,9 @@ class CheckpointObserver:
     def __call__(self, epoch: int, metrics: Mapping[str, Any], state: Callable[[], Any]) -> None:
         self._state = state
         self.saver.on_epoch(epoch + 1, metrics, self._tree(state))
+
+    def discard(self) -> None:
+        self.saver.discard()
 
     def close(self) -> None:
         self.saver.close(self._tree(self._state) if self._state is not None else None)

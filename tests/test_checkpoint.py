@@ -177,9 +177,14 @@ def test_policy_parses_every_documented_form_and_names_the_fix_otherwise():
     assert P.parse("both") == P() and P.parse(True) == P()
     assert P.parse("best") == P(best=True, last=False) and P.parse("LAST") == P(best=False, last=True)
     assert P.parse(None) is None and P.parse(False) is None and P.parse("none") is None
-    assert P.parse(5) == P(every=5) and P.parse("every=3") == P(every=3)
-    assert P.parse({"keep": "last", "every": 2}) == P(best=False, last=True, every=2)
-    for bad in ("bestt", 0, "every=x", {"every": 0}, 2.5, {"keep": "both", "often": 1}):
+    assert P().seconds == C.DEFAULT_SECONDS > 0  # a trial writes at most every few seconds by default
+    # an epoch schedule asked for is kept as asked: every such epoch written
+    assert P.parse(5) == P(every=5, seconds=0) and P.parse("every=3") == P(every=3, seconds=0)
+    assert P.parse({"keep": "last", "every": 2}) == P(best=False, last=True, every=2, seconds=0)
+    assert P.parse("seconds=0") == P(seconds=0) and P.parse({"keep": "best", "seconds": 30}) == P(last=False, seconds=30)
+    assert P.parse({"every": 2, "seconds": 1.5}) == P(every=2, seconds=1.5)
+    for bad in ("bestt", 0, "every=x", {"every": 0}, 2.5, {"keep": "both", "often": 1}, "seconds=-1",
+                {"seconds": "5"}, {"seconds": float("nan")}, {"seconds": True}):
         with pytest.raises(GridrunError, match=r"checkpoint=.*use 'both', 'best', 'last', None"):
             P.parse(bad)
 
@@ -271,7 +276,7 @@ def test_checkpointer_keeps_the_best_epoch_by_the_scoring_rule_and_calls_get_sta
         return get
 
     recorded = {}
-    saver = C.Checkpointer(tmp_path, "both", metric="val_acc", record=recorded.update)
+    saver = C.Checkpointer(tmp_path, "seconds=0", metric="val_acc", record=recorded.update)
     accs = [0.5, 0.7, 0.6, 0.8, 0.75]
     for e, acc in enumerate(accs, 1):
         saver.on_epoch(e, {"loss": 1.0 / e, "val_loss": 0.3, "val_acc": acc}, state(e))
@@ -288,7 +293,7 @@ def test_checkpointer_keeps_the_best_epoch_by_the_scoring_rule_and_calls_get_sta
     assert best.st_ino != last.st_ino  # epoch 4 best, epoch 5 last
     assert float(C.load_state(tmp_path)["w"][0]) == 4.0 and float(C.load_state(tmp_path, "last")["w"][0]) == 5.0
 
-    first = C.Checkpointer(tmp_path / "a", "both")
+    first = C.Checkpointer(tmp_path / "a", "seconds=0")
     first.on_epoch(1, {"loss": 1.0}, state(1))  # best and last due at once: one file under both names
     a, b = (tmp_path / "a/checkpoints/best.ckpt").stat(), (tmp_path / "a/checkpoints/last.ckpt").stat()
     assert a.st_ino == b.st_ino and first.properties()["checkpoint_bytes"] == a.st_size
@@ -296,7 +301,7 @@ def test_checkpointer_keeps_the_best_epoch_by_the_scoring_rule_and_calls_get_sta
     assert float(C.load_state(tmp_path / "a")["w"][0]) == 1.0 and float(C.load_state(tmp_path / "a", "last")["w"][0]) == 2.0
 
     calls.clear()  # best only, by val_loss when the sweep's metric is not logged; NaN is never best
-    saver = C.Checkpointer(tmp_path / "b", "best", metric="val_auc")
+    saver = C.Checkpointer(tmp_path / "b", {"keep": "best", "seconds": 0}, metric="val_auc")
     for e, v in enumerate([0.5, float("nan"), 0.4, 0.45], 1):
         saver.on_epoch(e, {"loss": 9.0, "val_loss": v}, state(e))
     assert calls == [1, 3] and saver.name == "val_loss" and saver.best_epoch == 3
@@ -312,9 +317,66 @@ def test_checkpointer_keeps_the_best_epoch_by_the_scoring_rule_and_calls_get_sta
     saver.close(state(5))  # nothing left to write
     assert calls == [2, 4, 5]
 
-    resumed = C.Checkpointer(tmp_path, "best", metric="val_acc", resume=True)
+    resumed = C.Checkpointer(tmp_path, {"keep": "best", "seconds": 0}, metric="val_acc", resume=True)
     assert resumed.on_epoch(6, {"val_acc": 0.79}, state(6)) == []  # not better than epoch 4's 0.8
     assert resumed.on_epoch(7, {"val_acc": 0.81}, state(7)) == ["best"]
+
+
+def test_within_the_seconds_window_the_best_epoch_is_held_and_the_end_writes_it(tmp_path, monkeypatch):
+    """policy.seconds: no write within that time of the last one (or of the saver's start). A better
+    epoch's state is taken when it comes (so a later epoch cannot overwrite it) and held; the first epoch
+    after the window writes it with the last one; close() writes what is held and the last epoch; a
+    discarded trial (pruned, its checkpoints deleted anyway) writes nothing, even at close()."""
+    clock = [100.0]
+    monkeypatch.setattr(C.time, "monotonic", lambda: clock[0])
+    calls = []
+
+    def state(e):
+        def get():
+            calls.append(e)
+            return {"w": jnp.full(3, float(e))}
+        return get
+
+    for background in (False, True):
+        run = tmp_path / f"run{background}"
+        calls.clear()
+        saver = C.Checkpointer(run, {"keep": "both", "seconds": 10}, metric="val_loss", background=background)
+        losses = [0.9, 0.5, 0.7, 0.6, 0.8, 0.4, 0.45]
+        written = []
+        for e, v in enumerate(losses, 1):
+            clock[0] += 3.0  # 3 s an epoch: epochs 1-3 within the window, epoch 4 after it (12 s)
+            written.append(saver.on_epoch(e, {"val_loss": v}, state(e)))
+            if e == 5:
+                if saver.writer is not None:
+                    saver.writer.wait()
+                # epoch 4 wrote the best epoch held (2) and the last one (4); nothing since
+                assert C.info(run)["best"]["epoch"] == 2 and C.info(run)["last"]["epoch"] == 4
+                assert saver.properties()["checkpoint_epoch"] == 2
+        assert written == [[], [], [], ["best", "last"], [], [], []]
+        assert calls == [1, 2, 4, 6]  # states taken: the better epochs when they came (1, 2, 6), the last at 4
+        assert not (run / "checkpoints" / "best.ckpt").read_bytes() == b""
+        props = saver.close(state(7))
+        assert calls == [1, 2, 4, 6, 7]
+        assert props["checkpoint_epoch"] == 6 and props["checkpoint_last_epoch"] == 7
+        assert float(C.load_state(run)["w"][0]) == 6.0 and float(C.load_state(run, "last")["w"][0]) == 7.0
+        assert C.info(run)["best"]["value"] == 0.4 and C.info(run)["best"]["epoch"] == 6
+
+    held = C.Checkpointer(tmp_path / "same", {"keep": "both", "seconds": 10})
+    held.on_epoch(1, {"loss": 1.0}, state(1))
+    held.on_epoch(2, {"loss": 0.5}, state(2))  # the best is the last epoch: one file under both names
+    held.close(state(2))
+    a, b = (tmp_path / "same/checkpoints/best.ckpt").stat(), (tmp_path / "same/checkpoints/last.ckpt").stat()
+    assert a.st_ino == b.st_ino and C.info(tmp_path / "same")["best"]["epoch"] == 2
+
+    dropped = C.Checkpointer(tmp_path / "dropped", {"keep": "both", "seconds": 10})
+    dropped.on_epoch(1, {"loss": 1.0}, state(1))
+    dropped.discard()
+    assert dropped.on_epoch(2, {"loss": 0.5}, state(2)) == []
+    dropped.close(state(2))
+    assert not (tmp_path / "dropped").exists()
+
+    every = C.Checkpointer(tmp_path / "every", "seconds=0")  # 0: every epoch that is due, as before the window
+    assert [every.on_epoch(e, {"loss": 1.0 / e}, state(e)) for e in (1, 2)] == [["best", "last"], ["best", "last"]]
 
 
 def test_a_background_checkpointer_writes_and_records_what_a_synchronous_one_does(tmp_path):
@@ -345,7 +407,7 @@ def test_a_background_checkpointer_writes_and_records_what_a_synchronous_one_doe
 KILL_SCRIPT = '''
 import sys, numpy as np
 from gridrun import checkpoint as C
-saver = C.Checkpointer(sys.argv[1], "last")
+saver = C.Checkpointer(sys.argv[1], {"keep": "last", "seconds": 0})
 big = np.zeros((4_000_000,), np.float32)  # 16 MB: a save takes long enough to be killed in the middle
 for e in range(1, 10_000):
     saver.on_epoch(e, {"loss": 1.0}, lambda: {"w": big + e})
@@ -382,7 +444,7 @@ def test_kill_9_in_the_middle_of_saves_leaves_a_whole_previous_checkpoint(tmp_pa
         spare = run / "checkpoints" / ".last.ckpt.spare"  # the file the next save is written over in place
         torn_spare = spare.is_file() and _unreadable(spare)
         killed_mid_write = killed_mid_write or torn_spare or bool(list((run / "checkpoints").glob(".*.tmp")))
-        again = C.Checkpointer(run, "last")  # the next trial: its first save writes over what the kill left
+        again = C.Checkpointer(run, {"keep": "last", "seconds": 0})  # the next trial: its first save writes over what the kill left
         again.on_epoch(1, {}, lambda: {"w": np.zeros(2)})
         again.on_epoch(2, {}, lambda: {"w": np.ones(2)})
         assert float(C.load_state(run, "last")["w"][0]) == 1.0

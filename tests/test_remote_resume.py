@@ -66,7 +66,8 @@ def test_a_remote_trial_killed_at_epoch_k_continues_on_resume_with_the_same_metr
     where = _backend(backend, request)
     k = random.Random().randint(3, 5)  # the worker process is killed (SIGKILL) in epoch k's end hook
     runs, marker = tmp_path / "runs", tmp_path / "killed"
-    df = gridrun.tuning_run(script, {"kill_at": [k], "marker": [str(marker)]}, runs_dir=runs, quiet=True, **where)
+    df = gridrun.tuning_run(script, {"kill_at": [k], "marker": [str(marker)]}, runs_dir=runs, quiet=True,
+                            checkpoint_seconds=0, **where)  # (a write at every epoch: they take milliseconds)
     assert marker.exists() and list(df["status"]) == ["failed"], df["error_message"].iloc[0]
     first = Path(df["run_dir"].iloc[0])
     assert "died" in df["error_message"].iloc[0]
@@ -95,7 +96,8 @@ def test_a_checkpoint_over_the_size_limit_is_not_sent_and_the_trial_starts_again
     runs, marker = tmp_path / "runs", tmp_path / "killed"
     limit = 2_000  # the model's best + last checkpoints take several kB: they do not fit
     flags = {"kill_at": [3], "marker": [str(marker)]}
-    df = gridrun.tuning_run(script, flags, runs_dir=runs, quiet=True, max_artifact_bytes=limit, **where)
+    df = gridrun.tuning_run(script, flags, runs_dir=runs, quiet=True, max_artifact_bytes=limit, checkpoint_seconds=0,
+                            **where)
     first = Path(df["run_dir"].iloc[0])
     assert marker.exists() and list(df["status"]) == ["failed"]
     assert not (first / "checkpoints" / "last.ckpt").exists()
@@ -134,7 +136,7 @@ def test_saves_are_streamed_under_the_limit_counting_every_file(tmp_path):
         sent.clear()
         stream = remote.RemoteCheckpoints(caller, "r1", limit)
         with stream.on_worker(run):
-            saver = C.Checkpointer(run, "both", metric="loss")
+            saver = C.Checkpointer(run, "seconds=0", metric="loss")
             for epoch, loss in ((1, 1.0), (2, 0.5), (3, 0.7)):
                 saver.on_epoch(epoch, {"loss": loss}, lambda: tree)
             saver.close(lambda: tree)
@@ -179,7 +181,7 @@ def test_population_trials_on_dask_continue_in_slots_after_their_worker_died(scr
     runs, marker = tmp_path / "runs", tmp_path / "killed"
     lrs = [0.01, 0.03]
     df = gridrun.tuning_run(script, {"lr": lrs, "kill_at": [k], "marker": [str(marker)]}, runs_dir=runs, quiet=True,
-                            population=True, population_size=2, ordered=True, **where)
+                            population=True, population_size=2, ordered=True, checkpoint_seconds=0, **where)
     assert marker.exists() and set(df["status"]) == {"failed"}
     assert all(C.info(Path(d))["last"]["epoch"] >= 1 for d in df["run_dir"]), f"k={k}"
     df = gridrun.tuning_run(resume=True, script=script, runs_dir=runs, quiet=True, population=True, population_size=2,

@@ -112,7 +112,9 @@ def test_a_trial_killed_at_a_random_epoch_continues_on_resume_with_the_same_metr
     runs = tmp_path / "runs"
     marker = tmp_path / "killed"
     flags = {"kind": [kind], "kill_at": [k], "marker": [str(marker)]}
-    df = gridrun.tuning_run(script, flags, runs_dir=runs, backend="local", quiet=True)
+    # checkpoint_seconds=0: written at every epoch (this trial's epochs take milliseconds, all within the
+    # default window); the manifest keeps the setting for the resume
+    df = gridrun.tuning_run(script, flags, runs_dir=runs, backend="local", quiet=True, checkpoint_seconds=0)
     assert marker.exists() and list(df["status"]) == ["failed"], f"k={k}"
     first = Path(df["run_dir"].iloc[0])
     # a killed worker's trial keeps its checkpoints: the last one written is epoch k - 1, or k - 2 when
@@ -134,16 +136,40 @@ def test_a_trial_killed_at_a_random_epoch_continues_on_resume_with_the_same_metr
     assert props["epochs_completed"] == 6 and C.info(run)["last"]["epoch"] == 6
 
 
+def test_with_the_default_window_a_trial_killed_before_its_first_write_trains_again_the_same(script, tmp_path):
+    """The default CheckpointPolicy.seconds: a trial of millisecond epochs writes nothing before its end,
+    so a kill -9 at epoch k leaves no checkpoint, and the resume trains it from epoch 0, to the same
+    metrics; what it writes at its end is its best and last epochs."""
+    k = random.Random().randint(3, 5)
+    runs = tmp_path / "runs"
+    marker = tmp_path / "killed"
+    df = gridrun.tuning_run(script, {"kill_at": [k], "marker": [str(marker)]}, runs_dir=runs, backend="local",
+                            quiet=True)
+    assert marker.exists() and list(df["status"]) == ["failed"]
+    assert C.info(Path(df["run_dir"].iloc[0])) == {}, f"k={k}"
+    df = gridrun.tuning_run(resume=True, script=script, runs_dir=runs, backend="local", quiet=True)
+    run = Path(df[df["status"] == "completed"]["run_dir"].iloc[0])
+    props = json.loads((run / "properties.json").read_text())
+    assert not props.get("resumed_from_epoch") and props["checkpoint_last_epoch"] == 6
+    metrics = _metrics(run)
+    _same(metrics, _uninterrupted(script, tmp_path, "seq"))
+    best = int(np.argmin(metrics["val_loss"])) + 1
+    assert C.info(run)["best"]["epoch"] == props["checkpoint_epoch"] == best
+
+
 def test_population_slots_continue_their_trials_after_a_killed_worker(script, tmp_path):
     """kill -9 of the worker training a population (3 trials in 2 slots, one refilled): the group's trials
     fail with their worker; on --resume each continues in a slot from its own last checkpoint, at its own
     epoch (one may have none and starts at 0); every epoch's metrics equal the trial's trained alone."""
-    k = random.Random().randint(2, 5)
+    # from epoch 3: by the kill every trial's epoch-1 save is on disk (a save waits for the one before it);
+    # a kill at epoch 2 could come while both slots' first saves were still being written, one at a time
+    k = random.Random().randint(3, 5)
     runs = tmp_path / "runs"
     marker = tmp_path / "killed"
     lrs = [0.01, 0.03, 0.003]
     df = gridrun.tuning_run(script, {"lr": lrs, "kill_at": [k], "marker": [str(marker)]}, runs_dir=runs,
-                            backend="local", population=True, population_size=2, ordered=True, quiet=True)
+                            backend="local", population=True, population_size=2, ordered=True, quiet=True,
+                            checkpoint_seconds=0)
     assert marker.exists() and set(df["status"]) == {"failed"}
     df = gridrun.tuning_run(resume=True, script=script, runs_dir=runs, backend="local", quiet=True, population=True,
                             population_size=2)
@@ -167,7 +193,8 @@ def test_population_slots_continue_their_trials_after_a_killed_worker(script, tm
 
 def test_a_sweep_whose_client_was_killed_continues_its_trial_on_resume(script, tmp_path):
     """kill -9 of the client (and its process group) of an in-process sweep while a trial trains: the
-    resume closes the trial's run interrupted and continues it from its last checkpoint."""
+    resume closes the trial's run interrupted and continues it from its last checkpoint (1-second epochs,
+    the default 5-second window between writes: its first write comes at epoch 5 or so)."""
     runs = tmp_path / "runs"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep +
                os.environ.get("PYTHONPATH", ""))
@@ -198,7 +225,7 @@ def test_a_retry_in_the_same_session_continues_too(script, tmp_path):
     runs = tmp_path / "runs"
     marker = tmp_path / "killed"
     df = gridrun.tuning_run(script, {"kill_at": [3], "marker": [str(marker)]}, runs_dir=runs, backend="local",
-                            retries=1, quiet=True)
+                            retries=1, quiet=True, checkpoint_seconds=0)
     assert sorted(df["status"]) == ["completed", "failed"]
     run = Path(df[df["status"] == "completed"]["run_dir"].iloc[0])
     # epoch 2's checkpoint, or epoch 1's when the kill came before the background writer wrote epoch 2
@@ -268,7 +295,7 @@ def test_the_sweeps_checkpoints_policy_and_mode_reach_every_trial(script, tmp_pa
                             checkpoints="last", metric="val_acc", mode="min")
     run = Path(df["run_dir"].iloc[0])
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]
-    assert _manifest(runs).data["checkpoints"] == {"policy": "last", "keep_pruned": False}
+    assert _manifest(runs).data["checkpoints"] == {"policy": "last", "keep_pruned": False, "seconds": None}
 
     df = gridrun.tuning_run(script, {"epochs": [4]}, runs_dir=tmp_path / "best", backend="inprocess", quiet=True,
                             checkpoints="best", metric="val_acc", mode="min")
@@ -284,6 +311,9 @@ def test_the_sweeps_checkpoints_policy_and_mode_reach_every_trial(script, tmp_pa
     assert not (Path(df["run_dir"].iloc[0]) / "checkpoints").exists()
     with pytest.raises(GridrunError, match="--checkpoints 'sometimes': use one of best, last, both, none"):
         gridrun.tuning_run(script, {"epochs": [2]}, runs_dir=tmp_path / "bad", checkpoints="sometimes")
+    with pytest.raises(GridrunError, match=r"--checkpoint-seconds -1: give the least seconds .* 0 or more"):
+        gridrun.tuning_run(script, {"epochs": [2]}, runs_dir=tmp_path / "bad", checkpoint_seconds=-1)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_cli_checkpoints_and_keep_pruned_are_recorded_and_held_on_resume(script, tmp_path):
@@ -293,8 +323,37 @@ def test_cli_checkpoints_and_keep_pruned_are_recorded_and_held_on_resume(script,
     code = cli.main(["tuning-run", str(script), "--flag", "epochs=2", "--runs-dir", str(runs), "--quiet",
                      "--checkpoints", "best", "--keep-pruned", "--backend", "inprocess"])
     assert code == 0
-    assert _manifest(runs).data["checkpoints"] == {"policy": "best", "keep_pruned": True}
+    assert _manifest(runs).data["checkpoints"] == {"policy": "best", "keep_pruned": True, "seconds": None}
     code = cli.main(["tuning-run", "--resume", "--runs-dir", str(runs), "--quiet", str(script)])
     assert code == 0
-    assert _manifest(runs).data["checkpoints"] == {"policy": "best", "keep_pruned": True}
+    assert _manifest(runs).data["checkpoints"] == {"policy": "best", "keep_pruned": True, "seconds": None}
+
+
+def test_checkpoint_seconds_reaches_each_trial_over_the_scripts_policy_and_is_held_on_resume(script, tmp_path,
+                                                                                              monkeypatch):
+    """--checkpoint-seconds S: the window of every trial's writes (its keep stays the script's, or
+    --checkpoints'); recorded in the manifest and kept by --resume."""
+    from gridrun import cli
+
+    seen = []
+    made = C.Checkpointer.__init__
+
+    def spy(self, *args, **kwargs):
+        made(self, *args, **kwargs)
+        seen.append(self.policy)
+
+    monkeypatch.setattr(C.Checkpointer, "__init__", spy)
+    runs = tmp_path / "runs"
+    code = cli.main(["tuning-run", str(script), "--flag", "epochs=2", "--runs-dir", str(runs), "--quiet",
+                     "--checkpoint-seconds", "0", "--backend", "inprocess"])
+    assert code == 0
+    assert _manifest(runs).data["checkpoints"] == {"policy": None, "keep_pruned": False, "seconds": 0.0}
+    assert seen == [C.CheckpointPolicy(seconds=0.0)]
+    code = cli.main(["tuning-run", str(script), "--flag", "epochs=2", "--runs-dir", str(tmp_path / "last"), "--quiet",
+                     "--checkpoint-seconds", "30", "--checkpoints", "last", "--backend", "inprocess"])
+    assert code == 0 and seen[-1] == C.CheckpointPolicy(best=False, last=True, seconds=30.0)
+    (run,) = [p for p in (tmp_path / "last").iterdir() if (p / "checkpoints").is_dir()]
+    assert C.info(run)["last"]["epoch"] == 2  # written at the end, within the window
+    code = cli.main(["tuning-run", "--resume", "--runs-dir", str(runs), "--quiet", str(script)])
+    assert code == 0 and _manifest(runs).data["checkpoints"]["seconds"] == 0.0
 

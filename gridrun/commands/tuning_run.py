@@ -83,6 +83,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--checkpoints", choices=("best", "last", "both", "none"),
                         help="what each trial keeps of its training state, over the script's own checkpoint= "
                              "(default: the script's; fit's default is both; --resume continues from last)")
+    search.add_argument("--checkpoint-seconds", type=float, metavar="S",
+                        help="at least S seconds between two writes of a trial's checkpoints (default: the "
+                             "script's, 5; 0: every epoch); its best epoch is held in memory between writes "
+                             "and its end writes all, so only a kill -9 loses up to S s of its training")
     search.add_argument("--keep-pruned", action="store_true", default=None,
                         help="pruned and failed trials keep their checkpoints (default: deleted, to save disk)")
     search.add_argument("--promote", action="store_true",
@@ -148,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         prune_metric=args.prune_metric, sampler=args.sampler,
         sampler_options=parse_key_values(args.sampler_opt, "--sampler-opt"),
         prune=args.prune, prune_options=prune_options(args), dry_run=args.dry_run,
-        checkpoints=args.checkpoints, keep_pruned=args.keep_pruned,
+        checkpoints=args.checkpoints, keep_pruned=args.keep_pruned, checkpoint_seconds=args.checkpoint_seconds,
         worker_devices=parse_devices(args.worker_devices) if args.worker_devices else None,
         pbt=pbt_options(args),
     )

@@ -209,11 +209,13 @@ class _TaskMaker:
                 t.attempts[-1].extra["restarted"] = note
                 self.reporter.notice(note)
         settings = checkpoint_settings(manifest)
+        policy = settings.get("policy") if settings.get("seconds") is None else \
+            {"keep": settings.get("policy"), "seconds": settings["seconds"]}
         return TrialTask(script=self.script, flags=dict(t.flags), sweep=manifest.id, trial=i,
                          attempt=len(t.attempts), run_dir=None if executor.remote else str(run_dir),
                          context=self.context, max_bytes=self.max_bytes, sources=self.sources, metric=self.metric,
                          pruner=self.channel.caller if self.channel is not None and self.prunes else None,
-                         mode=sweep_metric(manifest)[1], checkpoint=settings.get("policy"), resume_from=resume_from,
+                         mode=sweep_metric(manifest)[1], checkpoint=policy, resume_from=resume_from,
                          paused_at=paused_at(t), drops_pruned=not settings.get("keep_pruned", False), remote=stream)
 
 
@@ -229,7 +231,8 @@ def paused_at(t: Trial) -> int | None:
 
 
 def checkpoint_settings(manifest: Manifest) -> dict[str, Any]:
-    """The sweep's checkpoint settings: {"policy": --checkpoints (None: each script's own), "keep_pruned": bool}."""
+    """The sweep's checkpoint settings: {"policy": --checkpoints (None: each script's own), "keep_pruned": bool,
+    "seconds": --checkpoint-seconds (None or absent: each script's own)}."""
     return dict(manifest.data.get("checkpoints") or {})
 
 

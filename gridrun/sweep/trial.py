@@ -40,7 +40,9 @@ class TrialTask:
     metric: str | None = None  # the sweep's metric (None: val_loss, else loss); the trial fails when it becomes non-finite
     pruner: Any = None  # the executor channel's caller to the sweep's pruner, when the sweep prunes
     mode: str | None = None  # the sweep's mode for `metric` (checkpoints keep the best epoch by it)
-    checkpoint: str | None = None  # the sweep's --checkpoints policy (None: the script's own checkpoint=)
+    # the sweep's --checkpoints policy (None: the script's own checkpoint=), or with --checkpoint-seconds
+    # {"keep": that policy or None, "seconds": S}
+    checkpoint: str | dict[str, Any] | None = None
     resume_from: dict[str, Any] | None = None  # continue from the run dir's last checkpoint: {"epoch": N, "run": ...}
     paused_at: int | None = None  # a promoted trial: the rung it paused at (it trains through it, even from epoch 0)
     drops_pruned: bool = False  # the sweep deletes a pruned or failed trial's checkpoints: none is written at that epoch

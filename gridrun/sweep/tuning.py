@@ -10,6 +10,7 @@ request, plans or resumes the sweep, picks the executor, and hands over to the l
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import sys
@@ -90,6 +91,7 @@ class SweepSpec:
         return self.pbt is not None and self.pbt is not False
     checkpoints: str | None = None  # best|last|both|none over each script's own checkpoint= (None: the script's)
     keep_pruned: bool | None = None  # pruned and failed trials keep their checkpoints (None: no, or as recorded)
+    checkpoint_seconds: float | None = None  # at least this long between a trial's writes (None: the script's own)
 
     def check(self) -> SweepSpec:
         """Every mistake that can be seen before anything runs: a one-line error naming the fix."""
@@ -128,6 +130,12 @@ class SweepSpec:
             self.checkpoints = str(self.checkpoints).lower()
             if self.checkpoints not in CHECKPOINT_CHOICES:
                 raise GridrunError(f"--checkpoints {self.checkpoints!r}: use one of {', '.join(CHECKPOINT_CHOICES)}")
+        if self.checkpoint_seconds is not None:
+            s = self.checkpoint_seconds
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s < 0:
+                raise GridrunError(f"--checkpoint-seconds {s!r}: give the least seconds between two writes of a "
+                                   f"trial's checkpoints, 0 or more (0: at every epoch)")
+            self.checkpoint_seconds = float(s)
         return self
 
     def _check_objectives(self) -> None:
@@ -210,6 +218,7 @@ def tuning_run(
     pbt: Any = None,
     checkpoints: str | None = None,
     keep_pruned: bool | None = None,
+    checkpoint_seconds: float | None = None,
 ):
     """Run `script` once per flag combination; return this sweep's runs (a DataFrame like `ls_runs`).
 
@@ -240,7 +249,10 @@ def tuning_run(
     pins local workers to device sets, one per worker, round robin (e.g. ["0", "1"]; docs/own-loop.md).
     `checkpoints` (best, last, both, none) overrides what each trial's fit / fit_loop keeps (default: the
     script's own `checkpoint=`, itself "both" by default); pruned and failed trials keep none unless
-    `keep_pruned`. An interrupted trial continues from its last checkpoint on `resume` (docs/tuning.md).
+    `keep_pruned`. A trial writes its checkpoints at most every `checkpoint_seconds` (default: the
+    script's policy, 5 s; 0: every epoch; between writes its best epoch is held in memory, and its end
+    writes everything, so only a kill -9 loses up to that much training). An interrupted trial continues
+    from its last checkpoint on `resume` (docs/tuning.md).
     Extending samplers, pruners and executors: docs/extending.md.
     """
     spec = SweepSpec(
@@ -252,7 +264,7 @@ def tuning_run(
         sampler_options=dict(sampler_options or {}), prune=prune, prune_options=dict(prune_options or {}),
         prune_metric=prune_metric,
         dry_run=dry_run, worker_devices=worker_devices, pbt=pbt, checkpoints=checkpoints,
-        keep_pruned=keep_pruned,
+        keep_pruned=keep_pruned, checkpoint_seconds=checkpoint_seconds,
     )
     return run_spec(spec.check())
 
@@ -421,6 +433,7 @@ def _checkpoints(spec: SweepSpec, manifest: Manifest) -> None:
     manifest.data["checkpoints"] = {
         "policy": spec.checkpoints if spec.checkpoints is not None else recorded.get("policy"),
         "keep_pruned": bool(spec.keep_pruned if spec.keep_pruned is not None else recorded.get("keep_pruned", False)),
+        "seconds": spec.checkpoint_seconds if spec.checkpoint_seconds is not None else recorded.get("seconds"),
     }
 
 

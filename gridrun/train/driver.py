@@ -194,6 +194,11 @@ class Member:
         if not self._deleted_anyway(pruned):
             for observe in self.observers:
                 observe(e, record, state)
+        else:  # (a checkpoint writer drops what it held since its last write)
+            for observe in self.observers:
+                discard = getattr(observe, "discard", None)
+                if discard is not None:
+                    discard()
         if self.stop is not None:  # now, while `state` is alive (a population's next epoch may donate it)
             self._close_observers()
         if self.progress is not None:
