@@ -1,7 +1,8 @@
 """One stop rule for every training path (train/driver.py): the same scripted trials (a loss that turns
 non-finite at epoch 3, EarlyStopping, a pruner stopping at a rung, the epoch budget) end the same way,
 at the same epoch, with the same records (metrics.json rows, status, message), whether trained by
-`fit` or `fit_loop`, alone, in a population group, or in a refilled slot of a smaller program."""
+`fit` or `fit_loop`, alone, in a population group, in a refilled slot of a smaller program, or alone
+side by side on the population's threads (where its cost model says vmapping would lose)."""
 
 import re
 
@@ -75,26 +76,33 @@ def prune_at(rung: int) -> PruneHook:
     return PruneHook(lambda report: report["epoch"] >= rung, 0, None)
 
 
-def run_all(script, root, how):
+# A hidden layer makes the model width-mergeable, so a population's plan may train it alone, side by
+# side (the linear Dense(2)-Dense(1) grows quadratically: lr=0.35 overflows in the third epoch)
+HIDDEN_SCRIPT = FIT_SCRIPT.replace("gridrun.Sequential([gridrun.Dense(1)])",
+                                   "gridrun.Sequential([gridrun.Dense(2), gridrun.Dense(1)])")
+HIDDEN_TRIALS = dict(TRIALS, nan=({"lr": 0.35}, None, ("failed", 3)))
+
+
+def run_all(script, root, how, trials=TRIALS, population=None):
     """Run every scripted trial of `script` sequentially, as one population group, or in a population
     of 2 refilled slots; return {trial: (status, message, metrics)} and the population (or None)."""
-    dirs = {name: root / how / name for name in TRIALS}
+    dirs = {name: root / how / name for name in trials}
     for d in dirs.values():
         d.mkdir(parents=True)
 
     def job(name):
-        flags, rung, _ = TRIALS[name]
+        flags, rung, _ = trials[name]
         hook = prune_at(rung) if rung is not None else None
         return execute(script, dirs[name], flags, capture_output=True, epoch_hook=hook)
 
     pop = None
     if how == "alone":
-        props = [job(name) for name in TRIALS]
+        props = [job(name) for name in trials]
     else:
-        pop = Population(max_size=None if how == "group" else 2)
-        props = pop.run([lambda n=n: job(n) for n in TRIALS])
+        pop = population or Population(max_size=None if how == "group" else 2)
+        props = pop.run([lambda n=n: job(n) for n in trials])
     out = {}
-    for name, p in zip(TRIALS, props, strict=True):
+    for name, p in zip(trials, props, strict=True):
         assert not isinstance(p, BaseException), p
         out[name] = (p["status"], p.get("error_message"), read_metrics_file(dirs[name] / "metrics.json"))
     return out, pop
@@ -115,27 +123,55 @@ def outcomes(request, tmp_path_factory):
     return results
 
 
-@pytest.mark.parametrize("how", ["alone", "group", "slot"])
-def test_each_trial_ends_by_its_rule_at_its_epoch(outcomes, how):
-    for name, (status, message, metrics) in outcomes[how].items():
-        want_status, want_epochs = TRIALS[name][2]
+def check_rules(outcome, how, trials=TRIALS):
+    for name, (status, message, metrics) in outcome.items():
+        want_status, want_epochs = trials[name][2]
         assert status == want_status, (how, name, message)
         assert all(len(v) == want_epochs for v in metrics.values()), (how, name, metrics)
-    _, message, metrics = outcomes[how]["nan"]
+    _, message, metrics = outcome["nan"]
     assert re.fullmatch(r"(val_)?loss became (nan|inf) at epoch 3", message), message
     assert all(np.isfinite(metrics["loss"][:2])) and not np.isfinite(metrics["loss"][2])
-    assert re.fullmatch(r"pruned at epoch 2 \(val_loss=\S+\)", outcomes[how]["pruned"][1])
+    assert re.fullmatch(r"pruned at epoch 2 \(val_loss=\S+\)", outcome["pruned"][1])
 
 
-@pytest.mark.parametrize("how", ["group", "slot"])
-def test_a_population_records_what_training_alone_records(outcomes, how):
-    for name, (status, message, metrics) in outcomes[how].items():
-        a_status, a_message, a_metrics = outcomes["alone"][name]
+def check_same(outcome, alone):
+    for name, (status, message, metrics) in outcome.items():
+        a_status, a_message, a_metrics = alone[name]
         assert status == a_status and metrics.keys() == a_metrics.keys(), name
         number = re.compile(r"=\S+\)")
         assert number.sub("", message or "") == number.sub("", a_message or ""), name
         for k in metrics:
             np.testing.assert_allclose(metrics[k], a_metrics[k], rtol=1e-4, atol=1e-6, err_msg=f"{name} {k}")
+
+
+@pytest.mark.parametrize("how", ["alone", "group", "slot"])
+def test_each_trial_ends_by_its_rule_at_its_epoch(outcomes, how):
+    check_rules(outcomes[how], how)
+
+
+@pytest.mark.parametrize("how", ["group", "slot"])
+def test_a_population_records_what_training_alone_records(outcomes, how):
+    check_same(outcomes[how], outcomes["alone"])
+
+
+def test_trials_a_population_trains_alone_side_by_side_end_by_the_same_rule(tmp_path, monkeypatch):
+    """The population's lone path (widths.plan says a vmapped program would lose; two at a time on its
+    threads, driver.train_alone): the same scripted trials end as they do alone, with the same records."""
+    import dataclasses
+
+    from gridrun.train import widths
+    from gridrun.train.population import PopulationConfig
+
+    script = tmp_path / "train.py"
+    script.write_text(HIDDEN_SCRIPT)
+    alone, _ = run_all(script, tmp_path, "alone", HIDDEN_TRIALS)
+    check_rules(alone, "alone", HIDDEN_TRIALS)
+    monkeypatch.setattr(widths, "costs", lambda backend=None: dataclasses.replace(
+        widths.COSTS["cpu"], flops_per_second=1e3, vmap_speedup=0.5))  # (vmapping modelled to lose)
+    side, pop = run_all(script, tmp_path, "side", HIDDEN_TRIALS, Population(PopulationConfig(parallel=2)))
+    assert pop.plans[0].sequential and pop.plans[0].parallel == 2 and pop.groups_trained == [1, 1, 1, 1]
+    check_rules(side, "side", HIDDEN_TRIALS)
+    check_same(side, alone)
 
 
 def test_both_engines_are_training_programs():
