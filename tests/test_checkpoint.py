@@ -266,14 +266,19 @@ def test_another_models_shapes_are_named_leaf_by_leaf():
         C.restore_into(fewer, raw, header, "R")
 
 
-def test_checkpointer_keeps_the_best_epoch_by_the_scoring_rule_and_calls_get_state_only_when_saving(tmp_path):
-    calls = []
-
+def _states(calls: list[int]):
+    """state(e): a get_state for epoch e's state ({"w": [e, e, e]}) that notes each call in `calls`."""
     def state(e):
         def get():
             calls.append(e)
             return {"w": jnp.full(3, float(e))}
         return get
+    return state
+
+
+def test_checkpointer_keeps_the_best_epoch_by_the_scoring_rule_and_calls_get_state_only_when_saving(tmp_path):
+    calls: list[int] = []
+    state = _states(calls)
 
     recorded = {}
     saver = C.Checkpointer(tmp_path, "seconds=0", metric="val_acc", record=recorded.update)
@@ -329,13 +334,8 @@ def test_within_the_seconds_window_the_best_epoch_is_held_and_the_end_writes_it(
     discarded trial (pruned, its checkpoints deleted anyway) writes nothing, even at close()."""
     clock = [100.0]
     monkeypatch.setattr(C.time, "monotonic", lambda: clock[0])
-    calls = []
-
-    def state(e):
-        def get():
-            calls.append(e)
-            return {"w": jnp.full(3, float(e))}
-        return get
+    calls: list[int] = []
+    state = _states(calls)
 
     for background in (False, True):
         run = tmp_path / f"run{background}"
