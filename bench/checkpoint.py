@@ -5,7 +5,8 @@
 Prints, each as a ratio against a baseline measured in this same run:
 1. save time per epoch / epoch time: the chapter's tuned model (Dense 256-128-64, BatchNorm, Dropout,
    Adam, EarlyStopping + ReduceLROnPlateau, batch 128, 48k/12k split), trained by gridrun.fit inside a
-   run dir with the default checkpoint="both"; the time the run's Checkpointer spent saving (serialize,
+   run dir with checkpoint="both", written at every epoch (`seconds=0`: the cost of a save, where the
+   default 5-second window writes less often); the time the run's Checkpointer spent saving (serialize,
    write over the previous version's file, swap names) against the epochs' time (first epoch, with compilation, left out). The worst
    case, a best epoch every epoch (both files written), is timed apart on the trained state.
 2. the format: gridrun's (raw layout + header + atomic replace) against orbax-checkpoint's
@@ -18,7 +19,8 @@ Prints, each as a ratio against a baseline measured in this same run:
 
 4. population mode (`--population`): P=16 trials of the chapter model in one vmapped program (a
    `tuning_run(population=True, population_size=16)` in this process, on the first `--pop-n` training
-   samples, compiled by a warm-up sweep first), each saving its own best and last checkpoints: the
+   samples, compiled by a warm-up sweep first), each saving its own best and last checkpoints at every
+   epoch (`checkpoint_seconds=0`): the
    seconds all 16 Checkpointers spent per program epoch (in each trial's background writer thread,
    while the program trains on) against the program's training loop per epoch (PopulationStats
    train_seconds: epochs and recording) in the same sweep with `checkpoints="none"`; and what the
@@ -85,13 +87,14 @@ def train_in_a_run(epochs: int) -> dict[str, float]:
             history = gridrun.fit(
                 chapter_model(data.num_classes), x, y, loss="categorical_crossentropy", optimizer="adam",
                 metrics=("accuracy",), epochs=epochs, batch_size=128, validation_split=0.2, verbose=0,
+                checkpoint={"keep": "both", "seconds": 0},  # every epoch written: what each save costs
                 callbacks=[gridrun.EarlyStopping(patience=5), gridrun.ReduceLROnPlateau(factor=0.05, patience=10),
                            gridrun.LambdaCallback(on_epoch_end=lambda e, logs: stamps.append(time.perf_counter()))])
         saver = savers[-1]
         # the per-epoch saves, timed again one by one on the trained state: best and last both due
         worst = []
         state = {"state": history.state, "rng": np.zeros(2, np.uint32)}
-        bench_saver = ckpt.Checkpointer(tmp / "worst", "both")
+        bench_saver = ckpt.Checkpointer(tmp / "worst", "seconds=0")
         for e in range(1, 6):
             t = time.perf_counter()
             bench_saver.on_epoch(e, {"val_loss": 1.0 / e}, lambda: state)
@@ -335,7 +338,8 @@ def population_saves(epochs: int, n: int, size: int = 16, rounds: int = 3) -> di
                 savers.clear()
                 df = gridrun.tuning_run(tmp / "train.py", {"lr": lrs, "epochs": [epochs], "n": [n]},
                                         runs_dir=tmp / f"runs-{policy}-{r}", quiet=True, population=True,
-                                        population_size=size, backend="inprocess", checkpoints=policy)
+                                        population_size=size, backend="inprocess", checkpoints=policy,
+                                        checkpoint_seconds=0)  # (every epoch written: what saving costs)
                 totals = PopulationStats.read_totals(str(stats))
                 program_epochs = max(totals["slot_epochs"] / size, 1)
                 loops[policy].append(totals["train_seconds"] / program_epochs)

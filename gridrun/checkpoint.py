@@ -515,7 +515,9 @@ class Checkpointer:
         for is on disk."""
         p = self.policy
         if p is not None and not self._discarded:
-            due = ["last"] if p.last and get_state is not None and self.last_epoch is not None \
+            # the last epoch from get_state(), or from what is held when that is the last epoch too
+            state = get_state is not None or (self._held is not None and self._held[0] == self.last_epoch)
+            due = ["last"] if p.last and state and self.last_epoch is not None \
                 and self._last_asked != self.last_epoch else []
             if due or self._held is not None:
                 self._save(due, self.last_epoch or 0, get_state or (lambda: None))
@@ -565,14 +567,16 @@ class Checkpointer:
         both names when it is this epoch, else first, as its own file (one job for the background
         writer: a trial's training waits for at most one save). Returns the names written."""
         held, self._held = self._held, None
-        if held is not None and "best" not in which:
-            if held[0] == epoch and which:  # (the epoch held is this one: one save under both names)
-                which = ["best", *which]
-                held = None
-        elif held is not None:
-            held = None  # (a better epoch is being written)
-        saves = ([(["best"], held[0], held[1], held[2])] if held is not None else []) + \
-            ([(list(which), epoch, get_state(), self._meta(epoch))] if which else [])
+        last = "last" in which
+        saves: list[tuple[list[str], int, Any, dict[str, Any]]] = []
+        if held is not None and "best" not in which:  # (else a better epoch is being written)
+            if held[0] == epoch and which:  # the epoch held is this one: one save under both names
+                saves.append((["best", *which], epoch, held[1], held[2]))
+                which = []
+            else:
+                saves.append((["best"], *held))
+        if which:
+            saves.append((list(which), epoch, get_state(), self._meta(epoch)))
         self._written_at = time.monotonic()
         for names, at, _, _ in saves:
             if "best" in names:
@@ -582,7 +586,7 @@ class Checkpointer:
             for save in saves:
                 self._write(*save)
             return names
-        if "last" in which:
+        if last:
             self.writer.last_asked = epoch
         self.writer.put(lambda: [self._write(*save) for save in saves])
         return names
