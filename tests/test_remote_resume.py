@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -53,6 +56,27 @@ def ray_session():
         ray.shutdown()
 
 
+@contextmanager
+def _worker_restarted(where: dict) -> Iterator[None]:
+    """Around a sweep whose trial kills its Dask worker: once it has ended, wait until the cluster's
+    nanny has a new worker up, so the next sweep's task does not meet the one being replaced (the
+    cluster allows no failed attempt: a task sent to a dying worker fails as KilledWorker)."""
+    if where.get("backend") != "dask":
+        yield
+        return
+    import distributed
+
+    with distributed.Client(where["scheduler"], timeout=30) as client:
+        before = set(client.scheduler_info()["workers"])
+        yield
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = set(client.scheduler_info()["workers"])
+            if now and not now & before:
+                return
+            time.sleep(0.2)
+
+
 def _backend(name: str, request) -> dict:
     if name == "dask":
         return {"backend": "dask", "scheduler": request.getfixturevalue("dask_cluster")}
@@ -66,8 +90,9 @@ def test_a_remote_trial_killed_at_epoch_k_continues_on_resume_with_the_same_metr
     where = _backend(backend, request)
     k = random.Random().randint(3, 5)  # the worker process is killed (SIGKILL) in epoch k's end hook
     runs, marker = tmp_path / "runs", tmp_path / "killed"
-    df = gridrun.tuning_run(script, {"kill_at": [k], "marker": [str(marker)]}, runs_dir=runs, quiet=True,
-                            checkpoint_seconds=0, **where)  # (a write at every epoch: they take milliseconds)
+    with _worker_restarted(where):
+        df = gridrun.tuning_run(script, {"kill_at": [k], "marker": [str(marker)]}, runs_dir=runs, quiet=True,
+                                checkpoint_seconds=0, **where)  # (a write at every epoch: they take milliseconds)
     assert marker.exists() and list(df["status"]) == ["failed"], df["error_message"].iloc[0]
     first = Path(df["run_dir"].iloc[0])
     assert "died" in df["error_message"].iloc[0]
@@ -96,8 +121,9 @@ def test_a_checkpoint_over_the_size_limit_is_not_sent_and_the_trial_starts_again
     runs, marker = tmp_path / "runs", tmp_path / "killed"
     limit = 2_000  # the model's best + last checkpoints take several kB: they do not fit
     flags = {"kill_at": [3], "marker": [str(marker)]}
-    df = gridrun.tuning_run(script, flags, runs_dir=runs, quiet=True, max_artifact_bytes=limit, checkpoint_seconds=0,
-                            **where)
+    with _worker_restarted(where):
+        df = gridrun.tuning_run(script, flags, runs_dir=runs, quiet=True, max_artifact_bytes=limit,
+                                checkpoint_seconds=0, **where)
     first = Path(df["run_dir"].iloc[0])
     assert marker.exists() and list(df["status"]) == ["failed"]
     assert not (first / "checkpoints" / "last.ckpt").exists()
@@ -180,8 +206,10 @@ def test_population_trials_on_dask_continue_in_slots_after_their_worker_died(scr
     k = random.Random().randint(3, 5)
     runs, marker = tmp_path / "runs", tmp_path / "killed"
     lrs = [0.01, 0.03]
-    df = gridrun.tuning_run(script, {"lr": lrs, "kill_at": [k], "marker": [str(marker)]}, runs_dir=runs, quiet=True,
-                            population=True, population_size=2, ordered=True, checkpoint_seconds=0, **where)
+    with _worker_restarted(where):
+        df = gridrun.tuning_run(script, {"lr": lrs, "kill_at": [k], "marker": [str(marker)]}, runs_dir=runs,
+                                quiet=True, population=True, population_size=2, ordered=True, checkpoint_seconds=0,
+                                **where)
     assert marker.exists() and set(df["status"]) == {"failed"}
     assert all(C.info(Path(d))["last"]["epoch"] >= 1 for d in df["run_dir"]), f"k={k}"
     df = gridrun.tuning_run(resume=True, script=script, runs_dir=runs, quiet=True, population=True, population_size=2,
