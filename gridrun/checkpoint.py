@@ -134,10 +134,8 @@ class CheckpointPolicy:
                 keep, every, seconds = str(value.get("keep", "both")).lower(), value.get("every", 1), value.get("seconds")
             else:
                 raise ValueError
-            if seconds is not None:
-                if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
-                        or seconds < 0:
-                    raise ValueError
+            if seconds is not None and not seconds_ok(seconds):
+                raise ValueError
         except ValueError:
             raise GridrunError(f"checkpoint={value!r}: {hint}") from None
         if keep not in ("both", "best", "last") or not isinstance(every, int) or isinstance(every, bool) or every < 1:
@@ -147,6 +145,11 @@ class CheckpointPolicy:
                 or (isinstance(value, Mapping) and "every" in value)
             seconds = 0.0 if explicit else DEFAULT_SECONDS
         return cls(best=keep in ("both", "best"), last=keep in ("both", "last"), every=every, seconds=float(seconds))
+
+
+def seconds_ok(value: Any) -> bool:
+    """Whether `value` is a window CheckpointPolicy.seconds takes: finite seconds, 0 or more (no bool)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ request, plans or resumes the sweep, picks the executor, and hands over to the l
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import sys
@@ -131,8 +130,10 @@ class SweepSpec:
             if self.checkpoints not in CHECKPOINT_CHOICES:
                 raise GridrunError(f"--checkpoints {self.checkpoints!r}: use one of {', '.join(CHECKPOINT_CHOICES)}")
         if self.checkpoint_seconds is not None:
+            from ..checkpoint import seconds_ok
+
             s = self.checkpoint_seconds
-            if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s < 0:
+            if not seconds_ok(s):
                 raise GridrunError(f"--checkpoint-seconds {s!r}: give the least seconds between two writes of a "
                                    f"trial's checkpoints, 0 or more (0: at every epoch)")
             self.checkpoint_seconds = float(s)
